@@ -1,0 +1,68 @@
+"""The permission funnel: every view and API endpoint looks projects up through here.
+
+A user who is not a member of a project gets NotFound (404) for anything of it, so ids don't
+leak; a member whose role is too low gets Forbidden (403). Superusers (the installation's
+`admin` account) act as admins of every project.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import QuerySet
+
+from labeling.models import ROLE_RANK, Membership, Project, Role
+from project.errors import Forbidden, NotFound
+
+UserLike = AbstractBaseUser | AnonymousUser
+
+
+def role_in(user: UserLike, project: Project) -> Role | None:
+    """The user's role in the project, or None if they are not a member."""
+    if not user.is_authenticated:
+        return None
+    if getattr(user, "is_superuser", False):
+        return Role.ADMIN
+    cached = getattr(project, "_role_cache", {})
+    if user.pk in cached:
+        return cached[user.pk]
+    role = (Membership.objects.filter(project=project, user_id=user.pk)
+            .values_list("role", flat=True).first())
+    result = Role(role) if role else None
+    cached[user.pk] = result
+    project._role_cache = cached  # type: ignore[attr-defined]
+    return result
+
+
+def has_role(user: UserLike, project: Project, min_role: Role) -> bool:
+    role = role_in(user, project)
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[min_role]
+
+
+def require_role(user: UserLike, project: Project, min_role: Role) -> Role:
+    """Raise NotFound for a non-member and Forbidden for a member below `min_role`."""
+    role = role_in(user, project)
+    if role is None:
+        raise NotFound("This project does not exist or you are not a member of it.")
+    if ROLE_RANK[role] < ROLE_RANK[min_role]:
+        raise Forbidden(f"This needs the {min_role.label.lower()} role in this project.")
+    return role
+
+
+def visible_projects(user: UserLike) -> QuerySet[Project]:
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if getattr(user, "is_superuser", False):
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user_id=user.pk)
+
+
+def access_project(user: UserLike, project_id: int | str, *,
+                   min_role: Role = Role.ANNOTATOR) -> Project:
+    """The project if `user` holds at least `min_role` in it (404 for non-members, else 403)."""
+    try:
+        project = Project.objects.get(pk=int(project_id))
+    except (Project.DoesNotExist, ValueError, TypeError):
+        raise NotFound("This project does not exist or you are not a member of it.") from None
+    project.current_role = require_role(user, project, min_role)  # type: ignore[attr-defined]
+    return project

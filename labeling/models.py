@@ -1,0 +1,219 @@
+"""Projects, members, tags, images and their labels.
+
+Every write goes through `labeling.services`; these classes hold fields, constraints and
+chainable read filters only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+
+
+class Role(models.TextChoices):
+    """A member's role in one project. Each role can do everything the roles below it can."""
+
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+    ADMIN = "admin", "Admin"
+
+    @property
+    def rank(self) -> int:
+        return ROLE_RANK[self]
+
+
+ROLE_RANK: dict[str, int] = {Role.ANNOTATOR: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
+
+
+class Project(models.Model):
+    class Kind(models.TextChoices):
+        MULTICLASS = "multiclass", "Classification: one tag per image"
+        MULTILABEL = "multilabel", "Classification: several tags per image"
+        DETECTION = "detection", "Object detection"
+
+    class Domain(models.TextChoices):
+        # The domain picks the backbone (training.ml.backbones): compact is exportable and fastest.
+        GENERAL_COMPACT = "general_compact", "General (compact)"
+        GENERAL = "general", "General"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MULTICLASS)
+    domain = models.CharField(max_length=30, choices=Domain.choices,
+                              default=Domain.GENERAL_COMPACT)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                              related_name="owned_projects")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_detection(self) -> bool:
+        return self.kind == Project.Kind.DETECTION
+
+    @property
+    def is_multiclass(self) -> bool:
+        return self.kind == Project.Kind.MULTICLASS
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="unique_project_member"),
+        ]
+        ordering = ["user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+
+class Tag(models.Model):
+    class Kind(models.TextChoices):
+        REGULAR = "regular", "Regular"
+        # "None of these": excludes every other tag on an image, trains the background class.
+        NEGATIVE = "negative", "Negative"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=500, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.REGULAR)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # Creation order is display order: keys 1–9 in the tagging view follow it.
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_tag_name"),
+            models.UniqueConstraint(fields=["project"], condition=Q(kind="negative"),
+                                    name="one_negative_tag_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_negative(self) -> bool:
+        return self.kind == Tag.Kind.NEGATIVE
+
+
+class ImageQuerySet(models.QuerySet["Image"]):
+    def training(self) -> ImageQuerySet:
+        """Images that are training data (not stored predictions awaiting review)."""
+        return self.filter(is_training=True)
+
+    def tagged(self) -> ImageQuerySet:
+        return self.filter(is_tagged=True)
+
+    def untagged(self) -> ImageQuerySet:
+        return self.filter(is_tagged=False)
+
+    def for_tag(self, tag: Tag | int) -> ImageQuerySet:
+        tag_id = tag if isinstance(tag, int) else tag.pk
+        return self.filter(
+            Exists(ImageTag.objects.filter(image=OuterRef("pk"), tag_id=tag_id))
+            | Exists(Region.objects.filter(image=OuterRef("pk"), tag_id=tag_id))
+        )
+
+
+class Image(models.Model):
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        IMPORT = "import", "Import"
+        PREDICTION = "prediction", "Prediction"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to="images/", max_length=300)
+    thumbnail = models.FileField(upload_to="thumbnails/", max_length=300, blank=True)
+    original_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=10)
+    size_bytes = models.PositiveIntegerField()
+    # Width and height after EXIF orientation, i.e. as the image is shown and trained on.
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.UPLOAD)
+    # False for stored predictions until a reviewer moves them into the training data.
+    is_training = models.BooleanField(default=True)
+    # Maintained by the tagging services: any tag or region makes an image tagged. Kept on the
+    # row so the gallery's tagged/untagged filters and counts are index lookups at 20k+ images.
+    is_tagged = models.BooleanField(default=False)
+    # Bumped by every label edit; an edit names the version it started from (compare-and-set).
+    version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects: ClassVar[ImageQuerySet] = ImageQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "sha256"], condition=Q(is_training=True),
+                                    name="unique_training_image_sha256"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "is_training", "-id"], name="image_gallery_idx"),
+            models.Index(fields=["project", "is_training", "is_tagged", "-id"],
+                         name="image_gallery_tagged_idx"),
+            models.Index(fields=["project", "sha256"], name="image_sha256_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name or f"image {self.pk}"
+
+    @property
+    def is_small(self) -> bool:
+        return min(self.width, self.height) < settings.LOUPE_SMALL_EDGE_PX
+
+
+class ImageTag(models.Model):
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="image_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="image_tags")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "tag"], name="unique_image_tag"),
+        ]
+        indexes = [models.Index(fields=["tag", "image"], name="imagetag_tag_image_idx")]
+
+
+class Region(models.Model):
+    """A bounding box in Custom Vision's convention: fractions of the image, top-left origin."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="regions")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="regions")
+    left = models.FloatField()
+    top = models.FloatField()
+    width = models.FloatField()
+    height = models.FloatField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        # A small tolerance for float rounding at the right and bottom edges.
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(left__gte=0) & Q(top__gte=0) & Q(width__gt=0) & Q(height__gt=0)
+                & Q(left__lte=1) & Q(top__lte=1) & Q(width__lte=1) & Q(height__lte=1),
+                name="region_inside_unit_square",
+            ),
+        ]
+        indexes = [models.Index(fields=["tag", "image"], name="region_tag_image_idx")]

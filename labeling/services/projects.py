@@ -1,0 +1,159 @@
+"""Projects, members and tags."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from labeling.access import require_role
+from labeling.models import Membership, Project, Role, Tag
+from project.errors import LabelRuleError, NotFound, ValidationFailed
+
+User = get_user_model()
+
+
+@transaction.atomic
+def create_project(*, name: str, kind: str, domain: str = Project.Domain.GENERAL_COMPACT,
+                   description: str = "", by: AbstractBaseUser) -> Project:
+    """Create a project; its creator becomes its first admin."""
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("A project needs a name.")
+    if kind not in Project.Kind.values:
+        raise ValidationFailed(f"Unknown project type {kind!r}.")
+    if domain not in Project.Domain.values:
+        raise ValidationFailed(f"Unknown domain {domain!r}.")
+    project = Project.objects.create(name=name, kind=kind, domain=domain,
+                                     description=description, owner=by)
+    Membership.objects.create(project=project, user=by, role=Role.ADMIN)
+    return project
+
+
+@transaction.atomic
+def update_project(*, project: Project, by: AbstractBaseUser, name: str | None = None,
+                   description: str | None = None, domain: str | None = None) -> Project:
+    """Rename or re-describe a project. Its kind is fixed once created: labels depend on it."""
+    require_role(by, project, Role.ADMIN)
+    if name is not None:
+        if not name.strip():
+            raise ValidationFailed("A project needs a name.")
+        project.name = name.strip()
+    if description is not None:
+        project.description = description
+    if domain is not None:
+        if domain not in Project.Domain.values:
+            raise ValidationFailed(f"Unknown domain {domain!r}.")
+        project.domain = domain
+    project.save()
+    return project
+
+
+@transaction.atomic
+def delete_project(*, project: Project, by: AbstractBaseUser) -> None:
+    require_role(by, project, Role.ADMIN)
+    project.delete()
+
+
+@transaction.atomic
+def add_member(*, project: Project, username: str, role: str, by: AbstractBaseUser,
+               password: str | None = None) -> Membership:
+    """Add an existing user to the project, or create the account when a password is given."""
+    require_role(by, project, Role.ADMIN)
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}.")
+    username = username.strip()
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        if not password:
+            raise NotFound(f"There is no user called {username!r}. "
+                           "Give a password to create the account.")
+        if len(password) < 8:
+            raise ValidationFailed("A new account's password needs at least 8 characters.")
+        user = User.objects.create_user(username=username, password=password)
+    membership, created = Membership.objects.get_or_create(
+        project=project, user=user, defaults={"role": role})
+    if not created:
+        raise ValidationFailed(f"{username} is already a member of this project.")
+    return membership
+
+
+@transaction.atomic
+def set_member_role(*, membership: Membership, role: str, by: AbstractBaseUser) -> Membership:
+    require_role(by, membership.project, Role.ADMIN)
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}.")
+    if membership.role == Role.ADMIN and role != Role.ADMIN:
+        _keep_one_admin(membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, membership: Membership, by: AbstractBaseUser) -> None:
+    require_role(by, membership.project, Role.ADMIN)
+    if membership.role == Role.ADMIN:
+        _keep_one_admin(membership)
+    membership.delete()
+
+
+def _keep_one_admin(membership: Membership) -> None:
+    others = (Membership.objects.select_for_update()
+              .filter(project=membership.project, role=Role.ADMIN)
+              .exclude(pk=membership.pk))
+    if not others.exists():
+        raise LabelRuleError("A project keeps at least one admin.")
+
+
+@transaction.atomic
+def create_tag(*, project: Project, name: str, by: AbstractBaseUser,
+               kind: str = Tag.Kind.REGULAR, description: str = "") -> Tag:
+    require_role(by, project, Role.ADMIN)
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("A tag needs a name.")
+    if kind not in Tag.Kind.values:
+        raise ValidationFailed(f"Unknown tag kind {kind!r}.")
+    if kind == Tag.Kind.NEGATIVE and project.is_detection:
+        raise LabelRuleError("Detection projects have no Negative tag: "
+                             "an image with no boxes is already a negative.")
+    if project.tags.filter(name__iexact=name).exists():
+        raise ValidationFailed(f"There is already a tag called {name!r}.")
+    if kind == Tag.Kind.NEGATIVE and project.tags.filter(kind=Tag.Kind.NEGATIVE).exists():
+        raise ValidationFailed("This project already has a Negative tag.")
+    try:
+        with transaction.atomic():
+            return Tag.objects.create(project=project, name=name, kind=kind,
+                                      description=description)
+    except IntegrityError:
+        raise ValidationFailed(f"There is already a tag called {name!r}.") from None
+
+
+@transaction.atomic
+def update_tag(*, tag: Tag, by: AbstractBaseUser, name: str | None = None,
+               description: str | None = None) -> Tag:
+    require_role(by, tag.project, Role.ADMIN)
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise ValidationFailed("A tag needs a name.")
+        if tag.project.tags.filter(name__iexact=name).exclude(pk=tag.pk).exists():
+            raise ValidationFailed(f"There is already a tag called {name!r}.")
+        tag.name = name
+    if description is not None:
+        tag.description = description
+    tag.save()
+    return tag
+
+
+@transaction.atomic
+def delete_tag(*, tag: Tag, by: AbstractBaseUser) -> None:
+    """Delete a tag and its labels; images left with no label become untagged again."""
+    from labeling.services.labels import refresh_is_tagged
+
+    require_role(by, tag.project, Role.ADMIN)
+    image_ids = list(tag.image_tags.values_list("image_id", flat=True))
+    image_ids += list(tag.regions.values_list("image_id", flat=True))
+    tag.delete()
+    refresh_is_tagged(image_ids)

@@ -1,0 +1,70 @@
+"""Shared fixtures: a private MEDIA_ROOT, in-memory images, users in every role, API clients."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+from PIL import Image as PILImage
+from rest_framework.test import APIClient
+
+from labeling.models import Role
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    # Plain storage in tests: the manifest storage needs collectstatic to have run.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+def make_image(width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30),
+               fmt: str = "PNG", **save_kwargs: object) -> bytes:
+    """An image file of the given size and format, made in memory."""
+    buffer = io.BytesIO()
+    mode = "RGB" if fmt.upper() in {"JPEG", "BMP"} else "RGB"
+    PILImage.new(mode, (width, height), color).save(buffer, format=fmt, **save_kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def image_bytes() -> Callable[..., bytes]:
+    return make_image
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory()
+
+
+@pytest.fixture
+def users(project) -> dict[str, object]:
+    """One user per relation to `project`: admin, reviewer, annotator, non-member."""
+    result = {"non_member": UserFactory(username="outsider")}
+    for role in (Role.ADMIN, Role.REVIEWER, Role.ANNOTATOR):
+        result[str(role)] = MembershipFactory(project=project, role=role,
+                                              user__username=f"{role}-user").user
+    return result
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def client_for(client) -> Callable[[object], object]:
+    """`client_for(user)`: the Django test client logged in as `user` (None: anonymous)."""
+
+    def login(user: object | None):
+        client.logout()
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return login
