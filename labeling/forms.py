@@ -1,6 +1,13 @@
+"""Forms: they check the shape and type of input; the rules live in labeling.services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 from django import forms
 
-from labeling.models import Project
+from labeling.models import Project, Tag
+from labeling.services.images import ImageFilter
 
 
 class ProjectForm(forms.Form):
@@ -10,3 +17,86 @@ class ProjectForm(forms.Form):
                              widget=forms.RadioSelect)
     domain = forms.ChoiceField(choices=Project.Domain.choices,
                                initial=Project.Domain.GENERAL_COMPACT)
+
+
+class IntegerListField(forms.Field):
+    """Repeated `name=<int>` parameters (checkboxes of the selected images) as a list of ints."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: object) -> list[int]:
+        if not value:
+            return []
+        values = value if isinstance(value, list | tuple) else [value]
+        try:
+            return [int(v) for v in values]
+        except (TypeError, ValueError):
+            raise forms.ValidationError("Image ids must be whole numbers.") from None
+
+
+class ImageFilterForm(forms.Form):
+    """The query string the gallery and the tagging view share: filter, tag and page cursor.
+
+    A bad value is dropped, not refused: an old bookmark to a deleted tag shows all images.
+    """
+
+    filter = forms.ChoiceField(choices=[(s, s) for s in ImageFilter.STATUSES], required=False)
+    tag = forms.IntegerField(required=False, min_value=1)
+    after = forms.IntegerField(required=False, min_value=1)
+    before = forms.IntegerField(required=False, min_value=1)
+
+    def __init__(self, data: object, *, tags: Sequence[Tag]) -> None:
+        super().__init__(data)
+        self.tag_ids = {tag.pk for tag in tags}
+
+    def clean_tag(self) -> int | None:
+        tag_id = self.cleaned_data.get("tag")
+        return tag_id if tag_id in self.tag_ids else None
+
+    def _value(self, name: str) -> object:
+        self.is_valid()
+        return self.cleaned_data.get(name)
+
+    def image_filter(self) -> ImageFilter:
+        tag_id = self._value("tag")
+        if isinstance(tag_id, int):
+            return ImageFilter(tag_id=tag_id)
+        return ImageFilter(status=str(self._value("filter") or "all"))
+
+    def cursors(self) -> dict[str, int | None]:
+        return {"after": self._value("after"), "before": self._value("before")}  # type: ignore[dict-item]
+
+
+class BulkActionForm(forms.Form):
+    """The gallery's bulk toolbar: tag, untag or delete the selected images."""
+
+    ACTIONS = [("tag", "Tag"), ("untag", "Untag"), ("delete", "Delete")]
+
+    action = forms.ChoiceField(choices=ACTIONS)
+    image_ids = IntegerListField()
+    tag = forms.ModelChoiceField(queryset=Tag.objects.none(), required=False,
+                                 empty_label="All tags")
+
+    def __init__(self, data: object, *, project: Project) -> None:
+        super().__init__(data)
+        self.fields["tag"].queryset = project.tags.all()  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("image_ids"):
+            raise forms.ValidationError("Select at least one image first.")
+        if cleaned.get("action") == "tag" and not cleaned.get("tag"):
+            self.add_error("tag", "Choose the tag to add to the selected images.")
+        return cleaned
+
+
+class TagToggleForm(forms.Form):
+    """One key press in the tagging view: the tag, the image version the page saw, advance?"""
+
+    tag = forms.ModelChoiceField(queryset=Tag.objects.none())
+    version = forms.IntegerField(min_value=1)
+    advance = forms.BooleanField(required=False)
+
+    def __init__(self, data: object, *, project: Project) -> None:
+        super().__init__(data)
+        self.fields["tag"].queryset = project.tags.all()  # type: ignore[attr-defined]

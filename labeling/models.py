@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q
 
 
 class Role(models.TextChoices):
@@ -126,6 +126,35 @@ class ImageQuerySet(models.QuerySet["Image"]):
             Exists(ImageTag.objects.filter(image=OuterRef("pk"), tag_id=tag_id))
             | Exists(Region.objects.filter(image=OuterRef("pk"), tag_id=tag_id))
         )
+
+    # Keyset ("seek") paging in gallery order (newest first): both walk the gallery indexes from
+    # a known id, so page 600 costs what page 1 costs, unlike OFFSET.
+    def older_than(self, image_id: int) -> ImageQuerySet:
+        """Images after `image_id` in gallery order (smaller ids), nearest first."""
+        return self.filter(pk__lt=image_id).order_by("-pk")
+
+    def newer_than(self, image_id: int) -> ImageQuerySet:
+        """Images before `image_id` in gallery order (larger ids), nearest first."""
+        return self.filter(pk__gt=image_id).order_by("pk")
+
+    def label_counts(self) -> dict[str, int]:
+        """`{"all", "tagged", "untagged"}` counts in one aggregate query."""
+        counts = self.aggregate(all=Count("pk"), tagged=Count("pk", filter=Q(is_tagged=True)))
+        return {**counts, "untagged": counts["all"] - counts["tagged"]}
+
+    def count_per_tag(self, *, boxes: bool = False) -> dict[int, int]:
+        """`{tag_id: how many of these images carry it}` in one grouped query.
+
+        Classification counts image tags; `boxes=True` (detection) counts images with at least
+        one box of the tag.
+        """
+        if boxes:
+            rows = self.filter(regions__isnull=False).values_list("regions__tag_id").annotate(
+                n=Count("pk", distinct=True))
+        else:
+            rows = self.filter(image_tags__isnull=False).values_list(
+                "image_tags__tag_id").annotate(n=Count("pk"))
+        return dict(rows.order_by())
 
 
 class Image(models.Model):

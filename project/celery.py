@@ -1,4 +1,4 @@
-"""The Celery app. Queues: `thumbnails` and `predict` (CPU, short), `train` (long, one at a time)."""
+"""The Celery app. Queues: `thumbnails`, `predict` (CPU, short); `train` (long, one at a time)."""
 
 import os
 
@@ -9,3 +9,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# labeling/tasks_import.py (dataset import) sits beside labeling/tasks.py.
+app.autodiscover_tasks(related_name="tasks_import")

@@ -3,7 +3,9 @@
 from django.urls import path
 
 from project.consumers import PingConsumer
+from training.routing import websocket_urlpatterns as training_websockets
 
 websocket_urlpatterns = [
     path("ws/ping/", PingConsumer.as_asgi()),
+    *training_websockets,
 ]

@@ -147,6 +147,22 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Training (training/) ---------------------------------------------------------------------
+# Pooled backbone embeddings per image content hash: a worker-local cache, rebuilt on a miss.
+LOUPE_FEATURE_CACHE_DIR = Path(env_str("LOUPE_FEATURE_CACHE_DIR", str(DATA_DIR / "features")))
+# A training worker renews its iteration's lease every third of this; the sweep treats an
+# iteration whose lease ran out as lost (worker killed) and re-queues or fails it.
+LOUPE_TRAIN_LEASE_S = env_int("LOUPE_TRAIN_LEASE_S", 90)
+# Runs of one iteration before the sweep gives up: a dataset that kills its worker must not loop.
+LOUPE_TRAIN_MAX_ATTEMPTS = env_int("LOUPE_TRAIN_MAX_ATTEMPTS", 2)
+LOUPE_TRAIN_MAX_BUDGET_S = env_int("LOUPE_TRAIN_MAX_BUDGET_S", 3 * 3600)
+CELERY_BEAT_SCHEDULE = {
+    "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
+    # Thumbnails whose task was never queued (broker down at upload time) or was lost.
+    "labeling-queue-missing-thumbnails": {"task": "labeling.queue_missing_thumbnails",
+                                          "schedule": 600.0},
+}
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -204,6 +220,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Project and Tag both have a `kind`: name their enums so the schema has no collision.
+    "ENUM_NAME_OVERRIDES": {
+        "ProjectKindEnum": "labeling.models.Project.Kind",
+        "TagKindEnum": "labeling.models.Tag.Kind",
+    },
 }
 
 LANGUAGE_CODE = "en-us"

@@ -4,14 +4,17 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from project.health import healthz
+from project.media import serve_media
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("media/<path:path>", serve_media, name="media"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("labeling.api_urls")),
+    path("projects/<int:project_id>/", include("training.urls")),
     path("", include("labeling.urls")),
 ]

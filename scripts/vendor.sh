@@ -7,3 +7,6 @@ mkdir -p static/vendor
 version() { node -p "require('./node_modules/$1/package.json').version"; }
 cp node_modules/htmx.org/dist/htmx.min.js "static/vendor/htmx-$(version htmx.org).min.js"
 cp node_modules/chart.js/dist/chart.umd.min.js "static/vendor/chart-$(version chart.js).umd.min.js"
+# The source maps are not shipped: drop the comments naming them, or collectstatic's manifest
+# storage fails on the missing .map file.
+sed -i '/^\/\/# sourceMappingURL=/d' static/vendor/*.js

@@ -12,6 +12,22 @@ from rest_framework.test import APIClient
 from labeling.models import Role
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
+pytest_plugins = ["tests.worker"]  # the `celery_worker_redis` fixture (a real worker on Redis)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    # The SQLite test database is a file (WAL, busy timeout), not ":memory:": a worker process
+    # started by a test (tests/training: SIGKILLed mid-training) must open the same database,
+    # and threads of an in-process worker then wait on locks instead of failing on them. The
+    # file is named db.sqlite3 in its own directory so LOUPE_DATA_DIR=<that directory> opens it.
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        path = tmp_path_factory.mktemp("testdb") / "db.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(path)
+
 
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):

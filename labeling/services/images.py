@@ -1,15 +1,16 @@
-"""Deleting images (reviewers and admins) and the files that go with them."""
+"""Deleting images (reviewers and admins), and browsing them: gallery pages and neighbours."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
 from labeling.access import require_role
-from labeling.models import Image, Project, Role
+from labeling.models import Image, ImageQuerySet, Project, Role
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +33,103 @@ def delete_images(*, project: Project, image_ids: Sequence[int], by: AbstractBas
             logger.warning("Could not delete file %s of a deleted image", field.name,
                            exc_info=True)
     return len(images)
+
+
+# --- Browsing: the gallery's filters and pages, and the tagging view's neighbours -----------
+# Order everywhere is newest first (-id), on the indexes image_gallery_idx and
+# image_gallery_tagged_idx. Paging seeks from an id instead of OFFSET, so every page costs the
+# same few queries whatever its depth (measured: bench/gallery_and_tagging.py).
+
+GALLERY_PAGE_SIZE = 30
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    """Which training images a gallery or tagging view walks: all, tagged, untagged or one tag."""
+
+    status: str = "all"  # "all" | "tagged" | "untagged"
+    tag_id: int | None = None
+
+    STATUSES = ("all", "tagged", "untagged")
+
+    def apply(self, images: ImageQuerySet) -> ImageQuerySet:
+        images = images.training()
+        if self.tag_id is not None:
+            return images.for_tag(self.tag_id)
+        if self.status == "tagged":
+            return images.tagged()
+        if self.status == "untagged":
+            return images.untagged()
+        return images
+
+    def as_query(self) -> dict[str, str]:
+        """The query-string parameters that reproduce this filter (empty for "all")."""
+        if self.tag_id is not None:
+            return {"tag": str(self.tag_id)}
+        return {} if self.status == "all" else {"filter": self.status}
+
+    @property
+    def key(self) -> str:
+        """A stable name for the active filter ("all", "tagged", "untagged", "tag-<id>")."""
+        return f"tag-{self.tag_id}" if self.tag_id is not None else self.status
+
+
+@dataclass(frozen=True)
+class ImagePage:
+    images: list[Image]
+    newer_cursor: int | None  # `?before=` for the previous (newer) page, None on the first
+    older_cursor: int | None  # `?after=` for the next (older) page, None on the last
+
+
+def browse_images(images: ImageQuerySet, *, after: int | None = None,
+                  before: int | None = None, size: int = GALLERY_PAGE_SIZE) -> ImagePage:
+    """One page of `images` (already filtered) in gallery order, by seek from a cursor.
+
+    `after=<id>` gives the page that follows the image `<id>`, `before=<id>` the page before
+    it; neither gives the first page. Always two queries: the page (one row extra to know
+    whether more follow) and whether anything lies on the other side.
+    """
+    if before is not None:
+        rows = list(images.newer_than(before)[: size + 1])
+        has_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        has_older = images.older_than(rows[-1].pk if rows else before).exists()
+    else:
+        start = images.older_than(after) if after is not None else images.order_by("-pk")
+        rows = list(start[: size + 1])
+        has_older = len(rows) > size
+        rows = rows[:size]
+        # On the first page too: images uploaded since the page was opened make a newer page.
+        has_newer = images.newer_than(rows[0].pk if rows else (after or 0)).exists()
+    return ImagePage(
+        images=rows,
+        newer_cursor=rows[0].pk if rows and has_newer else None,
+        older_cursor=rows[-1].pk if rows and has_older else None,
+    )
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The tagging view's way around one image, within the gallery's filter and order."""
+
+    previous: Image | None
+    next: Image | None
+    next_untagged: Image | None
+
+
+def image_neighbours(images: ImageQuerySet, image: Image, *,
+                     untagged: ImageQuerySet) -> Neighbours:
+    """The images before and after `image` in `images`, and the next untagged one.
+
+    `untagged` is where U looks (the project's untagged training images): the next one after
+    `image` in gallery order, wrapping round to the newest so U never dead-ends while work is
+    left.
+    """
+    fields = ("pk", "file", "project_id")
+    untagged = untagged.exclude(pk=image.pk).only(*fields)
+    return Neighbours(
+        previous=images.newer_than(image.pk).only(*fields).first(),
+        next=images.older_than(image.pk).only(*fields).first(),
+        next_untagged=(untagged.older_than(image.pk).first()
+                       or untagged.order_by("-pk").first()),
+    )

@@ -1,14 +1,20 @@
-"""Projects, members and tags."""
+"""Projects, members, tags, and each user's REST API token (shown on the settings page)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from rest_framework.authtoken.models import Token
 
 from labeling.access import require_role
-from labeling.models import Membership, Project, Role, Tag
-from project.errors import LabelRuleError, NotFound, ValidationFailed
+from labeling.models import ImageTag, Membership, Project, Region, Role, Tag
+from project.errors import Forbidden, LabelRuleError, NotFound, ValidationFailed
 
 User = get_user_model()
 
@@ -157,3 +163,64 @@ def delete_tag(*, tag: Tag, by: AbstractBaseUser) -> None:
     image_ids += list(tag.regions.values_list("image_id", flat=True))
     tag.delete()
     refresh_is_tagged(image_ids)
+
+
+# --- Lookups scoped to a project the caller already got through `access_project` -------------
+
+
+def get_tag(project: Project, tag_id: int | str) -> Tag:
+    """The project's tag with this id; NotFound otherwise (another project's id never leaks)."""
+    tag = _scoped(project.tags.all(), tag_id)
+    if tag is None:
+        raise NotFound("This tag does not exist in this project.")
+    return tag
+
+
+def get_tags(project: Project, tag_ids: Sequence[int]) -> list[Tag]:
+    """The project's tags with these ids, in the order given; NotFound if one is not there."""
+    wanted = list(dict.fromkeys(tag_ids))
+    found = {tag.pk: tag for tag in project.tags.filter(pk__in=wanted)}
+    missing = [tag_id for tag_id in wanted if tag_id not in found]
+    if missing:
+        raise NotFound(f"Tag {missing[0]} does not exist in this project.")
+    return [found[tag_id] for tag_id in wanted]
+
+
+def get_membership(project: Project, membership_id: int | str) -> Membership:
+    membership = _scoped(project.memberships.select_related("user", "project"), membership_id)
+    if membership is None:
+        raise NotFound("This member does not exist in this project.")
+    return membership
+
+
+def _scoped(queryset: QuerySet[Any], pk: int | str) -> Any:
+    try:
+        return queryset.filter(pk=int(pk)).first()
+    except (TypeError, ValueError):
+        return None
+
+
+def tags_with_image_counts(project: Project) -> QuerySet[Tag]:
+    """The project's tags, each with `image_count`: images carrying it as a tag or a box.
+
+    Two correlated subqueries rather than JOIN + COUNT(DISTINCT), so a tag on 20k images costs
+    one index range scan each and the list stays one query.
+    """
+    tagged = (ImageTag.objects.filter(tag=OuterRef("pk")).order_by()
+              .values("tag").annotate(n=Count("image", distinct=True)).values("n"))
+    boxed = (Region.objects.filter(tag=OuterRef("pk")).order_by()
+             .values("tag").annotate(n=Count("image", distinct=True)).values("n"))
+    return project.tags.annotate(
+        image_count=Coalesce(Subquery(tagged), 0) + Coalesce(Subquery(boxed), 0))
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def regenerate_api_token(*, user: AbstractBaseUser) -> Token:
+    """Give the user a new REST API token; the old one stops working at once."""
+    if not user.is_authenticated:
+        raise Forbidden("Log in to get an API token.")
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user)

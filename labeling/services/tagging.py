@@ -22,6 +22,9 @@ from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.labels import refresh_is_tagged
 from project.errors import EditConflict, LabelRuleError, NotFound
 
+CONFLICT_MESSAGE = ("Someone else changed this image's labels while you were looking. "
+                    "Reload to see their change.")
+
 
 def check_tag_rules(project: Project, tags: Sequence[Tag]) -> None:
     """Raise LabelRuleError if `tags` is not a valid complete tag set for one image."""
@@ -77,6 +80,25 @@ def toggle_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser,
 
 
 @transaction.atomic
+def choose_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser,
+                     version: int | None) -> Image:
+    """Multiclass with auto-advance: the key means "this image is `tag`", never "untag".
+
+    Pressing the key of the tag the image already has keeps it (no write, no new version), so
+    a second look at an image never silently removes its label on the way past.
+    """
+    if not image.project.is_multiclass:
+        return toggle_image_tag(image=image, tag=tag, by=by, version=version)
+    current = list(ImageTag.objects.filter(image=image).values_list("tag_id", flat=True))
+    if current == [tag.pk]:
+        require_role(by, image.project, Role.ANNOTATOR)
+        if version is not None and image.version != version:
+            raise EditConflict(CONFLICT_MESSAGE)
+        return image
+    return set_image_tags(image=image, tags=[tag], by=by, version=version)
+
+
+@transaction.atomic
 def add_tags_to_images(*, project: Project, image_ids: Sequence[int], tags: Sequence[Tag],
                        by: AbstractBaseUser) -> int:
     """Bulk tag: give every listed image these tags, by the same rules as one image.
@@ -124,5 +146,4 @@ def _bump_version(image: Image, version: int | None) -> None:
     if version is not None:
         rows = rows.filter(version=version)
     if not rows.update(version=F("version") + 1):
-        raise EditConflict("Someone else changed this image's labels while you were looking. "
-                           "Reload to see their change.")
+        raise EditConflict(CONFLICT_MESSAGE)

@@ -1,13 +1,158 @@
-"""Gallery of a project's images. (Being built: filters, paging and bulk actions.)"""
+"""The gallery, a project's home: training images with filters, counts, pages and bulk actions.
 
+htmx requests get only the part they target (`HX-Target`: gallery-body, filter-bar or
+image-grid), rendered from the inline partials of labeling/gallery.html; bulk actions answer
+with the refreshed grid and fire `gallery-changed`, on which the filter bar reloads its counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
 
-from labeling.access import access_project
+from labeling.access import access_project, has_role
+from labeling.forms import BulkActionForm, ImageFilterForm
+from labeling.models import ImageTag, Project, Role
+from labeling.services.images import browse_images, delete_images
+from labeling.services.tagging import add_tags_to_images, remove_tags_from_images
+from project.errors import LoupeError, ValidationFailed
+
+TEMPLATE = "labeling/gallery.html"
+PARTIALS = {"gallery-body", "filter-bar", "image-grid"}
 
 
+@require_GET
 @login_required
 def gallery(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id)
-    return TemplateResponse(request, "labeling/gallery.html", {"project": project})
+    context = gallery_context(request, project, request.GET)
+    return _render(request, context)
+
+
+@require_POST
+@login_required
+def image_bulk(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Tag, untag or delete the selected images, then show the same page of the gallery."""
+    project = access_project(request.user, project_id)
+    form = BulkActionForm(request.POST, project=project)
+    status, notice, error = 200, "", ""
+    try:
+        if not form.is_valid():
+            raise ValidationFailed(_first_error(form))
+        notice = _run_bulk_action(project, request.user, form.cleaned_data)
+    except LoupeError as err:
+        status, error = err.http_status, err.message
+    if not request.htmx and not error:  # without JavaScript: POST/redirect/GET
+        messages.success(request, notice)
+        query = _filter_query(ImageFilterForm(request.GET, tags=list(project.tags.all())))
+        return redirect(reverse("labeling:project-detail", args=[project.pk]) + query)
+    # The filter and page ride in the query string, so the answer is the page the user was on.
+    context = gallery_context(request, project, request.GET)
+    context.update(notice=notice, error=error)
+    response = _render(request, context, status=status, partial="image-grid")
+    if not error:
+        trigger_client_event(response, "gallery-changed")
+    return response
+
+
+def _run_bulk_action(project: Project, user: Any, data: dict[str, Any]) -> str:
+    ids, tag = data["image_ids"], data["tag"]
+    if data["action"] == "delete":
+        count = delete_images(project=project, image_ids=ids, by=user)
+        return f"Deleted {count} image{'s' if count != 1 else ''}."
+    if data["action"] == "tag":
+        count = add_tags_to_images(project=project, image_ids=ids, tags=[tag], by=user)
+        return f"Tagged {count} image{'s' if count != 1 else ''} “{tag.name}”."
+    count = remove_tags_from_images(project=project, image_ids=ids,
+                                    tags=[tag] if tag else [], by=user)
+    what = f"“{tag.name}”" if tag else "all tags"
+    return f"Removed {what} from {count} image{'s' if count != 1 else ''}."
+
+
+def gallery_context(request: HttpRequest, project: Project, query: QueryDict) -> dict[str, Any]:
+    """Everything the gallery shows; a constant number of queries whatever the page."""
+    tags = list(project.tags.all())
+    form = ImageFilterForm(query, tags=tags)
+    image_filter = form.image_filter()
+    images = image_filter.apply(project.images.all())
+    if not project.is_detection:
+        images = images.prefetch_related(
+            Prefetch("image_tags", queryset=ImageTag.objects.select_related("tag")
+                     .order_by("tag_id")))
+    page = browse_images(images, **form.cursors())
+    training = project.images.training()
+    counts = training.label_counts()
+    per_tag = training.count_per_tag(boxes=project.is_detection)
+    gallery_url = reverse("labeling:project-detail", args=[project.pk])
+    filter_query = urlencode(image_filter.as_query())
+    cursor = {k: v for k, v in form.cursors().items() if v is not None}
+
+    def link(**params: Any) -> str:
+        return _with_query(gallery_url, {**image_filter.as_query(), **params})
+
+    filters = [
+        {"key": "all", "label": "All", "count": counts["all"], "query": ""},
+        {"key": "tagged", "label": "Tagged", "count": counts["tagged"], "query": "filter=tagged"},
+        {"key": "untagged", "label": "Untagged", "count": counts["untagged"],
+         "query": "filter=untagged"},
+    ] + [{"key": f"tag-{tag.pk}", "label": tag.name, "count": per_tag.get(tag.pk, 0),
+          "query": f"tag={tag.pk}", "is_negative": tag.is_negative} for tag in tags]
+    for item in filters:
+        item["url"] = f"{gallery_url}?{item['query']}" if item["query"] else gallery_url
+        item["is_active"] = item["key"] == image_filter.key
+    return {
+        "project": project,
+        "tags": tags,
+        "filters": filters,
+        "active_filter": next(f for f in filters if f["is_active"]),
+        "page": page,
+        "gallery_url": gallery_url,
+        "filter_query": filter_query,
+        "bulk_url": _with_query(reverse("labeling:image-bulk", args=[project.pk]),
+                                {**image_filter.as_query(), **cursor}),
+        "refresh_url": link(),
+        "first_url": link() if page.newer_cursor else "",
+        "newer_url": link(before=page.newer_cursor) if page.newer_cursor else "",
+        "older_url": link(after=page.older_cursor) if page.older_cursor else "",
+        "can_delete": has_role(request.user, project, Role.REVIEWER),
+    }
+
+
+def _render(request: HttpRequest, context: dict[str, Any], *, status: int = 200,
+            partial: str = "") -> TemplateResponse:
+    target = (partial or request.htmx.target) if request.htmx else None
+    if target in PARTIALS and not request.htmx.history_restore_request:
+        name = f"{TEMPLATE}#{target}"
+    else:
+        name = TEMPLATE
+    response = TemplateResponse(request, name, context, status=status)
+    # The same URL answers a page or a partial: caches (and the back button) must tell them apart.
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
+
+
+def _filter_query(form: ImageFilterForm) -> str:
+    params = {**form.image_filter().as_query(),
+              **{k: v for k, v in form.cursors().items() if v is not None}}
+    return _with_query("", params)
+
+
+def _with_query(url: str, params: dict[str, Any]) -> str:
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _first_error(form: BulkActionForm) -> str:
+    for errors in form.errors.values():
+        return str(errors[0])
+    return "The request is not valid."

@@ -1,0 +1,353 @@
+"""Dataset import and export: a project's images and labels in and out of a zip archive.
+
+Import is all or nothing, and says item by item what stopped it:
+1. read (phase 1, nothing written): unsafe archive members (`../`, absolute, symlinks), the
+   annotation file, images it names that are missing, boxes outside the declared image size,
+   members that cannot be decompressed; any problem ends the import here;
+2. write (phase 2, one transaction): tags the project lacks are created, images go through the
+   same ingest as uploads (`ingest_images`: type by content, size, pixel bombs, duplicates) and
+   labels through the same services as the editors (`set_image_regions`, `set_image_tags`);
+   any problem (a rejected image, a size that differs from the annotation file, a box under
+   1 px) rolls the transaction back and removes every file stored so far.
+
+Export writes the project's training images and labels in one of `labeling.formats`; export →
+import into a new project → export gives the same annotation files and images.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from labeling.access import require_role
+from labeling.formats import FORMATS, DatasetFormat
+from labeling.formats.common import (
+    IMAGE_EXTENSIONS,
+    ArchiveError,
+    BoxItem,
+    DatasetItem,
+    ExportItem,
+    Problem,
+    SafeArchive,
+    unique_names,
+)
+from labeling.models import Image, Project, Role, Tag
+from labeling.services.ingest import SUPPORTED_FORMATS, ingest_images
+from labeling.services.projects import create_tag
+from labeling.services.regions import normalize_box, set_image_regions
+from labeling.services.tagging import set_image_tags
+from project.errors import LabelRuleError, LoupeError, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+# Images go through ingest in batches of this many: progress moves between batches, and memory
+# holds one batch's candidates at most.
+INGEST_BATCH = 50
+_READ_CHUNK_BYTES = 1024 * 1024
+# Fixed timestamps make two exports of the same labels byte-identical.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass
+class ImportReport:
+    format: str
+    images: int = 0
+    boxes: int = 0
+    labeled_images: int = 0
+    tags_created: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, object]:
+        return {"format": self.format, "ok": self.ok, "images": self.images,
+                "boxes": self.boxes, "labeled_images": self.labeled_images,
+                "tags_created": self.tags_created,
+                "problems": [{"item": p.item, "code": p.code, "message": p.message}
+                             for p in self.problems]}
+
+
+class _RollBack(Exception):
+    pass
+
+
+def dataset_format(project: Project, name: str) -> DatasetFormat:
+    """The format called `name`, if it fits the project's kind."""
+    fmt = FORMATS.get(name)
+    if fmt is None:
+        raise ValidationFailed(f"Unknown dataset format “{name}”.")
+    if fmt.is_detection != project.is_detection:
+        what = "object detection" if project.is_detection else "classification"
+        raise LabelRuleError(f"{fmt.label} does not fit a {what} project.")
+    return fmt
+
+
+def formats_for(project: Project) -> list[DatasetFormat]:
+    return [f for f in FORMATS.values() if f.is_detection == project.is_detection]
+
+
+def import_dataset(*, project: Project, archive: IO[bytes], format_name: str,
+                   by: AbstractBaseUser,
+                   on_progress: ProgressCallback = lambda fraction, message: None,
+                   ) -> ImportReport:
+    """Import a zip of images and annotations into the project, completely or not at all.
+
+    Raises LoupeError for what stops the import as a whole (role, format, not a zip); returns
+    an ImportReport whose `problems` list every item that stopped it otherwise.
+    """
+    require_role(by, project, Role.ADMIN)  # it may create tags, which only admins do
+    fmt = dataset_format(project, format_name)
+    report = ImportReport(format=fmt.name)
+    on_progress(0.0, "Reading the archive.")
+    safe = SafeArchive(archive)
+    try:
+        parsed = fmt.parse(safe)
+        report.problems = [*safe.problems, *parsed.problems]
+        report.problems += _check_items(project, safe, parsed.items, on_progress)
+        if report.problems:
+            return report
+        _write(project, safe, parsed.items, parsed.tag_names, by, report, on_progress)
+    finally:
+        safe.close()
+    on_progress(1.0, "Imported." if report.ok else "Nothing was imported.")
+    return report
+
+
+def _check_items(project: Project, archive: SafeArchive, items: Sequence[DatasetItem],
+                 on_progress: ProgressCallback) -> list[Problem]:
+    """Phase 1: everything that can be checked without writing."""
+    problems: list[Problem] = []
+    for number, item in enumerate(items, start=1):
+        if posixpath.splitext(item.path)[1].lower() not in IMAGE_EXTENSIONS:
+            problems.append(Problem(item.path, "not_an_image", f"“{item.path}” does not have "
+                                    "an image file extension (JPEG, PNG, BMP, WebP or GIF)."))
+            continue
+        for tag in {*item.tags, *(box.tag for box in item.boxes)}:
+            if len(tag) > Tag._meta.get_field("name").max_length:
+                problems.append(Problem(item.path, "invalid", f"The tag name “{tag[:40]}…” "
+                                        "is longer than 100 characters."))
+        if item.width_px and item.height_px:
+            problems += _box_problems(item, item.width_px, item.height_px)
+        try:
+            _read_through(archive, item.path)
+        except ArchiveError as err:
+            problems.append(Problem(item.path, err.code, err.message))
+        if number % 20 == 0:
+            on_progress(0.1 * number / len(items), "Checking the archive.")
+    return problems
+
+
+def _read_through(archive: SafeArchive, path: str) -> None:
+    """Decompress a member without keeping it: a bad CRC or an encrypted entry fails here,
+    before anything is stored, instead of halfway through phase 2."""
+    try:
+        with archive.open(path) as member:
+            while member.read(_READ_CHUNK_BYTES):
+                pass
+    except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError) as err:
+        raise ArchiveError(f"“{path}” cannot be read from the archive ({err}).") from None
+
+
+def _box_problems(item: DatasetItem, width_px: int, height_px: int) -> list[Problem]:
+    problems = []
+    for number, box in enumerate(item.boxes, start=1):
+        try:
+            normalize_box(box.left, box.top, box.width, box.height, width_px=width_px,
+                          height_px=height_px, label=f"Box {number} ({box.tag}) of “{item.name}”")
+        except LoupeError as err:
+            problems.append(Problem(item.path, "box_outside" if "outside" in err.message
+                                    else err.code, err.message))
+    return problems
+
+
+def _write(project: Project, archive: SafeArchive, items: Sequence[DatasetItem],
+           tag_names: Sequence[str], by: AbstractBaseUser, report: ImportReport,
+           on_progress: ProgressCallback) -> None:
+    """Phase 2: one transaction; any problem rolls it back and removes the stored files."""
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            tags = _ensure_tags(project, tag_names, items, by, report)
+            for start in range(0, len(items), INGEST_BATCH):
+                batch = items[start:start + INGEST_BATCH]
+                stored_batch = _ingest(project, archive, batch, by, report)
+                stored += [name for _, image in stored_batch
+                           for name in (image.file.name, image.thumbnail.name) if name]
+                for item, image in stored_batch:
+                    if all(name in tags for name in (*item.tags, *(b.tag for b in item.boxes))):
+                        _label(item, image, tags, by, report)
+                done = min(len(items), start + INGEST_BATCH)
+                on_progress(0.1 + 0.9 * done / len(items), f"Imported {done} of {len(items)} "
+                                                           "images.")
+            if report.problems:
+                raise _RollBack
+    except _RollBack:
+        report.images = report.boxes = report.labeled_images = 0
+        report.tags_created = []
+        _delete_files(stored)
+    except BaseException:
+        _delete_files(stored)
+        raise
+
+
+def _ensure_tags(project: Project, tag_names: Sequence[str], items: Sequence[DatasetItem],
+                 by: AbstractBaseUser, report: ImportReport) -> dict[str, Tag]:
+    """The project's tag for each name (case-insensitive), creating the missing ones in the
+    annotation file's order, so category order and keys 1-9 survive a round trip."""
+    names = list(dict.fromkeys([*tag_names, *(t for i in items for t in i.tags),
+                                *(b.tag for i in items for b in i.boxes)]))
+    existing = {tag.name.lower(): tag for tag in project.tags.all()}
+    tags: dict[str, Tag] = {}
+    for name in names:
+        tag = existing.get(name.strip().lower())
+        if tag is None:
+            try:
+                tag = create_tag(project=project, name=name, by=by)
+            except LoupeError as err:
+                report.problems.append(Problem(f"tag {name}", err.code, err.message))
+                continue
+            existing[tag.name.lower()] = tag
+            report.tags_created.append(tag.name)
+        tags[name] = tag
+    return tags
+
+
+class _ArchiveFile:
+    """An archive member as ingest reads it: name, size, read() and seek(0)."""
+
+    def __init__(self, archive: SafeArchive, path: str) -> None:
+        self.name = posixpath.basename(path)
+        self.size = archive.size(path)
+        self._archive, self._path = archive, path
+        self._stream: IO[bytes] | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stream is None:
+            self._stream = self._archive.open(self._path)
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) != (0, 0):
+            raise ValueError("An archive member can only be read again from the start.")
+        self.close()
+        return 0
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def _ingest(project: Project, archive: SafeArchive, batch: Sequence[DatasetItem],
+            by: AbstractBaseUser, report: ImportReport) -> list[tuple[DatasetItem, Image]]:
+    """Store a batch of images through the upload checks; returns the stored ones."""
+    files = [_ArchiveFile(archive, item.path) for item in batch]
+    try:
+        result = ingest_images(project=project, files=files, by=by, source=Image.Source.IMPORT)
+    finally:
+        for file in files:
+            file.close()
+    for rejected in result.rejected:
+        report.problems.append(Problem(batch[rejected.index].path, rejected.code,
+                                       rejected.message))
+    rows = Image.objects.in_bulk([accepted.image_id for accepted in result.accepted])
+    stored = []
+    for accepted in result.accepted:
+        image = rows[accepted.image_id]
+        image.project = project  # shares the role cache: no query per label write
+        stored.append((batch[accepted.index], image))
+    report.images += len(stored)
+    return stored
+
+
+def _label(item: DatasetItem, image: Image, tags: dict[str, Tag], by: AbstractBaseUser,
+           report: ImportReport) -> None:
+    """Give one stored image its labels through the editors' services."""
+    if item.width_px and (item.width_px, item.height_px) != (image.width, image.height):
+        report.problems.append(Problem(item.path, "size_mismatch", f"“{item.name}” is "
+                                       f"{image.width}x{image.height} px, but the annotation "
+                                       f"file says {item.width_px}x{item.height_px} px."))
+        return
+    try:
+        if image.project.is_detection:
+            if item.boxes:
+                regions = [(tags[b.tag], b.left, b.top, b.width, b.height) for b in item.boxes]
+                set_image_regions(image=image, regions=regions, by=by, version=None)
+        elif item.tags:
+            set_image_tags(image=image, tags=[tags[name] for name in item.tags], by=by,
+                           version=None)
+    except LoupeError as err:
+        report.problems.append(Problem(item.path, err.code, f"“{item.name}”: {err.message}"))
+        return
+    report.boxes += len(item.boxes)
+    report.labeled_images += bool(item.boxes or item.tags)
+
+
+def _delete_files(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("Could not remove %s after a failed import", name, exc_info=True)
+
+
+# --- Export ---------------------------------------------------------------------------------
+
+def export_dataset(*, project: Project, format_name: str, by: AbstractBaseUser,
+                   out: IO[bytes]) -> int:
+    """Write the project's training images and labels as a zip to `out`; returns the count."""
+    require_role(by, project, Role.REVIEWER)
+    fmt = dataset_format(project, format_name)
+    images = list(project.images.training().order_by("pk")
+                  .prefetch_related("image_tags__tag", "regions__tag"))
+    names = unique_names([_file_name(image) for image in images], [i.pk for i in images])
+    tags = project.tags.all()
+    if project.is_detection:
+        tags = tags.filter(kind=Tag.Kind.REGULAR)
+    items = sorted((_export_item(image, name) for image, name in zip(images, names,
+                                                                     strict=True)),
+                   key=lambda item: item.name)
+    entries = fmt.render(items, [tag.name for tag in tags])
+    with zipfile.ZipFile(out, "w") as zf:
+        for path, content in entries:
+            if isinstance(content, ExportItem):
+                # Images are compressed already: stored as they are.
+                zf.writestr(zipfile.ZipInfo(path, _ZIP_DATE), content.read(),
+                            compress_type=zipfile.ZIP_STORED)
+            else:
+                zf.writestr(zipfile.ZipInfo(path, _ZIP_DATE), content,
+                            compress_type=zipfile.ZIP_DEFLATED)
+    return len(items)
+
+
+def _file_name(image: Image) -> str:
+    """The image's original name, with the extension of its actual format if it lacks one."""
+    name = image.original_name or f"image-{image.pk}"
+    if posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+        name += "." + SUPPORTED_FORMATS.get(image.format.upper(), "png")
+    return name
+
+
+def _export_item(image: Image, name: str) -> ExportItem:
+    def read() -> bytes:
+        with default_storage.open(image.file.name, "rb") as handle:
+            return handle.read()
+
+    return ExportItem(
+        name=name, width_px=image.width, height_px=image.height,
+        tags=tuple(t.tag.name for t in sorted(image.image_tags.all(), key=lambda t: t.tag_id)),
+        boxes=tuple(BoxItem(r.tag.name, r.left, r.top, r.width, r.height)
+                    for r in image.regions.all()),
+        read=read)

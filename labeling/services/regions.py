@@ -1,0 +1,123 @@
+"""Detection labels: the boxes (Region rows) of one image, replaced as a whole.
+
+The rules, in one place for the box editor, the dataset import and the API:
+- only detection projects carry boxes, and only with the project's regular tags;
+- a box is stored in Custom Vision's convention: left, top, width, height as fractions of the
+  image's width and height, top-left origin;
+- a box that reaches outside the image is refused, except for float overshoot under half a pixel
+  at an edge (an editor's or another tool's rounding), which is clipped to the image;
+- a box under 1 px wide or high in the image's own pixels is refused: it cannot be seen, drawn
+  again or trained on;
+- edits are compare-and-set on `Image.version`, so two annotators never overwrite each other
+  silently: the second gets EditConflict and reloads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+
+from labeling.access import require_role
+from labeling.models import Image, Project, Region, Role, Tag
+from project.errors import EditConflict, LabelRuleError, NotFound, ValidationFailed
+
+# How far (in the image's pixels) a box may overshoot an edge and still be clipped rather than
+# refused: rounding in editors and exporters stays well under half a pixel.
+EDGE_TOLERANCE_PX = 0.5
+MIN_BOX_PX = 1.0
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in normalized coordinates (fractions of the image's width and height)."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+
+RegionSpec = tuple[Tag, float, float, float, float]
+
+
+def normalize_box(left: float, top: float, width: float, height: float, *, width_px: int,
+                  height_px: int, label: str = "This box") -> Box:
+    """The box clipped to the image, or ValidationFailed if it is outside it or under 1 px.
+
+    `label` names the box in the message ("Box 2", "Annotation 17 of cat.jpg").
+    """
+    values = (left, top, width, height)
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        raise ValidationFailed(f"{label} has a coordinate that is not a finite number.")
+    if width_px < 1 or height_px < 1:
+        raise ValidationFailed(f"{label} belongs to an image with no pixels.")
+    tol_x, tol_y = EDGE_TOLERANCE_PX / width_px, EDGE_TOLERANCE_PX / height_px
+    right, bottom = left + width, top + height
+    if width < 0 or height < 0:
+        raise ValidationFailed(f"{label} has a negative width or height.")
+    if left < -tol_x or top < -tol_y or right > 1 + tol_x or bottom > 1 + tol_y:
+        raise ValidationFailed(f"{label} reaches outside the image "
+                               f"({width_px}x{height_px} px).")
+    # Recompute a side only when it was clipped, so stored fractions are exactly what was sent.
+    if left < 0 or right > 1:
+        left = max(0.0, left)
+        width = min(1.0, right) - left
+    if top < 0 or bottom > 1:
+        top = max(0.0, top)
+        height = min(1.0, bottom) - top
+    box = Box(left=float(left), top=float(top), width=float(width), height=float(height))
+    if box.width * width_px < MIN_BOX_PX or box.height * height_px < MIN_BOX_PX:
+        raise ValidationFailed(f"{label} is smaller than 1 pixel; draw it larger.")
+    return box
+
+
+def check_box_tag(project: Project, tag: Tag, *, label: str = "This box") -> None:
+    """Raise unless `tag` may label a box in `project`."""
+    if tag.project_id != project.pk:
+        raise NotFound("That tag does not belong to this project.")
+    if tag.kind != Tag.Kind.REGULAR:
+        raise LabelRuleError(f"{label} has the Negative tag; boxes take a regular tag.")
+
+
+@transaction.atomic
+def set_image_regions(*, image: Image, regions: Sequence[RegionSpec], by: AbstractBaseUser,
+                      version: int | None) -> Image:
+    """Replace the image's boxes with exactly `regions` (an empty list removes them all).
+
+    Each region is (tag, left, top, width, height) in fractions of the image. `version` is the
+    image version the editor saw; None skips the conflict check (import and bulk callers).
+    Returns the image with its new version and `is_tagged`.
+    """
+    project = image.project
+    require_role(by, project, Role.ANNOTATOR)
+    if not project.is_detection:
+        raise LabelRuleError("Only object detection projects have boxes; tag this image instead.")
+    rows = []
+    for number, (tag, left, top, width, height) in enumerate(regions, start=1):
+        label = f"Box {number}"
+        check_box_tag(project, tag, label=label)
+        box = normalize_box(left, top, width, height, width_px=image.width,
+                            height_px=image.height, label=label)
+        rows.append(Region(image=image, tag=tag, left=box.left, top=box.top, width=box.width,
+                           height=box.height, created_by=by))
+    _bump_version(image, version)
+    Region.objects.filter(image=image).delete()
+    Region.objects.bulk_create(rows)
+    Image.objects.filter(pk=image.pk).update(is_tagged=bool(rows))
+    image.refresh_from_db(fields=["version", "is_tagged"])
+    return image
+
+
+def _bump_version(image: Image, version: int | None) -> None:
+    """Compare-and-set: claim the next version, or fail if someone else got there first."""
+    rows = Image.objects.filter(pk=image.pk)
+    if version is not None:
+        rows = rows.filter(version=version)
+    if not rows.update(version=F("version") + 1):
+        raise EditConflict("Someone else changed this image's boxes while you were looking. "
+                           "Reload to see their change.")

@@ -1,0 +1,36 @@
+"""Celery tasks of the labeling app: the queue's API over labeling.services.
+
+Invariant: a task takes image ids and may run twice (acks_late redelivery, a re-queued batch);
+`make_thumbnails` skips images whose thumbnail exists, so a second run is a no-op. A worker that
+dies mid-batch loses only that batch's missing thumbnails; the gallery shows a placeholder and
+`labeling.queue_missing_thumbnails` (periodic) queues them again.
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+
+from labeling.services import ingest
+
+# A batch of 50 thumbnails takes well under a second; the budget leaves room for 6 MB images on
+# a busy host. Past it the task re-queues what is left instead of hitting the hard limit.
+THUMBNAIL_BUDGET_S = 120
+THUMBNAIL_TIME_LIMIT_S = 300
+
+
+@shared_task(name="labeling.make_thumbnails", queue="thumbnails", acks_late=True,
+             # A file that crashes the decoder must not be redelivered forever: a lost worker
+             # fails the task, and the image keeps its placeholder.
+             reject_on_worker_lost=False, time_limit=THUMBNAIL_TIME_LIMIT_S)
+def make_thumbnails(image_ids: list[int]) -> dict[str, list[int]]:
+    run = ingest.make_thumbnails(image_ids, deadline=time.monotonic() + THUMBNAIL_BUDGET_S)
+    if run.remaining:
+        make_thumbnails.delay(run.remaining)
+    return {"made": run.made, "failed": run.failed, "requeued": run.remaining}
+
+
+@shared_task(name="labeling.queue_missing_thumbnails", queue="thumbnails", time_limit=60)
+def queue_missing_thumbnails() -> int:
+    return ingest.queue_missing_thumbnails()

@@ -1,0 +1,53 @@
+"""`{% project_nav project active="images" %}`: the project's tab bar.
+
+Each tab is one line of PROJECT_TABS, in display order (Train, Performance and Predictions join
+it as their apps land, e.g. `Tab("train", "Train", "training:iteration-list", Role.ADMIN)`). A tab whose URL name does not resolve yet (its app is being
+built) is left out instead of failing the page, and a tab above the user's role is hidden (its
+view still checks the role: hiding is for tidiness, not security).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+
+from labeling.access import has_role
+from labeling.models import Project, Role
+
+register = template.Library()
+
+
+@dataclass(frozen=True)
+class Tab:
+    key: str
+    label: str
+    url_name: str  # reversed with the project id as its one argument
+    min_role: Role = Role.ANNOTATOR
+
+
+PROJECT_TABS: list[Tab] = [
+    Tab("images", "Images", "labeling:project-detail"),
+    Tab("upload", "Upload", "labeling:image-upload"),
+    Tab("train", "Train", "training:train", Role.ADMIN),
+    Tab("performance", "Performance", "training:iteration-list"),
+    Tab("settings", "Settings", "labeling:project-settings", Role.ADMIN),
+]
+
+
+@register.inclusion_tag("components/_project_nav.html", takes_context=True)
+def project_nav(context: dict[str, Any], project: Project, active: str = "") -> dict[str, Any]:
+    user = context["request"].user
+    tabs = []
+    for tab in PROJECT_TABS:
+        if not has_role(user, project, tab.min_role):
+            continue
+        try:
+            url = reverse(tab.url_name, args=[project.pk])
+        except NoReverseMatch:
+            continue
+        tabs.append({"key": tab.key, "label": tab.label, "url": url,
+                     "is_active": tab.key == active})
+    return {"project": project, "tabs": tabs}

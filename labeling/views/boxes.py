@@ -1,0 +1,124 @@
+"""The box editor of detection projects: one page per image, saving boxes as JSON.
+
+GET renders the editor (static/js/box-editor.js draws on it); POST takes the image's complete
+list of boxes and the version the editor started from, and answers the stored boxes and the new
+version, or `{"code", "message"}` with 409 (someone else saved first), 404 or 422.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from labeling.access import access_project
+from labeling.models import Image, Project, Role, Tag
+from labeling.services.regions import RegionSpec, set_image_regions
+from project.errors import LabelRuleError, LoupeError, NotFound, ValidationFailed
+
+BOX_FIELDS = ("left", "top", "width", "height")
+
+
+# never_cache: the page carries the image's version, so a cached copy (back button, prefetch)
+# would make the next save a false conflict.
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
+    if not project.is_detection:
+        raise LabelRuleError("This project labels whole images with tags, not with boxes.")
+    image = get_object_or_404(project.images, pk=image_id)
+    if request.method == "POST":
+        return _save_boxes(request, project, image)
+    tags = list(project.tags.filter(kind=Tag.Kind.REGULAR))
+    context = {
+        "project": project,
+        "image": image,
+        "tags": tags,
+        "editor_data": {
+            "version": image.version,
+            "imageUrl": image_file_url(image),
+            "width": image.width,
+            "height": image.height,
+            "tags": [{"id": t.pk, "name": t.name} for t in tags],
+            "regions": _regions_payload(image),
+            "saveUrl": request.path,
+            **_neighbours(project, image),
+        },
+        "untagged_left": project.images.training().untagged().count(),
+    }
+    return TemplateResponse(request, "labeling/box_editor.html", context)
+
+
+def image_file_url(image: Image) -> str:
+    """Where the browser loads the image's pixels from."""
+    return image.file.url
+
+
+def _save_boxes(request: HttpRequest, project: Project, image: Image) -> JsonResponse:
+    try:
+        version, regions = _parse_boxes(request, project)
+        image = set_image_regions(image=image, regions=regions, by=request.user,
+                                  version=version)
+    except LoupeError as err:
+        return JsonResponse(err.as_dict(), status=err.http_status)
+    return JsonResponse({"version": image.version, "is_tagged": image.is_tagged,
+                         "regions": _regions_payload(image)})
+
+
+def _parse_boxes(request: HttpRequest, project: Project) -> tuple[int, list[RegionSpec]]:
+    """Shape and type checks of the editor's JSON body; the rules are the service's."""
+    try:
+        body = json.loads(request.body)
+        version = body["version"]
+        raw = body["regions"]
+    except (ValueError, KeyError, TypeError):
+        raise ValidationFailed("The boxes could not be read: send JSON with "
+                               "\"version\" and \"regions\".") from None
+    if not isinstance(version, int) or not isinstance(raw, list):
+        raise ValidationFailed("\"version\" must be a number and \"regions\" a list.")
+    tags = {tag.pk: tag for tag in project.tags.all()}
+    regions: list[RegionSpec] = []
+    for number, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or not all(
+                isinstance(item.get(f), int | float) and not isinstance(item.get(f), bool)
+                for f in BOX_FIELDS):
+            raise ValidationFailed(f"Box {number} needs numeric left, top, width and height.")
+        tag = tags.get(item.get("tag_id"))  # type: ignore[arg-type]
+        if tag is None:
+            raise NotFound(f"Box {number} names a tag that is not in this project.")
+        regions.append((tag, *(float(item[f]) for f in BOX_FIELDS)))
+    return version, regions
+
+
+def _regions_payload(image: Image) -> list[dict[str, Any]]:
+    return [{"tag_id": r.tag_id, "left": r.left, "top": r.top, "width": r.width,
+             "height": r.height} for r in image.regions.all()]
+
+
+def _neighbours(project: Project, image: Image) -> dict[str, Any]:
+    """Editor URLs of the previous, next and next-unlabeled image in gallery order, and the
+    pixels of the next two so the browser has them before the annotator presses the key."""
+    training = project.images.training()
+    prev_image = training.newer_than(image.pk).only("pk", "file").first()
+    next_image = training.older_than(image.pk).only("pk", "file").first()
+    # N wraps around: after the oldest image it continues from the newest.
+    untagged = training.untagged().exclude(pk=image.pk).only("pk", "file")
+    next_untagged = untagged.older_than(image.pk).first() or untagged.order_by("-pk").first()
+
+    def url(other: Image | None) -> str | None:
+        if other is None:
+            return None
+        return reverse("labeling:image-boxes", args=[project.pk, other.pk])
+
+    preload = {image_file_url(i) for i in (next_image, next_untagged) if i is not None}
+    return {"prevUrl": url(prev_image), "nextUrl": url(next_image),
+            "nextUntaggedUrl": url(next_untagged), "preload": sorted(preload)}

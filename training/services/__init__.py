@@ -1,0 +1,1 @@
+"""Training services: every write and every rule about iterations lives in these modules."""

@@ -1,0 +1,218 @@
+"""Starting, claiming, finishing and sweeping iterations.
+
+Invariant: a project has at most one queued or training iteration (a database constraint), and
+no iteration stays "training" without a live worker: the worker holds a lease it keeps renewing
+(`training.services.progress`), and `sweep_iterations` re-queues an iteration whose lease ran out
+once, then fails it with `worker_lost`, so a dataset that kills its worker cannot loop. The sweep
+runs from Celery beat every minute and before every new training starts. If Redis dies with a
+queued message, the row stays queued until an admin deletes it (deleting a queued iteration is
+allowed; a late message for it then claims nothing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from labeling.access import require_role
+from labeling.models import Project, Role
+from project.errors import LabelRuleError, ValidationFailed
+from training.models import Iteration, IterationImage, IterationTag
+from training.services.checks import Snapshot, check_trainable, take_snapshot
+from training.services.progress import lease_deadline, push_iteration_state
+
+QUEUE = "train"
+# The task's hard limit sits this far above the budget: embedding and metrics come on top of it.
+TIME_LIMIT_MARGIN_S = 1800
+QUICK_TIME_LIMIT_S = 2 * 3600
+
+
+def backbone_for(project: Project) -> str:
+    """The backbone the project's domain trains on (training.ml.backbones.BACKBONE_FOR_DOMAIN)."""
+    # Imported on first use: it loads torch, which pages that never start a training skip.
+    from training.ml.backbones import BACKBONE_FOR_DOMAIN
+
+    return BACKBONE_FOR_DOMAIN[project.domain]
+
+
+def start_iteration(*, project: Project, by: AbstractBaseUser,
+                    training_type: str = Iteration.TrainingType.QUICK, budget_s: int = 0,
+                    force: bool = False) -> Iteration:
+    """Snapshot the project's labels into a new queued iteration and send it to a worker.
+
+    Admins only. Refuses (LabelRuleError) when the data cannot make a model, when nothing changed
+    since the last completed iteration of the same type (unless `force`), or while another
+    training of the project is queued or running.
+    """
+    require_role(by, project, Role.ADMIN)
+    budget_s = _check_budget(training_type, budget_s)
+    sweep_iterations(project_id=project.pk)
+    try:
+        with transaction.atomic():
+            iteration = _create_iteration(project=project, by=by, training_type=training_type,
+                                          budget_s=budget_s, force=force)
+    except IntegrityError:
+        # Two admins pressed Train at once; the constraint let one through.
+        raise _busy() from None
+    return iteration
+
+
+def _check_budget(training_type: str, budget_s: int) -> int:
+    if training_type not in Iteration.TrainingType.values:
+        raise ValidationFailed(f"Unknown training type {training_type!r}.")
+    if training_type == Iteration.TrainingType.QUICK:
+        return 0
+    if not 60 <= budget_s <= settings.LOUPE_TRAIN_MAX_BUDGET_S:
+        raise ValidationFailed(
+            f"The training budget must be between 1 and "
+            f"{settings.LOUPE_TRAIN_MAX_BUDGET_S // 60} minutes.")
+    return int(budget_s)
+
+
+def _busy() -> LabelRuleError:
+    return LabelRuleError("A training of this project is already queued or running. "
+                          "Wait for it to finish before starting another.")
+
+
+def _create_iteration(*, project: Project, by: AbstractBaseUser, training_type: str,
+                      budget_s: int, force: bool) -> Iteration:
+    # Lock the project row: iteration numbers and the one-active rule stay serial.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    if project.iterations.active().exists():
+        raise _busy()
+    snapshot = take_snapshot(project)
+    check_trainable(project, snapshot)
+    backbone = backbone_for(project)
+    last = (project.iterations.completed()
+            .filter(training_type=training_type, backbone=backbone).order_by("-number").first())
+    if last is not None and last.snapshot_hash == snapshot.hash and not force:
+        raise LabelRuleError(
+            f"Nothing changed since {last.name}: same images, same tags. Add or fix labels, "
+            "or tick “force” to train again anyway.")
+    number = (project.iterations.aggregate(n=Max("number"))["n"] or 0) + 1
+    iteration = Iteration.objects.create(
+        project=project, number=number, name=f"Iteration {number}", training_type=training_type,
+        budget_s=budget_s, backbone=backbone, is_multilabel=not project.is_multiclass,
+        is_forced=force, snapshot_hash=snapshot.hash, image_count=len(snapshot.images),
+        created_by=by, task_id=str(uuid.uuid4()), progress_phase="Waiting for a worker",
+    )
+    _store_snapshot(iteration, snapshot)
+    _enqueue(iteration)
+    return iteration
+
+
+def _store_snapshot(iteration: Iteration, snapshot: Snapshot) -> None:
+    IterationTag.objects.bulk_create([
+        IterationTag(iteration=iteration, tag_id=tag.tag_id, name=tag.name, index=index,
+                     image_count=tag.image_count)
+        for index, tag in enumerate(snapshot.tags)
+    ])
+    IterationImage.objects.bulk_create([
+        IterationImage(iteration=iteration, image_id=image.image_id, sha256=image.sha256,
+                       file_name=image.file_name, original_name=image.original_name,
+                       labels=list(image.labels), is_negative=image.is_negative)
+        for image in snapshot.images
+    ], batch_size=500)
+
+
+def task_time_limit_s(iteration: Iteration) -> int:
+    if iteration.training_type == Iteration.TrainingType.QUICK:
+        return QUICK_TIME_LIMIT_S
+    return iteration.budget_s + TIME_LIMIT_MARGIN_S
+
+
+def _enqueue(iteration: Iteration) -> None:
+    from training.tasks import run_iteration
+
+    limit = task_time_limit_s(iteration)
+    # After commit: a worker must find the row and its snapshot when the message arrives.
+    run_iteration.apply_async_on_commit(
+        (iteration.pk,), queue=QUEUE, task_id=iteration.task_id, time_limit=limit,
+        soft_time_limit=limit - 60)
+
+
+def claim_iteration(iteration_id: int) -> Iteration | None:
+    """Move a queued iteration to training under a fresh lease; None when there is nothing to do.
+
+    A redelivered message for an iteration another worker holds (lease alive), or one already
+    finished or deleted, claims nothing: running a task twice is harmless.
+    """
+    with transaction.atomic():
+        iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+        if iteration is None or iteration.status != Iteration.Status.QUEUED:
+            return None
+        now = timezone.now()
+        iteration.status = Iteration.Status.TRAINING
+        iteration.attempts += 1
+        iteration.lease_expires = lease_deadline()
+        iteration.started = now
+        iteration.progress_fraction = 0.0
+        iteration.progress_phase = "Starting"
+        iteration.save(update_fields=["status", "attempts", "lease_expires", "started",
+                                      "progress_fraction", "progress_phase"])
+    push_iteration_state(iteration)
+    return iteration
+
+
+def fail_iteration(iteration: Iteration, *, reason: str, message: str) -> bool:
+    """Mark a training iteration failed, if this attempt still holds it. True when it did."""
+    updated = Iteration.objects.filter(
+        pk=iteration.pk, status=Iteration.Status.TRAINING, attempts=iteration.attempts,
+    ).update(status=Iteration.Status.FAILED, failure_reason=reason, failure_message=message,
+             finished=timezone.now(), lease_expires=None)
+    if updated:
+        iteration.refresh_from_db()
+        push_iteration_state(iteration)
+    return bool(updated)
+
+
+def sweep_iterations(*, project_id: int | None = None) -> int:
+    """Re-queue or fail iterations whose worker vanished; returns how many rows it changed.
+
+    A training row with an expired lease goes back to the queue while it has runs left
+    (LOUPE_TRAIN_MAX_ATTEMPTS), else fails with worker_lost.
+    """
+    now = timezone.now()
+    rows = Iteration.objects.filter(status=Iteration.Status.TRAINING, lease_expires__lt=now)
+    if project_id is not None:
+        rows = rows.filter(project_id=project_id)
+    changed = 0
+    for iteration_id in rows.values_list("pk", flat=True):
+        changed += _sweep_one(iteration_id, now)
+    return changed
+
+
+def _sweep_one(iteration_id: int, now: datetime) -> int:
+    with transaction.atomic():
+        iteration = (Iteration.objects.select_for_update()
+                     .filter(pk=iteration_id, status=Iteration.Status.TRAINING,
+                             lease_expires__lt=now).first())
+        if iteration is None:  # renewed or finished since the list was read
+            return 0
+        if iteration.attempts < settings.LOUPE_TRAIN_MAX_ATTEMPTS:
+            iteration.status = Iteration.Status.QUEUED
+            iteration.lease_expires = None
+            iteration.progress_phase = "Worker lost; waiting for another worker"
+            iteration.task_id = str(uuid.uuid4())
+            iteration.save(update_fields=["status", "lease_expires", "progress_phase",
+                                          "task_id"])
+            _enqueue(iteration)
+        else:
+            iteration.status = Iteration.Status.FAILED
+            iteration.failure_reason = Iteration.FailureReason.WORKER_LOST
+            iteration.failure_message = (
+                f"The worker training this iteration stopped without a word "
+                f"({iteration.attempts} attempt{'s' if iteration.attempts != 1 else ''}): it "
+                "was killed or ran out of memory. Try again, or with fewer or smaller images.")
+            iteration.finished = now
+            iteration.lease_expires = None
+            iteration.save(update_fields=["status", "failure_reason", "failure_message",
+                                          "finished", "lease_expires"])
+    push_iteration_state(iteration)
+    return 1

@@ -1,0 +1,97 @@
+"""What the performance and compare pages show, read from an iteration's stored scores.
+
+Nothing is recomputed by a model here: the figures come from the out-of-fold (quick) or held-out
+(advanced) probabilities stored when the iteration completed, so the page and its threshold
+slider are instant. The slider's JavaScript (static/js/performance.js) applies the same rule as
+`training.ml.metrics.classification_metrics`: a tag is predicted when its score >= threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.core.files.storage import default_storage
+from django.urls import NoReverseMatch, reverse
+
+from training.models import Iteration, IterationScore, IterationTag
+
+# The tagging view's URL is built in the browser from this stand-in id (one reverse, not 5,000).
+_ID_PLACEHOLDER = 999999999
+
+
+@dataclass
+class ScoreTable:
+    tags: list[IterationTag]
+    y_true: np.ndarray  # (M, T) {0,1}
+    scores: np.ndarray  # (M, T) probabilities
+    rows: list[dict[str, Any]]  # per scored image: id, name, thumbnail url, labels, scores
+
+
+def load_scores(iteration: Iteration) -> ScoreTable:
+    """Every scored image of the iteration with its true labels, in one query."""
+    tags = list(iteration.tags.order_by("index"))
+    records = (IterationScore.objects.filter(iteration=iteration)
+               .order_by("iteration_image_id")
+               .values_list("iteration_image__image_id", "iteration_image__original_name",
+                            "iteration_image__labels", "iteration_image__is_negative",
+                            "iteration_image__image__thumbnail", "iteration_image__file_name",
+                            "fold", "scores"))
+    tag_count = len(tags)
+    y_true = np.zeros((len(records), tag_count), dtype=np.float64)
+    scores = np.zeros((len(records), tag_count), dtype=np.float64)
+    rows = []
+    for i, (image_id, name, labels, is_negative, thumb, file_name, fold, row) in enumerate(
+            records):
+        y_true[i, labels] = 1.0
+        scores[i] = row
+        rows.append({"id": image_id, "name": name, "y": labels, "neg": is_negative,
+                     "fold": fold, "s": row,
+                     "url": default_storage.url(thumb or file_name) if image_id else ""})
+    return ScoreTable(tags=tags, y_true=y_true, scores=scores, rows=rows)
+
+
+def figures_at(iteration: Iteration, table: ScoreTable, threshold: float) -> dict[str, Any]:
+    """classification_metrics at `threshold`, with each tag's name and image count beside it."""
+    from training.ml.metrics import classification_metrics
+
+    if not table.rows:
+        return {"per_tag": [], "precision": None, "recall": None, "map": None,
+                "roc_auc": None}
+    figures = classification_metrics(table.y_true, table.scores, threshold=threshold,
+                                     multiclass=not iteration.is_multilabel)
+    for tag, per_tag in zip(table.tags, figures["per_tag"], strict=True):
+        per_tag["name"] = tag.name
+        per_tag["image_count"] = tag.image_count
+    return figures
+
+
+def page_data(iteration: Iteration, table: ScoreTable, *, can_save: bool,
+              save_url: str) -> dict[str, Any]:
+    """The JSON embedded in the performance page for the slider, charts and mispredictions."""
+    try:
+        tag_url = reverse("labeling:image-tag", args=[iteration.project_id, _ID_PLACEHOLDER])
+    except NoReverseMatch:  # the tagging view is not installed: images get no link
+        tag_url = ""
+    return {
+        "multiclass": not iteration.is_multilabel,
+        "threshold": iteration.suggested_threshold,
+        "tags": [{"name": tag.name, "count": tag.image_count} for tag in table.tags],
+        "images": table.rows,
+        "tag_url": tag_url,
+        "id_placeholder": str(_ID_PLACEHOLDER),
+        "can_save": can_save,
+        "save_url": save_url,
+    }
+
+
+def compare_rows(first: Iteration, second: Iteration) -> list[dict[str, Any]]:
+    """Tag-by-tag figures of two iterations side by side, matched by tag name."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for side, iteration in (("a", first), ("b", second)):
+        tags = iteration.tags.order_by("index").values_list("name", "image_count")
+        per_tag = (iteration.metrics or {}).get("per_tag", [])
+        for (name, count), figures in zip(tags, per_tag, strict=False):
+            by_name.setdefault(name, {"name": name})[side] = {**figures, "image_count": count}
+    return sorted(by_name.values(), key=lambda row: row["name"].lower())

@@ -1,0 +1,121 @@
+"""Progress of a running iteration: throttled row writes, websocket pushes and the lease heartbeat.
+
+Invariant: while a worker trains an iteration, its `lease_expires` lies in the future. Progress
+writes renew the lease, and a heartbeat thread renews it through long silent phases (one big
+epoch). When the worker dies (SIGKILL, OOM, host lost) nothing renews it: the sweep
+(`training.services.iterations.sweep_iterations`) sees the expired lease and re-queues or fails
+the row. If Redis is down, pushes are dropped (the page reads the row on reload) and training goes
+on; only the database is needed to keep a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from training.models import Iteration
+
+logger = logging.getLogger(__name__)
+
+# At most one row write and one push per second: the page cannot show faster, and SQLite has one
+# writer for the whole installation.
+PROGRESS_INTERVAL_S = 1.0
+
+
+def group_name(iteration_id: int) -> str:
+    return f"iteration-{iteration_id}"
+
+
+def lease_deadline() -> Any:
+    return timezone.now() + timedelta(seconds=settings.LOUPE_TRAIN_LEASE_S)
+
+
+def push_iteration_state(iteration: Iteration) -> None:
+    """Send the iteration's state to the pages watching it; a dead channel layer is logged only."""
+    message = {"type": "iteration.progress", **iteration_state(iteration)}
+    try:
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(group_name(iteration.pk), message)
+    except Exception:  # noqa: BLE001 - a push is best effort; the row already holds the truth
+        logger.warning("Could not push progress of iteration %s", iteration.pk, exc_info=True)
+
+
+def iteration_state(iteration: Iteration) -> dict[str, Any]:
+    """The JSON the progress socket sends: what the progress bar and the status badge show."""
+    return {
+        "iteration_id": iteration.pk,
+        "status": iteration.status,
+        "status_label": iteration.get_status_display(),
+        "fraction": round(iteration.progress_fraction, 4),
+        "phase": iteration.progress_phase,
+        "failure_reason": iteration.failure_reason,
+        "failure_message": iteration.failure_message,
+    }
+
+
+class ProgressReporter:
+    """`reporter(phase, fraction)`: the callback handed to the ML core, throttled to 1/s."""
+
+    def __init__(self, iteration: Iteration) -> None:
+        self.iteration = iteration
+        self._last = 0.0
+
+    def __call__(self, phase: str, fraction: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        updated = Iteration.objects.filter(
+            pk=self.iteration.pk, status=Iteration.Status.TRAINING,
+            attempts=self.iteration.attempts,
+        ).update(progress_fraction=fraction, progress_phase=phase[:200],
+                 lease_expires=lease_deadline())
+        if updated:
+            self.iteration.progress_fraction = fraction
+            self.iteration.progress_phase = phase[:200]
+            push_iteration_state(self.iteration)
+
+
+class LeaseHeartbeat:
+    """A daemon thread renewing the iteration's lease every third of the lease, until stopped."""
+
+    def __init__(self, iteration: Iteration) -> None:
+        self.iteration_id = iteration.pk
+        self.attempt = iteration.attempts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{iteration.pk}",
+                                        daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = max(settings.LOUPE_TRAIN_LEASE_S / 3, 0.2)
+        try:
+            while not self._stop.wait(interval):
+                close_old_connections()
+                Iteration.objects.filter(
+                    pk=self.iteration_id, status=Iteration.Status.TRAINING,
+                    attempts=self.attempt,
+                ).update(lease_expires=lease_deadline())
+        except Exception:  # noqa: BLE001 - a lost heartbeat ends in the sweep, which is the point
+            logger.warning("Lease heartbeat of iteration %s stopped", self.iteration_id,
+                           exc_info=True)
+        finally:
+            connection.close()

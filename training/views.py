@@ -1,0 +1,194 @@
+"""Training pages: Train (start + live progress), iterations, performance, compare.
+
+Views parse, call one service and render; every rule (roles included) is in training.services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from labeling.access import access_project, has_role
+from labeling.models import Project, Role
+from project.errors import LoupeError, ValidationFailed
+from training.forms import CompareForm, NameForm, ThresholdForm, TrainForm
+from training.models import Iteration
+from training.services import publishing
+from training.services.iterations import start_iteration
+from training.services.performance import compare_rows, figures_at, load_scores, page_data
+
+
+def _iteration(request: HttpRequest, project_id: int, iteration_id: int,
+               min_role: Role = Role.ANNOTATOR) -> tuple[Project, Iteration]:
+    project = access_project(request.user, project_id, min_role=min_role)
+    return project, get_object_or_404(project.iterations, pk=iteration_id)
+
+
+def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> dict[str, object]:
+    active = project.iterations.active().first()
+    return {"project": project, "form": form, "active": active,
+            "recent": project.iterations.all()[:5],
+            "is_admin": has_role(request.user, project, Role.ADMIN)}
+
+
+@login_required
+def train(request: HttpRequest, project_id: int) -> HttpResponse:
+    """GET: the Train button and the running iteration's progress. POST: start a training."""
+    project = access_project(request.user, project_id)
+    form = TrainForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            start_iteration(project=project, by=request.user, **form.service_kwargs())
+        except LoupeError as err:
+            if err.http_status in (403, 404):
+                raise
+            form.add_error(None, err.message)
+        else:
+            return redirect("training:train", project.id)
+    return TemplateResponse(request, "training/train.html",
+                            _train_context(request, project, form),
+                            status=422 if form.errors else 200)
+
+
+@require_GET
+@login_required
+def iteration_status(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
+    """The progress partial, for a page whose socket reported a finished iteration."""
+    project, iteration = _iteration(request, project_id, iteration_id)
+    return TemplateResponse(request, "training/train.html#progress",
+                            {"project": project, "active": iteration})
+
+
+def _list_context(request: HttpRequest, project: Project) -> dict[str, object]:
+    iterations = list(project.iterations.all())
+    return {"project": project, "iterations": iterations,
+            "is_admin": has_role(request.user, project, Role.ADMIN),
+            "completed": [it for it in iterations if it.is_completed]}
+
+
+@require_GET
+@login_required
+def iteration_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access_project(request.user, project_id)
+    return TemplateResponse(request, "training/iterations.html", _list_context(request, project))
+
+
+def _action(request: HttpRequest, project_id: int, iteration_id: int,
+            call: Callable[[Iteration], object], done: str) -> HttpResponse:
+    """Run one admin action on an iteration; answer the list (htmx) or redirect to it."""
+    project, iteration = _iteration(request, project_id, iteration_id)
+    error = ""
+    try:
+        call(iteration)
+    except LoupeError as err:
+        if err.http_status in (403, 404):
+            raise
+        error = err.message
+    if request.htmx:
+        context = {**_list_context(request, project), "error": error, "notice": "" if error
+                   else done}
+        return TemplateResponse(request, "training/iterations.html#iteration-list", context,
+                                status=422 if error else 200)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, done)
+    return redirect("training:iteration-list", project.id)
+
+
+def _name(request: HttpRequest) -> str:
+    form = NameForm(request.POST)
+    if not form.is_valid():
+        raise ValidationFailed("Give a name of 1 to 100 characters.")
+    return form.cleaned_data["name"]
+
+
+@require_POST
+@login_required
+def iteration_publish(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
+    return _action(request, project_id, iteration_id, lambda it: publishing.publish_iteration(
+        iteration=it, name=_name(request), by=request.user), "Iteration published.")
+
+
+@require_POST
+@login_required
+def iteration_unpublish(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
+    return _action(request, project_id, iteration_id, lambda it: publishing.unpublish_iteration(
+        iteration=it, by=request.user), "Iteration unpublished.")
+
+
+@require_POST
+@login_required
+def iteration_make_default(request: HttpRequest, project_id: int,
+                           iteration_id: int) -> HttpResponse:
+    return _action(request, project_id, iteration_id, lambda it: (
+        publishing.make_default_iteration(iteration=it, by=request.user)),
+        "Default iteration changed.")
+
+
+@require_POST
+@login_required
+def iteration_rename(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
+    return _action(request, project_id, iteration_id, lambda it: publishing.rename_iteration(
+        iteration=it, name=_name(request), by=request.user), "Iteration renamed.")
+
+
+@require_POST
+@login_required
+def iteration_delete(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
+    return _action(request, project_id, iteration_id, lambda it: publishing.delete_iteration(
+        iteration=it, by=request.user), "Iteration deleted.")
+
+
+@require_POST
+@login_required
+def iteration_threshold(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
+    """Save the slider's threshold as the iteration's suggested threshold (204, or a redirect)."""
+    _, iteration = _iteration(request, project_id, iteration_id)
+    form = ThresholdForm(request.POST)
+    if not form.is_valid():
+        raise ValidationFailed("The threshold must be a number between 0 and 1.")
+    publishing.set_suggested_threshold(iteration=iteration,
+                                       threshold=form.cleaned_data["threshold"], by=request.user)
+    if request.htmx or request.headers.get("X-Requested-With") == "fetch":
+        return HttpResponse(status=204)
+    return redirect("training:iteration-performance", project_id, iteration_id)
+
+
+@require_GET
+@login_required
+def iteration_performance(request: HttpRequest, project_id: int,
+                          iteration_id: int) -> HttpResponse:
+    project, iteration = _iteration(request, project_id, iteration_id)
+    context: dict[str, object] = {"project": project, "iteration": iteration}
+    if iteration.is_completed:
+        table = load_scores(iteration)
+        can_save = has_role(request.user, project, Role.ADMIN)
+        save_url = reverse("training:iteration-threshold", args=[project.id, iteration.id])
+        context.update(
+            figures=figures_at(iteration, table, iteration.suggested_threshold),
+            data=page_data(iteration, table, can_save=can_save, save_url=save_url),
+            can_save=can_save,
+        )
+    return TemplateResponse(request, "training/performance.html", context)
+
+
+@require_GET
+@login_required
+def iteration_compare(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access_project(request.user, project_id)
+    form = CompareForm(request.GET)
+    if not form.is_valid():
+        raise ValidationFailed("Choose two iterations to compare.")
+    first = get_object_or_404(project.iterations, pk=form.cleaned_data["a"])
+    second = get_object_or_404(project.iterations, pk=form.cleaned_data["b"])
+    return TemplateResponse(request, "training/compare.html", {
+        "project": project, "first": first, "second": second,
+        "rows": compare_rows(first, second)})
