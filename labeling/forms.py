@@ -73,7 +73,7 @@ class BulkActionForm(forms.Form):
     ACTIONS = [("tag", "Tag"), ("untag", "Untag"), ("delete", "Delete")]
 
     action = forms.ChoiceField(choices=ACTIONS)
-    image_ids = IntegerListField()
+    image_ids = IntegerListField(required=False)
     tag = forms.ModelChoiceField(queryset=Tag.objects.none(), required=False,
                                  empty_label="All tags")
 

@@ -12,7 +12,7 @@ import time
 
 from celery import shared_task
 
-from labeling.services import ingest
+from labeling.services import thumbnails
 
 # A batch of 50 thumbnails takes well under a second; the budget leaves room for 6 MB images on
 # a busy host. Past it the task re-queues what is left instead of hitting the hard limit.
@@ -20,17 +20,28 @@ THUMBNAIL_BUDGET_S = 120
 THUMBNAIL_TIME_LIMIT_S = 300
 
 
-@shared_task(name="labeling.make_thumbnails", queue="thumbnails", acks_late=True,
-             # A file that crashes the decoder must not be redelivered forever: a lost worker
-             # fails the task, and the image keeps its placeholder.
-             reject_on_worker_lost=False, time_limit=THUMBNAIL_TIME_LIMIT_S)
+@shared_task(
+    name="labeling.make_thumbnails",
+    queue="thumbnails",
+    acks_late=True,
+    # A file that crashes the decoder must not be redelivered forever: a lost worker
+    # fails the task, and the image keeps its placeholder.
+    reject_on_worker_lost=False,
+    time_limit=THUMBNAIL_TIME_LIMIT_S,
+    # Nobody waits on the result. Storing it costs a Redis write, and with a Redis result
+    # backend every publish would also subscribe for it, which blocks ~20 s of reconnect
+    # retries inside the upload request when Redis is down.
+    ignore_result=True,
+)
 def make_thumbnails(image_ids: list[int]) -> dict[str, list[int]]:
-    run = ingest.make_thumbnails(image_ids, deadline=time.monotonic() + THUMBNAIL_BUDGET_S)
+    run = thumbnails.make_thumbnails(image_ids, deadline=time.monotonic() + THUMBNAIL_BUDGET_S)
     if run.remaining:
         make_thumbnails.delay(run.remaining)
     return {"made": run.made, "failed": run.failed, "requeued": run.remaining}
 
 
-@shared_task(name="labeling.queue_missing_thumbnails", queue="thumbnails", time_limit=60)
+@shared_task(
+    name="labeling.queue_missing_thumbnails", queue="thumbnails", time_limit=60, ignore_result=True
+)
 def queue_missing_thumbnails() -> int:
-    return ingest.queue_missing_thumbnails()
+    return thumbnails.queue_missing_thumbnails()

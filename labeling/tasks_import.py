@@ -15,8 +15,14 @@ from labeling.services.import_jobs import run_import
 IMPORT_TIME_LIMIT_S = 2 * 3600
 
 
-@shared_task(name="labeling.import_dataset", queue="celery", acks_late=True,
-             reject_on_worker_lost=True, time_limit=IMPORT_TIME_LIMIT_S)
+@shared_task(
+    name="labeling.import_dataset",
+    queue="celery",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=IMPORT_TIME_LIMIT_S,
+)
 def import_dataset_task(project_id: int, job_id: str, user_id: int, format_name: str) -> str:
-    return run_import(project_id=project_id, job_id=job_id, user_id=user_id,
-                      format_name=format_name).state
+    return run_import(
+        project_id=project_id, job_id=job_id, user_id=user_id, format_name=format_name
+    ).state

@@ -155,6 +155,7 @@ LOUPE_FEATURE_CACHE_DIR = Path(env_str("LOUPE_FEATURE_CACHE_DIR", str(DATA_DIR /
 LOUPE_TRAIN_LEASE_S = env_int("LOUPE_TRAIN_LEASE_S", 90)
 # Runs of one iteration before the sweep gives up: a dataset that kills its worker must not loop.
 LOUPE_TRAIN_MAX_ATTEMPTS = env_int("LOUPE_TRAIN_MAX_ATTEMPTS", 2)
+LOUPE_TRAIN_MIN_BUDGET_S = env_int("LOUPE_TRAIN_MIN_BUDGET_S", 60)
 LOUPE_TRAIN_MAX_BUDGET_S = env_int("LOUPE_TRAIN_MAX_BUDGET_S", 3 * 3600)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},

@@ -32,6 +32,8 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    # PBKDF2's 1M rounds cost ~1.5 s per user on a busy 2-core host; tests need no strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Plain storage in tests: the manifest storage needs collectstatic to have run.
     settings.STORAGES = {
         **settings.STORAGES,

@@ -63,31 +63,53 @@ def celery_worker_redis(transactional_db: None) -> Iterator[Any]:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as err:
-        pytest.fail(f"The worker tests need a running Redis at {url} ({err}). Start "
-                    "redis-server or set REDIS_URL.")
-    saved = {key: app.conf[key] for key in ("broker_url", "result_backend",
-                                             "broker_transport_options",
-                                             "result_backend_transport_options")}
+        pytest.fail(
+            f"The worker tests need a running Redis at {url} ({err}). Start "
+            "redis-server or set REDIS_URL."
+        )
+    saved = {
+        key: app.conf[key]
+        for key in (
+            "broker_url",
+            "result_backend",
+            "broker_transport_options",
+            "result_backend_transport_options",
+        )
+    }
     prefix = f"loupe-test-{uuid.uuid4().hex[:12]}:"
     app.conf.update(
-        broker_url=url, result_backend=url,
-        broker_transport_options={**(saved["broker_transport_options"] or {}),
-                                  "global_keyprefix": prefix},
+        broker_url=url,
+        result_backend=url,
+        broker_transport_options={
+            **(saved["broker_transport_options"] or {}),
+            "global_keyprefix": prefix,
+        },
         result_backend_transport_options={"global_keyprefix": prefix},
     )
     _reset_connections(app)
     try:
-        with start_worker(app, pool="solo", concurrency=1, queues=list(WORKER_QUEUES),
-                          perform_ping_check=False, loglevel="WARNING",
-                          shutdown_timeout=30) as worker:
+        with start_worker(
+            app,
+            pool="solo",
+            concurrency=1,
+            queues=list(WORKER_QUEUES),
+            perform_ping_check=False,
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ) as worker:
             yield worker
     finally:
         app.conf.update(saved)
         _reset_connections(app)
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 30.0,
-             interval_s: float = 0.1, what: str = "the worker") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    *,
+    timeout_s: float = 30.0,
+    interval_s: float = 0.1,
+    what: str = "the worker",
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail the test after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:

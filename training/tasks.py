@@ -13,7 +13,7 @@ from training.services.iterations import QUICK_TIME_LIMIT_S, claim_iteration, sw
 
 
 @shared_task(name="training.run_iteration", queue="train", acks_late=True,
-             reject_on_worker_lost=True, time_limit=QUICK_TIME_LIMIT_S)
+             reject_on_worker_lost=True, time_limit=QUICK_TIME_LIMIT_S, ignore_result=True)
 def run_iteration(iteration_id: int) -> None:
     iteration = claim_iteration(iteration_id)  # None: finished, deleted or held by another worker
     if iteration is None:
@@ -24,6 +24,6 @@ def run_iteration(iteration_id: int) -> None:
     train_iteration(iteration)
 
 
-@shared_task(name="training.sweep_iterations", time_limit=120)
+@shared_task(name="training.sweep_iterations", time_limit=120, ignore_result=True)
 def sweep_iterations_task() -> int:
     return sweep_iterations()

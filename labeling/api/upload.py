@@ -22,13 +22,17 @@ from labeling.services.ingest import IngestReport, ingest_images
 
 
 class UploadInputSerializer(serializers.Serializer):
-    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True),
-                                  help_text="The image files (repeat the field; 50 per request "
-                                            "is a good batch).")
-    tag_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
-                                    default=list,
-                                    help_text="Tags given to every accepted image (repeat the "
-                                              "field). Multiclass projects take one.")
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        help_text="The image files (repeat the field; 50 per request is a good batch).",
+    )
+    tag_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        help_text="Tags given to every accepted image (repeat the "
+        "field). Multiclass projects take one.",
+    )
 
     class Meta:
         ref_name = "ImageUploadInput"
@@ -57,11 +61,14 @@ class AcceptedFileSerializer(serializers.Serializer):
 class RejectedFileSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Position of the file in the request.")
     filename = serializers.CharField()
-    code = serializers.CharField(help_text="empty, too_large, duplicate, not_an_image, "
-                                           "unsupported_format, too_many_pixels, corrupt")
+    code = serializers.CharField(
+        help_text="empty, too_large, duplicate, not_an_image, "
+        "unsupported_format, too_many_pixels, corrupt"
+    )
     message = serializers.CharField(help_text="A full sentence, safe to show.")
-    image_id = serializers.IntegerField(allow_null=True,
-                                        help_text="For duplicate: the image already stored.")
+    image_id = serializers.IntegerField(
+        allow_null=True, help_text="For duplicate: the image already stored."
+    )
 
     class Meta:
         ref_name = "UploadRejectedFile"
@@ -89,23 +96,35 @@ def upload_images(request: Request, project_id: int) -> Response:
     project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
     fields = request.data
     tag_ids = fields.getlist("tag_ids") if hasattr(fields, "getlist") else fields.get("tag_ids")
-    data = UploadInputSerializer(data={"files": request.FILES.getlist("files"),
-                                       "tag_ids": tag_ids or []})
+    data = UploadInputSerializer(
+        data={"files": request.FILES.getlist("files"), "tag_ids": tag_ids or []}
+    )
     data.is_valid(raise_exception=True)
-    report = ingest_images(project=project, files=data.validated_data["files"],
-                           by=request.user, tag_ids=data.validated_data["tag_ids"])
-    return Response(report_body(report),
-                    status=status.HTTP_201_CREATED if report.accepted else status.HTTP_200_OK)
+    report = ingest_images(
+        project=project,
+        files=data.validated_data["files"],
+        by=request.user,
+        tag_ids=data.validated_data["tag_ids"],
+    )
+    return Response(
+        report_body(report),
+        status=status.HTTP_201_CREATED if report.accepted else status.HTTP_200_OK,
+    )
 
 
 class UploadImagesApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(operation_id="images_upload_batch",
-                   request={"multipart/form-data": UploadInputSerializer},
-                   responses={201: IngestReportSerializer, 200: IngestReportSerializer,
-                              **errors(400, 403, 422)},
-                   description="Upload many images at once. Each file is checked by content "
-                               "and reported on its own: bad files never stop the good ones.")
+    @extend_schema(
+        operation_id="images_upload_batch",
+        request={"multipart/form-data": UploadInputSerializer},
+        responses={
+            201: IngestReportSerializer,
+            200: IngestReportSerializer,
+            **errors(400, 403, 422),
+        },
+        description="Upload many images at once. Each file is checked by content "
+        "and reported on its own: bad files never stop the good ones.",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         return upload_images(request, project_id)

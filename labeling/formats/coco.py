@@ -32,8 +32,9 @@ ANNOTATION_FILE = "annotations.json"
 
 
 def parse(archive: SafeArchive) -> ParsedDataset:
-    path, problems = one_annotation_file(archive, ".json",
-                                         (ANNOTATION_FILE, "_annotations.coco.json"), "COCO JSON")
+    path, problems = one_annotation_file(
+        archive, ".json", (ANNOTATION_FILE, "_annotations.coco.json"), "COCO JSON"
+    )
     if path is None:
         return ParsedDataset([], [], problems)
     try:
@@ -41,12 +42,23 @@ def parse(archive: SafeArchive) -> ParsedDataset:
     except ArchiveError as err:
         return ParsedDataset([], [], [Problem(path, err.code, err.message)])
     except (ValueError, UnicodeDecodeError) as err:
-        return ParsedDataset([], [], [Problem(path, "malformed",
-                                              f"“{path}” is not valid JSON: {err}.")])
+        return ParsedDataset(
+            [], [], [Problem(path, "malformed", f"“{path}” is not valid JSON: {err}.")]
+        )
     if not isinstance(document, dict) or not all(
-            isinstance(document.get(key), list) for key in ("images", "categories")):
-        return ParsedDataset([], [], [Problem(path, "malformed", f"“{path}” needs “images” "
-                                              "and “categories” lists (COCO format).")])
+        isinstance(document.get(key), list) for key in ("images", "categories")
+    ):
+        return ParsedDataset(
+            [],
+            [],
+            [
+                Problem(
+                    path,
+                    "malformed",
+                    f"“{path}” needs “images” and “categories” lists (COCO format).",
+                )
+            ],
+        )
     categories = _categories(document["categories"], problems)
     items = _images(archive, document["images"], posixpath.dirname(path), problems)
     _annotations(document.get("annotations", []), items, categories, problems)
@@ -58,45 +70,66 @@ def _categories(raw: list[Any], problems: list[Problem]) -> dict[int, str]:
     for number, category in enumerate(raw, start=1):
         cid, name = _get(category, "id"), _get(category, "name")
         if not _is_int(cid) or not isinstance(name, str) or not name.strip():
-            problems.append(Problem(f"category {number}", "malformed",
-                                    f"Category {number} needs an integer “id” and a “name”."))
+            problems.append(
+                Problem(
+                    f"category {number}",
+                    "malformed",
+                    f"Category {number} needs an integer “id” and a “name”.",
+                )
+            )
         elif cid in categories:
-            problems.append(Problem(f"category {number}", "malformed",
-                                    f"Category id {cid} is listed twice."))
+            problems.append(
+                Problem(f"category {number}", "malformed", f"Category id {cid} is listed twice.")
+            )
         else:
             categories[cid] = name.strip()
     return categories
 
 
-def _images(archive: SafeArchive, raw: list[Any], base_dir: str,
-            problems: list[Problem]) -> dict[int, DatasetItem]:
+def _images(
+    archive: SafeArchive, raw: list[Any], base_dir: str, problems: list[Problem]
+) -> dict[int, DatasetItem]:
     items: dict[int, DatasetItem] = {}
     for number, image in enumerate(raw, start=1):
         iid, file_name = _get(image, "id"), _get(image, "file_name")
         width, height = _get(image, "width"), _get(image, "height")
         label = f"image {iid}" if _is_int(iid) else f"image entry {number}"
         if not _is_int(iid) or not isinstance(file_name, str) or not file_name:
-            problems.append(Problem(label, "malformed", f"Image entry {number} needs an "
-                                                        "integer “id” and a “file_name”."))
+            problems.append(
+                Problem(
+                    label,
+                    "malformed",
+                    f"Image entry {number} needs an integer “id” and a “file_name”.",
+                )
+            )
             continue
         if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
-            problems.append(Problem(file_name, "malformed", f"“{file_name}” needs a positive "
-                                                            "integer “width” and “height”."))
+            problems.append(
+                Problem(
+                    file_name,
+                    "malformed",
+                    f"“{file_name}” needs a positive integer “width” and “height”.",
+                )
+            )
             continue
         if iid in items:
             problems.append(Problem(file_name, "malformed", f"Image id {iid} is listed twice."))
             continue
         member = archive.resolve(file_name, base_dir)
         if member is None:
-            problems.append(Problem(file_name, "missing_image",
-                                    f"“{file_name}” is listed but not in the archive."))
+            problems.append(
+                Problem(
+                    file_name, "missing_image", f"“{file_name}” is listed but not in the archive."
+                )
+            )
             continue
         items[iid] = DatasetItem(path=member, width_px=width, height_px=height)
     return items
 
 
-def _annotations(raw: Any, items: dict[int, DatasetItem], categories: dict[int, str],
-                 problems: list[Problem]) -> None:
+def _annotations(
+    raw: Any, items: dict[int, DatasetItem], categories: dict[int, str], problems: list[Problem]
+) -> None:
     if not isinstance(raw, list):
         problems.append(Problem("annotations", "malformed", "“annotations” must be a list."))
         return
@@ -105,41 +138,73 @@ def _annotations(raw: Any, items: dict[int, DatasetItem], categories: dict[int, 
         image_id, category_id = _get(annotation, "image_id"), _get(annotation, "category_id")
         bbox = _get(annotation, "bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-            problems.append(Problem(label, "malformed", f"The {label} needs a “bbox” of four "
-                                                        "numbers [x, y, width, height]."))
+            problems.append(
+                Problem(
+                    label,
+                    "malformed",
+                    f"The {label} needs a “bbox” of four numbers [x, y, width, height].",
+                )
+            )
             continue
         item = items.get(image_id) if _is_int(image_id) else None
         if item is None:
-            problems.append(Problem(label, "missing_image", f"The {label} names image "
-                                    f"{image_id}, which is not among the listed images."))
+            problems.append(
+                Problem(
+                    label,
+                    "missing_image",
+                    f"The {label} names image {image_id}, which is not among the listed images.",
+                )
+            )
             continue
         if category_id not in categories:
-            problems.append(Problem(label, "malformed", f"The {label} names category "
-                                    f"{category_id}, which is not listed."))
+            problems.append(
+                Problem(
+                    label,
+                    "malformed",
+                    f"The {label} names category {category_id}, which is not listed.",
+                )
+            )
             continue
         x, y, w, h = (float(v) for v in bbox)
         width_px, height_px = item.width_px or 1, item.height_px or 1  # set for listed images
-        item.boxes.append(BoxItem(categories[category_id], x / width_px, y / height_px,
-                                  w / width_px, h / height_px))
+        item.boxes.append(
+            BoxItem(
+                categories[category_id], x / width_px, y / height_px, w / width_px, h / height_px
+            )
+        )
 
 
 def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]:
     category_ids = {name: number for number, name in enumerate(tag_names, start=1)}
     images, annotations = [], []
     for image_id, item in enumerate(items, start=1):
-        images.append({"id": image_id, "file_name": f"images/{item.name}",
-                       "width": item.width_px, "height": item.height_px})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": f"images/{item.name}",
+                "width": item.width_px,
+                "height": item.height_px,
+            }
+        )
         for box in item.boxes:
             x, y = pixels(box.left * item.width_px), pixels(box.top * item.height_px)
             w, h = pixels(box.width * item.width_px), pixels(box.height * item.height_px)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": category_ids[box.tag], "bbox": [x, y, w, h],
-                                "area": pixels(w * h), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_ids[box.tag],
+                    "bbox": [x, y, w, h],
+                    "area": pixels(w * h),
+                    "iscrowd": 0,
+                }
+            )
     document = {
         "info": {"description": "Exported from Loupe"},
         "images": images,
-        "categories": [{"id": cid, "name": name, "supercategory": "none"}
-                       for name, cid in category_ids.items()],
+        "categories": [
+            {"id": cid, "name": name, "supercategory": "none"} for name, cid in category_ids.items()
+        ],
         "annotations": annotations,
     }
     entries: list[Entry] = [(ANNOTATION_FILE, json.dumps(document, indent=1).encode())]
@@ -159,5 +224,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-FORMAT = DatasetFormat(name="coco", label="COCO JSON (boxes)", is_detection=True, parse=parse,
-                       render=render)
+FORMAT = DatasetFormat(
+    name="coco", label="COCO JSON (boxes)", is_detection=True, parse=parse, render=render
+)

@@ -116,11 +116,13 @@ class SafeArchive:
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
             raise ArchiveError("The upload is not a readable zip archive.") from None
         if len(infos) > MAX_ARCHIVE_MEMBERS:
-            raise ArchiveError(f"The archive holds {len(infos)} entries; the limit is "
-                               f"{MAX_ARCHIVE_MEMBERS}.")
+            raise ArchiveError(
+                f"The archive holds {len(infos)} entries; the limit is {MAX_ARCHIVE_MEMBERS}."
+            )
         if sum(info.file_size for info in infos) > MAX_ARCHIVE_BYTES:
-            raise ArchiveError(f"The archive unpacks to more than "
-                               f"{MAX_ARCHIVE_BYTES // 1024**3} GB.")
+            raise ArchiveError(
+                f"The archive unpacks to more than {MAX_ARCHIVE_BYTES // 1024**3} GB."
+            )
         self.problems: list[Problem] = []
         self._members: dict[str, zipfile.ZipInfo] = {}
         self._by_basename: dict[str, list[str]] = defaultdict(list)
@@ -135,16 +137,27 @@ class SafeArchive:
         raw = info.filename
         name = raw.replace("\\", "/")
         if name.startswith("/") or _DRIVE.match(name):
-            self.problems.append(Problem(raw, "unsafe_path", f"“{raw}” is an absolute path; "
-                                         "archive entries must be relative."))
+            self.problems.append(
+                Problem(
+                    raw,
+                    "unsafe_path",
+                    f"“{raw}” is an absolute path; archive entries must be relative.",
+                )
+            )
             return None
         if ".." in name.split("/"):
-            self.problems.append(Problem(raw, "unsafe_path",
-                                         f"“{raw}” points outside the archive."))
+            self.problems.append(
+                Problem(raw, "unsafe_path", f"“{raw}” points outside the archive.")
+            )
             return None
         if stat.S_ISLNK(info.external_attr >> 16):
-            self.problems.append(Problem(raw, "symlink", f"“{raw}” is a symbolic link; the "
-                                         "archive must hold the files themselves."))
+            self.problems.append(
+                Problem(
+                    raw,
+                    "symlink",
+                    f"“{raw}” is a symbolic link; the archive must hold the files themselves.",
+                )
+            )
             return None
         if info.is_dir() or name.startswith(_JUNK):
             return None
@@ -218,13 +231,15 @@ def pixels(value: float, places: int = 3) -> float:
     return round(value, places) + 0.0
 
 
-def one_annotation_file(archive: SafeArchive, suffix: str, preferred: Sequence[str],
-                        what: str) -> tuple[str | None, list[Problem]]:
+def one_annotation_file(
+    archive: SafeArchive, suffix: str, preferred: Sequence[str], what: str
+) -> tuple[str | None, list[Problem]]:
     """The archive's single annotation file ending in `suffix`, or a problem saying why not."""
     found = archive.with_suffix(suffix)
     if not found:
-        return None, [Problem("archive", "no_annotations",
-                              f"The archive has no {what} file (*{suffix}).")]
+        return None, [
+            Problem("archive", "no_annotations", f"The archive has no {what} file (*{suffix}).")
+        ]
     if len(found) == 1:
         return found[0], []
     for name in preferred:
@@ -232,8 +247,13 @@ def one_annotation_file(archive: SafeArchive, suffix: str, preferred: Sequence[s
         if len(matches) == 1:
             return matches[0], []
     listed = ", ".join(found[:5])
-    return None, [Problem("archive", "ambiguous_annotations",
-                          f"The archive has several {what} files ({listed}); keep one.")]
+    return None, [
+        Problem(
+            "archive",
+            "ambiguous_annotations",
+            f"The archive has several {what} files ({listed}); keep one.",
+        )
+    ]
 
 
 def unique_names(names: Sequence[str], ids: Sequence[int]) -> list[str]:

@@ -40,8 +40,11 @@ def parse(archive: SafeArchive) -> ParsedDataset:
     rows = csv.reader(io.StringIO(text))
     header = [cell.strip().lower() for cell in next(rows, [])]
     if header != ["file", "tags"]:
-        return ParsedDataset([], [], [Problem(path, "malformed", f"“{path}” must start with "
-                                              "the header row “file,tags”.")])
+        return ParsedDataset(
+            [],
+            [],
+            [Problem(path, "malformed", f"“{path}” must start with the header row “file,tags”.")],
+        )
     base = posixpath.dirname(path)
     items: list[DatasetItem] = []
     seen: set[str] = set()
@@ -50,14 +53,24 @@ def parse(archive: SafeArchive) -> ParsedDataset:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != 2 or not row[0].strip():
-            problems.append(Problem(f"{path} line {line}", "malformed", f"Line {line} of "
-                                    f"“{path}” needs two columns: file and tags."))
+            problems.append(
+                Problem(
+                    f"{path} line {line}",
+                    "malformed",
+                    f"Line {line} of “{path}” needs two columns: file and tags.",
+                )
+            )
             continue
         name = row[0].strip()
         member = archive.resolve(name, base)
         if member is None:
-            problems.append(Problem(name, "missing_image", f"Line {line} names “{name}”, "
-                                                           "which is not in the archive."))
+            problems.append(
+                Problem(
+                    name,
+                    "missing_image",
+                    f"Line {line} names “{name}”, which is not in the archive.",
+                )
+            )
             continue
         if member in seen:
             problems.append(Problem(name, "malformed", f"Line {line} lists “{name}” again."))
@@ -79,5 +92,10 @@ def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]
     return entries + [(f"images/{item.name}", item) for item in items]
 
 
-FORMAT = DatasetFormat(name="csv", label="CSV file,tags (classification)", is_detection=False,
-                       parse=parse, render=render)
+FORMAT = DatasetFormat(
+    name="csv",
+    label="CSV file,tags (classification)",
+    is_detection=False,
+    parse=parse,
+    render=render,
+)

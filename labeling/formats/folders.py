@@ -27,8 +27,9 @@ from labeling.formats.common import (
 def parse(archive: SafeArchive) -> ParsedDataset:
     paths = archive.image_paths()
     if not paths:
-        return ParsedDataset([], [], [Problem("archive", "no_images",
-                                              "The archive holds no images.")])
+        return ParsedDataset(
+            [], [], [Problem("archive", "no_images", "The archive holds no images.")]
+        )
     problems: list[Problem] = []
     items: list[DatasetItem] = []
     tag_names: dict[str, None] = {}
@@ -40,8 +41,9 @@ def parse(archive: SafeArchive) -> ParsedDataset:
     return ParsedDataset(items, list(tag_names), problems)
 
 
-def _same_content(archive: SafeArchive, paths: list[str],
-                  problems: list[Problem]) -> list[list[str]]:
+def _same_content(
+    archive: SafeArchive, paths: list[str], problems: list[Problem]
+) -> list[list[str]]:
     """The image paths grouped by identical content, in path order.
 
     The zip's CRC-32 and size find the candidates without reading anything; SHA-256 confirms.
@@ -79,5 +81,10 @@ def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]
     return entries
 
 
-FORMAT = DatasetFormat(name="folders", label="Folders per tag (classification)",
-                       is_detection=False, parse=parse, render=render)
+FORMAT = DatasetFormat(
+    name="folders",
+    label="Folders per tag (classification)",
+    is_detection=False,
+    parse=parse,
+    render=render,
+)

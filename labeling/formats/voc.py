@@ -40,8 +40,15 @@ class _Malformed(Exception):
 def parse(archive: SafeArchive) -> ParsedDataset:
     xml_paths = archive.with_suffix(".xml")
     if not xml_paths:
-        return ParsedDataset([], [], [Problem("archive", "no_annotations", "The archive has no "
-                                              "Pascal VOC XML files (*.xml).")])
+        return ParsedDataset(
+            [],
+            [],
+            [
+                Problem(
+                    "archive", "no_annotations", "The archive has no Pascal VOC XML files (*.xml)."
+                )
+            ],
+        )
     items: list[DatasetItem] = []
     tag_names: dict[str, None] = {}
     problems: list[Problem] = []
@@ -55,8 +62,13 @@ def parse(archive: SafeArchive) -> ParsedDataset:
             problems.append(Problem(path, err.code, err.message))
             continue
         if item is None:
-            problems.append(Problem(path, "missing_image", f"“{path}” describes an image that "
-                                                           "is not in the archive."))
+            problems.append(
+                Problem(
+                    path,
+                    "missing_image",
+                    f"“{path}” describes an image that is not in the archive.",
+                )
+            )
             continue
         tag_names.update(dict.fromkeys(box.tag for box in item.boxes))
         items.append(item)
@@ -65,8 +77,9 @@ def parse(archive: SafeArchive) -> ParsedDataset:
 
 def _parse_one(archive: SafeArchive, path: str) -> DatasetItem | None:
     try:
-        root = fromstring(archive.read(path), forbid_dtd=True, forbid_entities=True,
-                          forbid_external=True)
+        root = fromstring(
+            archive.read(path), forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
     except DefusedXmlException:
         raise _Malformed(f"“{path}” uses DTDs or entities, which are not allowed.") from None
     except ElementTree.ParseError as err:
@@ -78,8 +91,9 @@ def _parse_one(archive: SafeArchive, path: str) -> DatasetItem | None:
         raise _Malformed(f"“{path}” has no <filename>.")
     width, height = _int(root, "size/width", path), _int(root, "size/height", path)
     base = posixpath.dirname(path)
-    member = (archive.resolve(posixpath.join("..", IMAGE_DIR, filename), base)
-              or archive.resolve(filename, base))
+    member = archive.resolve(posixpath.join("..", IMAGE_DIR, filename), base) or archive.resolve(
+        filename, base
+    )
     if member is None:
         return None
     item = DatasetItem(path=member, width_px=width, height_px=height)
@@ -89,8 +103,11 @@ def _parse_one(archive: SafeArchive, path: str) -> DatasetItem | None:
             raise _Malformed(f"Object {number} in “{path}” has no <name>.")
         xmin, ymin = _float(obj, "bndbox/xmin", path), _float(obj, "bndbox/ymin", path)
         xmax, ymax = _float(obj, "bndbox/xmax", path), _float(obj, "bndbox/ymax", path)
-        item.boxes.append(BoxItem(name, xmin / width, ymin / height, (xmax - xmin) / width,
-                                  (ymax - ymin) / height))
+        item.boxes.append(
+            BoxItem(
+                name, xmin / width, ymin / height, (xmax - xmin) / width, (ymax - ymin) / height
+            )
+        )
     return item
 
 
@@ -126,15 +143,21 @@ def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]
             _sub(obj, "truncated", "0")
             _sub(obj, "difficult", "0")
             bndbox = _sub(obj, "bndbox")
-            for key, value in (("xmin", box.left * item.width_px),
-                               ("ymin", box.top * item.height_px),
-                               ("xmax", (box.left + box.width) * item.width_px),
-                               ("ymax", (box.top + box.height) * item.height_px)):
+            for key, value in (
+                ("xmin", box.left * item.width_px),
+                ("ymin", box.top * item.height_px),
+                ("xmax", (box.left + box.width) * item.width_px),
+                ("ymax", (box.top + box.height) * item.height_px),
+            ):
                 _sub(bndbox, key, format_number(value, 2))
         ElementTree.indent(root)
         stem = posixpath.splitext(item.name)[0]
-        entries.append((f"{ANNOTATION_DIR}/{stem}.xml",
-                        ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)))
+        entries.append(
+            (
+                f"{ANNOTATION_DIR}/{stem}.xml",
+                ElementTree.tostring(root, encoding="utf-8", xml_declaration=True),
+            )
+        )
         entries.append((f"{IMAGE_DIR}/{item.name}", item))
     return entries
 
@@ -146,5 +169,6 @@ def _sub(parent: ElementTree.Element, tag: str, text: str | None = None) -> Elem
     return element
 
 
-FORMAT = DatasetFormat(name="voc", label="Pascal VOC XML (boxes)", is_detection=True,
-                       parse=parse, render=render)
+FORMAT = DatasetFormat(
+    name="voc", label="Pascal VOC XML (boxes)", is_detection=True, parse=parse, render=render
+)

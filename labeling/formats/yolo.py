@@ -32,20 +32,39 @@ def parse(archive: SafeArchive) -> ParsedDataset:
     problems: list[Problem] = []
     class_path = next((p for p in archive.paths if posixpath.basename(p) in CLASS_FILES), None)
     if class_path is None:
-        return ParsedDataset([], [], [Problem("archive", "no_annotations", "The archive has no "
-                                              "classes.txt (one tag name per line).")])
+        return ParsedDataset(
+            [],
+            [],
+            [
+                Problem(
+                    "archive",
+                    "no_annotations",
+                    "The archive has no classes.txt (one tag name per line).",
+                )
+            ],
+        )
     try:
         names = [line.strip() for line in archive.read(class_path).decode().splitlines()]
     except ArchiveError as err:
         return ParsedDataset([], [], [Problem(class_path, err.code, err.message)])
     except UnicodeDecodeError:
-        return ParsedDataset([], [], [Problem(class_path, "malformed",
-                                              f"“{class_path}” is not UTF-8 text.")])
+        return ParsedDataset(
+            [], [], [Problem(class_path, "malformed", f"“{class_path}” is not UTF-8 text.")]
+        )
     while names and not names[-1]:
         names.pop()
     if not names or not all(names) or len(set(names)) != len(names):
-        return ParsedDataset([], [], [Problem(class_path, "malformed", f"“{class_path}” must "
-                                              "list distinct, non-empty tag names, one a line.")])
+        return ParsedDataset(
+            [],
+            [],
+            [
+                Problem(
+                    class_path,
+                    "malformed",
+                    f"“{class_path}” must list distinct, non-empty tag names, one a line.",
+                )
+            ],
+        )
     images = {posixpath.splitext(p)[0]: p for p in archive.image_paths()}
     items = {stem: DatasetItem(path=path) for stem, path in images.items()}
     for label_path in archive.with_suffix(".txt"):
@@ -54,8 +73,11 @@ def parse(archive: SafeArchive) -> ParsedDataset:
         stem = posixpath.splitext(label_path)[0]
         item = items.get(stem) or items.get(_image_stem(stem))
         if item is None:
-            problems.append(Problem(label_path, "missing_image",
-                                    f"“{label_path}” has no image with the same name."))
+            problems.append(
+                Problem(
+                    label_path, "missing_image", f"“{label_path}” has no image with the same name."
+                )
+            )
             continue
         try:
             item.boxes = _boxes(archive.read(label_path), names, label_path)
@@ -71,7 +93,7 @@ def _image_stem(label_stem: str) -> str:
     parts = label_stem.split("/")
     for i in range(len(parts) - 1, -1, -1):
         if parts[i] == "labels":
-            return "/".join([*parts[:i], "images", *parts[i + 1:]])
+            return "/".join([*parts[:i], "images", *parts[i + 1 :]])
     return label_stem
 
 
@@ -86,17 +108,21 @@ def _boxes(data: bytes, names: Sequence[str], path: str) -> list[BoxItem]:
         if not fields:
             continue
         if len(fields) != 5:
-            raise ValueError(f"Line {number} of “{path}” needs 5 values (class, center x, "
-                             f"center y, width, height); it has {len(fields)}.")
+            raise ValueError(
+                f"Line {number} of “{path}” needs 5 values (class, center x, "
+                f"center y, width, height); it has {len(fields)}."
+            )
         try:
             index = int(fields[0])
             cx, cy, w, h = (float(v) for v in fields[1:])
         except ValueError:
-            raise ValueError(f"Line {number} of “{path}” has a value that is not a "
-                             "number.") from None
+            raise ValueError(
+                f"Line {number} of “{path}” has a value that is not a number."
+            ) from None
         if not 0 <= index < len(names):
-            raise ValueError(f"Line {number} of “{path}” names class {index}; classes.txt "
-                             f"lists {len(names)}.")
+            raise ValueError(
+                f"Line {number} of “{path}” names class {index}; classes.txt lists {len(names)}."
+            )
         boxes.append(BoxItem(names[index], cx - w / 2, cy - h / 2, w, h))
     return boxes
 
@@ -115,5 +141,6 @@ def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]
     return entries
 
 
-FORMAT = DatasetFormat(name="yolo", label="YOLO txt (boxes)", is_detection=True, parse=parse,
-                       render=render)
+FORMAT = DatasetFormat(
+    name="yolo", label="YOLO txt (boxes)", is_detection=True, parse=parse, render=render
+)

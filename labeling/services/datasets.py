@@ -72,11 +72,17 @@ class ImportReport:
         return not self.problems
 
     def as_dict(self) -> dict[str, object]:
-        return {"format": self.format, "ok": self.ok, "images": self.images,
-                "boxes": self.boxes, "labeled_images": self.labeled_images,
-                "tags_created": self.tags_created,
-                "problems": [{"item": p.item, "code": p.code, "message": p.message}
-                             for p in self.problems]}
+        return {
+            "format": self.format,
+            "ok": self.ok,
+            "images": self.images,
+            "boxes": self.boxes,
+            "labeled_images": self.labeled_images,
+            "tags_created": self.tags_created,
+            "problems": [
+                {"item": p.item, "code": p.code, "message": p.message} for p in self.problems
+            ],
+        }
 
 
 class _RollBack(Exception):
@@ -98,10 +104,14 @@ def formats_for(project: Project) -> list[DatasetFormat]:
     return [f for f in FORMATS.values() if f.is_detection == project.is_detection]
 
 
-def import_dataset(*, project: Project, archive: IO[bytes], format_name: str,
-                   by: AbstractBaseUser,
-                   on_progress: ProgressCallback = lambda fraction, message: None,
-                   ) -> ImportReport:
+def import_dataset(
+    *,
+    project: Project,
+    archive: IO[bytes],
+    format_name: str,
+    by: AbstractBaseUser,
+    on_progress: ProgressCallback = lambda fraction, message: None,
+) -> ImportReport:
     """Import a zip of images and annotations into the project, completely or not at all.
 
     Raises LoupeError for what stops the import as a whole (role, format, not a zip); returns
@@ -125,19 +135,34 @@ def import_dataset(*, project: Project, archive: IO[bytes], format_name: str,
     return report
 
 
-def _check_items(project: Project, archive: SafeArchive, items: Sequence[DatasetItem],
-                 on_progress: ProgressCallback) -> list[Problem]:
+def _check_items(
+    project: Project,
+    archive: SafeArchive,
+    items: Sequence[DatasetItem],
+    on_progress: ProgressCallback,
+) -> list[Problem]:
     """Phase 1: everything that can be checked without writing."""
     problems: list[Problem] = []
     for number, item in enumerate(items, start=1):
         if posixpath.splitext(item.path)[1].lower() not in IMAGE_EXTENSIONS:
-            problems.append(Problem(item.path, "not_an_image", f"“{item.path}” does not have "
-                                    "an image file extension (JPEG, PNG, BMP, WebP or GIF)."))
+            problems.append(
+                Problem(
+                    item.path,
+                    "not_an_image",
+                    f"“{item.path}” does not have "
+                    "an image file extension (JPEG, PNG, BMP, WebP or GIF).",
+                )
+            )
             continue
         for tag in {*item.tags, *(box.tag for box in item.boxes)}:
             if len(tag) > Tag._meta.get_field("name").max_length:
-                problems.append(Problem(item.path, "invalid", f"The tag name “{tag[:40]}…” "
-                                        "is longer than 100 characters."))
+                problems.append(
+                    Problem(
+                        item.path,
+                        "invalid",
+                        f"The tag name “{tag[:40]}…” is longer than 100 characters.",
+                    )
+                )
         if item.width_px and item.height_px:
             problems += _box_problems(item, item.width_px, item.height_px)
         try:
@@ -164,33 +189,54 @@ def _box_problems(item: DatasetItem, width_px: int, height_px: int) -> list[Prob
     problems = []
     for number, box in enumerate(item.boxes, start=1):
         try:
-            normalize_box(box.left, box.top, box.width, box.height, width_px=width_px,
-                          height_px=height_px, label=f"Box {number} ({box.tag}) of “{item.name}”")
+            normalize_box(
+                box.left,
+                box.top,
+                box.width,
+                box.height,
+                width_px=width_px,
+                height_px=height_px,
+                label=f"Box {number} ({box.tag}) of “{item.name}”",
+            )
         except LoupeError as err:
-            problems.append(Problem(item.path, "box_outside" if "outside" in err.message
-                                    else err.code, err.message))
+            problems.append(
+                Problem(
+                    item.path, "box_outside" if "outside" in err.message else err.code, err.message
+                )
+            )
     return problems
 
 
-def _write(project: Project, archive: SafeArchive, items: Sequence[DatasetItem],
-           tag_names: Sequence[str], by: AbstractBaseUser, report: ImportReport,
-           on_progress: ProgressCallback) -> None:
+def _write(
+    project: Project,
+    archive: SafeArchive,
+    items: Sequence[DatasetItem],
+    tag_names: Sequence[str],
+    by: AbstractBaseUser,
+    report: ImportReport,
+    on_progress: ProgressCallback,
+) -> None:
     """Phase 2: one transaction; any problem rolls it back and removes the stored files."""
     stored: list[str] = []
     try:
         with transaction.atomic():
             tags = _ensure_tags(project, tag_names, items, by, report)
             for start in range(0, len(items), INGEST_BATCH):
-                batch = items[start:start + INGEST_BATCH]
+                batch = items[start : start + INGEST_BATCH]
                 stored_batch = _ingest(project, archive, batch, by, report)
-                stored += [name for _, image in stored_batch
-                           for name in (image.file.name, image.thumbnail.name) if name]
+                stored += [
+                    name
+                    for _, image in stored_batch
+                    for name in (image.file.name, image.thumbnail.name)
+                    if name
+                ]
                 for item, image in stored_batch:
                     if all(name in tags for name in (*item.tags, *(b.tag for b in item.boxes))):
                         _label(item, image, tags, by, report)
                 done = min(len(items), start + INGEST_BATCH)
-                on_progress(0.1 + 0.9 * done / len(items), f"Imported {done} of {len(items)} "
-                                                           "images.")
+                on_progress(
+                    0.1 + 0.9 * done / len(items), f"Imported {done} of {len(items)} images."
+                )
             if report.problems:
                 raise _RollBack
     except _RollBack:
@@ -202,12 +248,24 @@ def _write(project: Project, archive: SafeArchive, items: Sequence[DatasetItem],
         raise
 
 
-def _ensure_tags(project: Project, tag_names: Sequence[str], items: Sequence[DatasetItem],
-                 by: AbstractBaseUser, report: ImportReport) -> dict[str, Tag]:
+def _ensure_tags(
+    project: Project,
+    tag_names: Sequence[str],
+    items: Sequence[DatasetItem],
+    by: AbstractBaseUser,
+    report: ImportReport,
+) -> dict[str, Tag]:
     """The project's tag for each name (case-insensitive), creating the missing ones in the
     annotation file's order, so category order and keys 1-9 survive a round trip."""
-    names = list(dict.fromkeys([*tag_names, *(t for i in items for t in i.tags),
-                                *(b.tag for i in items for b in i.boxes)]))
+    names = list(
+        dict.fromkeys(
+            [
+                *tag_names,
+                *(t for i in items for t in i.tags),
+                *(b.tag for i in items for b in i.boxes),
+            ]
+        )
+    )
     existing = {tag.name.lower(): tag for tag in project.tags.all()}
     tags: dict[str, Tag] = {}
     for name in names:
@@ -250,8 +308,13 @@ class _ArchiveFile:
             self._stream = None
 
 
-def _ingest(project: Project, archive: SafeArchive, batch: Sequence[DatasetItem],
-            by: AbstractBaseUser, report: ImportReport) -> list[tuple[DatasetItem, Image]]:
+def _ingest(
+    project: Project,
+    archive: SafeArchive,
+    batch: Sequence[DatasetItem],
+    by: AbstractBaseUser,
+    report: ImportReport,
+) -> list[tuple[DatasetItem, Image]]:
     """Store a batch of images through the upload checks; returns the stored ones."""
     files = [_ArchiveFile(archive, item.path) for item in batch]
     try:
@@ -260,8 +323,7 @@ def _ingest(project: Project, archive: SafeArchive, batch: Sequence[DatasetItem]
         for file in files:
             file.close()
     for rejected in result.rejected:
-        report.problems.append(Problem(batch[rejected.index].path, rejected.code,
-                                       rejected.message))
+        report.problems.append(Problem(batch[rejected.index].path, rejected.code, rejected.message))
     rows = Image.objects.in_bulk([accepted.image_id for accepted in result.accepted])
     stored = []
     for accepted in result.accepted:
@@ -272,13 +334,24 @@ def _ingest(project: Project, archive: SafeArchive, batch: Sequence[DatasetItem]
     return stored
 
 
-def _label(item: DatasetItem, image: Image, tags: dict[str, Tag], by: AbstractBaseUser,
-           report: ImportReport) -> None:
+def _label(
+    item: DatasetItem,
+    image: Image,
+    tags: dict[str, Tag],
+    by: AbstractBaseUser,
+    report: ImportReport,
+) -> None:
     """Give one stored image its labels through the editors' services."""
     if item.width_px and (item.width_px, item.height_px) != (image.width, image.height):
-        report.problems.append(Problem(item.path, "size_mismatch", f"“{item.name}” is "
-                                       f"{image.width}x{image.height} px, but the annotation "
-                                       f"file says {item.width_px}x{item.height_px} px."))
+        report.problems.append(
+            Problem(
+                item.path,
+                "size_mismatch",
+                f"“{item.name}” is "
+                f"{image.width}x{image.height} px, but the annotation "
+                f"file says {item.width_px}x{item.height_px} px.",
+            )
+        )
         return
     try:
         if image.project.is_detection:
@@ -286,8 +359,9 @@ def _label(item: DatasetItem, image: Image, tags: dict[str, Tag], by: AbstractBa
                 regions = [(tags[b.tag], b.left, b.top, b.width, b.height) for b in item.boxes]
                 set_image_regions(image=image, regions=regions, by=by, version=None)
         elif item.tags:
-            set_image_tags(image=image, tags=[tags[name] for name in item.tags], by=by,
-                           version=None)
+            set_image_tags(
+                image=image, tags=[tags[name] for name in item.tags], by=by, version=None
+            )
     except LoupeError as err:
         report.problems.append(Problem(item.path, err.code, f"“{item.name}”: {err.message}"))
         return
@@ -305,30 +379,38 @@ def _delete_files(names: Sequence[str]) -> None:
 
 # --- Export ---------------------------------------------------------------------------------
 
-def export_dataset(*, project: Project, format_name: str, by: AbstractBaseUser,
-                   out: IO[bytes]) -> int:
+
+def export_dataset(
+    *, project: Project, format_name: str, by: AbstractBaseUser, out: IO[bytes]
+) -> int:
     """Write the project's training images and labels as a zip to `out`; returns the count."""
     require_role(by, project, Role.REVIEWER)
     fmt = dataset_format(project, format_name)
-    images = list(project.images.training().order_by("pk")
-                  .prefetch_related("image_tags__tag", "regions__tag"))
+    images = list(
+        project.images.training().order_by("pk").prefetch_related("image_tags__tag", "regions__tag")
+    )
     names = unique_names([_file_name(image) for image in images], [i.pk for i in images])
     tags = project.tags.all()
     if project.is_detection:
         tags = tags.filter(kind=Tag.Kind.REGULAR)
-    items = sorted((_export_item(image, name) for image, name in zip(images, names,
-                                                                     strict=True)),
-                   key=lambda item: item.name)
+    items = sorted(
+        (_export_item(image, name) for image, name in zip(images, names, strict=True)),
+        key=lambda item: item.name,
+    )
     entries = fmt.render(items, [tag.name for tag in tags])
     with zipfile.ZipFile(out, "w") as zf:
         for path, content in entries:
             if isinstance(content, ExportItem):
                 # Images are compressed already: stored as they are.
-                zf.writestr(zipfile.ZipInfo(path, _ZIP_DATE), content.read(),
-                            compress_type=zipfile.ZIP_STORED)
+                zf.writestr(
+                    zipfile.ZipInfo(path, _ZIP_DATE),
+                    content.read(),
+                    compress_type=zipfile.ZIP_STORED,
+                )
             else:
-                zf.writestr(zipfile.ZipInfo(path, _ZIP_DATE), content,
-                            compress_type=zipfile.ZIP_DEFLATED)
+                zf.writestr(
+                    zipfile.ZipInfo(path, _ZIP_DATE), content, compress_type=zipfile.ZIP_DEFLATED
+                )
     return len(items)
 
 
@@ -346,8 +428,12 @@ def _export_item(image: Image, name: str) -> ExportItem:
             return handle.read()
 
     return ExportItem(
-        name=name, width_px=image.width, height_px=image.height,
+        name=name,
+        width_px=image.width,
+        height_px=image.height,
         tags=tuple(t.tag.name for t in sorted(image.image_tags.all(), key=lambda t: t.tag_id)),
-        boxes=tuple(BoxItem(r.tag.name, r.left, r.top, r.width, r.height)
-                    for r in image.regions.all()),
-        read=read)
+        boxes=tuple(
+            BoxItem(r.tag.name, r.left, r.top, r.width, r.height) for r in image.regions.all()
+        ),
+        read=read,
+    )

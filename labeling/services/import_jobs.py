@@ -64,22 +64,25 @@ def _folder(project_id: int, job_id: str) -> str:
     return f"imports/{project_id}/{job_id}"
 
 
-def start_import(*, project: Project, upload: IO[bytes], format_name: str,
-                 by: AbstractBaseUser) -> ImportJob:
+def start_import(
+    *, project: Project, upload: IO[bytes], format_name: str, by: AbstractBaseUser
+) -> ImportJob:
     """Keep the uploaded zip in storage and queue the worker task; returns the queued job."""
     require_role(by, project, Role.ADMIN)
     fmt = dataset_format(project, format_name)
     if not zipfile.is_zipfile(upload):
-        raise ValidationFailed("The upload is not a zip archive; zip the images together with "
-                               "the annotation file.")
+        raise ValidationFailed(
+            "The upload is not a zip archive; zip the images together with the annotation file."
+        )
     upload.seek(0)
     job = ImportJob(project_id=project.pk, job_id=str(uuid.uuid4()), format=fmt.name)
     default_storage.save(f"{_folder(project.pk, job.job_id)}/archive.zip", upload)
     _write(job)
     from labeling.tasks_import import import_dataset_task
 
-    transaction.on_commit(lambda: import_dataset_task.delay(project.pk, job.job_id, by.pk,
-                                                            fmt.name))
+    transaction.on_commit(
+        lambda: import_dataset_task.delay(project.pk, job.job_id, by.pk, fmt.name)
+    )
     return job
 
 
@@ -99,8 +102,12 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
     job.attempts += 1
     if job.attempts > MAX_ATTEMPTS:
         # An archive that kills its worker must not be redelivered forever.
-        return _finish(job, FAILED, "The import stopped its worker twice; nothing was "
-                       "imported. Check the archive's images or import it in parts.")
+        return _finish(
+            job,
+            FAILED,
+            "The import stopped its worker twice; nothing was "
+            "imported. Check the archive's images or import it in parts.",
+        )
     job.state, job.message = RUNNING, "Reading the archive."
     _write(job)
     last_write = time.monotonic()
@@ -117,8 +124,13 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
         project = Project.objects.get(pk=project_id)
         user = get_user_model().objects.get(pk=user_id)
         with default_storage.open(archive, "rb") as handle:
-            report = import_dataset(project=project, archive=handle, format_name=format_name,
-                                    by=user, on_progress=on_progress)
+            report = import_dataset(
+                project=project,
+                archive=handle,
+                format_name=format_name,
+                by=user,
+                on_progress=on_progress,
+            )
     except LoupeError as err:
         job.state, job.message = FAILED, err.message
         job.problems = [{"item": "archive", "code": err.code, "message": err.message}]
@@ -128,9 +140,12 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
         job.report = report.as_dict()
         job.problems = job.report.pop("problems")  # type: ignore[assignment]
         job.state = DONE if report.ok else FAILED
-        job.message = (f"Imported {report.images} images." if report.ok else
-                       f"Nothing was imported: {len(report.problems)} problem"
-                       f"{'s' if len(report.problems) != 1 else ''} to fix.")
+        job.message = (
+            f"Imported {report.images} images."
+            if report.ok
+            else f"Nothing was imported: {len(report.problems)} problem"
+            f"{'s' if len(report.problems) != 1 else ''} to fix."
+        )
     return _finish(job, job.state, job.message)
 
 

@@ -14,7 +14,7 @@ others. Each file is checked in this order, and the first failed check is its re
 
 Accepted files keep their original bytes (EXIF orientation is applied to the stored width and
 height; thumbnails and training apply `exif_transpose`). Thumbnails are made by the worker
-(`labeling.make_thumbnails`, queue "thumbnails"), one task per batch of ids, after the commit.
+(labeling.services.thumbnails), one task per batch of ids, after the commit.
 
 Speed (bench/upload.py): the request path hashes while streaming, queries the project for
 duplicates once per batch, decodes each file once from memory, and inserts rows in bulk.
@@ -25,44 +25,46 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import time
+import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from labeling.access import require_role
 from labeling.models import Image, Project, Role, Tag
 from labeling.services.tagging import add_tags_to_images, check_tag_rules
+from labeling.services.thumbnails import enqueue_thumbnails_after_commit
 from project.errors import NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Pillow format name -> the extension the stored file gets. Anything else Pillow can read
 # (TIFF, ICO, PPM, EPS, ...) is refused before its pixels are decoded.
 SUPPORTED_FORMATS: dict[str, str] = {
-    "JPEG": "jpg", "PNG": "png", "BMP": "bmp", "WEBP": "webp", "GIF": "gif",
+    "JPEG": "jpg",
+    "PNG": "png",
+    "BMP": "bmp",
+    "WEBP": "webp",
+    "GIF": "gif",
 }
 # EXIF orientations 5-8 turn the picture a quarter turn: the shown width is the stored height.
 _QUARTER_TURN_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
 # Errors Pillow raises on malformed data while decoding; anything else is a bug and is logged.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-                  MemoryError)
-# The worker makes thumbnails for at most this many images per task, so a 1,000-file request
-# becomes 20 short tasks that a pool can share, not one long one.
-THUMBNAIL_TASK_BATCH = 50
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
 _HASH_CHUNK_BYTES = 1024 * 1024
 
 
@@ -125,7 +127,7 @@ class IngestReport:
         return sum(1 for item in self.accepted if item.warnings)
 
 
-class _Rejection(Exception):  # noqa: N818 - internal signal, never leaves this module
+class _Rejection(Exception):
     def __init__(self, code: str, message: str, image_id: int | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.image_id = code, message, image_id
@@ -155,9 +157,14 @@ class _Inspection:
     warnings: tuple[IngestWarning, ...]
 
 
-def ingest_images(*, project: Project, files: Sequence[UploadLike], by: AbstractBaseUser,
-                  tag_ids: Sequence[int] = (),
-                  source: str = Image.Source.UPLOAD) -> IngestReport:
+def ingest_images(
+    *,
+    project: Project,
+    files: Sequence[UploadLike],
+    by: AbstractBaseUser,
+    tag_ids: Sequence[int] = (),
+    source: str = Image.Source.UPLOAD,
+) -> IngestReport:
     """Check, store and tag a batch of uploaded files; report each file's outcome.
 
     Raises (for the whole request, before any file is touched): NotFound/Forbidden for the role,
@@ -171,17 +178,17 @@ def ingest_images(*, project: Project, files: Sequence[UploadLike], by: Abstract
     is_training = source != Image.Source.PREDICTION
     report = IngestReport()
     candidates = _fingerprint_all(project, files, is_training=is_training, report=report)
-    checked: list[_Candidate] = []
-    for candidate in candidates:
-        try:
-            _check_and_store(project, candidate)
-        except _Rejection as rejection:
-            report.rejected.append(_rejected(candidate, rejection))
-        else:
-            checked.append(candidate)
+    checked = _check_and_store_all(project, candidates, report=report)
     if checked:
-        _insert(project, checked, by=by, tags=tags, source=source, is_training=is_training,
-                report=report)
+        _insert(
+            project,
+            checked,
+            by=by,
+            tags=tags,
+            source=source,
+            is_training=is_training,
+            report=report,
+        )
     report.accepted.sort(key=lambda item: item.index)
     report.rejected.sort(key=lambda item: item.index)
     return report
@@ -200,8 +207,10 @@ def _resolve_tags(project: Project, tag_ids: Sequence[int]) -> list[Tag]:
 
 # --- Pass 1: size and content hash, streamed; duplicates found with one query ----------------
 
-def _fingerprint_all(project: Project, files: Sequence[UploadLike], *, is_training: bool,
-                     report: IngestReport) -> list[_Candidate]:
+
+def _fingerprint_all(
+    project: Project, files: Sequence[UploadLike], *, is_training: bool, report: IngestReport
+) -> list[_Candidate]:
     candidates: list[_Candidate] = []
     first_by_sha: dict[str, _Candidate] = {}
     for index, upload in enumerate(files):
@@ -210,8 +219,10 @@ def _fingerprint_all(project: Project, files: Sequence[UploadLike], *, is_traini
             candidate = _fingerprint(index, filename, upload)
             earlier = first_by_sha.get(candidate.sha256)
             if earlier is not None:
-                raise _Rejection("duplicate", f"This file is the same as “{earlier.filename}” "
-                                              "earlier in this upload.")
+                raise _Rejection(
+                    "duplicate",
+                    f"This file is the same as “{earlier.filename}” earlier in this upload.",
+                )
         except _Rejection as rejection:
             report.rejected.append(Rejected(index, filename, rejection.code, rejection.message))
             continue
@@ -220,8 +231,9 @@ def _fingerprint_all(project: Project, files: Sequence[UploadLike], *, is_traini
     if not is_training or not candidates:
         return candidates
     # Stored predictions (is_training=False) may share content with training images.
-    stored = dict(project.images.training().filter(sha256__in=list(first_by_sha))
-                  .values_list("sha256", "pk"))
+    stored = dict(
+        project.images.training().filter(sha256__in=list(first_by_sha)).values_list("sha256", "pk")
+    )
     fresh = []
     for candidate in candidates:
         if candidate.sha256 in stored:
@@ -239,8 +251,11 @@ def _fingerprint(index: int, filename: str, upload: UploadLike) -> _Candidate:
     upload.seek(0)
     digest = hashlib.sha256()
     size = 0
-    chunks: Iterable[bytes] = (upload.chunks(_HASH_CHUNK_BYTES) if hasattr(upload, "chunks")
-                               else iter(partial(upload.read, _HASH_CHUNK_BYTES), b""))
+    chunks: Iterable[bytes] = (
+        upload.chunks(_HASH_CHUNK_BYTES)
+        if hasattr(upload, "chunks")
+        else iter(partial(upload.read, _HASH_CHUNK_BYTES), b"")
+    )
     for chunk in chunks:
         size += len(chunk)
         if size > max_bytes:
@@ -248,13 +263,16 @@ def _fingerprint(index: int, filename: str, upload: UploadLike) -> _Candidate:
         digest.update(chunk)
     if size == 0:
         raise _Rejection("empty", "This file is empty (0 bytes).")
-    return _Candidate(index=index, filename=filename, upload=upload, size_bytes=size,
-                      sha256=digest.hexdigest())
+    return _Candidate(
+        index=index, filename=filename, upload=upload, size_bytes=size, sha256=digest.hexdigest()
+    )
 
 
 def _too_large_message(size: int, max_bytes: int) -> str:
-    return (f"This file is {size / 1_000_000:.1f} MB; the limit is "
-            f"{max_bytes / 1_000_000:.1f} MB per image.")
+    return (
+        f"This file is {size / 1_000_000:.1f} MB; the limit is "
+        f"{max_bytes / 1_000_000:.1f} MB per image."
+    )
 
 
 def _display_name(upload: UploadLike, index: int) -> str:
@@ -262,23 +280,81 @@ def _display_name(upload: UploadLike, index: int) -> str:
     return name[:255] or f"file {index + 1}"
 
 
-# --- Pass 2: decode and store each file; memory holds one file at a time ---------------------
+# --- Pass 2: decode and store, a few files at a time on a small thread pool ------------------
+# Decoding is most of an upload's cost, and Pillow's decoders and hashlib release the GIL, so
+# the files of a window decode in parallel on a multi-core host. Headers are parsed on the
+# request thread: the pixel-bomb warning filter below is process-global state, and only
+# Image.open emits that warning. A window bounds memory to a few files at a time.
+_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+_DECODE_WINDOW = 4 * _DECODE_THREADS
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
 
-def _check_and_store(project: Project, candidate: _Candidate) -> None:
+
+def _decode_pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="ingest-decode")
+        return _executor
+
+
+def _check_and_store_all(
+    project: Project, candidates: list[_Candidate], *, report: IngestReport
+) -> list[_Candidate]:
+    checked: list[_Candidate] = []
+    for start in range(0, len(candidates), _DECODE_WINDOW):
+        jobs: list[tuple[_Candidate, Future[None]]] = []
+        for candidate in candidates[start : start + _DECODE_WINDOW]:
+            try:
+                data = _read_again(candidate)
+                image = _guarded(project, candidate, len(data), _open_header, data)
+            except _Rejection as rejection:
+                report.rejected.append(_rejected(candidate, rejection))
+                continue
+            future = _decode_pool().submit(_decode_and_store, project, candidate, image, data)
+            jobs.append((candidate, future))
+        for candidate, future in jobs:
+            try:
+                future.result()
+            except _Rejection as rejection:
+                report.rejected.append(_rejected(candidate, rejection))
+            else:
+                checked.append(candidate)
+    return checked
+
+
+def _read_again(candidate: _Candidate) -> bytes:
     # The second read of the file: pass 1 streamed it for the hash without keeping it, so a
     # 500-file request never holds 500 files in memory. Uploads up to 8 MB per request are
     # already in memory (FILE_UPLOAD_MAX_MEMORY_SIZE), larger ones are read from the page cache.
     candidate.upload.seek(0)
-    data = candidate.upload.read()
+    return candidate.upload.read()
+
+
+def _guarded(
+    project: Project, candidate: _Candidate, size: int, check: Callable[..., T], *args: object
+) -> T:
+    """Run one check; an error that is not a known rule is logged and reported generically."""
     try:
-        inspection = inspect_image(data)
+        return check(*args)
     except _Rejection:
         raise
     except Exception:
-        # Not a rule we know of: say so generically, keep the details in the log.
-        logger.exception("Unexpected error checking upload %r (%d bytes) for project %s",
-                         candidate.filename, len(data), project.pk)
+        logger.exception(
+            "Unexpected error checking upload %r (%d bytes) for project %s",
+            candidate.filename,
+            size,
+            project.pk,
+        )
         raise _Rejection("error", "This file could not be checked; it was not stored.") from None
+
+
+def _decode_and_store(
+    project: Project, candidate: _Candidate, image: PILImage.Image, data: bytes
+) -> None:
+    """On a pool thread: decode every pixel, then store the original bytes."""
+    inspection = _guarded(project, candidate, len(data), _decode, image)
     candidate.format = inspection.format
     candidate.width, candidate.height = inspection.width, inspection.height
     candidate.warnings = inspection.warnings
@@ -288,44 +364,64 @@ def _check_and_store(project: Project, candidate: _Candidate) -> None:
         # The storage picks a fresh name if one exists, so every row owns its own file.
         candidate.stored_name = default_storage.save(name, ContentFile(data))
     except OSError:
-        logger.exception("Could not store upload %r for project %s", candidate.filename,
-                         project.pk)
-        raise _Rejection("storage_error",
-                         "This file could not be stored on the server; try again.") from None
+        logger.exception("Could not store upload %r for project %s", candidate.filename, project.pk)
+        raise _Rejection(
+            "storage_error", "This file could not be stored on the server; try again."
+        ) from None
 
 
 def inspect_image(data: bytes) -> _Inspection:
     """Check one file's bytes by content; raise _Rejection with the first failed rule."""
+    return _decode(_open_header(data))
+
+
+def _open_header(data: bytes) -> PILImage.Image:
+    """Identify the file and check format and pixel count from its header (no pixels yet)."""
     with warnings.catch_warnings():
         # Pillow warns (not fails) between MAX_IMAGE_PIXELS and twice that: make it fail.
         warnings.simplefilter("error", PILImage.DecompressionBombWarning)
         try:
             image = PILImage.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise _Rejection("not_an_image", "This file is not an image Loupe can read "
-                                             "(JPEG, PNG, BMP, WebP or GIF).") from None
+            raise _Rejection(
+                "not_an_image",
+                "This file is not an image Loupe can read (JPEG, PNG, BMP, WebP or GIF).",
+            ) from None
         except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
             raise _too_many_pixels(None) from None
         except _DECODE_ERRORS:
             raise _corrupt() from None
-        with image:
-            if image.format not in SUPPORTED_FORMATS:
-                raise _Rejection("unsupported_format",
-                                 f"{image.format} images are not supported; use JPEG, PNG, "
-                                 "BMP, WebP or GIF.")
-            width, height = image.size
-            if width * height > settings.LOUPE_MAX_IMAGE_PIXELS:
-                raise _too_many_pixels((width, height))
-            try:
-                image.load()  # every pixel (the first frame of a GIF): truncated files fail
-            except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
-                raise _too_many_pixels((width, height)) from None
-            except _DECODE_ERRORS:
-                raise _corrupt() from None
-            if _orientation(image) in _QUARTER_TURN_ORIENTATIONS:
-                width, height = height, width
-            return _Inspection(format=image.format, width=width, height=height,
-                               warnings=_size_warnings(width, height))
+    if image.format not in SUPPORTED_FORMATS:
+        image.close()
+        raise _Rejection(
+            "unsupported_format",
+            f"{image.format} images are not supported; use JPEG, PNG, BMP, WebP or GIF.",
+        )
+    width, height = image.size
+    if width * height > settings.LOUPE_MAX_IMAGE_PIXELS:
+        image.close()
+        raise _too_many_pixels((width, height))
+    return image
+
+
+def _decode(image: PILImage.Image) -> _Inspection:
+    """Decode every pixel (the first frame of a GIF): a truncated or damaged file fails here."""
+    with image:
+        width, height = image.size
+        try:
+            image.load()
+        except PILImage.DecompressionBombError:
+            raise _too_many_pixels((width, height)) from None
+        except _DECODE_ERRORS:
+            raise _corrupt() from None
+        if _orientation(image) in _QUARTER_TURN_ORIENTATIONS:
+            width, height = height, width
+        return _Inspection(
+            format=str(image.format),
+            width=width,
+            height=height,
+            warnings=_size_warnings(width, height),
+        )
 
 
 def _orientation(image: PILImage.Image) -> int:
@@ -340,16 +436,23 @@ def _size_warnings(width: int, height: int) -> tuple[IngestWarning, ...]:
     edge = settings.LOUPE_SMALL_EDGE_PX
     if min(width, height) >= edge:
         return ()
-    return (IngestWarning("small", f"This image is {width}×{height} pixels; images under "
-                                   f"{edge} pixels on the shortest edge will be upscaled for "
-                                   "training."),)
+    return (
+        IngestWarning(
+            "small",
+            f"This image is {width} x {height} pixels; images under "
+            f"{edge} pixels on the shortest edge will be upscaled for "
+            "training.",
+        ),
+    )
 
 
 def _too_many_pixels(size: tuple[int, int] | None) -> _Rejection:
     limit = settings.LOUPE_MAX_IMAGE_PIXELS
-    what = f"{size[0]}×{size[1]} pixels" if size else "more pixels than allowed"
-    return _Rejection("too_many_pixels", f"This image has {what}; the limit is "
-                                         f"{limit / 1_000_000:g} million pixels.")
+    what = f"{size[0]} x {size[1]} pixels" if size else "more pixels than allowed"
+    return _Rejection(
+        "too_many_pixels",
+        f"This image has {what}; the limit is {limit / 1_000_000:g} million pixels.",
+    )
 
 
 def _corrupt() -> _Rejection:
@@ -358,34 +461,55 @@ def _corrupt() -> _Rejection:
 
 # --- Pass 3: rows in bulk, batch tags, thumbnails after the commit ---------------------------
 
-def _insert(project: Project, candidates: list[_Candidate], *, by: AbstractBaseUser,
-            tags: Sequence[Tag], source: str, is_training: bool, report: IngestReport) -> None:
-    rows = [Image(project=project, file=c.stored_name, original_name=c.filename,
-                  sha256=c.sha256, format=c.format, size_bytes=c.size_bytes, width=c.width,
-                  height=c.height, source=source, is_training=is_training, created_by=by)
-            for c in candidates]
+
+def _insert(
+    project: Project,
+    candidates: list[_Candidate],
+    *,
+    by: AbstractBaseUser,
+    tags: Sequence[Tag],
+    source: str,
+    is_training: bool,
+    report: IngestReport,
+) -> None:
+    rows = [
+        Image(
+            project=project,
+            file=c.stored_name,
+            original_name=c.filename,
+            sha256=c.sha256,
+            format=c.format,
+            size_bytes=c.size_bytes,
+            width=c.width,
+            height=c.height,
+            source=source,
+            is_training=is_training,
+            created_by=by,
+        )
+        for c in candidates
+    ]
     try:
         with transaction.atomic():
             saved, lost = _create_rows(rows)
             if tags and saved:
-                add_tags_to_images(project=project, image_ids=[row.pk for row in saved],
-                                   tags=tags, by=by)
-            ids = [row.pk for row in saved]
-            for start in range(0, len(ids), THUMBNAIL_TASK_BATCH):
-                transaction.on_commit(
-                    partial(_enqueue_thumbnails, ids[start:start + THUMBNAIL_TASK_BATCH]))
+                add_tags_to_images(
+                    project=project, image_ids=[row.pk for row in saved], tags=tags, by=by
+                )
+            enqueue_thumbnails_after_commit([row.pk for row in saved])
     except BaseException:
         _delete_files(c.stored_name for c in candidates)  # no row points at them
         raise
     by_row = dict(zip((id(row) for row in rows), candidates, strict=True))
     for row in saved:
         c = by_row[id(row)]
-        report.accepted.append(Accepted(c.index, c.filename, row.pk, c.width, c.height,
-                                        c.warnings))
+        report.accepted.append(Accepted(c.index, c.filename, row.pk, c.width, c.height, c.warnings))
     lost_candidates = [by_row[id(row)] for row in lost]
     _delete_files(c.stored_name for c in lost_candidates)
-    existing = dict(project.images.training().filter(
-        sha256__in=[c.sha256 for c in lost_candidates]).values_list("sha256", "pk"))
+    existing = dict(
+        project.images.training()
+        .filter(sha256__in=[c.sha256 for c in lost_candidates])
+        .values_list("sha256", "pk")
+    )
     for c in lost_candidates:
         report.rejected.append(_duplicate_of_stored(c, existing.get(c.sha256)))
 
@@ -410,8 +534,9 @@ def _create_rows(rows: list[Image]) -> tuple[list[Image], list[Image]]:
             with transaction.atomic():
                 row.save(force_insert=True)
         except IntegrityError:
-            if not Image.objects.filter(project_id=row.project_id, sha256=row.sha256,
-                                        is_training=True).exists():
+            if not Image.objects.filter(
+                project_id=row.project_id, sha256=row.sha256, is_training=True
+            ).exists():
                 raise  # not the duplicate race: a real fault, do not hide it
             lost.append(row)
         else:
@@ -421,13 +546,19 @@ def _create_rows(rows: list[Image]) -> tuple[list[Image], list[Image]]:
 
 def _duplicate_of_stored(candidate: _Candidate, image_id: int | None) -> Rejected:
     which = f"image {image_id}" if image_id else "another image"
-    return Rejected(candidate.index, candidate.filename, "duplicate",
-                    f"This image is already in the project ({which}).", image_id)
+    return Rejected(
+        candidate.index,
+        candidate.filename,
+        "duplicate",
+        f"This image is already in the project ({which}).",
+        image_id,
+    )
 
 
 def _rejected(candidate: _Candidate, rejection: _Rejection) -> Rejected:
-    return Rejected(candidate.index, candidate.filename, rejection.code, rejection.message,
-                    rejection.image_id)
+    return Rejected(
+        candidate.index, candidate.filename, rejection.code, rejection.message, rejection.image_id
+    )
 
 
 def _delete_files(names: Iterable[str]) -> None:
@@ -438,121 +569,3 @@ def _delete_files(names: Iterable[str]) -> None:
             default_storage.delete(name)
         except OSError:
             logger.warning("Could not delete orphaned upload %s", name, exc_info=True)
-
-
-def _enqueue_thumbnails(image_ids: list[int]) -> None:
-    """Queue one thumbnail task for these ids; a broker outage must not fail the upload.
-
-    The rows are committed by now; if Redis is down the images show the gallery's placeholder
-    until the periodic `labeling.queue_missing_thumbnails` queues them again.
-    """
-    from kombu.exceptions import OperationalError
-
-    from labeling.tasks import make_thumbnails
-
-    try:
-        make_thumbnails.apply_async(
-            (image_ids,), retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5})
-    except (OperationalError, OSError):
-        logger.warning("Could not queue thumbnails for images %s..%s", image_ids[0],
-                       image_ids[-1], exc_info=True)
-
-
-def queue_missing_thumbnails(*, project: Project | None = None,
-                             limit: int = 5000) -> int:
-    """Queue thumbnail tasks for recent images that still have none; returns how many.
-
-    Only images 5 minutes to 1 day old: younger ones are probably still in the queue, and an
-    older one without a thumbnail failed for good (its file is logged), so retrying it forever
-    would only burn worker time.
-    """
-    now = timezone.now()
-    images = Image.objects.filter(thumbnail="", created__lt=now - timedelta(minutes=5),
-                                  created__gte=now - timedelta(days=1))
-    if project is not None:
-        images = images.filter(project=project)
-    ids = list(images.order_by("pk").values_list("pk", flat=True)[:limit])
-    for start in range(0, len(ids), THUMBNAIL_TASK_BATCH):
-        _enqueue_thumbnails(ids[start:start + THUMBNAIL_TASK_BATCH])
-    return len(ids)
-
-
-# --- Thumbnails (run by the worker: labeling.tasks.make_thumbnails) -------------------------
-
-@dataclass(frozen=True)
-class ThumbnailRun:
-    made: list[int]
-    failed: list[int]
-    remaining: list[int]  # not reached before the deadline: the task queues them again
-
-
-def make_thumbnails(image_ids: Sequence[int], *, deadline: float | None = None,
-                    clock: Callable[[], float] = time.monotonic) -> ThumbnailRun:
-    """Make the missing thumbnails of these images (idempotent: done ones are skipped).
-
-    A file that fails is logged and skipped; it never stops the others. Ids of deleted images
-    are ignored. `deadline` (a `clock()` value) stops early, returning the ids not reached.
-    """
-    made: list[int] = []
-    failed: list[int] = []
-    images = list(Image.objects.filter(pk__in=list(image_ids)).only(
-        "pk", "project_id", "file", "thumbnail").order_by("pk"))
-    for position, image in enumerate(images):
-        if deadline is not None and clock() > deadline:
-            return ThumbnailRun(made, failed, [i.pk for i in images[position:]])
-        try:
-            if _make_thumbnail(image):
-                made.append(image.pk)
-        except (*_DECODE_ERRORS, PILImage.DecompressionBombError):
-            logger.warning("Could not make a thumbnail for image %s (%s)", image.pk,
-                           image.file.name, exc_info=True)
-            failed.append(image.pk)
-        except Exception:
-            # Never let one image stop the batch or the worker; the details go to the log.
-            logger.exception("Unexpected error making a thumbnail for image %s", image.pk)
-            failed.append(image.pk)
-    return ThumbnailRun(made, failed, [])
-
-
-def thumbnail_name(image: Image) -> str:
-    return f"thumbnails/{image.project_id}/{image.pk}.jpg"
-
-
-def _make_thumbnail(image: Image) -> bool:
-    name = thumbnail_name(image)
-    if image.thumbnail.name == name and default_storage.exists(name):
-        return False
-    data = _render_thumbnail(image.file.name)
-    if default_storage.exists(name):
-        # Left by a run that died before its row update: replace it, keep the name stable.
-        default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(data))
-    if not Image.objects.filter(pk=image.pk).update(thumbnail=saved):
-        default_storage.delete(saved)  # the image was deleted meanwhile
-        return False
-    return True
-
-
-def _render_thumbnail(file_name: str) -> bytes:
-    size_px = settings.LOUPE_THUMBNAIL_PX
-    with default_storage.open(file_name, "rb") as fh, PILImage.open(fh) as image:
-        # JPEG decodes at 1/2..1/8 scale straight from the DCT: several times faster.
-        image.draft("RGB", (size_px, size_px))
-        upright = ImageOps.exif_transpose(image)
-        rgb = _flatten_to_rgb(upright)
-        rgb.thumbnail((size_px, size_px), PILImage.Resampling.LANCZOS, reducing_gap=2.0)
-        buffer = io.BytesIO()
-        rgb.save(buffer, format="JPEG", quality=85)
-        return buffer.getvalue()
-
-
-def _flatten_to_rgb(image: PILImage.Image) -> PILImage.Image:
-    """RGB for JPEG; transparent pixels go white (as the gallery's background), not black."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P"
-                                              and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = PILImage.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")

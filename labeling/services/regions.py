@@ -45,8 +45,16 @@ class Box:
 RegionSpec = tuple[Tag, float, float, float, float]
 
 
-def normalize_box(left: float, top: float, width: float, height: float, *, width_px: int,
-                  height_px: int, label: str = "This box") -> Box:
+def normalize_box(
+    left: float,
+    top: float,
+    width: float,
+    height: float,
+    *,
+    width_px: int,
+    height_px: int,
+    label: str = "This box",
+) -> Box:
     """The box clipped to the image, or ValidationFailed if it is outside it or under 1 px.
 
     `label` names the box in the message ("Box 2", "Annotation 17 of cat.jpg").
@@ -61,8 +69,7 @@ def normalize_box(left: float, top: float, width: float, height: float, *, width
     if width < 0 or height < 0:
         raise ValidationFailed(f"{label} has a negative width or height.")
     if left < -tol_x or top < -tol_y or right > 1 + tol_x or bottom > 1 + tol_y:
-        raise ValidationFailed(f"{label} reaches outside the image "
-                               f"({width_px}x{height_px} px).")
+        raise ValidationFailed(f"{label} reaches outside the image ({width_px}x{height_px} px).")
     # Recompute a side only when it was clipped, so stored fractions are exactly what was sent.
     if left < 0 or right > 1:
         left = max(0.0, left)
@@ -85,8 +92,9 @@ def check_box_tag(project: Project, tag: Tag, *, label: str = "This box") -> Non
 
 
 @transaction.atomic
-def set_image_regions(*, image: Image, regions: Sequence[RegionSpec], by: AbstractBaseUser,
-                      version: int | None) -> Image:
+def set_image_regions(
+    *, image: Image, regions: Sequence[RegionSpec], by: AbstractBaseUser, version: int | None
+) -> Image:
     """Replace the image's boxes with exactly `regions` (an empty list removes them all).
 
     Each region is (tag, left, top, width, height) in fractions of the image. `version` is the
@@ -101,10 +109,20 @@ def set_image_regions(*, image: Image, regions: Sequence[RegionSpec], by: Abstra
     for number, (tag, left, top, width, height) in enumerate(regions, start=1):
         label = f"Box {number}"
         check_box_tag(project, tag, label=label)
-        box = normalize_box(left, top, width, height, width_px=image.width,
-                            height_px=image.height, label=label)
-        rows.append(Region(image=image, tag=tag, left=box.left, top=box.top, width=box.width,
-                           height=box.height, created_by=by))
+        box = normalize_box(
+            left, top, width, height, width_px=image.width, height_px=image.height, label=label
+        )
+        rows.append(
+            Region(
+                image=image,
+                tag=tag,
+                left=box.left,
+                top=box.top,
+                width=box.width,
+                height=box.height,
+                created_by=by,
+            )
+        )
     _bump_version(image, version)
     Region.objects.filter(image=image).delete()
     Region.objects.bulk_create(rows)
@@ -119,5 +137,7 @@ def _bump_version(image: Image, version: int | None) -> None:
     if version is not None:
         rows = rows.filter(version=version)
     if not rows.update(version=F("version") + 1):
-        raise EditConflict("Someone else changed this image's boxes while you were looking. "
-                           "Reload to see their change.")
+        raise EditConflict(
+            "Someone else changed this image's boxes while you were looking. "
+            "Reload to see their change."
+        )

@@ -1,6 +1,8 @@
 """The box editor of detection projects: one page per image, saving boxes as JSON.
 
-GET renders the editor (static/js/box-editor.js draws on it); POST takes the image's complete
+GET renders the editor (static/js/box-editor.js draws on it), or with `Accept: application/json`
+the editor's data for one image, which the editor fetches to move to another image without a page
+load; POST takes the image's complete
 list of boxes and the version the editor started from, and answers the stored boxes and the new
 version, or `{"code", "message"}` with 409 (someone else saved first), 404 or 422.
 """
@@ -39,22 +41,22 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
     if request.method == "POST":
         return _save_boxes(request, project, image)
     tags = list(project.tags.filter(kind=Tag.Kind.REGULAR))
-    context = {
-        "project": project,
-        "image": image,
-        "tags": tags,
-        "editor_data": {
-            "version": image.version,
-            "imageUrl": image_file_url(image),
-            "width": image.width,
-            "height": image.height,
-            "tags": [{"id": t.pk, "name": t.name} for t in tags],
-            "regions": _regions_payload(image),
-            "saveUrl": request.path,
-            **_neighbours(project, image),
-        },
-        "untagged_left": project.images.training().untagged().count(),
+    editor_data = {
+        "name": str(image),
+        "version": image.version,
+        "imageUrl": image_file_url(image),
+        "width": image.width,
+        "height": image.height,
+        "tags": [{"id": t.pk, "name": t.name} for t in tags],
+        "regions": _regions_payload(image),
+        "saveUrl": request.path,
+        "untaggedLeft": project.images.training().untagged().count(),
+        **_neighbours(project, image),
     }
+    # The editor moves between images without reloading the page: it asks for this as JSON.
+    if request.headers.get("Accept", "").startswith("application/json"):
+        return JsonResponse(editor_data)
+    context = {"project": project, "image": image, "tags": tags, "editor_data": editor_data}
     return TemplateResponse(request, "labeling/box_editor.html", context)
 
 
@@ -66,12 +68,12 @@ def image_file_url(image: Image) -> str:
 def _save_boxes(request: HttpRequest, project: Project, image: Image) -> JsonResponse:
     try:
         version, regions = _parse_boxes(request, project)
-        image = set_image_regions(image=image, regions=regions, by=request.user,
-                                  version=version)
+        image = set_image_regions(image=image, regions=regions, by=request.user, version=version)
     except LoupeError as err:
         return JsonResponse(err.as_dict(), status=err.http_status)
-    return JsonResponse({"version": image.version, "is_tagged": image.is_tagged,
-                         "regions": _regions_payload(image)})
+    return JsonResponse(
+        {"version": image.version, "is_tagged": image.is_tagged, "regions": _regions_payload(image)}
+    )
 
 
 def _parse_boxes(request: HttpRequest, project: Project) -> tuple[int, list[RegionSpec]]:
@@ -81,16 +83,18 @@ def _parse_boxes(request: HttpRequest, project: Project) -> tuple[int, list[Regi
         version = body["version"]
         raw = body["regions"]
     except (ValueError, KeyError, TypeError):
-        raise ValidationFailed("The boxes could not be read: send JSON with "
-                               "\"version\" and \"regions\".") from None
+        raise ValidationFailed(
+            'The boxes could not be read: send JSON with "version" and "regions".'
+        ) from None
     if not isinstance(version, int) or not isinstance(raw, list):
-        raise ValidationFailed("\"version\" must be a number and \"regions\" a list.")
+        raise ValidationFailed('"version" must be a number and "regions" a list.')
     tags = {tag.pk: tag for tag in project.tags.all()}
     regions: list[RegionSpec] = []
     for number, item in enumerate(raw, start=1):
         if not isinstance(item, dict) or not all(
-                isinstance(item.get(f), int | float) and not isinstance(item.get(f), bool)
-                for f in BOX_FIELDS):
+            isinstance(item.get(f), int | float) and not isinstance(item.get(f), bool)
+            for f in BOX_FIELDS
+        ):
             raise ValidationFailed(f"Box {number} needs numeric left, top, width and height.")
         tag = tags.get(item.get("tag_id"))  # type: ignore[arg-type]
         if tag is None:
@@ -100,8 +104,10 @@ def _parse_boxes(request: HttpRequest, project: Project) -> tuple[int, list[Regi
 
 
 def _regions_payload(image: Image) -> list[dict[str, Any]]:
-    return [{"tag_id": r.tag_id, "left": r.left, "top": r.top, "width": r.width,
-             "height": r.height} for r in image.regions.all()]
+    return [
+        {"tag_id": r.tag_id, "left": r.left, "top": r.top, "width": r.width, "height": r.height}
+        for r in image.regions.all()
+    ]
 
 
 def _neighbours(project: Project, image: Image) -> dict[str, Any]:
@@ -120,5 +126,9 @@ def _neighbours(project: Project, image: Image) -> dict[str, Any]:
         return reverse("labeling:image-boxes", args=[project.pk, other.pk])
 
     preload = {image_file_url(i) for i in (next_image, next_untagged) if i is not None}
-    return {"prevUrl": url(prev_image), "nextUrl": url(next_image),
-            "nextUntaggedUrl": url(next_untagged), "preload": sorted(preload)}
+    return {
+        "prevUrl": url(prev_image),
+        "nextUrl": url(next_image),
+        "nextUntaggedUrl": url(next_untagged),
+        "preload": sorted(preload),
+    }

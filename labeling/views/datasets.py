@@ -31,8 +31,12 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
             upload = request.FILES.get("archive")
             if upload is None:
                 raise ValidationFailed("Choose a zip archive to import.")
-            job = start_import(project=project, upload=upload,
-                               format_name=request.POST.get("format", ""), by=request.user)
+            job = start_import(
+                project=project,
+                upload=upload,
+                format_name=request.POST.get("format", ""),
+                by=request.user,
+            )
         except LoupeError as err:
             error = err.message
         else:
@@ -43,9 +47,12 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
             job = get_import(project=project, job_id=str(UUID(request.GET["job"])))
         except ValueError:
             job = None
-    return TemplateResponse(request, "labeling/datasets.html",
-                            _context(request, project, job=job, error=error),
-                            status=422 if error else 200)
+    return TemplateResponse(
+        request,
+        "labeling/datasets.html",
+        _context(request, project, job=job, error=error),
+        status=422 if error else 200,
+    )
 
 
 @require_GET
@@ -54,8 +61,9 @@ def dataset_import_status(request: HttpRequest, project_id: int, job_id: UUID) -
     """The progress partial the page polls until the job finishes."""
     project = access_project(request.user, project_id, min_role=Role.REVIEWER)
     job = get_import(project=project, job_id=str(job_id))
-    return TemplateResponse(request, "labeling/datasets.html#import-status",
-                            {"project": project, "job": job})
+    return TemplateResponse(
+        request, "labeling/datasets.html#import-status", {"project": project, "job": job}
+    )
 
 
 @require_GET
@@ -76,5 +84,9 @@ def dataset_export(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _context(request: HttpRequest, project: Project, **extra: object) -> dict[str, object]:
-    return {"project": project, "formats": formats_for(project),
-            "can_import": has_role(request.user, project, Role.ADMIN), **extra}
+    return {
+        "project": project,
+        "formats": formats_for(project),
+        "can_import": has_role(request.user, project, Role.ADMIN),
+        **extra,
+    }

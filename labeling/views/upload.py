@@ -35,13 +35,18 @@ class UploadTagsForm(forms.Form):
             return  # boxes are drawn per image; a batch tag means nothing here
         if project.is_multiclass:
             self.fields["tag_ids"] = forms.ModelChoiceField(
-                queryset=tags, required=False, empty_label="No tag",
-                widget=forms.RadioSelect)
+                queryset=tags,
+                required=False,
+                blank=True,
+                empty_label="No tag",
+                widget=forms.RadioSelect,
+            )
         else:
             self.fields["tag_ids"] = forms.ModelMultipleChoiceField(
-                queryset=tags, required=False, widget=forms.CheckboxSelectMultiple)
+                queryset=tags, required=False, widget=forms.CheckboxSelectMultiple
+            )
 
-    def tag_ids(self) -> list[int]:
+    def chosen_tag_ids(self) -> list[int]:
         chosen = self.cleaned_data.get("tag_ids")
         if not chosen:
             return []
@@ -52,15 +57,25 @@ class UploadTagsForm(forms.Form):
 @login_required
 def image_upload(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
-    form = UploadTagsForm(request.POST or None, project=project)
+    form = UploadTagsForm(request.POST if request.method == "POST" else None, project=project)
     report = None
     if request.method == "POST" and form.is_valid():
         try:
-            report = ingest_images(project=project, files=request.FILES.getlist("files"),
-                                   by=request.user, tag_ids=form.tag_ids())
+            report = ingest_images(
+                project=project,
+                files=request.FILES.getlist("files"),
+                by=request.user,
+                tag_ids=form.chosen_tag_ids(),
+            )
         except LoupeError as err:
             form.add_error(None, err.message)
-    context = {"project": project, "form": form, "report": report,
-               "chunk_files": CHUNK_FILES, "chunk_bytes": CHUNK_BYTES}
-    return TemplateResponse(request, "labeling/upload.html", context,
-                            status=422 if form.errors else 200)
+    context = {
+        "project": project,
+        "form": form,
+        "report": report,
+        "chunk_files": CHUNK_FILES,
+        "chunk_bytes": CHUNK_BYTES,
+    }
+    return TemplateResponse(
+        request, "labeling/upload.html", context, status=422 if form.errors else 200
+    )

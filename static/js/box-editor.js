@@ -28,53 +28,101 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 class BoxEditor {
   constructor(root) {
     this.root = root;
-    this.data = JSON.parse(document.getElementById(root.dataset.boxEditor).textContent);
     this.svg = root.querySelector(".box-canvas");
     this.layer = root.querySelector(".box-layer");
     this.imageEl = root.querySelector(".box-image");
     this.status = root.querySelector(".box-status");
-    this.W = this.data.width;
-    this.H = this.data.height;
-    this.version = this.data.version;
-    this.tagIndex = new Map(this.data.tags.map((t, i) => [t.id, i]));
-    this.boxes = this.data.regions.map((r) => ({
-      tagId: r.tag_id, x: r.left * this.W, y: r.top * this.H, w: r.width * this.W,
-      h: r.height * this.H,
-    }));
-    this.selected = -1;
-    this.lastTagId = this.data.tags.length ? this.data.tags[0].id : null;
-    const remembered = Number(sessionStorage.getItem(`loupe-box-tag-${this.data.saveUrl.split("/")[2]}`));
-    if (this.tagIndex.has(remembered)) this.lastTagId = remembered;
-    this.undoStack = [];
-    this.redoStack = [];
-    this.view = { x: 0, y: 0, w: this.W, h: this.H };
     this.drag = null;
     this.spaceDown = false;
     this.saveTimer = null;
     this.saving = null; // the in-flight save's promise
-    this.dirty = false;
-    this.conflicted = false;
+    this.decoded = new Map(); // image url -> decoded Image, kept so showing it costs no decode
     this.bind();
-    this.render();
-    this.showImage();
+    this.load(JSON.parse(document.getElementById(root.dataset.boxEditor).textContent));
+    const started = Number(sessionStorage.getItem(NAV_START_KEY));
+    sessionStorage.removeItem(NAV_START_KEY);
+    this.showImage(started ? performance.now() - (Date.now() - started) : null);
   }
 
+  // One image's state: the page's own at first, then each image the editor moves to.
+  load(data) {
+    this.data = data;
+    this.W = data.width;
+    this.H = data.height;
+    this.version = data.version;
+    this.tagIndex = new Map(data.tags.map((t, i) => [t.id, i]));
+    this.boxes = data.regions.map((r) => ({
+      tagId: r.tag_id, x: r.left * this.W, y: r.top * this.H, w: r.width * this.W,
+      h: r.height * this.H,
+    }));
+    this.selected = -1;
+    this.lastTagId = this.lastTagId ?? (data.tags.length ? data.tags[0].id : null);
+    const remembered = Number(sessionStorage.getItem(this.tagKey()));
+    if (this.tagIndex.has(remembered)) this.lastTagId = remembered;
+    this.undoStack = [];
+    this.redoStack = [];
+    this.dirty = false;
+    this.conflicted = false;
+    this.root.querySelector(".box-conflict").hidden = true;
+    this.setStatus("Saved.");
+    this.imageEl.setAttribute("width", this.W);
+    this.imageEl.setAttribute("height", this.H);
+    this.setView({ x: 0, y: 0, w: this.W, h: this.H });
+    this.showNeighbours(data);
+    const info = (name, text) => { this.root.querySelector(`[data-info=${name}]`).textContent = text; };
+    info("name", data.name);
+    info("size", `${this.W}×${this.H} px`);
+    document.title = document.title.replace(/^[^·]*·/, `${data.name} ·`);
+  }
+
+  showNeighbours(data) {
+    for (const key of ["prevUrl", "nextUrl", "nextUntaggedUrl", "untaggedLeft", "preload"]) {
+      this.data[key] = data[key];
+    }
+    this.root.querySelectorAll("[data-nav]").forEach((a) => {
+      const url = data[a.dataset.nav];
+      a.hidden = !url;
+      if (url) a.href = url; else a.removeAttribute("href");
+    });
+    this.root.querySelector("[data-info=untagged]").textContent =
+      `${data.untaggedLeft} without boxes`;
+  }
+
+  tagKey() { return `loupe-box-tag-${this.data.saveUrl.split("/")[2]}`; }
+
   // --- the image --------------------------------------------------------------------------
-  async showImage() {
-    const img = new Image();
-    img.src = this.data.imageUrl;
-    try { await img.decode(); } catch (err) { /* shown by the SVG itself, or not at all */ }
-    this.imageEl.setAttribute("href", this.data.imageUrl);
+  decode(url) {
+    if (!this.decoded.has(url)) {
+      const img = new Image();
+      img.src = url;
+      this.decoded.set(url, img.decode().then(() => img, () => img));
+      if (this.decoded.size > 8) this.decoded.delete(this.decoded.keys().next().value);
+    }
+    return this.decoded.get(url);
+  }
+
+  async showImage(navStart) {
+    const url = this.data.imageUrl;
+    this.root.dataset.ready = "0";
+    await this.decode(url);
+    if (url !== this.data.imageUrl) return; // moved on meanwhile
+    this.imageEl.setAttribute("href", url);
     requestAnimationFrame(() => {
       this.root.dataset.ready = "1";
-      const started = Number(sessionStorage.getItem(NAV_START_KEY));
-      if (started) {
-        // Time from the key press on the previous page to this image on screen (bench/).
-        this.root.dataset.navMs = String(Date.now() - started);
-        sessionStorage.removeItem(NAV_START_KEY);
-      }
+      // Time from the key press to this image on screen (bench/box_editor.py reads it).
+      if (navStart !== null) this.root.dataset.navMs = (performance.now() - navStart).toFixed(1);
     });
-    for (const url of this.data.preload || []) { new Image().src = url; }
+    for (const next of this.data.preload || []) this.decode(next);
+    this.prefetch();
+  }
+
+  // The editor data of the images a key leads to, fetched ahead so a key shows its image at
+  // once; `go` checks it against the server right after (see revalidate).
+  prefetch() {
+    this.prefetched = new Map();
+    for (const url of [this.data.nextUntaggedUrl, this.data.nextUrl, this.data.prevUrl]) {
+      if (url && !this.prefetched.has(url)) this.prefetched.set(url, fetchData(url).catch(() => null));
+    }
   }
 
   // --- coordinates ------------------------------------------------------------------------
@@ -105,11 +153,12 @@ class BoxEditor {
     });
     this.root.querySelector("[data-action=reload]").addEventListener("click",
       () => window.location.reload());
+    window.addEventListener("popstate", () => window.location.reload());
     window.addEventListener("beforeunload", (e) => {
       if (this.dirty || this.saving) { this.flush(); e.preventDefault(); }
     });
-    this.root.querySelectorAll(".box-nav a").forEach((a) => {
-      a.addEventListener("click", (e) => { e.preventDefault(); this.go(a.href); });
+    this.root.querySelectorAll("[data-nav]").forEach((a) => {
+      a.addEventListener("click", (e) => { e.preventDefault(); this.go(this.data[a.dataset.nav]); });
     });
   }
 
@@ -271,7 +320,7 @@ class BoxEditor {
 
   pickTag(tagId) {
     this.lastTagId = tagId;
-    sessionStorage.setItem(`loupe-box-tag-${this.data.saveUrl.split("/")[2]}`, String(tagId));
+    sessionStorage.setItem(this.tagKey(), String(tagId));
     if (this.selected >= 0 && this.boxes[this.selected].tagId !== tagId) {
       this.change(() => { this.boxes[this.selected].tagId = tagId; });
     } else {
@@ -340,10 +389,41 @@ class BoxEditor {
 
   async go(url) {
     if (!url) return;
-    sessionStorage.setItem(NAV_START_KEY, String(Date.now()));
+    const navStart = performance.now();
     if (this.dirty || this.saving) await this.flush();
     if (this.conflicted) return;
-    window.location.assign(url);
+    const ahead = this.prefetched?.get(url);
+    let data = ahead ? await ahead : null;
+    const fromPrefetch = Boolean(data);
+    try {
+      data = data || await fetchData(url);
+    } catch (err) {
+      // Let the server answer with its page (an error page, or the login form).
+      sessionStorage.setItem(NAV_START_KEY, String(Date.now()));
+      window.location.assign(url);
+      return;
+    }
+    delete this.root.dataset.navMs;
+    history.pushState({ boxEditor: true }, "", url);
+    this.load(data);
+    this.showImage(navStart);
+    if (fromPrefetch) this.revalidate(url, data);
+  }
+
+  // Prefetched data may be seconds old: take the server's current boxes if nothing was edited
+  // here yet (else the save's version check answers 409 with a Reload prompt), and always its
+  // current neighbours.
+  async revalidate(url, shown) {
+    let fresh;
+    try { fresh = await fetchData(url); } catch (err) { return; }
+    if (this.data !== shown) return; // moved on meanwhile
+    if (fresh.version !== shown.version && !this.dirty && !this.saving
+        && !this.undoStack.length && !this.drag) {
+      this.load(fresh);
+      this.render();
+    } else {
+      this.showNeighbours(fresh);
+    }
   }
 
   // --- drawing ----------------------------------------------------------------------------
@@ -392,6 +472,12 @@ class BoxEditor {
       button.setAttribute("aria-pressed", String(id === current));
     });
   }
+}
+
+async function fetchData(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+  return response.json();
 }
 
 function csrfToken() {

@@ -151,15 +151,17 @@ function drawCharts(threshold) {
     confusionChart.update("none");
     return;
   }
-  const tick = { stepSize: 1, callback: (v) => labels[v] ?? "" };
+  // One tick per class at its integer position (the axis spans -0.5..T+0.5 to fit the bubbles).
+  const tick = { callback: (v) => labels[v] ?? "" };
+  const classTicks = (axis) => { axis.ticks = labels.map((_, i) => ({ value: i })); };
   confusionChart = new Chart(canvas, {
     type: "bubble",
     data: { datasets: [{ label: "images", data: points }] },
     options: {
       animation: false,
       plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `true ${labels[c.raw.y]}, predicted ${labels[c.raw.x]}: ${c.raw.n}` } } },
-      scales: { x: { min: -0.5, max: T + 0.5, ticks: tick, title: { display: true, text: "Predicted" } },
-                y: { min: -0.5, max: T + 0.5, reverse: true, ticks: tick, title: { display: true, text: "True" } } },
+      scales: { x: { min: -0.5, max: T + 0.5, ticks: tick, afterBuildTicks: classTicks, title: { display: true, text: "Predicted" } },
+                y: { min: -0.5, max: T + 0.5, reverse: true, ticks: tick, afterBuildTicks: classTicks, title: { display: true, text: "True" } } },
     },
   });
 }

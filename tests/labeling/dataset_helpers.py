@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from labeling.services.import_jobs import get_import
 from labeling.tasks_import import import_dataset_task
 
 
@@ -31,28 +32,40 @@ def read_zip(data: bytes) -> dict[str, bytes]:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
-def import_through_page(client, project, user, data: bytes, format_name: str,
-                        capture) -> dict:
+def import_through_page(client, project, user, data: bytes, format_name: str, capture) -> dict:
     """POST the zip to the import page, run the queued worker task, read the status partial.
 
     `capture` is pytest-django's django_capture_on_commit_callbacks: the page enqueues the task
     after its commit, and the test runs the task itself as a worker would.
     """
     with capture(execute=False) as callbacks:
-        response = client.post(f"/projects/{project.pk}/datasets/", {
-            "format": format_name,
-            "archive": SimpleUploadedFile("dataset.zip", data, "application/zip")})
+        response = client.post(
+            f"/projects/{project.pk}/datasets/",
+            {
+                "format": format_name,
+                "archive": SimpleUploadedFile("dataset.zip", data, "application/zip"),
+            },
+        )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert len(callbacks) == 1  # the enqueue, after the commit
     job_id = parse_qs(urlparse(response.url).query)["job"][0]
     state = import_dataset_task(project.pk, job_id, user.pk, format_name)
     status = client.get(f"/projects/{project.pk}/datasets/imports/{job_id}/")
     assert status.status_code == 200
-    return {"state": state, "job": status.context["job"], "html": status.content.decode(),
-            "job_id": job_id}
+    return {
+        "state": state,
+        "job": get_import(project=project, job_id=job_id),
+        "html": status.content.decode(),
+        "job_id": job_id,
+    }
 
 
 def stored_image_files() -> list[Path]:
     root = Path(settings.MEDIA_ROOT)
-    return [p for sub in ("images", "thumbnails") if (root / sub).exists()
-            for p in (root / sub).rglob("*") if p.is_file()]
+    return [
+        p
+        for sub in ("images", "thumbnails")
+        if (root / sub).exists()
+        for p in (root / sub).rglob("*")
+        if p.is_file()
+    ]

@@ -63,15 +63,18 @@ def only_rejection(response) -> dict:
 
 # --- Accepted formats, stored as sent -------------------------------------------------------
 
-@pytest.mark.parametrize(("fmt", "name"), [("JPEG", "a.jpg"), ("PNG", "b.png"), ("BMP", "c.bmp"),
-                                           ("WEBP", "d.webp")])
+
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("JPEG", "a.jpg"), ("PNG", "b.png"), ("BMP", "c.bmp"), ("WEBP", "d.webp")]
+)
 def test_each_supported_format_is_accepted_with_its_size(annotator_api, project, fmt, name):
     content = make_image(300, 260, fmt=fmt)
     response = upload(annotator_api, project, (name, content))
     assert response.status_code == 201
     accepted = response.json()["accepted"]
     assert [(a["filename"], a["width"], a["height"], a["warnings"]) for a in accepted] == [
-        (name, 300, 260, [])]
+        (name, 300, 260, [])
+    ]
     image = Image.objects.get(pk=accepted[0]["image_id"])
     assert (image.project, image.format, image.width, image.height) == (project, fmt, 300, 260)
     assert image.source == Image.Source.UPLOAD and image.is_training
@@ -130,6 +133,7 @@ def test_small_image_is_accepted_with_a_warning(annotator_api, project):
 
 # --- Rejections ----------------------------------------------------------------------------
 
+
 def test_truncated_jpeg_is_rejected_as_corrupt(annotator_api, project):
     content = noisy_jpeg()
     response = upload(annotator_api, project, ("cut.jpg", content[: len(content) // 2]))
@@ -143,14 +147,15 @@ def test_truncated_jpeg_is_rejected_as_corrupt(annotator_api, project):
 def test_png_with_damaged_pixel_data_is_rejected_as_corrupt(annotator_api, project):
     content = bytearray(make_image(300, 300, fmt="PNG"))
     idat = content.index(b"IDAT")
-    content[idat + 10: idat + 30] = b"\x00" * 20
+    content[idat + 10 : idat + 30] = b"\x00" * 20
     rejected = only_rejection(upload(annotator_api, project, ("bad.png", bytes(content))))
     assert rejected["code"] == "corrupt"
 
 
 def test_text_file_named_png_is_not_an_image(annotator_api, project):
-    rejected = only_rejection(upload(annotator_api, project,
-                                     ("notes.png", b"These are my notes, not a picture.\n")))
+    rejected = only_rejection(
+        upload(annotator_api, project, ("notes.png", b"These are my notes, not a picture.\n"))
+    )
     assert rejected["code"] == "not_an_image"
     assert not project.images.exists()
 
@@ -170,31 +175,36 @@ def test_file_over_the_size_limit_is_rejected(annotator_api, project, settings):
 
 
 def test_png_claiming_100000_by_100000_pixels_is_refused_before_decoding(annotator_api, project):
-    rejected = only_rejection(upload(annotator_api, project, ("bomb.png",
-                                                             png_claiming(100_000, 100_000))))
+    rejected = only_rejection(
+        upload(annotator_api, project, ("bomb.png", png_claiming(100_000, 100_000)))
+    )
     assert rejected["code"] == "too_many_pixels"
 
 
-def test_pixel_limit_is_checked_from_the_header_against_the_setting(annotator_api, project,
-                                                                   settings):
+def test_pixel_limit_is_checked_from_the_header_against_the_setting(
+    annotator_api, project, settings
+):
     settings.LOUPE_MAX_IMAGE_PIXELS = 10_000
     # 1x1 of real pixel data, header says 200x100: rejected on the header, never decoded.
     rejected = only_rejection(upload(annotator_api, project, ("wide.png", png_claiming(200, 100))))
     assert rejected["code"] == "too_many_pixels"
-    assert "200×100" in rejected["message"]
+    assert "200 x 100" in rejected["message"]
 
 
-def test_header_between_pillow_warning_and_error_limits_is_refused(annotator_api, project,
-                                                                   settings):
+def test_header_between_pillow_warning_and_error_limits_is_refused(
+    annotator_api, project, settings
+):
     settings.LOUPE_MAX_IMAGE_PIXELS = 500_000_000  # ours allows it; Pillow's bomb warning must not
-    rejected = only_rejection(upload(annotator_api, project, ("big.png",
-                                                             png_claiming(10_000, 10_000))))
+    rejected = only_rejection(
+        upload(annotator_api, project, ("big.png", png_claiming(10_000, 10_000)))
+    )
     assert rejected["code"] == "too_many_pixels"
 
 
 def test_unsupported_image_format_is_rejected(annotator_api, project):
-    rejected = only_rejection(upload(annotator_api, project, ("scan.tif",
-                                                             make_image(300, 300, fmt="TIFF"))))
+    rejected = only_rejection(
+        upload(annotator_api, project, ("scan.tif", make_image(300, 300, fmt="TIFF")))
+    )
     assert rejected["code"] == "unsupported_format"
     assert "TIFF" in rejected["message"]
 
@@ -230,23 +240,33 @@ def test_same_content_in_another_project_is_not_a_duplicate(annotator_api, proje
 
 def test_batch_with_good_and_bad_files_lands_the_good_ones(annotator_api, project):
     good = [(f"good{i}.jpg", noisy_jpeg(300, 256, seed=i)) for i in range(3)]
-    bad = [("text.jpg", b"not an image"), ("empty.png", b""),
-           ("cut.jpg", noisy_jpeg(seed=9)[:3000])]
+    bad = [
+        ("text.jpg", b"not an image"),
+        ("empty.png", b""),
+        ("cut.jpg", noisy_jpeg(seed=9)[:3000]),
+    ]
     response = upload(annotator_api, project, good[0], bad[0], good[1], bad[1], bad[2], good[2])
     body = response.json()
     assert response.status_code == 201
     assert [a["filename"] for a in body["accepted"]] == ["good0.jpg", "good1.jpg", "good2.jpg"]
     assert [a["index"] for a in body["accepted"]] == [0, 2, 5]
     assert {r["filename"]: r["code"] for r in body["rejected"]} == {
-        "text.jpg": "not_an_image", "empty.png": "empty", "cut.jpg": "corrupt"}
+        "text.jpg": "not_an_image",
+        "empty.png": "empty",
+        "cut.jpg": "corrupt",
+    }
     assert (body["accepted_count"], body["rejected_count"]) == (3, 3)
     assert sorted(project.images.values_list("original_name", flat=True)) == [
-        "good0.jpg", "good1.jpg", "good2.jpg"]
+        "good0.jpg",
+        "good1.jpg",
+        "good2.jpg",
+    ]
 
 
 def test_request_without_files_is_refused(annotator_api, project):
-    response = annotator_api.post(f"/api/projects/{project.pk}/images/upload/", {},
-                                  format="multipart")
+    response = annotator_api.post(
+        f"/api/projects/{project.pk}/images/upload/", {}, format="multipart"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "no_files"
 
@@ -269,8 +289,15 @@ def test_unique_constraint_race_is_reported_as_duplicate_not_an_error(project, u
     winner = ImageFactory(project=project, content=content, sha256=sha)
 
     def row(sha256: str) -> Image:
-        return Image(project=project, file=ContentFile(b"x", name="x.png"), sha256=sha256,
-                     format="PNG", size_bytes=1, width=300, height=300)
+        return Image(
+            project=project,
+            file=ContentFile(b"x", name="x.png"),
+            sha256=sha256,
+            format="PNG",
+            size_bytes=1,
+            width=300,
+            height=300,
+        )
 
     late, fresh = row(sha), row("f" * 64)
     saved, lost = _create_rows([late, fresh])
@@ -280,6 +307,7 @@ def test_unique_constraint_race_is_reported_as_duplicate_not_an_error(project, u
 
 # --- Batch tags ----------------------------------------------------------------------------
 
+
 def test_batch_tags_are_given_to_every_accepted_image(annotator_api, users):
     from tests.factories import MembershipFactory, ProjectFactory, TagFactory
 
@@ -287,8 +315,7 @@ def test_batch_tags_are_given_to_every_accepted_image(annotator_api, users):
     MembershipFactory(project=project, user=users["annotator"])
     cat, dog, _bird = (TagFactory(project=project, name=n) for n in ("cat", "dog", "bird"))
     files = [(f"{i}.png", make_image(300, 300, color=(i, 1, 2))) for i in range(3)]
-    response = upload(annotator_api, project, *files, ("bad.png", b"x"),
-                      tag_ids=[cat.pk, dog.pk])
+    response = upload(annotator_api, project, *files, ("bad.png", b"x"), tag_ids=[cat.pk, dog.pk])
     assert response.status_code == 201
     images = list(project.images.all())
     assert len(images) == 3
@@ -300,10 +327,13 @@ def test_batch_tags_are_given_to_every_accepted_image(annotator_api, users):
 def test_multiclass_upload_takes_one_tag_and_refuses_two(annotator_api, project):
     from tests.factories import TagFactory
 
-    apple, pear = TagFactory(project=project, name="apple"), TagFactory(project=project,
-                                                                        name="pear")
-    response = upload(annotator_api, project, ("a.png", make_image(300, 300)),
-                      tag_ids=[apple.pk, pear.pk])
+    apple, pear = (
+        TagFactory(project=project, name="apple"),
+        TagFactory(project=project, name="pear"),
+    )
+    response = upload(
+        annotator_api, project, ("a.png", make_image(300, 300)), tag_ids=[apple.pk, pear.pk]
+    )
     assert response.status_code == 422
     assert response.json()["code"] == "label_rule"
     assert not project.images.exists()
@@ -317,13 +347,13 @@ def test_tag_of_another_project_is_not_found(annotator_api, project):
     from tests.factories import TagFactory
 
     foreign = TagFactory()
-    response = upload(annotator_api, project, ("a.png", make_image(300, 300)),
-                      tag_ids=[foreign.pk])
+    response = upload(annotator_api, project, ("a.png", make_image(300, 300)), tag_ids=[foreign.pk])
     assert response.status_code == 404
     assert not project.images.exists()
 
 
 # --- Roles ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("role", ["admin", "reviewer", "annotator"])
 def test_every_member_role_may_upload(api_client, project, users, role):

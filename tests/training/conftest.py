@@ -33,6 +33,12 @@ def add_images(project: Project, tags: Sequence[Tag], count: int, *,
     return images
 
 
+@pytest.fixture(autouse=True)
+def _feature_cache(settings, tmp_path):
+    # A private feature cache per test: nothing learned in one test leaks into another.
+    settings.LOUPE_FEATURE_CACHE_DIR = tmp_path / "features"
+
+
 @pytest.fixture
 def build_dataset() -> Callable[..., list[Tag]]:
     """`build_dataset(project, {"red": 6, "green": 6})`: tags with that many images each."""

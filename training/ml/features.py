@@ -200,6 +200,8 @@ def embed_pil(
     out = np.zeros((len(images), spec.feature_dim), dtype=np.float32)
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        pixels = np.stack([resize_center_crop(image.convert("RGB"), spec.input_size) for image in chunk])
+        pixels = np.stack(
+            [resize_center_crop(image.convert("RGB"), spec.input_size) for image in chunk]
+        )
         out[start : start + len(chunk)] = forward_pixels(model, pixels, backbone)
     return out

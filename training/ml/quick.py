@@ -161,22 +161,27 @@ def fit_head(
     )
     penalty = 1.0 / (2.0 * c * n)
 
-    def closure() -> torch.Tensor:
-        if should_stop():
-            raise Cancelled("Training was cancelled.")
-        optimizer.zero_grad()
+    def closure_value(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         logits = z @ weight.T + bias
         if multilabel:
             data_loss = F.binary_cross_entropy_with_logits(logits, y, reduction="sum") / n
         else:
             data_loss = F.cross_entropy(logits, labels)
-        loss = data_loss + penalty * (weight * weight).sum()
+        return data_loss + penalty * (weight * weight).sum()
+
+    def closure() -> torch.Tensor:
+        if should_stop():
+            raise Cancelled("Training was cancelled.")
+        optimizer.zero_grad()
+        loss = closure_value(z, weight, bias)
         if not torch.isfinite(loss):
             raise TrainingDiverged("The training loss became NaN or infinite.")
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    final = float(optimizer.step(closure))  # type: ignore[no-untyped-call]
+    optimizer.step(closure)  # type: ignore[no-untyped-call]
+    with torch.no_grad():
+        final = float(closure_value(z, weight, bias))
     if not np.isfinite(final) or not torch.isfinite(weight).all():
         raise TrainingDiverged("The training loss became NaN or infinite.")
     iterations = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from training.ml.advanced import fine_tune
 from training.ml.artifact import ClassifierArtifact
 from training.ml.data import ImageRef
+from training.ml.features import FeatureCache
 from training.ml.preprocessing import PREPROCESSING_VERSION
 from training.models import Iteration
 from training.services.progress import ProgressReporter
@@ -22,6 +25,8 @@ def train_advanced(iteration: Iteration, refs: list[ImageRef], targets: np.ndarr
     result = fine_tune(
         refs, targets, multilabel=iteration.is_multilabel, backbone=iteration.backbone,
         budget_s=float(iteration.budget_s), seed=0,
+        # The linear-probe start reuses (and fills) the same embeddings quick training caches.
+        cache=FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR),
         on_progress=lambda phase, fraction: report(phase, 0.95 * fraction),
         should_stop=lambda: False)
     head_weight, head_bias, backbone_state = split_state(result.state)
@@ -36,8 +41,11 @@ def train_advanced(iteration: Iteration, refs: list[ImageRef], targets: np.ndarr
                    extra={"epochs": int(result.epochs), "best_epoch": int(result.best_epoch)})
 
 
-def split_state(state: dict) -> tuple:
-    """(head weight, head bias, backbone state dict) from fine_tune's combined state."""
+def split_state(state: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """(head weight, head bias, backbone state dict) from fine_tune's combined state.
+
+    FineTuneResult.state holds "backbone.*" and "head.weight"/"head.bias" of the best epoch.
+    """
     head_weight = state["head.weight"]
     head_bias = state["head.bias"]
     backbone = {key.removeprefix("backbone."): value for key, value in state.items()

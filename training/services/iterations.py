@@ -11,6 +11,7 @@ allowed; a late message for it then claims nothing).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
@@ -26,6 +27,8 @@ from project.errors import LabelRuleError, ValidationFailed
 from training.models import Iteration, IterationImage, IterationTag
 from training.services.checks import Snapshot, check_trainable, take_snapshot
 from training.services.progress import lease_deadline, push_iteration_state
+
+logger = logging.getLogger(__name__)
 
 QUEUE = "train"
 # The task's hard limit sits this far above the budget: embedding and metrics come on top of it.
@@ -68,10 +71,10 @@ def _check_budget(training_type: str, budget_s: int) -> int:
         raise ValidationFailed(f"Unknown training type {training_type!r}.")
     if training_type == Iteration.TrainingType.QUICK:
         return 0
-    if not 60 <= budget_s <= settings.LOUPE_TRAIN_MAX_BUDGET_S:
+    low, high = settings.LOUPE_TRAIN_MIN_BUDGET_S, settings.LOUPE_TRAIN_MAX_BUDGET_S
+    if not low <= budget_s <= high:
         raise ValidationFailed(
-            f"The training budget must be between 1 and "
-            f"{settings.LOUPE_TRAIN_MAX_BUDGET_S // 60} minutes.")
+            f"The training budget must be between {low / 60:g} and {high / 60:g} minutes.")
     return int(budget_s)
 
 
@@ -128,13 +131,27 @@ def task_time_limit_s(iteration: Iteration) -> int:
 
 
 def _enqueue(iteration: Iteration) -> None:
+    # After commit: a worker must find the row and its snapshot when the message arrives.
+    transaction.on_commit(lambda: _send(iteration.pk, iteration.task_id,
+                                        task_time_limit_s(iteration)))
+
+
+def _send(iteration_id: int, task_id: str, limit_s: int) -> None:
+    from kombu.exceptions import OperationalError
+
     from training.tasks import run_iteration
 
-    limit = task_time_limit_s(iteration)
-    # After commit: a worker must find the row and its snapshot when the message arrives.
-    run_iteration.apply_async_on_commit(
-        (iteration.pk,), queue=QUEUE, task_id=iteration.task_id, time_limit=limit,
-        soft_time_limit=limit - 60)
+    try:
+        run_iteration.apply_async((iteration_id,), queue=QUEUE, task_id=task_id,
+                                  time_limit=limit_s, soft_time_limit=limit_s - 60)
+    except OperationalError as err:
+        # No broker, no worker will ever see it: say so instead of leaving it queued for good.
+        logger.error("Could not enqueue iteration %s: %s", iteration_id, err)
+        Iteration.objects.filter(pk=iteration_id, status=Iteration.Status.QUEUED).update(
+            status=Iteration.Status.FAILED, failure_reason=Iteration.FailureReason.UNEXPECTED,
+            failure_message="The task queue (Redis) could not be reached, so no worker got this "
+                            "training. Check that Redis and the worker run, then train again.",
+            finished=timezone.now())
 
 
 def claim_iteration(iteration_id: int) -> Iteration | None:

@@ -147,10 +147,9 @@ def _train_quick(iteration: Iteration, refs: list[ImageRef], targets: np.ndarray
         features, targets, multilabel=iteration.is_multilabel, seed=0,
         on_progress=lambda phase, fraction: report(phase, 0.6 + 0.35 * fraction))
     timings["training_s"] = time.monotonic() - t0
-    artifact = ClassifierArtifact(
-        backbone=iteration.backbone, multilabel=iteration.is_multilabel, tag_keys=tag_names,
-        head_weight=result.head.weight, head_bias=result.head.bias, backbone_state=None,
-        preprocessing_version=PREPROCESSING_VERSION, threshold=0.5)
+    artifact = ClassifierArtifact.from_quick(
+        result.head, backbone=iteration.backbone, tag_keys=tag_names,
+        preprocessing_version=PREPROCESSING_VERSION)
     return Outcome(artifact=artifact, scored_index=np.arange(len(refs)),
                    scores=np.asarray(result.oof_scores, dtype=np.float64),
                    folds=np.asarray(result.fold_of), timings=timings,

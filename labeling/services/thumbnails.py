@@ -1,0 +1,184 @@
+"""Thumbnails: made by the worker (`labeling.make_thumbnails`, queue "thumbnails") after ingest.
+
+Invariant: a thumbnail lives at thumbnails/<project_id>/<image_id>.jpg and `Image.thumbnail`
+names it only once the file is complete, so a worker killed mid-batch leaves either no
+thumbnail (the gallery's placeholder; a later run or the periodic sweep makes it) or a stray
+file that the next run replaces. Nothing assumes the worker shares the web server's disk: every
+file goes through the configured storage.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from labeling.models import Image, Project
+
+logger = logging.getLogger(__name__)
+
+# The worker makes thumbnails for at most this many images per task, so a 1,000-file request
+# becomes 20 short tasks that a pool can share, not one long one.
+THUMBNAIL_TASK_BATCH = 50
+# Errors Pillow raises on a malformed file; anything else is logged with its traceback.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    MemoryError,
+    PILImage.DecompressionBombError,
+)
+
+
+def enqueue_thumbnails_after_commit(image_ids: Sequence[int]) -> None:
+    """Queue thumbnail tasks (one per THUMBNAIL_TASK_BATCH ids) once the transaction commits."""
+    ids = list(image_ids)
+    for start in range(0, len(ids), THUMBNAIL_TASK_BATCH):
+        batch = ids[start : start + THUMBNAIL_TASK_BATCH]
+        transaction.on_commit(lambda batch=batch: enqueue_thumbnails(batch))
+
+
+def enqueue_thumbnails(image_ids: list[int]) -> None:
+    """Queue one thumbnail task for these ids; a broker outage must not fail the upload.
+
+    The rows are committed by now; if Redis is down the images show the gallery's placeholder
+    until the periodic `labeling.queue_missing_thumbnails` queues them again.
+    """
+    from kombu.exceptions import OperationalError
+
+    from labeling.tasks import make_thumbnails
+
+    try:
+        make_thumbnails.apply_async(
+            (image_ids,),
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+        )
+    except (OperationalError, OSError) as err:
+        logger.warning(
+            "Could not queue thumbnails for images %s..%s: %s", image_ids[0], image_ids[-1], err
+        )
+
+
+def queue_missing_thumbnails(*, project: Project | None = None, limit: int = 5000) -> int:
+    """Queue thumbnail tasks for recent images that still have none; returns how many.
+
+    Only images 5 minutes to 1 day old: younger ones are probably still in the queue, and an
+    older one without a thumbnail failed for good (its file is logged), so retrying it forever
+    would only burn worker time.
+    """
+    now = timezone.now()
+    images = Image.objects.filter(
+        thumbnail="", created__lt=now - timedelta(minutes=5), created__gte=now - timedelta(days=1)
+    )
+    if project is not None:
+        images = images.filter(project=project)
+    ids = list(images.order_by("pk").values_list("pk", flat=True)[:limit])
+    for start in range(0, len(ids), THUMBNAIL_TASK_BATCH):
+        enqueue_thumbnails(ids[start : start + THUMBNAIL_TASK_BATCH])
+    return len(ids)
+
+
+# --- Making them (labeling.tasks.make_thumbnails) ---
+
+
+@dataclass(frozen=True)
+class ThumbnailRun:
+    made: list[int]
+    failed: list[int]
+    remaining: list[int]  # not reached before the deadline: the task queues them again
+
+
+def make_thumbnails(
+    image_ids: Sequence[int],
+    *,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ThumbnailRun:
+    """Make the missing thumbnails of these images (idempotent: done ones are skipped).
+
+    A file that fails is logged and skipped; it never stops the others. Ids of deleted images
+    are ignored. `deadline` (a `clock()` value) stops early, returning the ids not reached.
+    """
+    made: list[int] = []
+    failed: list[int] = []
+    images = list(
+        Image.objects.filter(pk__in=list(image_ids))
+        .only("pk", "project_id", "file", "thumbnail")
+        .order_by("pk")
+    )
+    for position, image in enumerate(images):
+        if deadline is not None and clock() > deadline:
+            return ThumbnailRun(made, failed, [i.pk for i in images[position:]])
+        try:
+            if _make_thumbnail(image):
+                made.append(image.pk)
+        except _DECODE_ERRORS:
+            logger.warning(
+                "Could not make a thumbnail for image %s (%s)",
+                image.pk,
+                image.file.name,
+                exc_info=True,
+            )
+            failed.append(image.pk)
+        except Exception:
+            # Never let one image stop the batch or the worker; the details go to the log.
+            logger.exception("Unexpected error making a thumbnail for image %s", image.pk)
+            failed.append(image.pk)
+    return ThumbnailRun(made, failed, [])
+
+
+def thumbnail_name(image: Image) -> str:
+    return f"thumbnails/{image.project_id}/{image.pk}.jpg"
+
+
+def _make_thumbnail(image: Image) -> bool:
+    name = thumbnail_name(image)
+    if image.thumbnail.name == name and default_storage.exists(name):
+        return False
+    data = _render_thumbnail(image.file.name)
+    if default_storage.exists(name):
+        # Left by a run that died before its row update: replace it, keep the name stable.
+        default_storage.delete(name)
+    saved = default_storage.save(name, ContentFile(data))
+    if not Image.objects.filter(pk=image.pk).update(thumbnail=saved):
+        default_storage.delete(saved)  # the image was deleted meanwhile
+        return False
+    return True
+
+
+def _render_thumbnail(file_name: str) -> bytes:
+    size_px = settings.LOUPE_THUMBNAIL_PX
+    with default_storage.open(file_name, "rb") as fh, PILImage.open(fh) as image:
+        # JPEG decodes at 1/2..1/8 scale straight from the DCT: several times faster.
+        image.draft("RGB", (size_px, size_px))
+        upright = ImageOps.exif_transpose(image)
+        rgb = _flatten_to_rgb(upright)
+        rgb.thumbnail((size_px, size_px), PILImage.Resampling.LANCZOS, reducing_gap=2.0)
+        buffer = io.BytesIO()
+        rgb.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+
+def _flatten_to_rgb(image: PILImage.Image) -> PILImage.Image:
+    """RGB for JPEG; transparent pixels go white (as the gallery's background), not black."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = PILImage.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

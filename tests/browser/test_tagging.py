@@ -1,0 +1,104 @@
+"""Keyboard tagging in real Chromium: five images tagged with five key presses, still there after
+a reload; and a non-member sees 404."""
+
+from __future__ import annotations
+
+import pytest
+
+from labeling.models import ImageTag, Project, Role
+from labeling.services.tagging import set_image_tags
+from tests.factories import ImageFactory, MembershipFactory, ProjectFactory, TagFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def annotator_project():
+    project = ProjectFactory(kind=Project.Kind.MULTICLASS, name="Fruit")
+    user = MembershipFactory(project=project, role=Role.ANNOTATOR, user__username="ann").user
+    tags = [TagFactory(project=project, name=name) for name in ("apple", "banana", "cherry")]
+    images = [ImageFactory(project=project) for _ in range(6)]
+    return project, user, tags, sorted(images, key=lambda i: i.pk, reverse=True)
+
+
+def shown_image_id(page) -> int:
+    return int(page.get_by_test_id("tagging-stage").get_attribute("data-image-id"))
+
+
+def test_tag_five_images_by_keyboard_with_auto_advance(page, login, annotator_project):
+    project, user, tags, images = annotator_project  # images in gallery order
+    login(user)
+    page.goto(f"/projects/{project.id}/")
+    page.get_by_test_id("thumb").first.locator("a").click()
+    page.wait_for_url(f"**/projects/{project.id}/images/{images[0].id}/")
+    assert page.get_by_test_id("auto-advance").is_checked()
+
+    keys = ["1", "2", "3", "1", "2"]
+    for n, key in enumerate(keys):
+        assert shown_image_id(page) == images[n].id
+        page.keyboard.press(key)
+        page.wait_for_selector(f'#tagging-stage[data-image-id="{images[n + 1].id}"]')
+    assert page.url.endswith(f"/projects/{project.id}/images/{images[5].id}/")
+    # Saves run beside the navigation; wait for the last one before reading the database.
+    page.wait_for_function(
+        "document.querySelector('[data-tagging-keys]').dataset.pendingSaves === '0'")
+    assert page.get_by_test_id("save-status").is_hidden()
+
+    expected = {images[n].id: tags[int(key) - 1].name for n, key in enumerate(keys)}
+    stored = dict(ImageTag.objects.filter(image__project=project)
+                  .values_list("image_id", "tag__name"))
+    assert stored == expected
+
+    page.reload()
+    assert shown_image_id(page) == images[5].id
+    assert page.locator('#tag-form button[aria-pressed="true"]').count() == 0
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_selector(f'#tagging-stage[data-image-id="{images[4].id}"]')
+    pressed = page.locator('#tag-form button[aria-pressed="true"]')
+    assert pressed.count() == 1 and "banana" in pressed.inner_text()
+
+    page.goto(f"/projects/{project.id}/")
+    assert page.get_by_test_id("count-tagged").inner_text() == "5"
+    assert page.get_by_test_id("count-untagged").inner_text() == "1"
+    assert page.get_by_test_id(f"count-tag-{tags[0].id}").inner_text() == "2"
+
+
+def test_keymap_opens_with_question_mark(page, login, annotator_project):
+    project, user, _tags, images = annotator_project
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    assert page.get_by_test_id("keymap").is_hidden()
+    page.keyboard.press("?")
+    assert page.get_by_test_id("keymap").is_visible()
+    page.keyboard.press("Escape")
+    assert page.get_by_test_id("keymap").is_hidden()
+
+
+def test_non_member_sees_404_on_the_project_page(page, login, annotator_project):
+    project, _user, _tags, images = annotator_project
+    login(UserFactory(username="stranger"))
+    response = page.goto(f"/projects/{project.id}/")
+    assert response.status == 404
+    assert page.get_by_test_id("error").is_visible()
+    assert project.name not in page.content()
+    assert page.goto(f"/projects/{project.id}/images/{images[0].id}/").status == 404
+
+
+def test_a_conflicting_background_save_is_reported_not_overwritten(page, login,
+                                                                    annotator_project):
+    project, user, tags, images = annotator_project
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    page.wait_for_selector('[data-tagging-keys][data-next-stage="ready"]')
+    # Another annotator tags the image after this page loaded it.
+    other = MembershipFactory(project=project, role=Role.ANNOTATOR).user
+    set_image_tags(image=images[0], tags=[tags[2]], by=other, version=1)
+
+    page.keyboard.press("1")
+    page.wait_for_selector(f'#tagging-stage[data-image-id="{images[1].id}"]')
+    status = page.get_by_test_id("save-status")
+    status.wait_for(state="visible")
+    assert "was not saved" in status.inner_text()
+    assert "Someone else changed" in status.inner_text()
+    stored = list(ImageTag.objects.filter(image=images[0]).values_list("tag__name", flat=True))
+    assert stored == ["cherry"]

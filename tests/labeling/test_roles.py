@@ -1,0 +1,335 @@
+"""The role matrix: every endpoint x admin / reviewer / annotator / non-member / anonymous.
+
+Each MATRIX line is one (method, URL name) and the exact status each caller gets, in ROLES
+order. The routes are read from the URLconf at test time, and every method a route answers
+(anything but 405) must have a line: an endpoint added without one fails
+`test_every_endpoint_has_a_line_in_the_matrix`.
+
+What the codes mean here: non-members get 404 for anything of a project (ids don't leak);
+members below the needed role get 403; anonymous callers get 401 from the API and a redirect
+to the login page (302) from HTML pages. A member's 400/422 means the request passed the role
+check and was then refused on its content, which is what the matrix asks of it.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
+
+from labeling.models import Membership, Role
+from tests.conftest import make_image
+from tests.factories import ImageFactory, ImageTagFactory, MembershipFactory, TagFactory
+
+ROLES = ("admin", "reviewer", "annotator", "non_member", "anonymous")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+# Routes outside the matrix, each with its reason. Everything else must have lines.
+EXCLUDED_PREFIXES = {
+    "admin:": "Django's admin: staff only, guarded by Django's own permission checks.",
+}
+EXCLUDED_NAMES = {
+    "healthz": "Deployment check with no project data; its answer depends on the broker and "
+               "workers, not on the caller (tests/project covers it).",
+}
+
+
+@dataclass
+class World:
+    """What the matrix requests point at: one project with a tag, an image, an iteration..."""
+
+    kwargs: dict[str, Any]
+    objects: dict[str, Any] = field(default_factory=dict)
+
+
+Body = Callable[[World], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    method: str
+    name: str
+    codes: tuple[int, int, int, int, int]
+    body: Body | None = None
+    fmt: str = "json"  # "json", "multipart" or "form"
+    query: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.name}"
+
+
+def E(method: str, name: str, codes: str, body: Body | None = None, fmt: str | None = None,
+      query: str = "") -> Entry:
+    parsed = tuple(int(code) for code in codes.split())
+    assert len(parsed) == len(ROLES), f"{method} {name}: one code per role in {ROLES}"
+    default_fmt = "json" if name.startswith("api-") else "form"
+    return Entry(method, name, parsed, body, fmt or default_fmt, query)  # type: ignore[arg-type]
+
+
+def _png(name: str = "new.png") -> SimpleUploadedFile:
+    # A fresh colour per call: the same content twice would be a duplicate, not an upload.
+    color = tuple(uuid.uuid4().bytes[:3])
+    return SimpleUploadedFile(name, make_image(300, 300, color), content_type="image/png")
+
+
+def _folders_zip() -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("cat/one.png", make_image(300, 300, (9, 9, 9)))
+    return SimpleUploadedFile("set.zip", buffer.getvalue(), content_type="application/zip")
+
+
+#                                                       admin rev  ann  non  anon
+MATRIX: list[Entry] = [
+    # --- Accounts and the API's own pages -------------------------------------------------
+    E("GET", "login", "200 200 200 200 200"),
+    E("POST", "login", "200 200 200 200 200", lambda w: {"username": "x", "password": "y"}),
+    # Django's LoginView (a FormView) answers PUT as it answers POST.
+    E("PUT", "login", "200 200 200 200 200", lambda w: {"username": "x", "password": "y"}),
+    E("POST", "logout", "302 302 302 302 302"),
+    E("GET", "api-schema", "200 200 200 200 200"),
+    E("GET", "api-docs", "200 200 200 200 200"),
+    E("POST", "api-token", "200 200 200 200 400",
+      lambda w: {"username": w.objects["username"], "password": "password123"}),
+    E("GET", "media", "200 200 200 404 302"),
+    # --- REST API: projects, tags, members --------------------------------------------------
+    E("GET", "api-project-list", "200 200 200 200 401"),
+    E("POST", "api-project-list", "201 201 201 201 401",
+      lambda w: {"name": "Mine", "kind": "multilabel"}),
+    E("GET", "api-project-detail", "200 200 200 404 401"),
+    E("PATCH", "api-project-detail", "200 403 403 404 401", lambda w: {"name": "Renamed"}),
+    E("DELETE", "api-project-detail", "204 403 403 404 401"),
+    E("GET", "api-tag-list", "200 200 200 404 401"),
+    E("POST", "api-tag-list", "201 403 403 404 401", lambda w: {"name": "pear"}),
+    E("GET", "api-tag-detail", "200 200 200 404 401"),
+    E("PATCH", "api-tag-detail", "200 403 403 404 401", lambda w: {"name": "kitten"}),
+    E("DELETE", "api-tag-detail", "204 403 403 404 401"),
+    E("GET", "api-member-list", "200 200 200 404 401"),
+    E("POST", "api-member-list", "201 403 403 404 401",
+      lambda w: {"username": "newcomer", "role": "annotator", "password": "password123"}),
+    E("PATCH", "api-member-detail", "200 403 403 404 401", lambda w: {"role": "reviewer"}),
+    E("DELETE", "api-member-detail", "204 403 403 404 401"),
+    # --- REST API: images -------------------------------------------------------------------
+    E("GET", "api-image-list", "200 200 200 404 401"),
+    E("POST", "api-image-list", "201 201 201 404 401", lambda w: {"files": [_png()]},
+      "multipart"),
+    E("POST", "api-image-upload", "201 201 201 404 401", lambda w: {"files": [_png()]},
+      "multipart"),
+    E("POST", "api-image-bulk", "200 200 200 404 401",
+      lambda w: {"action": "tag", "image_ids": [w.kwargs["image_id"]],
+                 "tag_ids": [w.objects["dog"].id]}),
+    E("GET", "api-image-detail", "200 200 200 404 401"),
+    E("DELETE", "api-image-detail", "204 204 403 404 401"),
+    E("PUT", "api-image-tags", "200 200 200 404 401",
+      lambda w: {"tag_ids": [w.objects["dog"].id], "version": None}),
+    E("POST", "api-image-tags", "200 200 200 404 401", lambda w: {"tag_id": w.objects["dog"].id}),
+    E("DELETE", "api-image-tags", "200 200 200 404 401",
+      lambda w: {"tag_id": w.kwargs["tag_id"]}),
+    # --- Projects, gallery, upload (HTML) ---------------------------------------------------
+    E("GET", "labeling:project-list", "200 200 200 200 302"),
+    E("GET", "labeling:project-create", "200 200 200 200 302"),
+    E("POST", "labeling:project-create", "302 302 302 302 302",
+      lambda w: {"name": "Mine", "kind": "multiclass", "domain": "general_compact"}),
+    E("GET", "labeling:project-detail", "200 200 200 404 302"),
+    E("POST", "labeling:image-bulk", "302 302 302 404 302",
+      lambda w: {"action": "tag", "image_ids": [w.kwargs["image_id"]],
+                 "tag": w.objects["dog"].id}),
+    E("GET", "labeling:image-upload", "200 200 200 404 302"),
+    E("POST", "labeling:image-upload", "200 200 200 404 302", lambda w: {"files": [_png()]},
+      "multipart"),
+    # --- Tagging and boxes (HTML) -----------------------------------------------------------
+    E("GET", "labeling:image-tag", "200 200 200 404 302"),
+    E("POST", "labeling:image-tag-toggle", "302 302 302 404 302",
+      lambda w: {"tag": w.objects["dog"].id, "version": 2}),
+    E("POST", "labeling:image-delete", "302 302 403 404 302"),
+    # The world's project is multiclass: members pass the role check, then get 422 ("boxes are
+    # for detection projects"); tests/labeling/test_regions.py covers a detection project.
+    E("GET", "labeling:image-boxes", "422 422 422 404 302"),
+    E("POST", "labeling:image-boxes", "422 422 422 404 302", lambda w: {}),
+    # --- Datasets (HTML) --------------------------------------------------------------------
+    E("GET", "labeling:datasets", "200 200 403 404 302"),
+    E("POST", "labeling:datasets", "302 403 403 404 302",
+      lambda w: {"format": "folders", "archive": _folders_zip()}, "multipart"),
+    E("GET", "labeling:dataset-import-status", "200 200 403 404 302"),
+    E("GET", "labeling:dataset-export", "200 200 403 404 302", query="?format=folders"),
+    # --- Project settings (HTML) ------------------------------------------------------------
+    E("GET", "labeling:project-settings", "200 200 200 404 302"),
+    E("POST", "labeling:project-update", "302 403 403 404 302",
+      lambda w: {"name": "Renamed", "domain": "general"}),
+    E("POST", "labeling:project-tag-create", "302 403 403 404 302",
+      lambda w: {"name": "pear", "kind": "regular"}),
+    E("POST", "labeling:project-tag-update", "302 403 403 404 302", lambda w: {"name": "kitten"}),
+    E("GET", "labeling:project-tag-delete", "200 403 403 404 302"),
+    E("POST", "labeling:project-tag-delete", "302 403 403 404 302"),
+    E("POST", "labeling:project-member-add", "302 403 403 404 302",
+      lambda w: {"username": "newcomer", "role": "annotator", "password": "password123"}),
+    E("POST", "labeling:project-member-update", "302 403 403 404 302",
+      lambda w: {"role": "reviewer"}),
+    E("POST", "labeling:project-member-remove", "302 403 403 404 302"),
+    E("POST", "labeling:api-token-regenerate", "302 302 302 404 302"),
+    # --- Training (HTML) --------------------------------------------------------------------
+    E("GET", "training:train", "200 200 200 404 302"),  # read-only below admin
+    E("POST", "training:train", "422 403 403 404 302", lambda w: {"training_type": "quick"}),
+    E("GET", "training:iteration-list", "200 200 200 404 302"),
+    E("GET", "training:iteration-compare", "200 200 200 404 302",
+      query="?a={iteration_id}&b={iteration_id}"),
+    E("GET", "training:iteration-performance", "200 200 200 404 302"),
+    E("GET", "training:iteration-status", "200 200 200 404 302"),
+    E("POST", "training:iteration-publish", "302 403 403 404 302",
+      lambda w: {"name": "prod"}),
+    E("POST", "training:iteration-unpublish", "302 403 403 404 302"),
+    E("POST", "training:iteration-default", "302 403 403 404 302"),
+    E("POST", "training:iteration-rename", "302 403 403 404 302", lambda w: {"name": "Best"}),
+    E("POST", "training:iteration-delete", "302 403 403 404 302"),
+    E("POST", "training:iteration-threshold", "302 403 403 404 302",
+      lambda w: {"threshold": "0.4"}),
+]
+
+
+# --- The world every request points at -------------------------------------------------------
+
+
+def _iteration(project: Any, user: Any) -> Any:
+    from training.models import Iteration
+
+    return Iteration.objects.create(project=project, number=1, name="Iteration 1",
+                                    status=Iteration.Status.COMPLETED, backbone="lite0",
+                                    created_by=user)
+
+
+def _import_job(project: Any, user: Any) -> str:
+    from labeling.services.import_jobs import start_import
+
+    return start_import(project=project, upload=_folders_zip(), format_name="folders",
+                        by=user).job_id
+
+
+@pytest.fixture
+def world(project, users) -> World:
+    cat, dog = TagFactory(project=project, name="cat"), TagFactory(project=project, name="dog")
+    image = ImageFactory(project=project, is_tagged=True)
+    ImageTagFactory(image=image, tag=cat)
+    # The member the membership endpoints act on: not the only admin, so demoting works.
+    extra = MembershipFactory(project=project, role=Role.ANNOTATOR, user__username="extra")
+    return World(
+        kwargs={
+            "project_id": project.id, "tag_id": cat.id, "image_id": image.id,
+            "membership_id": extra.id, "iteration_id": _iteration(project, users["admin"]).id,
+            "job_id": uuid.UUID(_import_job(project, users["admin"])), "path": image.file.name,
+        },
+        objects={"dog": dog},
+    )
+
+
+def _request(client: APIClient, entry: Entry, world: World, url: str) -> int:
+    body = entry.body(world) if entry.body else {}
+    call = getattr(client, entry.method.lower())
+    if entry.method == "GET" or entry.fmt == "form":
+        return call(url, body).status_code  # a query string, or what an HTML form posts
+    return call(url, body, format=entry.fmt).status_code
+
+
+def _url(entry: Entry, world: World) -> str:
+    pattern = _routes()[entry.name]
+    return reverse(entry.name, kwargs={k: world.kwargs[k] for k in pattern.converters}) + (
+        entry.query.format(**world.kwargs))
+
+
+# --- Reading the URLconf ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    converters: tuple[str, ...]
+
+
+def _walk(patterns: list[Any], namespace: str, converters: tuple[str, ...]) -> Iterator[Route]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            own = tuple(getattr(pattern.pattern, "converters", {}))
+            yield from _walk(pattern.url_patterns, inner, converters + own)
+        elif isinstance(pattern, URLPattern):
+            own = tuple(getattr(pattern.pattern, "converters", {})) or tuple(
+                pattern.pattern.regex.groupindex)
+            yield Route(f"{namespace}{pattern.name or '<unnamed ' + str(pattern.pattern) + '>'}",
+                        converters + own)
+
+
+def _routes() -> dict[str, Route]:
+    routes = {}
+    for route in _walk(get_resolver().url_patterns, "", ()):
+        if route.name.startswith(tuple(EXCLUDED_PREFIXES)) or route.name in EXCLUDED_NAMES:
+            continue
+        routes[route.name] = route
+    return routes
+
+
+# --- The tests -------------------------------------------------------------------------------
+
+
+def _login(client: APIClient, users: dict[str, Any], role: str) -> None:
+    client.logout()
+    if role != "anonymous":
+        client.force_login(users[role])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("entry", MATRIX, ids=[entry.id for entry in MATRIX])
+def test_role_matrix(entry: Entry, role: str, world: World, users) -> None:
+    client = APIClient()
+    _login(client, users, role)
+    world.objects["username"] = users[role].username if role != "anonymous" else "nobody"
+    status = _request(client, entry, world, _url(entry, world))
+    expected = entry.codes[ROLES.index(role)]
+    assert status == expected, f"{entry.id} as {role}: {status}, expected {expected}"
+
+
+@pytest.mark.django_db
+def test_every_endpoint_has_a_line_in_the_matrix(world: World, users) -> None:
+    """Each method a route answers (not 405, probed as a non-member) needs a MATRIX line."""
+    lines = {(entry.method, entry.name) for entry in MATRIX}
+    routes = _routes()
+    unnamed = [name for name in routes if name.startswith("<unnamed")]
+    assert not unnamed, f"routes without a name cannot be listed in the matrix: {unnamed}"
+    stale = sorted({name for _, name in lines} - set(routes))
+    assert not stale, f"MATRIX lines for routes that no longer exist: {stale}"
+    client = APIClient()
+    missing = []
+    for name, route in routes.items():
+        url = reverse(name, kwargs={k: world.kwargs[k] for k in route.converters})
+        for method in METHODS:
+            if (method, name) in lines:
+                continue
+            _login(client, users, "non_member")
+            if getattr(client, method.lower())(url).status_code != 405:
+                missing.append(f"{method} {name}")
+    assert not missing, f"endpoints without a line in the role matrix: {missing}"
+
+
+@pytest.mark.django_db
+def test_matrix_lines_are_unique() -> None:
+    ids = [entry.id for entry in MATRIX]
+    assert len(ids) == len(set(ids)), "a (method, route) appears twice in MATRIX"
+
+
+@pytest.mark.django_db
+def test_superuser_is_admin_everywhere(world: World, users, django_user_model) -> None:
+    root = django_user_model.objects.create_superuser("root", password="password123")
+    client = APIClient()
+    client.force_login(root)
+    response = client.patch(f"/api/projects/{world.kwargs['project_id']}/", {"name": "Root's"},
+                            format="json")
+    assert response.status_code == 200
+    assert not Membership.objects.filter(user=root).exists()

@@ -1,0 +1,309 @@
+"""Advanced training: fine-tune the whole backbone with augmentation inside a time budget.
+
+Recipe (LP-FT): first fit the quick linear head on frozen features and use it to initialise the
+classifier, so fine-tuning starts from quick-training quality instead of a random head that
+would wreck the pretrained features in the first steps; then train backbone + head with AdamW,
+RandomResizedCrop / flip / TrivialAugmentWide, a cosine learning rate over the budget, and
+BatchNorm statistics frozen (CPU batches are small). After every epoch the held-out split is
+scored; the best checkpoint (lowest held-out loss, the linear-probe start counting as epoch 0)
+is kept in memory, and training stops early after `patience` epochs without improvement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .artifact import ClassifierArtifact
+from .backbones import build_feature_extractor, get_backbone
+from .data import ImageRef
+from .errors import BudgetExhausted, Cancelled, DatasetCorrupt, TrainingDiverged
+from .features import FeatureCache, decoded_batches, embed_images
+from .preprocessing import PREPROCESSING_VERSION, load_rgb, normalize_batch, train_transform
+from .quick import _validate, fit_head, fold_count, stratified_folds
+from .seeding import seed_everything
+
+ProgressFn = Callable[[str, float], None]
+
+
+def _ignore_progress(phase: str, fraction: float) -> None:
+    return None
+
+
+def _never_stop() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    state: dict[str, torch.Tensor]  # "backbone.*" and "head.weight"/"head.bias" of the best epoch
+    holdout_index: np.ndarray  # (M,) indices into refs of the held-out images
+    holdout_scores: np.ndarray  # (M, T) float32 probabilities of the best checkpoint
+    epochs: int  # fine-tuning epochs completed
+    best_epoch: int  # 0 = the linear-probe start was never beaten
+    holdout_losses: tuple[float, ...] = ()  # per epoch, index 0 = the linear-probe start
+
+    def to_artifact(
+        self,
+        *,
+        backbone: str,
+        multilabel: bool,
+        tag_keys: Sequence[str],
+        threshold: float = 0.5,
+    ) -> ClassifierArtifact:
+        """The fine-tuned model as a ClassifierArtifact for save_artifact / Predictor."""
+        prefix = "backbone."
+        backbone_state = {
+            name[len(prefix) :]: tensor
+            for name, tensor in self.state.items()
+            if name.startswith(prefix)
+        }
+        return ClassifierArtifact(
+            backbone=backbone,
+            multilabel=multilabel,
+            tag_keys=list(tag_keys),
+            head_weight=self.state["head.weight"],
+            head_bias=self.state["head.bias"],
+            backbone_state=backbone_state,
+            preprocessing_version=PREPROCESSING_VERSION,
+            threshold=threshold,
+        )
+
+
+class _Classifier(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))  # type: ignore[no-any-return]
+
+    def train_with_frozen_norm(self) -> None:
+        self.train()
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    labels = torch.where(
+        targets.sum(dim=1) > 0,
+        targets.argmax(dim=1),
+        torch.full_like(targets[:, 0], targets.shape[1]).long(),
+    )
+    return F.cross_entropy(logits, labels)
+
+
+def _probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)[:, :-1]
+
+
+def _augmented(ref: ImageRef, size: int, transform: Callable[..., torch.Tensor]) -> torch.Tensor:
+    try:
+        with ref.open() as handle:
+            data = handle.read()
+    except OSError as err:
+        raise DatasetCorrupt(
+            f"Image {ref.key} could not be opened ({type(err).__name__}: {err}).", item_key=ref.key
+        ) from err
+    # Decode JPEGs at reduced scale but leave room for the random crop to zoom in.
+    return transform(load_rgb(data, key=ref.key, draft_size=size * 2))
+
+
+def _train_batches(
+    refs: Sequence[ImageRef],
+    order: np.ndarray,
+    batch_size: int,
+    size: int,
+    transform: Callable[..., torch.Tensor],
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Augmented batches in `order`, decoded by a thread pool one batch ahead of the caller."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="augment") as pool:
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+        def submit(chunk: np.ndarray) -> list[Future[torch.Tensor]]:
+            return [pool.submit(_augmented, refs[i], size, transform) for i in chunk]
+
+        pending = submit(chunks[0]) if chunks else []
+        try:
+            for position, chunk in enumerate(chunks):
+                current = pending
+                pending = submit(chunks[position + 1]) if position + 1 < len(chunks) else []
+                yield chunk, torch.stack([future.result() for future in current])
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _evaluate(
+    model: _Classifier,
+    refs: Sequence[ImageRef],
+    targets: torch.Tensor,
+    backbone: str,
+    multilabel: bool,
+) -> tuple[float, np.ndarray]:
+    spec = get_backbone(backbone)
+    model.eval()
+    logits: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for _, pixels in decoded_batches(refs, size=spec.input_size, batch_size=32):
+            logits.append(model(normalize_batch(torch.from_numpy(pixels), spec)))
+    all_logits = torch.cat(logits)
+    loss = float(_loss(all_logits, targets, multilabel))
+    return loss, _probabilities(all_logits, multilabel).numpy().astype(np.float32)
+
+
+def _split(targets: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    k = fold_count(targets, 5)
+    folds = stratified_folds(targets, k, seed)
+    return np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
+
+
+def fine_tune(
+    refs: Sequence[ImageRef],
+    targets: np.ndarray,
+    *,
+    multilabel: bool,
+    backbone: str,
+    budget_s: float,
+    seed: int = 0,
+    on_progress: ProgressFn = _ignore_progress,
+    should_stop: Callable[[], bool] = _never_stop,
+    cache: FeatureCache | None = None,
+    batch_size: int = 16,
+    max_epochs: int = 30,
+    patience: int = 4,
+    lr: float = 3e-4,
+) -> FineTuneResult:
+    """Fine-tune `backbone` on `refs` within `budget_s` seconds of wall-clock time.
+
+    Holds out a stratified ~1/5 (1/k when the smallest tag has fewer than 5 images) for early
+    stopping and returns its scores. `cache` (optional) lets the linear-probe start reuse cached
+    frozen embeddings. Raises BudgetExhausted if not one epoch fits in the budget,
+    TrainingDiverged on a non-finite loss, DatasetCorrupt, DatasetTooSmall, Cancelled.
+    """
+    targets = np.asarray(targets)
+    if len(refs) != targets.shape[0]:
+        raise ValueError(f"refs has {len(refs)} images but targets has {targets.shape[0]} rows.")
+    _validate(np.zeros((len(refs), 1), dtype=np.float32), targets, multilabel)
+    if budget_s <= 0:
+        raise BudgetExhausted("The time budget must be positive to train at all.")
+    started = time.monotonic()
+    seed_everything(seed)
+    spec = get_backbone(backbone)
+    train_index, holdout_index = _split(targets, seed)
+    train_refs = [refs[i] for i in train_index]
+    holdout_refs = [refs[i] for i in holdout_index]
+    y_train = torch.as_tensor(targets[train_index], dtype=torch.float32)
+    y_holdout = torch.as_tensor(targets[holdout_index], dtype=torch.float32)
+
+    # Linear probe on frozen features: the starting head and the checkpoint to beat.
+    on_progress("embedding", 0.0)
+    store = cache if cache is not None else _MemoryCache()
+    frozen = embed_images(list(refs), backbone=backbone, cache=store, should_stop=should_stop)
+    head_fit, _, _ = fit_head(
+        frozen[train_index], targets[train_index], multilabel=multilabel, should_stop=should_stop
+    )
+    outputs = head_fit.weight.shape[0]
+    head = nn.Linear(spec.feature_dim, outputs)
+    with torch.no_grad():
+        head.weight.copy_(head_fit.weight)
+        head.bias.copy_(head_fit.bias)
+    model = _Classifier(build_feature_extractor(backbone), head)
+    with torch.no_grad():
+        probe_logits = torch.from_numpy(frozen[holdout_index]) @ head.weight.T + head.bias
+    best_loss = float(_loss(probe_logits, y_holdout, multilabel))
+    if not math.isfinite(best_loss):
+        raise TrainingDiverged("The training loss became NaN or infinite.")
+    best_scores = _probabilities(probe_logits, multilabel).numpy().astype(np.float32)
+    best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+    best_epoch = 0
+    history = [best_loss]
+
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.backbone.parameters(), "lr": lr},
+            {"params": model.head.parameters(), "lr": lr * 10},
+        ],
+        weight_decay=1e-4,
+    )
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    transform = train_transform(spec)
+    rng = np.random.default_rng(seed)
+    epochs_done = 0
+    epoch_seconds = 0.0
+    for epoch in range(1, max_epochs + 1):
+        elapsed = time.monotonic() - started
+        if epochs_done and elapsed + epoch_seconds > budget_s:
+            break  # the next epoch would overrun the budget: keep what we have
+        epoch_started = time.monotonic()
+        model.train_with_frozen_norm()
+        order = rng.permutation(len(train_refs))
+        for chunk, batch in _train_batches(
+            train_refs, order, batch_size, spec.input_size, transform
+        ):
+            if should_stop():
+                raise Cancelled("Training was cancelled.")
+            elapsed = time.monotonic() - started
+            if elapsed > budget_s:
+                if epochs_done == 0:
+                    raise BudgetExhausted(
+                        f"The budget of {budget_s:g} s ran out before the first training epoch "
+                        "finished; choose a larger budget."
+                    )
+                break
+            # Cosine decay over whichever runs out first: the time budget or the epoch cap.
+            progress = min(1.0, max(elapsed / budget_s, (epoch - 1) / max_epochs))
+            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * progress))
+            loss = _loss(model(batch), y_train[torch.from_numpy(chunk)], multilabel)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged("The training loss became NaN or infinite.")
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            on_progress(f"epoch {epoch}/{max_epochs}", min(1.0, max(elapsed / budget_s, progress)))
+        else:
+            holdout_loss, scores = _evaluate(model, holdout_refs, y_holdout, backbone, multilabel)
+            if not math.isfinite(holdout_loss):
+                raise TrainingDiverged("The held-out loss became NaN or infinite.")
+            epochs_done = epoch
+            history.append(holdout_loss)
+            epoch_seconds = time.monotonic() - epoch_started
+            if holdout_loss < best_loss:
+                best_loss, best_scores, best_epoch = holdout_loss, scores, epoch
+                best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+            if epoch - best_epoch >= patience:
+                break
+            continue
+        break  # the budget ran out mid-epoch (after at least one full epoch)
+    on_progress("done", 1.0)
+    return FineTuneResult(
+        best_state, holdout_index, best_scores, epochs_done, best_epoch, tuple(history)
+    )
+
+
+class _MemoryCache(FeatureCache):
+    """A FeatureCache that keeps vectors in a dict, for callers that pass no cache."""
+
+    def __init__(self) -> None:
+        super().__init__(".")
+        self._store: dict[tuple[str, str], np.ndarray] = {}
+
+    def get_many(self, keys: Sequence[str], backbone: str) -> dict[str, np.ndarray]:
+        return {key: self._store[(backbone, key)] for key in keys if (backbone, key) in self._store}
+
+    def put_many(self, vectors: Mapping[str, np.ndarray], backbone: str) -> None:
+        for key, vector in vectors.items():
+            self._store[(backbone, key)] = np.asarray(vector, dtype=np.float32)

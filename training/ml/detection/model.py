@@ -1,0 +1,181 @@
+"""The detector: FCOS on a feature pyramid over the pretrained EfficientNet-Lite stages.
+
+Why FCOS: anchor-free, one prediction per location instead of RetinaNet's nine, so its head and
+loss cost a fraction on a CPU; see bench/RESULTS.md for the measured comparison. The pyramid
+takes the backbone's stride 8/16/32 stages (P3-P5) and adds P6/P7 by strided convolutions, as
+in the FCOS paper; the FPN and head are narrowed (64 channels, 2 convs per tower) because on a
+2-core CPU the standard 256-channel, 4-conv towers cost more than the whole backbone.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
+
+import torch
+from timm.models import FeatureListNet
+from torch import nn
+from torchvision.models.detection import FCOS
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
+
+from ..backbones import get_backbone
+
+ARTIFACT_FORMAT = 1
+
+# Backbone stages feeding the pyramid: timm feature indices of the stride 8, 16 and 32 maps.
+_PYRAMID_STAGES = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Architecture and inference settings; stored in the artifact so prediction matches
+    training exactly."""
+
+    image_size_px: int = 320  # shorter side at inference (and the largest training scale)
+    max_size_px: int = 448  # longer side cap; 640x480 photographs become 427x320
+    train_scales: tuple[float, ...] = (0.8, 0.9, 1.0)  # multi-scale training, x image_size_px
+    fpn_channels: int = 64
+    head_convs: int = 2
+    # Blocks before this index stay frozen: the stride 2-4 layers hold generic edges and cost
+    # the most per FLOP to backpropagate through (large maps, depthwise convolutions).
+    trainable_from_block: int = 2
+    score_threshold: float = 0.05  # lowest probability kept (the slider filters further)
+    nms_iou: float = 0.5
+    max_detections: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DetectorConfig:
+        values = dict(values)
+        values["train_scales"] = tuple(values["train_scales"])
+        return cls(**values)
+
+
+class PyramidBackbone(nn.Module):
+    """Normalised (N, 3, H, W) -> OrderedDict of 5 maps (P3-P7), ``fpn_channels`` each."""
+
+    def __init__(self, backbone: str, fpn_channels: int) -> None:
+        super().__init__()
+        self.body = FeatureListNet(
+            get_backbone(backbone).build(), out_indices=_PYRAMID_STAGES, flatten_sequential=True
+        )
+        self.fpn = FeaturePyramidNetwork(
+            self.body.feature_info.channels(),
+            fpn_channels,
+            extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels),
+        )
+        self.out_channels = fpn_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        features = self.body(x)
+        result: OrderedDict[str, torch.Tensor] = self.fpn(
+            OrderedDict((str(i), f) for i, f in enumerate(features))
+        )
+        return result
+
+    def freeze_before(self, block: int) -> None:
+        """Stop gradients through the stem and blocks before ``block``; BatchNorm everywhere
+        in the backbone keeps its ImageNet statistics (set by ``train_mode``)."""
+        frozen_prefixes = ("conv_stem", "bn1", *(f"blocks_{i}" for i in range(block)))
+        for name, parameter in self.body.named_parameters():
+            if name.startswith(frozen_prefixes):
+                parameter.requires_grad_(False)
+
+
+def build_detector(backbone: str, num_tags: int, config: DetectorConfig = DetectorConfig()) -> FCOS:
+    """A fresh FCOS detector for ``num_tags`` tags on the ImageNet-pretrained ``backbone``.
+
+    Input: a list of float (3, H, W) images in [0, 1] of any size; the model resizes them
+    (shorter side ``image_size_px``) and normalises with the backbone's mean and std.
+    """
+    if num_tags < 1:
+        raise ValueError(f"num_tags must be at least 1, got {num_tags}.")
+    spec = get_backbone(backbone)
+    body = PyramidBackbone(backbone, config.fpn_channels)
+    body.freeze_before(config.trainable_from_block)
+    # One anchor per location whose size equals the level's stride x 8 / 8: FCOS uses these
+    # only to assign objects to levels (sizes 4x..8x the anchor go to that level).
+    anchor_generator = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
+    head = FCOSHead(
+        config.fpn_channels,
+        anchor_generator.num_anchors_per_location()[0],
+        num_tags,
+        num_convs=config.head_convs,
+    )
+    train_sizes = tuple(round(config.image_size_px * s) for s in config.train_scales)
+    model = FCOS(
+        body,
+        num_classes=num_tags,
+        # In training GeneralizedRCNNTransform picks one of these per image; in eval the last.
+        min_size=(*train_sizes, config.image_size_px),  # type: ignore[arg-type]
+        max_size=config.max_size_px,
+        image_mean=list(spec.mean),
+        image_std=list(spec.std),
+        anchor_generator=anchor_generator,
+        head=head,
+        score_thresh=config.score_threshold,
+        nms_thresh=config.nms_iou,
+        detections_per_img=config.max_detections,
+    )
+    return model
+
+
+def train_mode(model: FCOS) -> None:
+    """Training mode with the backbone's BatchNorm layers frozen: CPU batches of 2-8 images
+    give batch statistics too noisy to replace the ImageNet ones."""
+    model.train()
+    for module in model.backbone.body.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+@dataclass
+class DetectorArtifact:
+    """A trained detector as plain data: backbone name, tag count, config and weights."""
+
+    backbone: str
+    num_tags: int
+    config: DetectorConfig
+    state: dict[str, torch.Tensor]
+
+    def build(self) -> FCOS:
+        """The detector with these weights, in eval mode."""
+        model = build_detector(self.backbone, self.num_tags, self.config)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+
+def save_detector_artifact(artifact: DetectorArtifact, fileobj: BinaryIO) -> None:
+    """Write the artifact as one torch.save dict (callers write to tmp, then os.replace)."""
+    torch.save(
+        {
+            "format": ARTIFACT_FORMAT,
+            "kind": "detector",
+            "backbone": artifact.backbone,
+            "num_tags": artifact.num_tags,
+            "config": artifact.config.to_dict(),
+            "state": {k: v.detach().contiguous() for k, v in artifact.state.items()},
+        },
+        fileobj,
+    )
+
+
+def load_detector_artifact(fileobj: BinaryIO) -> DetectorArtifact:
+    """Read an artifact written by save_detector_artifact (weights_only: no code runs)."""
+    payload = torch.load(fileobj, map_location="cpu", weights_only=True)
+    if payload.get("format") != ARTIFACT_FORMAT or payload.get("kind") != "detector":
+        raise ValueError(
+            f"Unsupported detector artifact (format {payload.get('format')!r}, "
+            f"kind {payload.get('kind')!r})."
+        )
+    return DetectorArtifact(
+        backbone=str(payload["backbone"]),
+        num_tags=int(payload["num_tags"]),
+        config=DetectorConfig.from_dict(payload["config"]),
+        state=dict(payload["state"]),
+    )

@@ -1,0 +1,282 @@
+"""Detector training inside a wall-clock budget.
+
+Recipe: FCOS on the pretrained backbone (see model.py), AdamW with the backbone at a tenth of
+the head's learning rate, linear warm-up then cosine decay over the *time* budget (so a slow
+machine still anneals to a low rate instead of being cut off at full rate), gradient clipping,
+augmentation from augment.py and multi-scale resizing. The held-out split (~20%, stratified by
+tag) is scored once, with the final weights: choosing an epoch by held-out mAP would bias the
+very figure we report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.models.detection import FCOS
+from torchvision.transforms.v2 import functional as TF
+
+from ..data import ImageRef
+from ..detection_metrics import Detection
+from ..errors import BudgetExhausted, Cancelled, DatasetCorrupt, DatasetTooSmall, TrainingDiverged
+from ..preprocessing import load_rgb
+from ..seeding import seed_everything
+from .augment import AugmentConfig, NormalizedBox, TrainAugment, to_pixel_boxes
+from .evaluate import detect, holdout_split
+from .model import DetectorArtifact, DetectorConfig, build_detector, train_mode
+
+ProgressFn = Callable[[str, float], None]
+
+# Inference costs about this share of a training step per image (forward only, no loss); used
+# to reserve budget for scoring the held-out split. Measured 0.25-0.35 here; rounded up.
+_INFERENCE_COST_RATIO = 0.5
+_WARMUP_STEPS = 30
+_GRAD_CLIP_NORM = 10.0
+
+
+def _ignore_progress(phase: str, fraction: float) -> None:
+    return None
+
+
+def _never_stop() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Optimisation settings (defaults tuned by bench/detection.py on a 2-core CPU)."""
+
+    batch_size: int = 4
+    lr: float = 1e-3  # head and FPN; the backbone gets backbone_lr_ratio x this
+    backbone_lr_ratio: float = 0.1
+    weight_decay: float = 1e-4
+    holdout_fraction: float = 0.2
+    max_epochs: int = 200
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    state: dict[str, torch.Tensor]  # detector state_dict of the returned weights
+    holdout_index: np.ndarray  # (M,) int64 indices into refs of the held-out images
+    holdout_detections: list[list[Detection]]  # per held-out image: (tag, p, l, t, w, h)
+    epochs: int  # full passes over the training split (a last partial one is not counted)
+    best_epoch: int  # epoch of the returned weights: the last, since none is picked by score
+    steps: int = 0
+    config: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def to_artifact(self, *, backbone: str, num_tags: int) -> DetectorArtifact:
+        """The trained detector as an artifact for save_detector_artifact / DetectorPredictor."""
+        return DetectorArtifact(
+            backbone=backbone, num_tags=num_tags, config=self.config, state=self.state
+        )
+
+
+def train_detector(
+    refs: Sequence[ImageRef],
+    boxes: Sequence[Sequence[NormalizedBox]],
+    *,
+    num_tags: int,
+    backbone: str,
+    budget_s: float,
+    seed: int = 0,
+    on_progress: ProgressFn = _ignore_progress,
+    should_stop: Callable[[], bool] = _never_stop,
+    config: DetectorConfig = DetectorConfig(),
+    options: TrainOptions = TrainOptions(),
+) -> DetectorResult:
+    """Train a detector on ``refs`` within ``budget_s`` seconds of wall-clock time.
+
+    ``boxes[i]`` lists image i's boxes as (tag index, left, top, width, height), normalised to
+    0..1; an image with none is a negative (it teaches the detector what not to fire on).
+    Raises BudgetExhausted when not one epoch fits, TrainingDiverged on a non-finite loss,
+    DatasetCorrupt (naming the image), DatasetTooSmall, Cancelled (``should_stop``).
+    """
+    _validate(refs, boxes, num_tags=num_tags, budget_s=budget_s)
+    started = time.monotonic()
+    rng = seed_everything(seed)
+    train_index, holdout_index = holdout_split(
+        boxes, num_tags=num_tags, fraction=options.holdout_fraction, rng=rng
+    )
+    if not any(boxes[i] for i in train_index) or not any(boxes[i] for i in holdout_index):
+        raise DatasetTooSmall(
+            "Detection training needs boxes on at least 5 images, so that some can be held out "
+            "to measure the model."
+        )
+    on_progress("preparing", 0.0)
+    model = build_detector(backbone, num_tags, config)
+    optimizer = _optimizer(model, options)
+    augment = TrainAugment(options.augment)
+    loop = _Loop(started, budget_s, len(holdout_index), on_progress)
+    steps = epochs = 0
+    for epoch in range(1, options.max_epochs + 1):
+        finished_epoch = True
+        order = rng.permutation(train_index)
+        for chunk in _chunks(order, options.batch_size):
+            if should_stop():
+                raise Cancelled("Training was cancelled.")
+            if loop.out_of_time():
+                finished_epoch = False
+                break
+            step_started = time.monotonic()
+            images, targets = _batch(refs, boxes, chunk, augment)
+            _set_lr(optimizer, step=steps, fraction=loop.fraction())
+            train_mode(model)
+            losses = model(images, targets)
+            loss = sum(losses.values(), torch.zeros(()))
+            if not torch.isfinite(loss):
+                raise TrainingDiverged("The training loss became NaN or infinite.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), _GRAD_CLIP_NORM)
+            optimizer.step()
+            steps += 1
+            loop.record_step(time.monotonic() - step_started, len(chunk), epoch)
+        if not finished_epoch:
+            break
+        epochs = epoch
+    if epochs == 0:
+        raise BudgetExhausted(
+            f"The budget of {budget_s:g} s ran out before the first training epoch finished; "
+            "choose a larger budget or fewer images."
+        )
+    on_progress("evaluating", 0.0)
+    holdout_images = [_open_rgb(refs[i]) for i in holdout_index]
+    detections = detect(model, holdout_images, config)
+    on_progress("done", 1.0)
+    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    return DetectorResult(
+        state=state,
+        holdout_index=holdout_index.astype(np.int64),
+        holdout_detections=detections,
+        epochs=epochs,
+        best_epoch=epochs,
+        steps=steps,
+        config=config,
+    )
+
+
+class _Loop:
+    """Tracks the budget: training stops early enough to score the held-out split in time."""
+
+    def __init__(
+        self, started: float, budget_s: float, holdout_count: int, on_progress: ProgressFn
+    ) -> None:
+        self.started = started
+        self.budget_s = budget_s
+        self.holdout_count = holdout_count
+        self.on_progress = on_progress
+        self.per_image_s = 0.0  # running mean training time per image
+        self.images = 0
+        self._train_start = time.monotonic()
+
+    def reserve_s(self) -> float:
+        return self.holdout_count * self.per_image_s * _INFERENCE_COST_RATIO
+
+    def train_budget_s(self) -> float:
+        return max(1e-6, self.budget_s - (self._train_start - self.started) - self.reserve_s())
+
+    def fraction(self) -> float:
+        return min(1.0, (time.monotonic() - self._train_start) / self.train_budget_s())
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() - self.started + self.reserve_s() >= self.budget_s
+
+    def record_step(self, seconds: float, images: int, epoch: int) -> None:
+        self.per_image_s = (self.per_image_s * self.images + seconds) / (self.images + images)
+        self.images += images
+        self.on_progress(f"epoch {epoch}", self.fraction())
+
+
+def _optimizer(model: FCOS, options: TrainOptions) -> torch.optim.Optimizer:
+    backbone = [p for p in model.backbone.body.parameters() if p.requires_grad]
+    backbone_ids = {id(p) for p in backbone}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone_ids]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": backbone, "lr": options.lr * options.backbone_lr_ratio},
+            {"params": rest, "lr": options.lr},
+        ],
+        weight_decay=options.weight_decay,
+    )
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    return optimizer
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, *, step: int, fraction: float) -> None:
+    warmup = min(1.0, (step + 1) / _WARMUP_STEPS)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * fraction))
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * warmup * max(cosine, 0.01)
+
+
+def _chunks(order: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
+
+
+def _batch(
+    refs: Sequence[ImageRef],
+    boxes: Sequence[Sequence[NormalizedBox]],
+    chunk: np.ndarray,
+    augment: TrainAugment,
+) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    images: list[torch.Tensor] = []
+    targets: list[dict[str, torch.Tensor]] = []
+    for index in chunk.tolist():
+        pil = _open_rgb(refs[index])
+        width, height = pil.size
+        xyxy, labels = to_pixel_boxes(boxes[index], width, height)
+        image, moved, labels = augment(
+            TF.pil_to_tensor(pil),
+            tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(height, width)),
+            labels,
+        )
+        images.append(TF.to_dtype(image, torch.float32, scale=True))
+        targets.append({"boxes": moved.as_subclass(torch.Tensor), "labels": labels})
+    return images, targets
+
+
+def _open_rgb(ref: ImageRef) -> Image.Image:
+    try:
+        with ref.open() as handle:
+            data = handle.read()
+    except OSError as err:
+        raise DatasetCorrupt(
+            f"Image {ref.key} could not be opened ({type(err).__name__}: {err}).",
+            item_key=ref.key,
+        ) from err
+    return load_rgb(data, key=ref.key)
+
+
+def _validate(
+    refs: Sequence[ImageRef],
+    boxes: Sequence[Sequence[NormalizedBox]],
+    *,
+    num_tags: int,
+    budget_s: float,
+) -> None:
+    if len(refs) != len(boxes):
+        raise ValueError(f"refs has {len(refs)} images but boxes has {len(boxes)} entries.")
+    if num_tags < 1:
+        raise ValueError(f"num_tags must be at least 1, got {num_tags}.")
+    if not budget_s > 0:
+        raise BudgetExhausted("The time budget must be positive to train at all.")
+    for index, image_boxes in enumerate(boxes):
+        for box in image_boxes:
+            tag, left, top, width, height = box
+            inside = (
+                left >= 0 and top >= 0 and left + width <= 1 + 1e-6 and top + height <= 1 + 1e-6
+            )
+            if not 0 <= int(tag) < num_tags or not (width > 0 and height > 0 and inside):
+                raise ValueError(
+                    f"Box {box!r} of image {index} must be (tag in [0, {num_tags}), left, top, "
+                    "width, height) with a positive size inside the unit square."
+                )
