@@ -32,7 +32,8 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
 
 class TagOutputSerializer(serializers.ModelSerializer):
     image_count = serializers.SerializerMethodField(
-        help_text="How many images carry this tag (as an image tag or a box).")
+        help_text="How many images carry this tag (as an image tag or a box)."
+    )
 
     class Meta:
         model = Tag
@@ -86,8 +87,9 @@ class RegionOutputSerializer(serializers.Serializer):
 
 class ImageUrlsSerializer(serializers.Serializer):
     file = serializers.CharField()
-    thumbnail = serializers.CharField(allow_null=True,
-                                      help_text="Null until the worker has made it.")
+    thumbnail = serializers.CharField(
+        allow_null=True, help_text="Null until the worker has made it."
+    )
 
     class Meta:
         ref_name = "ImageUrls"
@@ -100,13 +102,27 @@ class ImageOutputSerializer(serializers.ModelSerializer):
     regions = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
     is_small = serializers.BooleanField(
-        read_only=True, help_text="Shortest edge under 256 px: upscaled for training.")
+        read_only=True, help_text="Shortest edge under 256 px: upscaled for training."
+    )
 
     class Meta:
         model = Image
         ref_name = "Image"
-        fields = ["id", "width", "height", "original_name", "format", "source", "created",
-                  "is_tagged", "tags", "regions", "urls", "is_small", "version"]
+        fields = [
+            "id",
+            "width",
+            "height",
+            "original_name",
+            "format",
+            "source",
+            "created",
+            "is_tagged",
+            "tags",
+            "regions",
+            "urls",
+            "is_small",
+            "version",
+        ]
 
     # Sorted in Python: the prefetch caches are used as they are, so a page costs no extra query.
     @extend_schema_field(ImageTagRefSerializer(many=True))
@@ -126,10 +142,12 @@ class ImageOutputSerializer(serializers.ModelSerializer):
         def absolute(url: str) -> str:
             return request.build_absolute_uri(url) if request is not None else url
 
-        return ImageUrlsSerializer({
-            "file": absolute(image.file.url),
-            "thumbnail": absolute(image.thumbnail.url) if image.thumbnail else None,
-        }).data
+        return ImageUrlsSerializer(
+            {
+                "file": absolute(image.file.url),
+                "thumbnail": absolute(image.thumbnail.url) if image.thumbnail else None,
+            }
+        ).data
 
 
 class ErrorSerializer(serializers.Serializer):

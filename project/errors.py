@@ -65,8 +65,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = getattr(detail, "code", "error")
         response.data = {"code": code, "message": str(detail)}
     elif response is not None and response.status_code == status.HTTP_400_BAD_REQUEST:
-        response.data = {"code": "invalid", "message": "The request is not valid.",
-                         "errors": response.data}
+        response.data = {
+            "code": "invalid",
+            "message": "The request is not valid.",
+            "errors": response.data,
+        }
     return response
 
 
@@ -76,5 +79,6 @@ def error_response(request: HttpRequest, err: LoupeError) -> HttpResponse:
         return JsonResponse(err.as_dict(), status=err.http_status)
     from django.template.response import TemplateResponse
 
-    return TemplateResponse(request, "components/_error.html", {"error": err},
-                            status=err.http_status)
+    return TemplateResponse(
+        request, "components/_error.html", {"error": err}, status=err.http_status
+    )

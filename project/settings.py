@@ -160,8 +160,10 @@ LOUPE_TRAIN_MAX_BUDGET_S = env_int("LOUPE_TRAIN_MAX_BUDGET_S", 3 * 3600)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
     # Thumbnails whose task was never queued (broker down at upload time) or was lost.
-    "labeling-queue-missing-thumbnails": {"task": "labeling.queue_missing_thumbnails",
-                                          "schedule": 600.0},
+    "labeling-queue-missing-thumbnails": {
+        "task": "labeling.queue_missing_thumbnails",
+        "schedule": 600.0,
+    },
 }
 
 CHANNEL_LAYERS = {
@@ -176,8 +178,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "labeling:project-list"
 LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": 8}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 8},
+    },
 ]
 
 # --- Static and media -----------------------------------------------------------------------

@@ -64,7 +64,9 @@ if [[ "$(cat "$static_root/.setup-stamp" 2>/dev/null)" != "$static_key" ]]; then
 fi
 
 # --- Database ----------------------------------------------------------------------------------
-.venv/bin/python manage.py migrate --noinput --verbosity 0
+# --skip-checks: the system checks import every URLconf and view (a second or more); the run
+# command and the tests run them anyway.
+.venv/bin/python manage.py migrate --noinput --verbosity 0 --skip-checks
 
 # --- Browser for the tests ---------------------------------------------------------------------
 if [[ $want_chromium == 1 && ! -x /usr/bin/chromium ]]; then

@@ -53,7 +53,7 @@ PY
 }
 
 step "ruff check" .venv/bin/ruff check .
-step "ruff format --check" .venv/bin/ruff format --check .
+step "ruff format --check" .venv/bin/ruff format --check --output-format concise .
 step "import contracts" .venv/bin/lint-imports
 step "mypy" .venv/bin/mypy
 step "migrations match the models" "$py" manage.py makemigrations --check --dry-run

@@ -8,18 +8,23 @@ from training.models import Iteration
 
 
 class TrainForm(forms.Form):
-    training_type = forms.ChoiceField(choices=Iteration.TrainingType.choices,
-                                      initial=Iteration.TrainingType.QUICK,
-                                      widget=forms.RadioSelect)
-    budget_minutes = forms.IntegerField(min_value=1, initial=10, required=False,
-                                        label="Budget (minutes, advanced training)")
+    training_type = forms.ChoiceField(
+        choices=Iteration.TrainingType.choices,
+        initial=Iteration.TrainingType.QUICK,
+        widget=forms.RadioSelect,
+    )
+    budget_minutes = forms.IntegerField(
+        min_value=1, initial=10, required=False, label="Budget (minutes, advanced training)"
+    )
     force = forms.BooleanField(required=False, label="Train even if nothing changed")
 
     def service_kwargs(self) -> dict[str, object]:
         data = self.cleaned_data
-        return {"training_type": data["training_type"],
-                "budget_s": (data.get("budget_minutes") or 0) * 60,
-                "force": data["force"]}
+        return {
+            "training_type": data["training_type"],
+            "budget_s": (data.get("budget_minutes") or 0) * 60,
+            "force": data["force"],
+        }
 
 
 class NameForm(forms.Form):

@@ -50,16 +50,18 @@ class Iteration(models.Model):
 
     ACTIVE_STATUSES: ClassVar[tuple[str, str]] = (Status.QUEUED, Status.TRAINING)
 
-    project = models.ForeignKey("labeling.Project", on_delete=models.CASCADE,
-                                related_name="iterations")
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="iterations"
+    )
     number = models.PositiveIntegerField()
     # "Iteration 3" until an admin renames it; the publish name is separate (the prediction API's).
     name = models.CharField(max_length=100)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     failure_reason = models.CharField(max_length=30, choices=FailureReason.choices, blank=True)
     failure_message = models.TextField(blank=True)
-    training_type = models.CharField(max_length=20, choices=TrainingType.choices,
-                                     default=TrainingType.QUICK)
+    training_type = models.CharField(
+        max_length=20, choices=TrainingType.choices, default=TrainingType.QUICK
+    )
     # Advanced training's time budget; quick training has none (0).
     budget_s = models.PositiveIntegerField(default=0)
     backbone = models.CharField(max_length=50)
@@ -74,8 +76,9 @@ class Iteration(models.Model):
     # sha256 over the (image content hash, tag names) pairs: "nothing changed" compares it.
     snapshot_hash = models.CharField(max_length=64, blank=True)
     image_count = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -93,15 +96,22 @@ class Iteration(models.Model):
         ordering = ["-number"]
         constraints = [
             models.UniqueConstraint(fields=["project", "number"], name="unique_iteration_number"),
-            models.UniqueConstraint(fields=["project", "published_name"],
-                                    condition=~Q(published_name=""),
-                                    name="unique_iteration_published_name"),
-            models.UniqueConstraint(fields=["project"], condition=Q(is_default=True),
-                                    name="one_default_iteration_per_project"),
+            models.UniqueConstraint(
+                fields=["project", "published_name"],
+                condition=~Q(published_name=""),
+                name="unique_iteration_published_name",
+            ),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(is_default=True),
+                name="one_default_iteration_per_project",
+            ),
             # One training at a time per project, even when two admins press Train together.
-            models.UniqueConstraint(fields=["project"],
-                                    condition=Q(status__in=["queued", "training"]),
-                                    name="one_active_iteration_per_project"),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "training"]),
+                name="one_active_iteration_per_project",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "lease_expires"], name="iteration_lease_idx"),
@@ -131,8 +141,9 @@ class IterationTag(models.Model):
     """A regular tag as the iteration saw it; `index` is its column in targets and scores."""
 
     iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="tags")
-    tag = models.ForeignKey("labeling.Tag", null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="+")
+    tag = models.ForeignKey(
+        "labeling.Tag", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     name = models.CharField(max_length=100)
     index = models.PositiveSmallIntegerField()
     image_count = models.PositiveIntegerField(default=0)
@@ -143,13 +154,17 @@ class IterationTag(models.Model):
             models.UniqueConstraint(fields=["iteration", "index"], name="unique_iteration_tag"),
         ]
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class IterationImage(models.Model):
     """One training image of the snapshot, with its labels as tag indexes at training time."""
 
     iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="images")
-    image = models.ForeignKey("labeling.Image", null=True, blank=True,
-                              on_delete=models.SET_NULL, related_name="+")
+    image = models.ForeignKey(
+        "labeling.Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     sha256 = models.CharField(max_length=64)
     # The stored file's name: the worker opens it through Django storage, never a local path.
     file_name = models.CharField(max_length=300)
@@ -161,6 +176,9 @@ class IterationImage(models.Model):
     class Meta:
         ordering = ["iteration", "id"]
 
+    def __str__(self) -> str:
+        return self.original_name or self.sha256
+
 
 class IterationScore(models.Model):
     """Out-of-fold (quick) or held-out (advanced) probabilities of one training image.
@@ -170,11 +188,15 @@ class IterationScore(models.Model):
     """
 
     iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="scores")
-    iteration_image = models.OneToOneField(IterationImage, on_delete=models.CASCADE,
-                                           related_name="score")
+    iteration_image = models.OneToOneField(
+        IterationImage, on_delete=models.CASCADE, related_name="score"
+    )
     # The cross-validation fold that scored the image; -1 for an advanced hold-out image.
     fold = models.SmallIntegerField(default=-1)
     scores = models.JSONField(default=list)
 
     class Meta:
         ordering = ["iteration", "iteration_image"]
+
+    def __str__(self) -> str:
+        return f"scores of {self.iteration_image_id}"

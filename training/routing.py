@@ -5,6 +5,8 @@ from django.urls import path
 from training.consumers import IterationProgressConsumer
 
 websocket_urlpatterns = [
-    path("ws/projects/<int:project_id>/iterations/<int:iteration_id>/",
-         IterationProgressConsumer.as_asgi()),
+    path(
+        "ws/projects/<int:project_id>/iterations/<int:iteration_id>/",
+        IterationProgressConsumer.as_asgi(),
+    ),
 ]

@@ -12,8 +12,14 @@ from celery import shared_task
 from training.services.iterations import QUICK_TIME_LIMIT_S, claim_iteration, sweep_iterations
 
 
-@shared_task(name="training.run_iteration", queue="train", acks_late=True,
-             reject_on_worker_lost=True, time_limit=QUICK_TIME_LIMIT_S, ignore_result=True)
+@shared_task(
+    name="training.run_iteration",
+    queue="train",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=QUICK_TIME_LIMIT_S,
+    ignore_result=True,
+)
 def run_iteration(iteration_id: int) -> None:
     iteration = claim_iteration(iteration_id)  # None: finished, deleted or held by another worker
     if iteration is None:

@@ -10,20 +10,28 @@ urlpatterns = [
     path("train/", views.train, name="train"),
     path("iterations/", views.iteration_list, name="iteration-list"),
     path("iterations/compare/", views.iteration_compare, name="iteration-compare"),
-    path("iterations/<int:iteration_id>/", views.iteration_performance,
-         name="iteration-performance"),
-    path("iterations/<int:iteration_id>/status/", views.iteration_status,
-         name="iteration-status"),
-    path("iterations/<int:iteration_id>/publish/", views.iteration_publish,
-         name="iteration-publish"),
-    path("iterations/<int:iteration_id>/unpublish/", views.iteration_unpublish,
-         name="iteration-unpublish"),
-    path("iterations/<int:iteration_id>/default/", views.iteration_make_default,
-         name="iteration-default"),
-    path("iterations/<int:iteration_id>/rename/", views.iteration_rename,
-         name="iteration-rename"),
-    path("iterations/<int:iteration_id>/delete/", views.iteration_delete,
-         name="iteration-delete"),
-    path("iterations/<int:iteration_id>/threshold/", views.iteration_threshold,
-         name="iteration-threshold"),
+    path(
+        "iterations/<int:iteration_id>/", views.iteration_performance, name="iteration-performance"
+    ),
+    path("iterations/<int:iteration_id>/status/", views.iteration_status, name="iteration-status"),
+    path(
+        "iterations/<int:iteration_id>/publish/", views.iteration_publish, name="iteration-publish"
+    ),
+    path(
+        "iterations/<int:iteration_id>/unpublish/",
+        views.iteration_unpublish,
+        name="iteration-unpublish",
+    ),
+    path(
+        "iterations/<int:iteration_id>/default/",
+        views.iteration_make_default,
+        name="iteration-default",
+    ),
+    path("iterations/<int:iteration_id>/rename/", views.iteration_rename, name="iteration-rename"),
+    path("iterations/<int:iteration_id>/delete/", views.iteration_delete, name="iteration-delete"),
+    path(
+        "iterations/<int:iteration_id>/threshold/",
+        views.iteration_threshold,
+        name="iteration-threshold",
+    ),
 ]

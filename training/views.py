@@ -25,17 +25,22 @@ from training.services.iterations import start_iteration
 from training.services.performance import compare_rows, figures_at, load_scores, page_data
 
 
-def _iteration(request: HttpRequest, project_id: int, iteration_id: int,
-               min_role: Role = Role.ANNOTATOR) -> tuple[Project, Iteration]:
+def _iteration(
+    request: HttpRequest, project_id: int, iteration_id: int, min_role: Role = Role.ANNOTATOR
+) -> tuple[Project, Iteration]:
     project = access_project(request.user, project_id, min_role=min_role)
     return project, get_object_or_404(project.iterations, pk=iteration_id)
 
 
 def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> dict[str, object]:
     active = project.iterations.active().first()
-    return {"project": project, "form": form, "active": active,
-            "recent": project.iterations.all()[:5],
-            "is_admin": has_role(request.user, project, Role.ADMIN)}
+    return {
+        "project": project,
+        "form": form,
+        "active": active,
+        "recent": project.iterations.all()[:5],
+        "is_admin": has_role(request.user, project, Role.ADMIN),
+    }
 
 
 @login_required
@@ -52,9 +57,12 @@ def train(request: HttpRequest, project_id: int) -> HttpResponse:
             form.add_error(None, err.message)
         else:
             return redirect("training:train", project.id)
-    return TemplateResponse(request, "training/train.html",
-                            _train_context(request, project, form),
-                            status=422 if form.errors else 200)
+    return TemplateResponse(
+        request,
+        "training/train.html",
+        _train_context(request, project, form),
+        status=422 if form.errors else 200,
+    )
 
 
 @require_GET
@@ -62,15 +70,19 @@ def train(request: HttpRequest, project_id: int) -> HttpResponse:
 def iteration_status(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
     """The progress partial, for a page whose socket reported a finished iteration."""
     project, iteration = _iteration(request, project_id, iteration_id)
-    return TemplateResponse(request, "training/train.html#progress",
-                            {"project": project, "active": iteration})
+    return TemplateResponse(
+        request, "training/train.html#progress", {"project": project, "active": iteration}
+    )
 
 
 def _list_context(request: HttpRequest, project: Project) -> dict[str, object]:
     iterations = list(project.iterations.all())
-    return {"project": project, "iterations": iterations,
-            "is_admin": has_role(request.user, project, Role.ADMIN),
-            "completed": [it for it in iterations if it.is_completed]}
+    return {
+        "project": project,
+        "iterations": iterations,
+        "is_admin": has_role(request.user, project, Role.ADMIN),
+        "completed": [it for it in iterations if it.is_completed],
+    }
 
 
 @require_GET
@@ -80,8 +92,13 @@ def iteration_list(request: HttpRequest, project_id: int) -> HttpResponse:
     return TemplateResponse(request, "training/iterations.html", _list_context(request, project))
 
 
-def _action(request: HttpRequest, project_id: int, iteration_id: int,
-            call: Callable[[Iteration], object], done: str) -> HttpResponse:
+def _action(
+    request: HttpRequest,
+    project_id: int,
+    iteration_id: int,
+    call: Callable[[Iteration], object],
+    done: str,
+) -> HttpResponse:
     """Run one admin action on an iteration; answer the list (htmx) or redirect to it."""
     project, iteration = _iteration(request, project_id, iteration_id)
     error = ""
@@ -92,10 +109,17 @@ def _action(request: HttpRequest, project_id: int, iteration_id: int,
             raise
         error = err.message
     if request.htmx:
-        context = {**_list_context(request, project), "error": error, "notice": "" if error
-                   else done}
-        return TemplateResponse(request, "training/iterations.html#iteration-list", context,
-                                status=422 if error else 200)
+        context = {
+            **_list_context(request, project),
+            "error": error,
+            "notice": "" if error else done,
+        }
+        return TemplateResponse(
+            request,
+            "training/iterations.html#iteration-list",
+            context,
+            status=422 if error else 200,
+        )
     if error:
         messages.error(request, error)
     else:
@@ -113,38 +137,63 @@ def _name(request: HttpRequest) -> str:
 @require_POST
 @login_required
 def iteration_publish(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
-    return _action(request, project_id, iteration_id, lambda it: publishing.publish_iteration(
-        iteration=it, name=_name(request), by=request.user), "Iteration published.")
+    return _action(
+        request,
+        project_id,
+        iteration_id,
+        lambda it: publishing.publish_iteration(iteration=it, name=_name(request), by=request.user),
+        "Iteration published.",
+    )
 
 
 @require_POST
 @login_required
 def iteration_unpublish(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
-    return _action(request, project_id, iteration_id, lambda it: publishing.unpublish_iteration(
-        iteration=it, by=request.user), "Iteration unpublished.")
+    return _action(
+        request,
+        project_id,
+        iteration_id,
+        lambda it: publishing.unpublish_iteration(iteration=it, by=request.user),
+        "Iteration unpublished.",
+    )
 
 
 @require_POST
 @login_required
-def iteration_make_default(request: HttpRequest, project_id: int,
-                           iteration_id: int) -> HttpResponse:
-    return _action(request, project_id, iteration_id, lambda it: (
-        publishing.make_default_iteration(iteration=it, by=request.user)),
-        "Default iteration changed.")
+def iteration_make_default(
+    request: HttpRequest, project_id: int, iteration_id: int
+) -> HttpResponse:
+    return _action(
+        request,
+        project_id,
+        iteration_id,
+        lambda it: publishing.make_default_iteration(iteration=it, by=request.user),
+        "Default iteration changed.",
+    )
 
 
 @require_POST
 @login_required
 def iteration_rename(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
-    return _action(request, project_id, iteration_id, lambda it: publishing.rename_iteration(
-        iteration=it, name=_name(request), by=request.user), "Iteration renamed.")
+    return _action(
+        request,
+        project_id,
+        iteration_id,
+        lambda it: publishing.rename_iteration(iteration=it, name=_name(request), by=request.user),
+        "Iteration renamed.",
+    )
 
 
 @require_POST
 @login_required
 def iteration_delete(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
-    return _action(request, project_id, iteration_id, lambda it: publishing.delete_iteration(
-        iteration=it, by=request.user), "Iteration deleted.")
+    return _action(
+        request,
+        project_id,
+        iteration_id,
+        lambda it: publishing.delete_iteration(iteration=it, by=request.user),
+        "Iteration deleted.",
+    )
 
 
 @require_POST
@@ -155,8 +204,9 @@ def iteration_threshold(request: HttpRequest, project_id: int, iteration_id: int
     form = ThresholdForm(request.POST)
     if not form.is_valid():
         raise ValidationFailed("The threshold must be a number between 0 and 1.")
-    publishing.set_suggested_threshold(iteration=iteration,
-                                       threshold=form.cleaned_data["threshold"], by=request.user)
+    publishing.set_suggested_threshold(
+        iteration=iteration, threshold=form.cleaned_data["threshold"], by=request.user
+    )
     if request.htmx or request.headers.get("X-Requested-With") == "fetch":
         return HttpResponse(status=204)
     return redirect("training:iteration-performance", project_id, iteration_id)
@@ -164,8 +214,7 @@ def iteration_threshold(request: HttpRequest, project_id: int, iteration_id: int
 
 @require_GET
 @login_required
-def iteration_performance(request: HttpRequest, project_id: int,
-                          iteration_id: int) -> HttpResponse:
+def iteration_performance(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
     project, iteration = _iteration(request, project_id, iteration_id)
     context: dict[str, object] = {"project": project, "iteration": iteration}
     if iteration.is_completed:
@@ -189,6 +238,8 @@ def iteration_compare(request: HttpRequest, project_id: int) -> HttpResponse:
         raise ValidationFailed("Choose two iterations to compare.")
     first = get_object_or_404(project.iterations, pk=form.cleaned_data["a"])
     second = get_object_or_404(project.iterations, pk=form.cleaned_data["b"])
-    return TemplateResponse(request, "training/compare.html", {
-        "project": project, "first": first, "second": second,
-        "rows": compare_rows(first, second)})
+    return TemplateResponse(
+        request,
+        "training/compare.html",
+        {"project": project, "first": first, "second": second, "rows": compare_rows(first, second)},
+    )

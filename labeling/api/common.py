@@ -21,5 +21,7 @@ def errors(*statuses: int, in_project: bool = True) -> dict[int, OpenApiResponse
         409: "Someone else changed the image since you read it; reload and retry.",
         422: "The request breaks a rule (labels, names, roles); the message says which.",
     }
-    return {code: OpenApiResponse(ErrorSerializer, description=described[code])
-            for code in sorted({401, *statuses} | ({404} if in_project else set()))}
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=described[code])
+        for code in sorted({401, *statuses} | ({404} if in_project else set()))
+    }

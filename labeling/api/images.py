@@ -42,7 +42,8 @@ def images_for_listing(project: Project) -> ImageQuerySet:
     """The project's images with everything ImageOutputSerializer reads, in 2 extra queries
     per page whatever its length (tags with their names, regions)."""
     return project.images.prefetch_related(
-        Prefetch("image_tags", queryset=ImageTag.objects.select_related("tag")), "regions")
+        Prefetch("image_tags", queryset=ImageTag.objects.select_related("tag")), "regions"
+    )
 
 
 def get_image(project: Project, image_id: int | str) -> Image:
@@ -61,30 +62,41 @@ class ImageListApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class FilterSerializer(serializers.Serializer):
-        tagged = serializers.BooleanField(required=False, allow_null=True, default=None,
-                                          help_text="true: tagged images only; false: untagged.")
+        tagged = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="true: tagged images only; false: untagged.",
+        )
         tag = serializers.IntegerField(required=False, help_text="Only images with this tag.")
-        after = serializers.IntegerField(required=False,
-                                         help_text="Cursor: the page after this image id "
-                                                   "(the `next_cursor` of the previous page).")
-        page_size = serializers.IntegerField(required=False, min_value=1,
-                                             max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
+        after = serializers.IntegerField(
+            required=False,
+            help_text="Cursor: the page after this image id "
+            "(the `next_cursor` of the previous page).",
+        )
+        page_size = serializers.IntegerField(
+            required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE
+        )
 
         class Meta:
             ref_name = "ImageFilter"
 
     class PageSerializer(serializers.Serializer):
         count = serializers.IntegerField(help_text="Images matching the filters.")
-        next_cursor = serializers.IntegerField(allow_null=True,
-                                               help_text="Pass as `after` for the next page.")
+        next_cursor = serializers.IntegerField(
+            allow_null=True, help_text="Pass as `after` for the next page."
+        )
         next = serializers.CharField(allow_null=True, help_text="URL of the next page.")
         results = ImageOutputSerializer(many=True)
 
         class Meta:
             ref_name = "ImagePage"
 
-    @extend_schema(operation_id="images_list", parameters=[FilterSerializer],
-                   responses={200: PageSerializer, **errors(400)})
+    @extend_schema(
+        operation_id="images_list",
+        parameters=[FilterSerializer],
+        responses={200: PageSerializer, **errors(400)},
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id)
         query = self.FilterSerializer(data=request.query_params)
@@ -92,8 +104,7 @@ class ImageListApi(APIView):
         params: dict[str, Any] = query.validated_data
         tag_id = get_tag(project, params["tag"]).pk if "tag" in params else None
         status_name = {None: "all", True: "tagged", False: "untagged"}[params["tagged"]]
-        images = ImageFilter(status=status_name, tag_id=tag_id).apply(
-            images_for_listing(project))
+        images = ImageFilter(status=status_name, tag_id=tag_id).apply(images_for_listing(project))
         page = browse_images(images, after=params.get("after"), size=params["page_size"])
         next_url = None
         if page.older_cursor is not None:
@@ -104,25 +115,32 @@ class ImageListApi(APIView):
             "count": images.count(),
             "next_cursor": page.older_cursor,
             "next": next_url,
-            "results": ImageOutputSerializer(page.images, many=True,
-                                             context={"request": request}).data,
+            "results": ImageOutputSerializer(
+                page.images, many=True, context={"request": request}
+            ).data,
         }
         return Response(body)
 
-    @extend_schema(operation_id="images_upload",
-                   request={"multipart/form-data": UploadInputSerializer},
-                   responses={201: IngestReportSerializer, 200: IngestReportSerializer,
-                              **errors(400, 403, 422)},
-                   description="Upload many images at once (multipart field `files`, optional "
-                               "`tag_ids`). Each file is checked by content and reported on its "
-                               "own: 201 if any landed, 200 if none did, 400 with no files.")
+    @extend_schema(
+        operation_id="images_upload",
+        request={"multipart/form-data": UploadInputSerializer},
+        responses={
+            201: IngestReportSerializer,
+            200: IngestReportSerializer,
+            **errors(400, 403, 422),
+        },
+        description="Upload many images at once (multipart field `files`, optional "
+        "`tag_ids`). Each file is checked by content and reported on its "
+        "own: 201 if any landed, 200 if none did, 400 with no files.",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         return upload_images(request, project_id)
 
 
 class ImageDetailApi(APIView):
-    @extend_schema(operation_id="images_retrieve",
-                   responses={200: ImageOutputSerializer, **errors()})
+    @extend_schema(
+        operation_id="images_retrieve", responses={200: ImageOutputSerializer, **errors()}
+    )
     def get(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id)
         return _image_response(request, project, image_id)
@@ -141,8 +159,10 @@ class ImageTagsApi(APIView):
     class ReplaceSerializer(serializers.Serializer):
         tag_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=True)
         version = serializers.IntegerField(
-            allow_null=True, help_text="The image version you saw; a newer one answers 409. "
-                                       "null replaces whatever is there.")
+            allow_null=True,
+            help_text="The image version you saw; a newer one answers 409. "
+            "null replaces whatever is there.",
+        )
 
         class Meta:
             ref_name = "ImageTagsReplace"
@@ -153,21 +173,31 @@ class ImageTagsApi(APIView):
         class Meta:
             ref_name = "ImageTagsOne"
 
-    @extend_schema(operation_id="image_tags_replace", request=ReplaceSerializer,
-                   responses={200: ImageOutputSerializer, **errors(400, 409, 422)})
+    @extend_schema(
+        operation_id="image_tags_replace",
+        request=ReplaceSerializer,
+        responses={200: ImageOutputSerializer, **errors(400, 409, 422)},
+    )
     def put(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
         image = get_image(project, image_id)
         data = self.ReplaceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        set_image_tags(image=image, tags=get_tags(project, data.validated_data["tag_ids"]),
-                       by=request.user, version=data.validated_data["version"])
+        set_image_tags(
+            image=image,
+            tags=get_tags(project, data.validated_data["tag_ids"]),
+            by=request.user,
+            version=data.validated_data["version"],
+        )
         return _image_response(request, project, image.pk)
 
-    @extend_schema(operation_id="image_tags_add", request=OneTagSerializer,
-                   responses={200: ImageOutputSerializer, **errors(400, 422)},
-                   description="Add one tag, by the project's rules: in multiclass (and for "
-                               "the Negative tag) it replaces the image's tags.")
+    @extend_schema(
+        operation_id="image_tags_add",
+        request=OneTagSerializer,
+        responses={200: ImageOutputSerializer, **errors(400, 422)},
+        description="Add one tag, by the project's rules: in multiclass (and for "
+        "the Negative tag) it replaces the image's tags.",
+    )
     def post(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
         image = get_image(project, image_id)
@@ -177,11 +207,18 @@ class ImageTagsApi(APIView):
         add_tags_to_images(project=project, image_ids=[image.pk], tags=[tag], by=request.user)
         return _image_response(request, project, image.pk)
 
-    @extend_schema(operation_id="image_tags_remove",
-                   parameters=[OpenApiParameter("tag_id", OpenApiTypes.INT, required=True,
-                                                description="The tag to remove. A JSON body "
-                                                            '{"tag_id": n} works too.')],
-                   responses={200: ImageOutputSerializer, **errors(400)})
+    @extend_schema(
+        operation_id="image_tags_remove",
+        parameters=[
+            OpenApiParameter(
+                "tag_id",
+                OpenApiTypes.INT,
+                required=True,
+                description='The tag to remove. A JSON body {"tag_id": n} works too.',
+            )
+        ],
+        responses={200: ImageOutputSerializer, **errors(400)},
+    )
     def delete(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
         image = get_image(project, image_id)
@@ -189,19 +226,22 @@ class ImageTagsApi(APIView):
         data = self.OneTagSerializer(data={"tag_id": source.get("tag_id")})
         data.is_valid(raise_exception=True)
         tag = get_tag(project, data.validated_data["tag_id"])
-        remove_tags_from_images(project=project, image_ids=[image.pk], tags=[tag],
-                                by=request.user)
+        remove_tags_from_images(project=project, image_ids=[image.pk], tags=[tag], by=request.user)
         return _image_response(request, project, image.pk)
 
 
 class ImageBulkApi(APIView):
     class InputSerializer(serializers.Serializer):
         action = serializers.ChoiceField(choices=["tag", "untag", "delete"])
-        image_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False,
-                                          max_length=MAX_BULK_IMAGES)
+        image_ids = serializers.ListField(
+            child=serializers.IntegerField(), allow_empty=False, max_length=MAX_BULK_IMAGES
+        )
         tag_ids = serializers.ListField(
-            child=serializers.IntegerField(), required=False, default=list,
-            help_text="tag: the tags to give; untag: the tags to remove (none: all).")
+            child=serializers.IntegerField(),
+            required=False,
+            default=list,
+            help_text="tag: the tags to give; untag: the tags to remove (none: all).",
+        )
 
         class Meta:
             ref_name = "ImageBulk"
@@ -218,10 +258,13 @@ class ImageBulkApi(APIView):
         class Meta:
             ref_name = "ImageBulkResult"
 
-    @extend_schema(operation_id="images_bulk", request=InputSerializer,
-                   responses={200: OutputSerializer, **errors(400, 403, 422)},
-                   description="Tag, untag or delete many images at once (delete: reviewer+). "
-                               "Ids of images not in the project are ignored.")
+    @extend_schema(
+        operation_id="images_bulk",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **errors(400, 403, 422)},
+        description="Tag, untag or delete many images at once (delete: reviewer+). "
+        "Ids of images not in the project are ignored.",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
         data = self.InputSerializer(data=request.data)

@@ -44,28 +44,37 @@ class ProjectListApi(APIView):
         name = serializers.CharField(max_length=200)
         description = serializers.CharField(required=False, allow_blank=True, default="")
         kind = serializers.ChoiceField(choices=Project.Kind.choices)
-        domain = serializers.ChoiceField(choices=Project.Domain.choices,
-                                         default=Project.Domain.GENERAL_COMPACT)
+        domain = serializers.ChoiceField(
+            choices=Project.Domain.choices, default=Project.Domain.GENERAL_COMPACT
+        )
 
         class Meta:
             ref_name = "ProjectCreate"
 
-    @extend_schema(operation_id="projects_list",
-                   responses={200: ProjectOutputSerializer(many=True), **errors(in_project=False)})
+    @extend_schema(
+        operation_id="projects_list",
+        responses={200: ProjectOutputSerializer(many=True), **errors(in_project=False)},
+    )
     def get(self, request: Request) -> Response:
         projects = visible_projects(request.user)
         if request.user.is_superuser:
             projects = projects.annotate(my_role=Value(Role.ADMIN.value))
         else:
-            projects = projects.annotate(my_role=Subquery(
-                Membership.objects.filter(project=OuterRef("pk"), user=request.user)
-                .values("role")[:1]))
+            projects = projects.annotate(
+                my_role=Subquery(
+                    Membership.objects.filter(project=OuterRef("pk"), user=request.user).values(
+                        "role"
+                    )[:1]
+                )
+            )
         projects = projects.order_by("-created", "-id")
         return Response(ProjectOutputSerializer(projects, many=True).data)
 
-    @extend_schema(operation_id="projects_create", request=InputSerializer,
-                   responses={201: ProjectOutputSerializer,
-                              **errors(400, 422, in_project=False)})
+    @extend_schema(
+        operation_id="projects_create",
+        request=InputSerializer,
+        responses={201: ProjectOutputSerializer, **errors(400, 422, in_project=False)},
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -84,14 +93,18 @@ class ProjectDetailApi(APIView):
         class Meta:
             ref_name = "ProjectUpdate"
 
-    @extend_schema(operation_id="projects_retrieve",
-                   responses={200: ProjectOutputSerializer, **errors()})
+    @extend_schema(
+        operation_id="projects_retrieve", responses={200: ProjectOutputSerializer, **errors()}
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id)
         return Response(ProjectOutputSerializer(project).data)
 
-    @extend_schema(operation_id="projects_update", request=InputSerializer,
-                   responses={200: ProjectOutputSerializer, **errors(400, 403, 422)})
+    @extend_schema(
+        operation_id="projects_update",
+        request=InputSerializer,
+        responses={200: ProjectOutputSerializer, **errors(400, 403, 422)},
+    )
     def patch(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
@@ -113,20 +126,25 @@ class TagListApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         kind = serializers.ChoiceField(choices=Tag.Kind.choices, default=Tag.Kind.REGULAR)
-        description = serializers.CharField(max_length=500, required=False, allow_blank=True,
-                                            default="")
+        description = serializers.CharField(
+            max_length=500, required=False, allow_blank=True, default=""
+        )
 
         class Meta:
             ref_name = "TagCreate"
 
-    @extend_schema(operation_id="tags_list",
-                   responses={200: TagOutputSerializer(many=True), **errors()})
+    @extend_schema(
+        operation_id="tags_list", responses={200: TagOutputSerializer(many=True), **errors()}
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id)
         return Response(TagOutputSerializer(tags_with_image_counts(project), many=True).data)
 
-    @extend_schema(operation_id="tags_create", request=InputSerializer,
-                   responses={201: TagOutputSerializer, **errors(400, 403, 422)})
+    @extend_schema(
+        operation_id="tags_create",
+        request=InputSerializer,
+        responses={201: TagOutputSerializer, **errors(400, 403, 422)},
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
@@ -150,8 +168,11 @@ class TagDetailApi(APIView):
         tag = tags_with_image_counts(project).get(pk=get_tag(project, tag_id).pk)
         return Response(TagOutputSerializer(tag).data)
 
-    @extend_schema(operation_id="tags_update", request=InputSerializer,
-                   responses={200: TagOutputSerializer, **errors(400, 403, 422)})
+    @extend_schema(
+        operation_id="tags_update",
+        request=InputSerializer,
+        responses={200: TagOutputSerializer, **errors(400, 403, 422)},
+    )
     def patch(self, request: Request, project_id: int, tag_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ADMIN)
         tag = get_tag(project, tag_id)
@@ -175,28 +196,36 @@ class MemberListApi(APIView):
         username = serializers.CharField(max_length=150)
         role = serializers.ChoiceField(choices=Role.choices)
         password = serializers.CharField(
-            required=False, allow_blank=True, write_only=True, style={"input_type": "password"},
-            help_text="Creates the account when no user has this name.")
+            required=False,
+            allow_blank=True,
+            write_only=True,
+            style={"input_type": "password"},
+            help_text="Creates the account when no user has this name.",
+        )
 
         class Meta:
             ref_name = "MemberAdd"
 
-    @extend_schema(operation_id="members_list",
-                   responses={200: MembershipOutputSerializer(many=True), **errors()})
+    @extend_schema(
+        operation_id="members_list",
+        responses={200: MembershipOutputSerializer(many=True), **errors()},
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id)
         members = project.memberships.select_related("user").order_by("user__username")
         return Response(MembershipOutputSerializer(members, many=True).data)
 
-    @extend_schema(operation_id="members_create", request=InputSerializer,
-                   responses={201: MembershipOutputSerializer, **errors(400, 403, 422)})
+    @extend_schema(
+        operation_id="members_create",
+        request=InputSerializer,
+        responses={201: MembershipOutputSerializer, **errors(400, 403, 422)},
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = add_member(project=project, by=request.user, **data.validated_data)
-        return Response(MembershipOutputSerializer(membership).data,
-                        status=status.HTTP_201_CREATED)
+        return Response(MembershipOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
 class MemberDetailApi(APIView):
@@ -206,15 +235,19 @@ class MemberDetailApi(APIView):
         class Meta:
             ref_name = "MemberUpdate"
 
-    @extend_schema(operation_id="members_update", request=InputSerializer,
-                   responses={200: MembershipOutputSerializer, **errors(400, 403, 422)})
+    @extend_schema(
+        operation_id="members_update",
+        request=InputSerializer,
+        responses={200: MembershipOutputSerializer, **errors(400, 403, 422)},
+    )
     def patch(self, request: Request, project_id: int, membership_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ADMIN)
         membership = get_membership(project, membership_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = set_member_role(membership=membership, by=request.user,
-                                     role=data.validated_data["role"])
+        membership = set_member_role(
+            membership=membership, by=request.user, role=data.validated_data["role"]
+        )
         return Response(MembershipOutputSerializer(membership).data)
 
     @extend_schema(operation_id="members_destroy", responses={204: None, **errors(403, 422)})

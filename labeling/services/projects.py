@@ -20,8 +20,14 @@ User = get_user_model()
 
 
 @transaction.atomic
-def create_project(*, name: str, kind: str, domain: str = Project.Domain.GENERAL_COMPACT,
-                   description: str = "", by: AbstractBaseUser) -> Project:
+def create_project(
+    *,
+    name: str,
+    kind: str,
+    domain: str = Project.Domain.GENERAL_COMPACT,
+    description: str = "",
+    by: AbstractBaseUser,
+) -> Project:
     """Create a project; its creator becomes its first admin."""
     name = name.strip()
     if not name:
@@ -30,15 +36,22 @@ def create_project(*, name: str, kind: str, domain: str = Project.Domain.GENERAL
         raise ValidationFailed(f"Unknown project type {kind!r}.")
     if domain not in Project.Domain.values:
         raise ValidationFailed(f"Unknown domain {domain!r}.")
-    project = Project.objects.create(name=name, kind=kind, domain=domain,
-                                     description=description, owner=by)
+    project = Project.objects.create(
+        name=name, kind=kind, domain=domain, description=description, owner=by
+    )
     Membership.objects.create(project=project, user=by, role=Role.ADMIN)
     return project
 
 
 @transaction.atomic
-def update_project(*, project: Project, by: AbstractBaseUser, name: str | None = None,
-                   description: str | None = None, domain: str | None = None) -> Project:
+def update_project(
+    *,
+    project: Project,
+    by: AbstractBaseUser,
+    name: str | None = None,
+    description: str | None = None,
+    domain: str | None = None,
+) -> Project:
     """Rename or re-describe a project. Its kind is fixed once created: labels depend on it."""
     require_role(by, project, Role.ADMIN)
     if name is not None:
@@ -62,8 +75,9 @@ def delete_project(*, project: Project, by: AbstractBaseUser) -> None:
 
 
 @transaction.atomic
-def add_member(*, project: Project, username: str, role: str, by: AbstractBaseUser,
-               password: str | None = None) -> Membership:
+def add_member(
+    *, project: Project, username: str, role: str, by: AbstractBaseUser, password: str | None = None
+) -> Membership:
     """Add an existing user to the project, or create the account when a password is given."""
     require_role(by, project, Role.ADMIN)
     if role not in Role.values:
@@ -72,13 +86,15 @@ def add_member(*, project: Project, username: str, role: str, by: AbstractBaseUs
     user = User.objects.filter(username=username).first()
     if user is None:
         if not password:
-            raise NotFound(f"There is no user called {username!r}. "
-                           "Give a password to create the account.")
+            raise NotFound(
+                f"There is no user called {username!r}. Give a password to create the account."
+            )
         if len(password) < 8:
             raise ValidationFailed("A new account's password needs at least 8 characters.")
         user = User.objects.create_user(username=username, password=password)
     membership, created = Membership.objects.get_or_create(
-        project=project, user=user, defaults={"role": role})
+        project=project, user=user, defaults={"role": role}
+    )
     if not created:
         raise ValidationFailed(f"{username} is already a member of this project.")
     return membership
@@ -105,16 +121,24 @@ def remove_member(*, membership: Membership, by: AbstractBaseUser) -> None:
 
 
 def _keep_one_admin(membership: Membership) -> None:
-    others = (Membership.objects.select_for_update()
-              .filter(project=membership.project, role=Role.ADMIN)
-              .exclude(pk=membership.pk))
+    others = (
+        Membership.objects.select_for_update()
+        .filter(project=membership.project, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+    )
     if not others.exists():
         raise LabelRuleError("A project keeps at least one admin.")
 
 
 @transaction.atomic
-def create_tag(*, project: Project, name: str, by: AbstractBaseUser,
-               kind: str = Tag.Kind.REGULAR, description: str = "") -> Tag:
+def create_tag(
+    *,
+    project: Project,
+    name: str,
+    by: AbstractBaseUser,
+    kind: str = Tag.Kind.REGULAR,
+    description: str = "",
+) -> Tag:
     require_role(by, project, Role.ADMIN)
     name = name.strip()
     if not name:
@@ -122,23 +146,26 @@ def create_tag(*, project: Project, name: str, by: AbstractBaseUser,
     if kind not in Tag.Kind.values:
         raise ValidationFailed(f"Unknown tag kind {kind!r}.")
     if kind == Tag.Kind.NEGATIVE and project.is_detection:
-        raise LabelRuleError("Detection projects have no Negative tag: "
-                             "an image with no boxes is already a negative.")
+        raise LabelRuleError(
+            "Detection projects have no Negative tag: an image with no boxes is already a negative."
+        )
     if project.tags.filter(name__iexact=name).exists():
         raise ValidationFailed(f"There is already a tag called {name!r}.")
     if kind == Tag.Kind.NEGATIVE and project.tags.filter(kind=Tag.Kind.NEGATIVE).exists():
         raise ValidationFailed("This project already has a Negative tag.")
     try:
         with transaction.atomic():
-            return Tag.objects.create(project=project, name=name, kind=kind,
-                                      description=description)
+            return Tag.objects.create(
+                project=project, name=name, kind=kind, description=description
+            )
     except IntegrityError:
         raise ValidationFailed(f"There is already a tag called {name!r}.") from None
 
 
 @transaction.atomic
-def update_tag(*, tag: Tag, by: AbstractBaseUser, name: str | None = None,
-               description: str | None = None) -> Tag:
+def update_tag(
+    *, tag: Tag, by: AbstractBaseUser, name: str | None = None, description: str | None = None
+) -> Tag:
     require_role(by, tag.project, Role.ADMIN)
     if name is not None:
         name = name.strip()
@@ -206,12 +233,23 @@ def tags_with_image_counts(project: Project) -> QuerySet[Tag]:
     Two correlated subqueries rather than JOIN + COUNT(DISTINCT), so a tag on 20k images costs
     one index range scan each and the list stays one query.
     """
-    tagged = (ImageTag.objects.filter(tag=OuterRef("pk")).order_by()
-              .values("tag").annotate(n=Count("image", distinct=True)).values("n"))
-    boxed = (Region.objects.filter(tag=OuterRef("pk")).order_by()
-             .values("tag").annotate(n=Count("image", distinct=True)).values("n"))
+    tagged = (
+        ImageTag.objects.filter(tag=OuterRef("pk"))
+        .order_by()
+        .values("tag")
+        .annotate(n=Count("image", distinct=True))
+        .values("n")
+    )
+    boxed = (
+        Region.objects.filter(tag=OuterRef("pk"))
+        .order_by()
+        .values("tag")
+        .annotate(n=Count("image", distinct=True))
+        .values("n")
+    )
     return project.tags.annotate(
-        image_count=Coalesce(Subquery(tagged), 0) + Coalesce(Subquery(boxed), 0))
+        image_count=Coalesce(Subquery(tagged), 0) + Coalesce(Subquery(boxed), 0)
+    )
 
 
 # --- API tokens ------------------------------------------------------------------------------

@@ -63,8 +63,11 @@ class MemberAddForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
     password = forms.CharField(
-        required=False, strip=False, widget=forms.PasswordInput,
-        help_text="Only to create the account when nobody has this username yet.")
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput,
+        help_text="Only to create the account when nobody has this username yet.",
+    )
 
 
 class MemberRoleForm(forms.Form):
@@ -86,9 +89,15 @@ def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
 def project_update(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id, min_role=Role.ADMIN)
     form = ProjectSettingsForm(request.POST)
-    return _submit(request, project, form, "project-section", "project_form",
-                   lambda data: update_project(project=project, by=request.user, **data),
-                   "Project settings saved.")
+    return _submit(
+        request,
+        project,
+        form,
+        "project-section",
+        "project_form",
+        lambda data: update_project(project=project, by=request.user, **data),
+        "Project settings saved.",
+    )
 
 
 # --- Tags -------------------------------------------------------------------------------------
@@ -99,9 +108,15 @@ def project_update(request: HttpRequest, project_id: int) -> HttpResponse:
 def tag_create(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id, min_role=Role.ADMIN)
     form = TagCreateForm(request.POST)
-    return _submit(request, project, form, "tags-section", "tag_form",
-                   lambda data: create_tag(project=project, by=request.user, **data),
-                   "Tag added.")
+    return _submit(
+        request,
+        project,
+        form,
+        "tags-section",
+        "tag_form",
+        lambda data: create_tag(project=project, by=request.user, **data),
+        "Tag added.",
+    )
 
 
 @require_POST
@@ -110,9 +125,16 @@ def tag_update(request: HttpRequest, project_id: int, tag_id: int) -> HttpRespon
     project = access_project(request.user, project_id, min_role=Role.ADMIN)
     tag = get_tag(project, tag_id)
     form = TagRenameForm(request.POST)
-    return _submit(request, project, form, "tags-section", "rename_form",
-                   lambda data: update_tag(tag=tag, by=request.user, name=data["name"]),
-                   "Tag renamed.", extra={"rename_tag_id": tag.pk})
+    return _submit(
+        request,
+        project,
+        form,
+        "tags-section",
+        "rename_form",
+        lambda data: update_tag(tag=tag, by=request.user, name=data["name"]),
+        "Tag renamed.",
+        extra={"rename_tag_id": tag.pk},
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -136,9 +158,15 @@ def tag_delete(request: HttpRequest, project_id: int, tag_id: int) -> HttpRespon
 def member_add(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id, min_role=Role.ADMIN)
     form = MemberAddForm(request.POST)
-    return _submit(request, project, form, "members-section", "member_form",
-                   lambda data: add_member(project=project, by=request.user, **data),
-                   "Member added.")
+    return _submit(
+        request,
+        project,
+        form,
+        "members-section",
+        "member_form",
+        lambda data: add_member(project=project, by=request.user, **data),
+        "Member added.",
+    )
 
 
 @require_POST
@@ -147,10 +175,16 @@ def member_update(request: HttpRequest, project_id: int, membership_id: int) -> 
     project = access_project(request.user, project_id, min_role=Role.ADMIN)
     membership = get_membership(project, membership_id)
     form = MemberRoleForm(request.POST)
-    return _submit(request, project, form, "members-section", "role_form",
-                   lambda data: set_member_role(membership=membership, by=request.user,
-                                                role=data["role"]),
-                   "Role changed.", extra={"role_membership_id": membership.pk})
+    return _submit(
+        request,
+        project,
+        form,
+        "members-section",
+        "role_form",
+        lambda data: set_member_role(membership=membership, by=request.user, role=data["role"]),
+        "Role changed.",
+        extra={"role_membership_id": membership.pk},
+    )
 
 
 @require_POST
@@ -161,8 +195,13 @@ def member_remove(request: HttpRequest, project_id: int, membership_id: int) -> 
     try:
         remove_member(membership=membership, by=request.user)
     except LoupeError as err:
-        return _render(request, project, "members-section", {"members_error": err.message},
-                       status=err.http_status)
+        return _render(
+            request,
+            project,
+            "members-section",
+            {"members_error": err.message},
+            status=err.http_status,
+        )
     return _done(request, project, "members-section", "Member removed.")
 
 
@@ -181,9 +220,16 @@ def api_token_regenerate(request: HttpRequest, project_id: int) -> HttpResponse:
 # --- Helpers ----------------------------------------------------------------------------------
 
 
-def _submit(request: HttpRequest, project: Project, form: forms.Form, section: str,
-            form_key: str, action: Callable[[dict[str, Any]], object], notice: str,
-            extra: dict[str, Any] | None = None) -> HttpResponse:
+def _submit(
+    request: HttpRequest,
+    project: Project,
+    form: forms.Form,
+    section: str,
+    form_key: str,
+    action: Callable[[dict[str, Any]], object],
+    notice: str,
+    extra: dict[str, Any] | None = None,
+) -> HttpResponse:
     """Validate `form`, run `action(cleaned_data)`, and answer as the section's form wants."""
     if form.is_valid():
         try:
@@ -203,16 +249,25 @@ def _done(request: HttpRequest, project: Project, section: str, notice: str) -> 
     return _render(request, project, section, {"notice": notice})
 
 
-def _render(request: HttpRequest, project: Project, section: str,
-            overrides: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
+def _render(
+    request: HttpRequest,
+    project: Project,
+    section: str,
+    overrides: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HttpResponse:
     """The whole page, or (for htmx) just `section`; forms in `overrides` keep their errors."""
     is_admin = project.current_role == Role.ADMIN
     context: dict[str, Any] = {
         "project": project,
         "is_admin": is_admin,
-        "project_form": ProjectSettingsForm(initial={
-            "name": project.name, "description": project.description,
-            "domain": project.domain}),
+        "project_form": ProjectSettingsForm(
+            initial={
+                "name": project.name,
+                "description": project.description,
+                "domain": project.domain,
+            }
+        ),
         "tag_form": TagCreateForm(),
         "member_form": MemberAddForm(),
         "tags": tags_with_image_counts(project),

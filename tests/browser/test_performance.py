@@ -16,10 +16,18 @@ from training.models import Iteration
 # Twelve images of three tags; the scores are crafted so that precision and recall move between
 # thresholds 0.5 and 0.3 (several true tags score 0.35-0.45, some wrong ones 0.32-0.4).
 ROWS = [
-    ([0], [0.90, 0.05, 0.05]), ([0], [0.45, 0.40, 0.15]), ([0], [0.38, 0.32, 0.30]),
-    ([0], [0.70, 0.20, 0.10]), ([1], [0.10, 0.80, 0.10]), ([1], [0.35, 0.42, 0.23]),
-    ([1], [0.40, 0.36, 0.24]), ([1], [0.05, 0.90, 0.05]), ([2], [0.20, 0.20, 0.60]),
-    ([2], [0.33, 0.30, 0.37]), ([2], [0.10, 0.45, 0.45]), ([], [0.20, 0.10, 0.10]),
+    ([0], [0.90, 0.05, 0.05]),
+    ([0], [0.45, 0.40, 0.15]),
+    ([0], [0.38, 0.32, 0.30]),
+    ([0], [0.70, 0.20, 0.10]),
+    ([1], [0.10, 0.80, 0.10]),
+    ([1], [0.35, 0.42, 0.23]),
+    ([1], [0.40, 0.36, 0.24]),
+    ([1], [0.05, 0.90, 0.05]),
+    ([2], [0.20, 0.20, 0.60]),
+    ([2], [0.33, 0.30, 0.37]),
+    ([2], [0.10, 0.45, 0.45]),
+    ([], [0.20, 0.10, 0.10]),
 ]
 
 
@@ -43,13 +51,13 @@ def test_slider_recomputes_precision_and_recall_without_a_request(page, login):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     login(admin)
-    page.goto(reverse("training:iteration-performance",
-                      args=[membership.project_id, iteration.id]))
+    page.goto(reverse("training:iteration-performance", args=[membership.project_id, iteration.id]))
     page.get_by_test_id("mispredicted-count").filter(has_text="").wait_for()
     at_half = expected(0.5)
     for j in range(3):
-        assert shown(page, f"precision-{j}") == pytest.approx(at_half["per_tag"][j]["precision"],
-                                                              abs=5e-4)
+        assert shown(page, f"precision-{j}") == pytest.approx(
+            at_half["per_tag"][j]["precision"], abs=5e-4
+        )
     assert shown(page, "overall-recall") == pytest.approx(at_half["recall"], abs=5e-4)
     wrong_at_half = int(page.get_by_test_id("mispredicted-count").inner_text())
 
@@ -60,10 +68,10 @@ def test_slider_recomputes_precision_and_recall_without_a_request(page, login):
     at_030 = expected(0.3)
     page.get_by_test_id("threshold-value").filter(has_text="0.30").wait_for()
     for j in range(3):
-        assert shown(page, f"precision-{j}") == pytest.approx(at_030["per_tag"][j]["precision"],
-                                                              abs=5e-4)
-        assert shown(page, f"recall-{j}") == pytest.approx(at_030["per_tag"][j]["recall"],
-                                                           abs=5e-4)
+        assert shown(page, f"precision-{j}") == pytest.approx(
+            at_030["per_tag"][j]["precision"], abs=5e-4
+        )
+        assert shown(page, f"recall-{j}") == pytest.approx(at_030["per_tag"][j]["recall"], abs=5e-4)
     assert shown(page, "overall-precision") == pytest.approx(at_030["precision"], abs=5e-4)
     assert shown(page, "overall-recall") == pytest.approx(at_030["recall"], abs=5e-4)
     assert at_030["recall"] > at_half["recall"]  # the numbers did move

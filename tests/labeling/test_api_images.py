@@ -36,8 +36,9 @@ def url(project: Project, suffix: str = "") -> str:
 
 
 def test_image_list_item_has_tags_regions_urls_and_version(as_user, project, users, tags):
-    image = ImageFactory(project=project, width=300, height=200, original_name="a.png",
-                         is_tagged=True)
+    image = ImageFactory(
+        project=project, width=300, height=200, original_name="a.png", is_tagged=True
+    )
     ImageTagFactory(image=image, tag=tags["cat"])
     response = as_user(users["annotator"]).get(url(project))
     assert response.status_code == 200
@@ -58,11 +59,25 @@ def test_image_list_item_has_tags_regions_urls_and_version(as_user, project, use
 def test_image_list_shows_regions_of_detection_images(as_user, users):
     project = ProjectFactory(kind=Project.Kind.DETECTION)
     project.memberships.create(user=users["annotator"], role="annotator")
-    region = RegionFactory(image=ImageFactory(project=project), tag=TagFactory(project=project),
-                           left=0.25, top=0.5, width=0.5, height=0.25)
+    region = RegionFactory(
+        image=ImageFactory(project=project),
+        tag=TagFactory(project=project),
+        left=0.25,
+        top=0.5,
+        width=0.5,
+        height=0.25,
+    )
     item = as_user(users["annotator"]).get(url(project)).json()["results"][0]
-    assert item["regions"] == [{"id": region.id, "tag_id": region.tag_id, "left": 0.25,
-                                "top": 0.5, "width": 0.5, "height": 0.25}]
+    assert item["regions"] == [
+        {
+            "id": region.id,
+            "tag_id": region.tag_id,
+            "left": 0.25,
+            "top": 0.5,
+            "width": 0.5,
+            "height": 0.25,
+        }
+    ]
 
 
 def test_image_list_filters_tagged_untagged_and_by_tag(as_user, project, users, tags):
@@ -108,7 +123,8 @@ def test_image_list_pages_follow_the_cursor_to_the_end(as_user, project, users):
 
 
 def test_image_list_query_count_does_not_grow_with_page_size_or_depth(
-        as_user, project, users, tags, django_assert_num_queries):
+    as_user, project, users, tags, django_assert_num_queries
+):
     for n in range(12):
         image = ImageFactory(project=project, is_tagged=True)
         ImageTagFactory(image=image, tag=tags["cat"])
@@ -140,15 +156,20 @@ def png(name: str, color: tuple[int, int, int], size: int = 300) -> SimpleUpload
 
 
 def test_upload_many_files_reports_each_and_stores_the_good_ones(as_user, project, users, tags):
-    files = [png("red.png", (255, 0, 0)), png("green.png", (0, 255, 0)),
-             SimpleUploadedFile("notes.png", b"this is text, not an image")]
+    files = [
+        png("red.png", (255, 0, 0)),
+        png("green.png", (0, 255, 0)),
+        SimpleUploadedFile("notes.png", b"this is text, not an image"),
+    ]
     response = as_user(users["annotator"]).post(
-        url(project), {"files": files, "tag_ids": [tags["cat"].id]}, format="multipart")
+        url(project), {"files": files, "tag_ids": [tags["cat"].id]}, format="multipart"
+    )
     assert response.status_code == 201
     body = response.json()
     assert [item["filename"] for item in body["accepted"]] == ["red.png", "green.png"]
     assert [(item["filename"], item["code"]) for item in body["rejected"]] == [
-        ("notes.png", "not_an_image")]
+        ("notes.png", "not_an_image")
+    ]
     assert body["rejected"][0]["message"].endswith(".")
     stored = Image.objects.filter(project=project)
     assert sorted(stored.values_list("original_name", flat=True)) == ["green.png", "red.png"]
@@ -157,7 +178,8 @@ def test_upload_many_files_reports_each_and_stores_the_good_ones(as_user, projec
 
 def test_upload_of_only_bad_files_is_200_and_stores_nothing(as_user, project, users):
     response = as_user(users["annotator"]).post(
-        url(project), {"files": [SimpleUploadedFile("empty.jpg", b"")]}, format="multipart")
+        url(project), {"files": [SimpleUploadedFile("empty.jpg", b"")]}, format="multipart"
+    )
     assert response.status_code == 200
     assert response.json()["accepted"] == []
     assert len(response.json()["rejected"]) == 1
@@ -218,8 +240,10 @@ def test_annotator_cannot_delete_image(as_user, project, users):
 def test_put_replaces_tags_and_bumps_version(as_user, project, users, tags):
     image = ImageFactory(project=project)
     response = as_user(users["annotator"]).put(
-        url(project, f"{image.id}/tags/"), {"tag_ids": [tags["dog"].id], "version": 1},
-        format="json")
+        url(project, f"{image.id}/tags/"),
+        {"tag_ids": [tags["dog"].id], "version": 1},
+        format="json",
+    )
     assert response.status_code == 200
     assert response.json()["tags"] == [{"id": tags["dog"].id, "name": "dog"}]
     assert response.json()["version"] == 2
@@ -232,8 +256,10 @@ def test_put_with_stale_version_is_409_and_changes_nothing(as_user, project, use
     image = ImageFactory(project=project, version=3)
     ImageTagFactory(image=image, tag=tags["cat"])
     response = as_user(users["annotator"]).put(
-        url(project, f"{image.id}/tags/"), {"tag_ids": [tags["dog"].id], "version": 2},
-        format="json")
+        url(project, f"{image.id}/tags/"),
+        {"tag_ids": [tags["dog"].id], "version": 2},
+        format="json",
+    )
     assert response.status_code == 409
     assert response.json()["code"] == "edit_conflict"
     assert list(image.image_tags.values_list("tag_id", flat=True)) == [tags["cat"].id]
@@ -245,7 +271,9 @@ def test_put_two_tags_in_multiclass_is_422(as_user, project, users, tags):
     image = ImageFactory(project=project)
     response = as_user(users["annotator"]).put(
         url(project, f"{image.id}/tags/"),
-        {"tag_ids": [tags["cat"].id, tags["dog"].id], "version": 1}, format="json")
+        {"tag_ids": [tags["cat"].id, tags["dog"].id], "version": 1},
+        format="json",
+    )
     assert response.status_code == 422
     assert response.json()["code"] == "label_rule"
     assert not image.image_tags.exists()
@@ -254,8 +282,10 @@ def test_put_two_tags_in_multiclass_is_422(as_user, project, users, tags):
 def test_put_with_another_projects_tag_is_404(as_user, project, users):
     image = ImageFactory(project=project)
     response = as_user(users["annotator"]).put(
-        url(project, f"{image.id}/tags/"), {"tag_ids": [TagFactory().id], "version": None},
-        format="json")
+        url(project, f"{image.id}/tags/"),
+        {"tag_ids": [TagFactory().id], "version": None},
+        format="json",
+    )
     assert response.status_code == 404
     assert not image.image_tags.exists()
 
@@ -270,8 +300,7 @@ def test_post_adds_a_tag_and_delete_removes_it_in_multilabel(as_user, users):
     response = client.post(url(project, f"{image.id}/tags/"), {"tag_id": dog.id}, format="json")
     assert response.status_code == 200
     assert sorted(t["id"] for t in response.json()["tags"]) == [cat.id, dog.id]
-    removed = client.delete(url(project, f"{image.id}/tags/"), {"tag_id": cat.id},
-                            format="json")
+    removed = client.delete(url(project, f"{image.id}/tags/"), {"tag_id": cat.id}, format="json")
     assert removed.status_code == 200
     assert [t["id"] for t in removed.json()["tags"]] == [dog.id]
     by_query = client.delete(url(project, f"{image.id}/tags/") + f"?tag_id={dog.id}")
@@ -284,8 +313,9 @@ def test_post_adds_a_tag_and_delete_removes_it_in_multilabel(as_user, users):
 def test_post_in_multiclass_replaces_the_tag(as_user, project, users, tags):
     image = ImageFactory(project=project, is_tagged=True)
     ImageTagFactory(image=image, tag=tags["cat"])
-    response = as_user(users["annotator"]).post(url(project, f"{image.id}/tags/"),
-                                                {"tag_id": tags["dog"].id}, format="json")
+    response = as_user(users["annotator"]).post(
+        url(project, f"{image.id}/tags/"), {"tag_id": tags["dog"].id}, format="json"
+    )
     assert response.status_code == 200
     assert list(image.image_tags.values_list("tag_id", flat=True)) == [tags["dog"].id]
 
@@ -305,20 +335,25 @@ def test_bulk_tag_untag_and_delete(as_user, project, users, tags):
     ids = [i.id for i in images] + [other_project_image.id]
     client = as_user(users["reviewer"])
 
-    tagged = client.post(url(project, "bulk/"), {"action": "tag", "image_ids": ids,
-                                                 "tag_ids": [tags["cat"].id]}, format="json")
+    tagged = client.post(
+        url(project, "bulk/"),
+        {"action": "tag", "image_ids": ids, "tag_ids": [tags["cat"].id]},
+        format="json",
+    )
     assert tagged.json() == {"action": "tag", "count": 3}
     assert ImageTag.objects.filter(tag=tags["cat"]).count() == 3
     assert not other_project_image.image_tags.exists()
     assert Image.objects.filter(project=project, is_tagged=True).count() == 3
 
-    untagged = client.post(url(project, "bulk/"), {"action": "untag", "image_ids": ids[:2]},
-                           format="json")
+    untagged = client.post(
+        url(project, "bulk/"), {"action": "untag", "image_ids": ids[:2]}, format="json"
+    )
     assert untagged.json() == {"action": "untag", "count": 2}
     assert Image.objects.filter(project=project, is_tagged=True).count() == 1
 
-    deleted = client.post(url(project, "bulk/"), {"action": "delete", "image_ids": ids},
-                          format="json")
+    deleted = client.post(
+        url(project, "bulk/"), {"action": "delete", "image_ids": ids}, format="json"
+    )
     assert deleted.json() == {"action": "delete", "count": 3}
     assert not Image.objects.filter(project=project).exists()
     assert Image.objects.filter(pk=other_project_image.pk).exists()
@@ -327,7 +362,8 @@ def test_bulk_tag_untag_and_delete(as_user, project, users, tags):
 def test_bulk_tag_without_tags_is_400(as_user, project, users):
     image = ImageFactory(project=project)
     response = as_user(users["annotator"]).post(
-        url(project, "bulk/"), {"action": "tag", "image_ids": [image.id]}, format="json")
+        url(project, "bulk/"), {"action": "tag", "image_ids": [image.id]}, format="json"
+    )
     assert response.status_code == 400
     assert "tag_ids" in response.json()["errors"]
 
@@ -335,7 +371,8 @@ def test_bulk_tag_without_tags_is_400(as_user, project, users):
 def test_bulk_delete_needs_reviewer(as_user, project, users):
     image = ImageFactory(project=project)
     response = as_user(users["annotator"]).post(
-        url(project, "bulk/"), {"action": "delete", "image_ids": [image.id]}, format="json")
+        url(project, "bulk/"), {"action": "delete", "image_ids": [image.id]}, format="json"
+    )
     assert response.status_code == 403
     assert Image.objects.filter(pk=image.pk).exists()
 
@@ -349,6 +386,7 @@ def test_bulk_tag_with_negative_and_regular_is_422(as_user, users):
     response = as_user(users["annotator"]).post(
         url(project, "bulk/"),
         {"action": "tag", "image_ids": [image.id], "tag_ids": [regular.id, negative.id]},
-        format="json")
+        format="json",
+    )
     assert response.status_code == 422
     assert not image.image_tags.exists()

@@ -33,8 +33,9 @@ def as_user(api_client):
 
 
 def test_token_from_auth_endpoint_authenticates_api_requests(api_client, project, users):
-    response = api_client.post("/api/auth/token/",
-                               {"username": "admin-user", "password": "password123"})
+    response = api_client.post(
+        "/api/auth/token/", {"username": "admin-user", "password": "password123"}
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     assert Token.objects.get(key=token).user == users["admin"]
@@ -66,11 +67,17 @@ def test_project_list_shows_visible_projects_with_the_callers_role(as_user, proj
     ProjectFactory(name="Someone else's")
     response = as_user(users["reviewer"]).get("/api/projects/")
     assert response.status_code == 200
-    assert response.json() == [{
-        "id": project.id, "name": project.name, "description": "", "kind": "multiclass",
-        "domain": "general_compact", "created": response.json()[0]["created"],
-        "role": "reviewer",
-    }]
+    assert response.json() == [
+        {
+            "id": project.id,
+            "name": project.name,
+            "description": "",
+            "kind": "multiclass",
+            "domain": "general_compact",
+            "created": response.json()[0]["created"],
+            "role": "reviewer",
+        }
+    ]
 
 
 def test_superuser_sees_every_project_as_admin(as_user, project):
@@ -83,8 +90,9 @@ def test_superuser_sees_every_project_as_admin(as_user, project):
 
 def test_create_project_makes_the_caller_admin(as_user):
     user = UserFactory()
-    response = as_user(user).post("/api/projects/", {"name": "Birds", "kind": "multilabel"},
-                                  format="json")
+    response = as_user(user).post(
+        "/api/projects/", {"name": "Birds", "kind": "multilabel"}, format="json"
+    )
     assert response.status_code == 201
     project = Project.objects.get(pk=response.json()["id"])
     assert (project.name, project.kind, project.owner) == ("Birds", "multilabel", user)
@@ -93,8 +101,9 @@ def test_create_project_makes_the_caller_admin(as_user):
 
 
 def test_create_project_with_unknown_kind_is_400(as_user):
-    response = as_user(UserFactory()).post("/api/projects/", {"name": "X", "kind": "video"},
-                                           format="json")
+    response = as_user(UserFactory()).post(
+        "/api/projects/", {"name": "X", "kind": "video"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
     assert "kind" in response.json()["errors"]
@@ -102,16 +111,17 @@ def test_create_project_with_unknown_kind_is_400(as_user):
 
 
 def test_create_project_with_blank_name_is_refused(as_user):
-    response = as_user(UserFactory()).post("/api/projects/", {"name": "   ", "kind": "detection"},
-                                           format="json")
+    response = as_user(UserFactory()).post(
+        "/api/projects/", {"name": "   ", "kind": "detection"}, format="json"
+    )
     assert response.status_code in (400, 422)
     assert not Project.objects.exists()
 
 
 def test_admin_renames_project_and_changes_domain(as_user, project, users):
-    response = as_user(users["admin"]).patch(f"/api/projects/{project.id}/",
-                                             {"name": "Renamed", "domain": "general"},
-                                             format="json")
+    response = as_user(users["admin"]).patch(
+        f"/api/projects/{project.id}/", {"name": "Renamed", "domain": "general"}, format="json"
+    )
     assert response.status_code == 200
     project.refresh_from_db()
     assert (project.name, project.domain) == ("Renamed", "general")
@@ -119,15 +129,17 @@ def test_admin_renames_project_and_changes_domain(as_user, project, users):
 
 
 def test_project_kind_cannot_be_changed_through_patch(as_user, project, users):
-    as_user(users["admin"]).patch(f"/api/projects/{project.id}/", {"kind": "detection"},
-                                  format="json")
+    as_user(users["admin"]).patch(
+        f"/api/projects/{project.id}/", {"kind": "detection"}, format="json"
+    )
     project.refresh_from_db()
     assert project.kind == "multiclass"
 
 
 def test_reviewer_cannot_rename_project(as_user, project, users):
-    response = as_user(users["reviewer"]).patch(f"/api/projects/{project.id}/",
-                                                {"name": "Mine"}, format="json")
+    response = as_user(users["reviewer"]).patch(
+        f"/api/projects/{project.id}/", {"name": "Mine"}, format="json"
+    )
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
     project.refresh_from_db()
@@ -157,24 +169,30 @@ def test_tag_list_has_image_counts(as_user, project, users):
     response = as_user(users["annotator"]).get(f"/api/projects/{project.id}/tags/")
     assert response.status_code == 200
     assert [(t["id"], t["name"], t["image_count"]) for t in response.json()] == [
-        (cat.id, "cat", 3), (dog.id, "dog", 0)]
+        (cat.id, "cat", 3),
+        (dog.id, "dog", 0),
+    ]
 
 
 def test_admin_creates_regular_and_negative_tags(as_user, project, users):
     client = as_user(users["admin"])
     regular = client.post(f"/api/projects/{project.id}/tags/", {"name": "apple"}, format="json")
-    negative = client.post(f"/api/projects/{project.id}/tags/",
-                           {"name": "Negative", "kind": "negative"}, format="json")
+    negative = client.post(
+        f"/api/projects/{project.id}/tags/", {"name": "Negative", "kind": "negative"}, format="json"
+    )
     assert regular.status_code == negative.status_code == 201
     assert negative.json()["kind"] == "negative"
     assert list(project.tags.values_list("name", "kind")) == [
-        ("apple", "regular"), ("Negative", "negative")]
+        ("apple", "regular"),
+        ("Negative", "negative"),
+    ]
 
 
 def test_duplicate_tag_name_is_422(as_user, project, users):
     TagFactory(project=project, name="apple")
-    response = as_user(users["admin"]).post(f"/api/projects/{project.id}/tags/",
-                                            {"name": "Apple"}, format="json")
+    response = as_user(users["admin"]).post(
+        f"/api/projects/{project.id}/tags/", {"name": "Apple"}, format="json"
+    )
     assert response.status_code == 422
     assert response.json()["message"] == "There is already a tag called 'Apple'."
     assert project.tags.count() == 1
@@ -182,24 +200,26 @@ def test_duplicate_tag_name_is_422(as_user, project, users):
 
 def test_second_negative_tag_is_refused(as_user, project, users):
     TagFactory(project=project, name="none", kind=Tag.Kind.NEGATIVE)
-    response = as_user(users["admin"]).post(f"/api/projects/{project.id}/tags/",
-                                            {"name": "nothing", "kind": "negative"},
-                                            format="json")
+    response = as_user(users["admin"]).post(
+        f"/api/projects/{project.id}/tags/", {"name": "nothing", "kind": "negative"}, format="json"
+    )
     assert response.status_code == 422
     assert project.tags.count() == 1
 
 
 def test_annotator_cannot_create_tags(as_user, project, users):
-    response = as_user(users["annotator"]).post(f"/api/projects/{project.id}/tags/",
-                                                {"name": "apple"}, format="json")
+    response = as_user(users["annotator"]).post(
+        f"/api/projects/{project.id}/tags/", {"name": "apple"}, format="json"
+    )
     assert response.status_code == 403
     assert not project.tags.exists()
 
 
 def test_admin_renames_tag(as_user, project, users):
     tag = TagFactory(project=project, name="aple")
-    response = as_user(users["admin"]).patch(f"/api/projects/{project.id}/tags/{tag.id}/",
-                                             {"name": "apple"}, format="json")
+    response = as_user(users["admin"]).patch(
+        f"/api/projects/{project.id}/tags/{tag.id}/", {"name": "apple"}, format="json"
+    )
     assert response.status_code == 200
     assert response.json()["name"] == "apple"
     tag.refresh_from_db()
@@ -232,13 +252,18 @@ def test_any_member_lists_members(as_user, project, users):
     response = as_user(users["annotator"]).get(f"/api/projects/{project.id}/members/")
     assert response.status_code == 200
     assert [(m["user"]["username"], m["role"]) for m in response.json()] == [
-        ("admin-user", "admin"), ("annotator-user", "annotator"), ("reviewer-user", "reviewer")]
+        ("admin-user", "admin"),
+        ("annotator-user", "annotator"),
+        ("reviewer-user", "reviewer"),
+    ]
 
 
 def test_admin_adds_existing_user_as_member(as_user, project, users):
-    response = as_user(users["admin"]).post(f"/api/projects/{project.id}/members/",
-                                            {"username": "outsider", "role": "reviewer"},
-                                            format="json")
+    response = as_user(users["admin"]).post(
+        f"/api/projects/{project.id}/members/",
+        {"username": "outsider", "role": "reviewer"},
+        format="json",
+    )
     assert response.status_code == 201
     assert Membership.objects.get(project=project, user=users["non_member"]).role == "reviewer"
 
@@ -246,7 +271,9 @@ def test_admin_adds_existing_user_as_member(as_user, project, users):
 def test_admin_creates_an_account_when_adding_with_password(as_user, project, users, client):
     response = as_user(users["admin"]).post(
         f"/api/projects/{project.id}/members/",
-        {"username": "newbie", "role": "annotator", "password": "s3cret-pass"}, format="json")
+        {"username": "newbie", "role": "annotator", "password": "s3cret-pass"},
+        format="json",
+    )
     assert response.status_code == 201
     user = User.objects.get(username="newbie")
     assert user.check_password("s3cret-pass")
@@ -254,18 +281,22 @@ def test_admin_creates_an_account_when_adding_with_password(as_user, project, us
 
 
 def test_adding_unknown_user_without_password_is_refused(as_user, project, users):
-    response = as_user(users["admin"]).post(f"/api/projects/{project.id}/members/",
-                                            {"username": "ghost", "role": "annotator"},
-                                            format="json")
+    response = as_user(users["admin"]).post(
+        f"/api/projects/{project.id}/members/",
+        {"username": "ghost", "role": "annotator"},
+        format="json",
+    )
     assert response.status_code == 404
     assert "Give a password" in response.json()["message"]
     assert not User.objects.filter(username="ghost").exists()
 
 
 def test_adding_a_member_twice_is_422(as_user, project, users):
-    response = as_user(users["admin"]).post(f"/api/projects/{project.id}/members/",
-                                            {"username": "reviewer-user", "role": "admin"},
-                                            format="json")
+    response = as_user(users["admin"]).post(
+        f"/api/projects/{project.id}/members/",
+        {"username": "reviewer-user", "role": "admin"},
+        format="json",
+    )
     assert response.status_code == 422
     assert Membership.objects.get(project=project, user=users["reviewer"]).role == "reviewer"
 
@@ -273,8 +304,8 @@ def test_adding_a_member_twice_is_422(as_user, project, users):
 def test_admin_changes_a_members_role(as_user, project, users):
     membership = Membership.objects.get(project=project, user=users["annotator"])
     response = as_user(users["admin"]).patch(
-        f"/api/projects/{project.id}/members/{membership.id}/", {"role": "reviewer"},
-        format="json")
+        f"/api/projects/{project.id}/members/{membership.id}/", {"role": "reviewer"}, format="json"
+    )
     assert response.status_code == 200
     membership.refresh_from_db()
     assert membership.role == "reviewer"
@@ -283,8 +314,9 @@ def test_admin_changes_a_members_role(as_user, project, users):
 def test_last_admin_cannot_be_demoted_or_removed(as_user, project, users):
     membership = Membership.objects.get(project=project, user=users["admin"])
     client = as_user(users["admin"])
-    demote = client.patch(f"/api/projects/{project.id}/members/{membership.id}/",
-                          {"role": "annotator"}, format="json")
+    demote = client.patch(
+        f"/api/projects/{project.id}/members/{membership.id}/", {"role": "annotator"}, format="json"
+    )
     remove = client.delete(f"/api/projects/{project.id}/members/{membership.id}/")
     assert demote.status_code == remove.status_code == 422
     assert demote.json()["message"] == "A project keeps at least one admin."
@@ -296,7 +328,8 @@ def test_an_admin_can_leave_when_another_admin_remains(as_user, project, users):
     MembershipFactory(project=project, role=Role.ADMIN)
     membership = Membership.objects.get(project=project, user=users["admin"])
     response = as_user(users["admin"]).delete(
-        f"/api/projects/{project.id}/members/{membership.id}/")
+        f"/api/projects/{project.id}/members/{membership.id}/"
+    )
     assert response.status_code == 204
     assert not Membership.objects.filter(pk=membership.pk).exists()
 
@@ -309,8 +342,10 @@ def test_membership_of_another_project_is_404(as_user, project, users):
 
 
 def test_reviewer_cannot_add_members(as_user, project, users):
-    response = as_user(users["reviewer"]).post(f"/api/projects/{project.id}/members/",
-                                               {"username": "outsider", "role": "admin"},
-                                               format="json")
+    response = as_user(users["reviewer"]).post(
+        f"/api/projects/{project.id}/members/",
+        {"username": "outsider", "role": "admin"},
+        format="json",
+    )
     assert response.status_code == 403
     assert not Membership.objects.filter(user=users["non_member"]).exists()

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (MATRIX is a table: one endpoint per line, columns aligned)
 """The role matrix: every endpoint x admin / reviewer / annotator / non-member / anonymous.
 
 Each MATRIX line is one (method, URL name) and the exact status each caller gets, in ROLES
@@ -38,7 +39,7 @@ EXCLUDED_PREFIXES = {
 }
 EXCLUDED_NAMES = {
     "healthz": "Deployment check with no project data; its answer depends on the broker and "
-               "workers, not on the caller (tests/project covers it).",
+    "workers, not on the caller (tests/project covers it).",
 }
 
 
@@ -67,8 +68,14 @@ class Entry:
         return f"{self.method} {self.name}"
 
 
-def E(method: str, name: str, codes: str, body: Body | None = None, fmt: str | None = None,
-      query: str = "") -> Entry:
+def E(
+    method: str,
+    name: str,
+    codes: str,
+    body: Body | None = None,
+    fmt: str | None = None,
+    query: str = "",
+) -> Entry:
     parsed = tuple(int(code) for code in codes.split())
     assert len(parsed) == len(ROLES), f"{method} {name}: one code per role in {ROLES}"
     default_fmt = "json" if name.startswith("api-") else "form"
@@ -88,111 +95,119 @@ def _folders_zip() -> SimpleUploadedFile:
     return SimpleUploadedFile("set.zip", buffer.getvalue(), content_type="application/zip")
 
 
-#                                                       admin rev  ann  non  anon
+def _own_login(w: World) -> dict[str, Any]:
+    return {"username": w.objects["username"], "password": "password123"}
+
+
+def _new_member(w: World) -> dict[str, Any]:
+    return {"username": "newcomer", "role": "annotator", "password": "password123"}
+
+
+def _new_project(w: World) -> dict[str, Any]:
+    return {"name": "Mine", "kind": "multiclass", "domain": "general_compact"}
+
+
+def _bulk_tag_api(w: World) -> dict[str, Any]:
+    return {"action": "tag", "image_ids": [w.kwargs["image_id"]], "tag_ids": [w.objects["dog"].id]}
+
+
+def _bulk_tag_form(w: World) -> dict[str, Any]:
+    return {"action": "tag", "image_ids": [w.kwargs["image_id"]], "tag": w.objects["dog"].id}
+
+
+def _upload(w: World) -> dict[str, Any]:
+    return {"files": [_png()]}
+
+
+def _dog(w: World) -> dict[str, Any]:
+    return {"tag_id": w.objects["dog"].id}
+
+
+# One line per (method, route): the codes are for      admin rev  ann  non  anon
+# fmt: off
 MATRIX: list[Entry] = [
     # --- Accounts and the API's own pages -------------------------------------------------
-    E("GET", "login", "200 200 200 200 200"),
-    E("POST", "login", "200 200 200 200 200", lambda w: {"username": "x", "password": "y"}),
+    E("GET", "login",                                    "200 200 200 200 200"),
+    E("POST", "login",                                   "200 200 200 200 200", lambda w: {"username": "x"}),
     # Django's LoginView (a FormView) answers PUT as it answers POST.
-    E("PUT", "login", "200 200 200 200 200", lambda w: {"username": "x", "password": "y"}),
-    E("POST", "logout", "302 302 302 302 302"),
-    E("GET", "api-schema", "200 200 200 200 200"),
-    E("GET", "api-docs", "200 200 200 200 200"),
-    E("POST", "api-token", "200 200 200 200 400",
-      lambda w: {"username": w.objects["username"], "password": "password123"}),
-    E("GET", "media", "200 200 200 404 302"),
+    E("PUT", "login",                                    "200 200 200 200 200", lambda w: {"username": "x"}),
+    E("POST", "logout",                                  "302 302 302 302 302"),
+    E("GET", "api-schema",                               "200 200 200 200 200"),
+    E("GET", "api-docs",                                 "200 200 200 200 200"),
+    E("POST", "api-token",                               "200 200 200 200 400", _own_login),
+    E("GET", "media",                                    "200 200 200 404 302"),
     # --- REST API: projects, tags, members --------------------------------------------------
-    E("GET", "api-project-list", "200 200 200 200 401"),
-    E("POST", "api-project-list", "201 201 201 201 401",
-      lambda w: {"name": "Mine", "kind": "multilabel"}),
-    E("GET", "api-project-detail", "200 200 200 404 401"),
-    E("PATCH", "api-project-detail", "200 403 403 404 401", lambda w: {"name": "Renamed"}),
-    E("DELETE", "api-project-detail", "204 403 403 404 401"),
-    E("GET", "api-tag-list", "200 200 200 404 401"),
-    E("POST", "api-tag-list", "201 403 403 404 401", lambda w: {"name": "pear"}),
-    E("GET", "api-tag-detail", "200 200 200 404 401"),
-    E("PATCH", "api-tag-detail", "200 403 403 404 401", lambda w: {"name": "kitten"}),
-    E("DELETE", "api-tag-detail", "204 403 403 404 401"),
-    E("GET", "api-member-list", "200 200 200 404 401"),
-    E("POST", "api-member-list", "201 403 403 404 401",
-      lambda w: {"username": "newcomer", "role": "annotator", "password": "password123"}),
-    E("PATCH", "api-member-detail", "200 403 403 404 401", lambda w: {"role": "reviewer"}),
-    E("DELETE", "api-member-detail", "204 403 403 404 401"),
+    E("GET", "api-project-list",                         "200 200 200 200 401"),
+    E("POST", "api-project-list",                        "201 201 201 201 401", _new_project),
+    E("GET", "api-project-detail",                       "200 200 200 404 401"),
+    E("PATCH", "api-project-detail",                     "200 403 403 404 401", lambda w: {"name": "New"}),
+    E("DELETE", "api-project-detail",                    "204 403 403 404 401"),
+    E("GET", "api-tag-list",                             "200 200 200 404 401"),
+    E("POST", "api-tag-list",                            "201 403 403 404 401", lambda w: {"name": "pear"}),
+    E("GET", "api-tag-detail",                           "200 200 200 404 401"),
+    E("PATCH", "api-tag-detail",                         "200 403 403 404 401", lambda w: {"name": "kit"}),
+    E("DELETE", "api-tag-detail",                        "204 403 403 404 401"),
+    E("GET", "api-member-list",                          "200 200 200 404 401"),
+    E("POST", "api-member-list",                         "201 403 403 404 401", _new_member),
+    E("PATCH", "api-member-detail",                      "200 403 403 404 401", lambda w: {"role": "reviewer"}),
+    E("DELETE", "api-member-detail",                     "204 403 403 404 401"),
     # --- REST API: images -------------------------------------------------------------------
-    E("GET", "api-image-list", "200 200 200 404 401"),
-    E("POST", "api-image-list", "201 201 201 404 401", lambda w: {"files": [_png()]},
-      "multipart"),
-    E("POST", "api-image-upload", "201 201 201 404 401", lambda w: {"files": [_png()]},
-      "multipart"),
-    E("POST", "api-image-bulk", "200 200 200 404 401",
-      lambda w: {"action": "tag", "image_ids": [w.kwargs["image_id"]],
-                 "tag_ids": [w.objects["dog"].id]}),
-    E("GET", "api-image-detail", "200 200 200 404 401"),
-    E("DELETE", "api-image-detail", "204 204 403 404 401"),
-    E("PUT", "api-image-tags", "200 200 200 404 401",
-      lambda w: {"tag_ids": [w.objects["dog"].id], "version": None}),
-    E("POST", "api-image-tags", "200 200 200 404 401", lambda w: {"tag_id": w.objects["dog"].id}),
-    E("DELETE", "api-image-tags", "200 200 200 404 401",
-      lambda w: {"tag_id": w.kwargs["tag_id"]}),
+    E("GET", "api-image-list",                           "200 200 200 404 401"),
+    E("POST", "api-image-list",                          "201 201 201 404 401", _upload, "multipart"),
+    E("POST", "api-image-upload",                        "201 201 201 404 401", _upload, "multipart"),
+    E("POST", "api-image-bulk",                          "200 200 200 404 401", _bulk_tag_api),
+    E("GET", "api-image-detail",                         "200 200 200 404 401"),
+    E("DELETE", "api-image-detail",                      "204 204 403 404 401"),
+    E("PUT", "api-image-tags",                           "200 200 200 404 401", lambda w: {"tag_ids": [], "version": None}),
+    E("POST", "api-image-tags",                          "200 200 200 404 401", _dog),
+    E("DELETE", "api-image-tags",                        "200 200 200 404 401", lambda w: {"tag_id": w.kwargs["tag_id"]}),
     # --- Projects, gallery, upload (HTML) ---------------------------------------------------
-    E("GET", "labeling:project-list", "200 200 200 200 302"),
-    E("GET", "labeling:project-create", "200 200 200 200 302"),
-    E("POST", "labeling:project-create", "302 302 302 302 302",
-      lambda w: {"name": "Mine", "kind": "multiclass", "domain": "general_compact"}),
-    E("GET", "labeling:project-detail", "200 200 200 404 302"),
-    E("POST", "labeling:image-bulk", "302 302 302 404 302",
-      lambda w: {"action": "tag", "image_ids": [w.kwargs["image_id"]],
-                 "tag": w.objects["dog"].id}),
-    E("GET", "labeling:image-upload", "200 200 200 404 302"),
-    E("POST", "labeling:image-upload", "200 200 200 404 302", lambda w: {"files": [_png()]},
-      "multipart"),
+    E("GET", "labeling:project-list",                    "200 200 200 200 302"),
+    E("GET", "labeling:project-create",                  "200 200 200 200 302"),
+    E("POST", "labeling:project-create",                 "302 302 302 302 302", _new_project),
+    E("GET", "labeling:project-detail",                  "200 200 200 404 302"),
+    E("POST", "labeling:image-bulk",                     "302 302 302 404 302", _bulk_tag_form),
+    E("GET", "labeling:image-upload",                    "200 200 200 404 302"),
+    E("POST", "labeling:image-upload",                   "200 200 200 404 302", _upload, "multipart"),
     # --- Tagging and boxes (HTML) -----------------------------------------------------------
-    E("GET", "labeling:image-tag", "200 200 200 404 302"),
-    E("POST", "labeling:image-tag-toggle", "302 302 302 404 302",
-      lambda w: {"tag": w.objects["dog"].id, "version": 2}),
-    E("POST", "labeling:image-delete", "302 302 403 404 302"),
-    # The world's project is multiclass: members pass the role check, then get 422 ("boxes are
-    # for detection projects"); tests/labeling/test_regions.py covers a detection project.
-    E("GET", "labeling:image-boxes", "422 422 422 404 302"),
-    E("POST", "labeling:image-boxes", "422 422 422 404 302", lambda w: {}),
+    E("GET", "labeling:image-tag",                       "200 200 200 404 302"),
+    E("POST", "labeling:image-tag-toggle",               "302 302 302 404 302", lambda w: {"tag": w.objects["dog"].id, "version": 1}),
+    E("POST", "labeling:image-delete",                   "302 302 403 404 302"),
+    # The world's project is multiclass: members pass the role check, then get 422 (boxes are
+    # for detection projects); tests/labeling/test_regions.py covers a detection project.
+    E("GET", "labeling:image-boxes",                     "422 422 422 404 302"),
+    E("POST", "labeling:image-boxes",                    "422 422 422 404 302"),
     # --- Datasets (HTML) --------------------------------------------------------------------
-    E("GET", "labeling:datasets", "200 200 403 404 302"),
-    E("POST", "labeling:datasets", "302 403 403 404 302",
-      lambda w: {"format": "folders", "archive": _folders_zip()}, "multipart"),
-    E("GET", "labeling:dataset-import-status", "200 200 403 404 302"),
-    E("GET", "labeling:dataset-export", "200 200 403 404 302", query="?format=folders"),
+    E("GET", "labeling:datasets",                        "200 200 403 404 302"),
+    E("POST", "labeling:datasets",                       "302 403 403 404 302", lambda w: {"format": "folders", "archive": _folders_zip()}, "multipart"),
+    E("GET", "labeling:dataset-import-status",           "200 200 403 404 302"),
+    E("GET", "labeling:dataset-export",                  "200 200 403 404 302", query="?format=folders"),
     # --- Project settings (HTML) ------------------------------------------------------------
-    E("GET", "labeling:project-settings", "200 200 200 404 302"),
-    E("POST", "labeling:project-update", "302 403 403 404 302",
-      lambda w: {"name": "Renamed", "domain": "general"}),
-    E("POST", "labeling:project-tag-create", "302 403 403 404 302",
-      lambda w: {"name": "pear", "kind": "regular"}),
-    E("POST", "labeling:project-tag-update", "302 403 403 404 302", lambda w: {"name": "kitten"}),
-    E("GET", "labeling:project-tag-delete", "200 403 403 404 302"),
-    E("POST", "labeling:project-tag-delete", "302 403 403 404 302"),
-    E("POST", "labeling:project-member-add", "302 403 403 404 302",
-      lambda w: {"username": "newcomer", "role": "annotator", "password": "password123"}),
-    E("POST", "labeling:project-member-update", "302 403 403 404 302",
-      lambda w: {"role": "reviewer"}),
-    E("POST", "labeling:project-member-remove", "302 403 403 404 302"),
-    E("POST", "labeling:api-token-regenerate", "302 302 302 404 302"),
+    E("GET", "labeling:project-settings",                "200 200 200 404 302"),
+    E("POST", "labeling:project-update",                 "302 403 403 404 302", lambda w: {"name": "New", "domain": "general"}),
+    E("POST", "labeling:project-tag-create",             "302 403 403 404 302", lambda w: {"name": "pear", "kind": "regular"}),
+    E("POST", "labeling:project-tag-update",             "302 403 403 404 302", lambda w: {"name": "kit"}),
+    E("GET", "labeling:project-tag-delete",              "200 403 403 404 302"),
+    E("POST", "labeling:project-tag-delete",             "302 403 403 404 302"),
+    E("POST", "labeling:project-member-add",             "302 403 403 404 302", _new_member),
+    E("POST", "labeling:project-member-update",          "302 403 403 404 302", lambda w: {"role": "reviewer"}),
+    E("POST", "labeling:project-member-remove",          "302 403 403 404 302"),
+    E("POST", "labeling:api-token-regenerate",           "302 302 302 404 302"),
     # --- Training (HTML) --------------------------------------------------------------------
-    E("GET", "training:train", "200 200 200 404 302"),  # read-only below admin
-    E("POST", "training:train", "422 403 403 404 302", lambda w: {"training_type": "quick"}),
-    E("GET", "training:iteration-list", "200 200 200 404 302"),
-    E("GET", "training:iteration-compare", "200 200 200 404 302",
-      query="?a={iteration_id}&b={iteration_id}"),
-    E("GET", "training:iteration-performance", "200 200 200 404 302"),
-    E("GET", "training:iteration-status", "200 200 200 404 302"),
-    E("POST", "training:iteration-publish", "302 403 403 404 302",
-      lambda w: {"name": "prod"}),
-    E("POST", "training:iteration-unpublish", "302 403 403 404 302"),
-    E("POST", "training:iteration-default", "302 403 403 404 302"),
-    E("POST", "training:iteration-rename", "302 403 403 404 302", lambda w: {"name": "Best"}),
-    E("POST", "training:iteration-delete", "302 403 403 404 302"),
-    E("POST", "training:iteration-threshold", "302 403 403 404 302",
-      lambda w: {"threshold": "0.4"}),
+    E("GET", "training:train",                           "200 200 200 404 302"),  # read-only below admin
+    E("POST", "training:train",                          "422 403 403 404 302", lambda w: {"training_type": "quick"}),
+    E("GET", "training:iteration-list",                  "200 200 200 404 302"),
+    E("GET", "training:iteration-compare",               "200 200 200 404 302", query="?a={iteration_id}&b={iteration_id}"),
+    E("GET", "training:iteration-performance",           "200 200 200 404 302"),
+    E("GET", "training:iteration-status",                "200 200 200 404 302"),
+    E("POST", "training:iteration-publish",              "302 403 403 404 302", lambda w: {"name": "prod"}),
+    E("POST", "training:iteration-unpublish",            "302 403 403 404 302"),
+    E("POST", "training:iteration-default",              "302 403 403 404 302"),
+    E("POST", "training:iteration-rename",               "302 403 403 404 302", lambda w: {"name": "Best"}),
+    E("POST", "training:iteration-delete",               "302 403 403 404 302"),
+    E("POST", "training:iteration-threshold",            "302 403 403 404 302", lambda w: {"threshold": "0.4"}),
 ]
+# fmt: on
 
 
 # --- The world every request points at -------------------------------------------------------
@@ -201,16 +216,22 @@ MATRIX: list[Entry] = [
 def _iteration(project: Any, user: Any) -> Any:
     from training.models import Iteration
 
-    return Iteration.objects.create(project=project, number=1, name="Iteration 1",
-                                    status=Iteration.Status.COMPLETED, backbone="lite0",
-                                    created_by=user)
+    return Iteration.objects.create(
+        project=project,
+        number=1,
+        name="Iteration 1",
+        status=Iteration.Status.COMPLETED,
+        backbone="lite0",
+        created_by=user,
+    )
 
 
 def _import_job(project: Any, user: Any) -> str:
     from labeling.services.import_jobs import start_import
 
-    return start_import(project=project, upload=_folders_zip(), format_name="folders",
-                        by=user).job_id
+    return start_import(
+        project=project, upload=_folders_zip(), format_name="folders", by=user
+    ).job_id
 
 
 @pytest.fixture
@@ -222,9 +243,13 @@ def world(project, users) -> World:
     extra = MembershipFactory(project=project, role=Role.ANNOTATOR, user__username="extra")
     return World(
         kwargs={
-            "project_id": project.id, "tag_id": cat.id, "image_id": image.id,
-            "membership_id": extra.id, "iteration_id": _iteration(project, users["admin"]).id,
-            "job_id": uuid.UUID(_import_job(project, users["admin"])), "path": image.file.name,
+            "project_id": project.id,
+            "tag_id": cat.id,
+            "image_id": image.id,
+            "membership_id": extra.id,
+            "iteration_id": _iteration(project, users["admin"]).id,
+            "job_id": uuid.UUID(_import_job(project, users["admin"])),
+            "path": image.file.name,
         },
         objects={"dog": dog},
     )
@@ -241,7 +266,8 @@ def _request(client: APIClient, entry: Entry, world: World, url: str) -> int:
 def _url(entry: Entry, world: World) -> str:
     pattern = _routes()[entry.name]
     return reverse(entry.name, kwargs={k: world.kwargs[k] for k in pattern.converters}) + (
-        entry.query.format(**world.kwargs))
+        entry.query.format(**world.kwargs)
+    )
 
 
 # --- Reading the URLconf ---------------------------------------------------------------------
@@ -261,9 +287,12 @@ def _walk(patterns: list[Any], namespace: str, converters: tuple[str, ...]) -> I
             yield from _walk(pattern.url_patterns, inner, converters + own)
         elif isinstance(pattern, URLPattern):
             own = tuple(getattr(pattern.pattern, "converters", {})) or tuple(
-                pattern.pattern.regex.groupindex)
-            yield Route(f"{namespace}{pattern.name or '<unnamed ' + str(pattern.pattern) + '>'}",
-                        converters + own)
+                pattern.pattern.regex.groupindex
+            )
+            yield Route(
+                f"{namespace}{pattern.name or '<unnamed ' + str(pattern.pattern) + '>'}",
+                converters + own,
+            )
 
 
 def _routes() -> dict[str, Route]:
@@ -329,7 +358,8 @@ def test_superuser_is_admin_everywhere(world: World, users, django_user_model) -
     root = django_user_model.objects.create_superuser("root", password="password123")
     client = APIClient()
     client.force_login(root)
-    response = client.patch(f"/api/projects/{world.kwargs['project_id']}/", {"name": "Root's"},
-                            format="json")
+    response = client.patch(
+        f"/api/projects/{world.kwargs['project_id']}/", {"name": "Root's"}, format="json"
+    )
     assert response.status_code == 200
     assert not Membership.objects.filter(user=root).exists()

@@ -26,8 +26,15 @@ def test_admin_sees_every_section_with_forms(client_for, project, users):
     response = client_for(users["admin"]).get(settings_url(project))
     assert response.status_code == 200
     html = response.content.decode()
-    for testid in ("project-section", "tags-section", "members-section", "token-section",
-                   "add-tag", "add-member", "save-project"):
+    for testid in (
+        "project-section",
+        "tags-section",
+        "members-section",
+        "token-section",
+        "add-tag",
+        "add-member",
+        "save-project",
+    ):
         assert f'data-testid="{testid}"' in html
     assert "apple" in html and "reviewer-user" in html
 
@@ -80,17 +87,22 @@ def test_reviewer_cannot_write_any_section(client_for, project, users):
 def test_admin_edits_project_with_plain_post_and_is_redirected(client_for, project, users):
     response = client_for(users["admin"]).post(
         settings_url(project, "project/"),
-        {"name": "Fruit", "description": "Apples and pears", "domain": "general"})
+        {"name": "Fruit", "description": "Apples and pears", "domain": "general"},
+    )
     assert response.status_code == 302
     assert response["Location"] == settings_url(project)
     project.refresh_from_db()
     assert (project.name, project.description, project.domain) == (
-        "Fruit", "Apples and pears", "general")
+        "Fruit",
+        "Apples and pears",
+        "general",
+    )
 
 
 def test_project_edit_over_htmx_answers_the_section(client_for, project, users):
     response = client_for(users["admin"]).post(
-        settings_url(project, "project/"), {"name": "Fruit", "domain": "general"}, **HTMX)
+        settings_url(project, "project/"), {"name": "Fruit", "domain": "general"}, **HTMX
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="project-section"')
@@ -102,7 +114,8 @@ def test_project_edit_over_htmx_answers_the_section(client_for, project, users):
 def test_blank_project_name_is_422_with_the_form_and_nothing_saved(client_for, project, users):
     old_name = project.name
     response = client_for(users["admin"]).post(
-        settings_url(project, "project/"), {"name": "  ", "domain": "general"}, **HTMX)
+        settings_url(project, "project/"), {"name": "  ", "domain": "general"}, **HTMX
+    )
     assert response.status_code == 422
     assert 'id="project-section"' in response.content.decode()
     project.refresh_from_db()
@@ -110,8 +123,9 @@ def test_blank_project_name_is_422_with_the_form_and_nothing_saved(client_for, p
 
 
 def test_invalid_input_without_htmx_rerenders_the_whole_page(client_for, project, users):
-    response = client_for(users["admin"]).post(settings_url(project, "project/"),
-                                               {"name": "X", "domain": "nonsense"})
+    response = client_for(users["admin"]).post(
+        settings_url(project, "project/"), {"name": "X", "domain": "nonsense"}
+    )
     assert response.status_code == 422
     html = response.content.decode()
     assert "<html" in html and 'id="members-section"' in html
@@ -123,20 +137,28 @@ def test_invalid_input_without_htmx_rerenders_the_whole_page(client_for, project
 
 def test_admin_adds_regular_and_negative_tags(client_for, project, users):
     client = client_for(users["admin"])
-    assert client.post(settings_url(project, "tags/"),
-                       {"name": "apple", "kind": "regular"}).status_code == 302
-    response = client.post(settings_url(project, "tags/"),
-                           {"name": "Negative", "kind": "negative"}, **HTMX)
+    assert (
+        client.post(
+            settings_url(project, "tags/"), {"name": "apple", "kind": "regular"}
+        ).status_code
+        == 302
+    )
+    response = client.post(
+        settings_url(project, "tags/"), {"name": "Negative", "kind": "negative"}, **HTMX
+    )
     assert response.status_code == 200
     assert response.content.decode().lstrip().startswith('<section id="tags-section"')
     assert list(project.tags.values_list("name", "kind")) == [
-        ("apple", "regular"), ("Negative", "negative")]
+        ("apple", "regular"),
+        ("Negative", "negative"),
+    ]
 
 
 def test_duplicate_tag_is_422_with_the_message(client_for, project, users):
     TagFactory(project=project, name="apple")
-    response = client_for(users["admin"]).post(settings_url(project, "tags/"),
-                                               {"name": "APPLE", "kind": "regular"}, **HTMX)
+    response = client_for(users["admin"]).post(
+        settings_url(project, "tags/"), {"name": "APPLE", "kind": "regular"}, **HTMX
+    )
     assert response.status_code == 422
     assert "There is already a tag called" in response.content.decode()
     assert project.tags.count() == 1
@@ -144,19 +166,22 @@ def test_duplicate_tag_is_422_with_the_message(client_for, project, users):
 
 def test_admin_renames_tag(client_for, project, users):
     tag = TagFactory(project=project, name="aple")
-    response = client_for(users["admin"]).post(settings_url(project, f"tags/{tag.id}/"),
-                                               {"name": "apple"}, **HTMX)
+    response = client_for(users["admin"]).post(
+        settings_url(project, f"tags/{tag.id}/"), {"name": "apple"}, **HTMX
+    )
     assert response.status_code == 200
     tag.refresh_from_db()
     assert tag.name == "apple"
 
 
 def test_rename_to_an_existing_name_is_422_and_shows_the_error_on_that_row(
-        client_for, project, users):
+    client_for, project, users
+):
     TagFactory(project=project, name="apple")
     pear = TagFactory(project=project, name="pear")
-    response = client_for(users["admin"]).post(settings_url(project, f"tags/{pear.id}/"),
-                                               {"name": "apple"}, **HTMX)
+    response = client_for(users["admin"]).post(
+        settings_url(project, f"tags/{pear.id}/"), {"name": "apple"}, **HTMX
+    )
     assert response.status_code == 422
     assert "There is already a tag called &#x27;apple&#x27;." in response.content.decode()
     pear.refresh_from_db()
@@ -201,8 +226,9 @@ def test_tag_of_another_project_is_404(client_for, project, users):
 
 
 def test_admin_adds_an_existing_user(client_for, project, users):
-    response = client_for(users["admin"]).post(settings_url(project, "members/"),
-                                               {"username": "outsider", "role": "reviewer"})
+    response = client_for(users["admin"]).post(
+        settings_url(project, "members/"), {"username": "outsider", "role": "reviewer"}
+    )
     assert response.status_code == 302
     assert Membership.objects.get(project=project, user=users["non_member"]).role == "reviewer"
 
@@ -210,7 +236,9 @@ def test_admin_adds_an_existing_user(client_for, project, users):
 def test_admin_creates_an_account_with_a_password(client_for, project, users):
     response = client_for(users["admin"]).post(
         settings_url(project, "members/"),
-        {"username": "newbie", "role": "annotator", "password": "long-enough"}, **HTMX)
+        {"username": "newbie", "role": "annotator", "password": "long-enough"},
+        **HTMX,
+    )
     assert response.status_code == 200
     assert "newbie" in response.content.decode()
     user = User.objects.get(username="newbie")
@@ -219,9 +247,9 @@ def test_admin_creates_an_account_with_a_password(client_for, project, users):
 
 
 def test_unknown_user_without_password_is_422_with_the_reason(client_for, project, users):
-    response = client_for(users["admin"]).post(settings_url(project, "members/"),
-                                               {"username": "ghost", "role": "annotator"},
-                                               **HTMX)
+    response = client_for(users["admin"]).post(
+        settings_url(project, "members/"), {"username": "ghost", "role": "annotator"}, **HTMX
+    )
     assert response.status_code == 422
     assert "Give a password to create the account." in response.content.decode()
     assert not User.objects.filter(username="ghost").exists()
@@ -230,7 +258,9 @@ def test_unknown_user_without_password_is_422_with_the_reason(client_for, projec
 def test_short_password_for_a_new_account_is_refused(client_for, project, users):
     response = client_for(users["admin"]).post(
         settings_url(project, "members/"),
-        {"username": "newbie", "role": "annotator", "password": "short"}, **HTMX)
+        {"username": "newbie", "role": "annotator", "password": "short"},
+        **HTMX,
+    )
     assert response.status_code == 422
     assert not User.objects.filter(username="newbie").exists()
 
@@ -238,7 +268,8 @@ def test_short_password_for_a_new_account_is_refused(client_for, project, users)
 def test_admin_changes_a_role(client_for, project, users):
     membership = Membership.objects.get(project=project, user=users["annotator"])
     response = client_for(users["admin"]).post(
-        settings_url(project, f"members/{membership.id}/"), {"role": "reviewer"}, **HTMX)
+        settings_url(project, f"members/{membership.id}/"), {"role": "reviewer"}, **HTMX
+    )
     assert response.status_code == 200
     membership.refresh_from_db()
     assert membership.role == "reviewer"
@@ -247,8 +278,9 @@ def test_admin_changes_a_role(client_for, project, users):
 def test_last_admin_cannot_demote_or_remove_themselves(client_for, project, users):
     membership = Membership.objects.get(project=project, user=users["admin"])
     client = client_for(users["admin"])
-    demote = client.post(settings_url(project, f"members/{membership.id}/"),
-                         {"role": "annotator"}, **HTMX)
+    demote = client.post(
+        settings_url(project, f"members/{membership.id}/"), {"role": "annotator"}, **HTMX
+    )
     remove = client.post(settings_url(project, f"members/{membership.id}/remove/"), **HTMX)
     assert demote.status_code == remove.status_code == 422
     assert "A project keeps at least one admin." in demote.content.decode()
@@ -260,15 +292,15 @@ def test_last_admin_cannot_demote_or_remove_themselves(client_for, project, user
 def test_admin_removes_a_member(client_for, project, users):
     membership = Membership.objects.get(project=project, user=users["reviewer"])
     response = client_for(users["admin"]).post(
-        settings_url(project, f"members/{membership.id}/remove/"))
+        settings_url(project, f"members/{membership.id}/remove/")
+    )
     assert response.status_code == 302
     assert not Membership.objects.filter(pk=membership.pk).exists()
 
 
 def test_membership_of_another_project_is_404(client_for, project, users):
     other = MembershipFactory()
-    response = client_for(users["admin"]).post(
-        settings_url(project, f"members/{other.id}/remove/"))
+    response = client_for(users["admin"]).post(settings_url(project, f"members/{other.id}/remove/"))
     assert response.status_code == 404
     assert Membership.objects.filter(pk=other.pk).exists()
 
@@ -276,8 +308,7 @@ def test_membership_of_another_project_is_404(client_for, project, users):
 # --- API token -------------------------------------------------------------------------------
 
 
-def test_member_creates_and_regenerates_a_working_api_token(client_for, project, users,
-                                                            api_client):
+def test_member_creates_and_regenerates_a_working_api_token(client_for, project, users, api_client):
     client = client_for(users["annotator"])
     response = client.post(settings_url(project, "token/"), **HTMX)
     assert response.status_code == 200

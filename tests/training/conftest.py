@@ -15,9 +15,15 @@ from tests.factories import ImageFactory, ImageTagFactory, TagFactory
 COLOURS = [(220, 30, 30), (30, 200, 40), (30, 60, 220), (230, 220, 30), (200, 40, 200)]
 
 
-def add_images(project: Project, tags: Sequence[Tag], count: int, *,
-               colour: tuple[int, int, int] | None = None, seed: int = 0,
-               content: bytes | None = None) -> list[Image]:
+def add_images(
+    project: Project,
+    tags: Sequence[Tag],
+    count: int,
+    *,
+    colour: tuple[int, int, int] | None = None,
+    seed: int = 0,
+    content: bytes | None = None,
+) -> list[Image]:
     """`count` tagged training images of `project`, each a distinct tiny picture."""
     rng = random.Random(seed)
     images = []
@@ -25,8 +31,9 @@ def add_images(project: Project, tags: Sequence[Tag], count: int, *,
         base = colour or (rng.randrange(256), rng.randrange(256), rng.randrange(256))
         jitter = tuple(min(255, max(0, c + rng.randrange(-25, 26))) for c in base)
         data = content if content is not None else make_image(32, 32, jitter)
-        image = ImageFactory(project=project, content=data, width=32, height=32,
-                             is_tagged=bool(tags))
+        image = ImageFactory(
+            project=project, content=data, width=32, height=32, is_tagged=bool(tags)
+        )
         for tag in tags:
             ImageTagFactory(image=image, tag=tag)
         images.append(image)
@@ -57,10 +64,16 @@ def build_dataset() -> Callable[..., list[Tag]]:
     return build
 
 
-def make_iteration(project: Project, *, number: int = 1,
-                   status: str = "completed", tags: Sequence[str] = ("cat", "dog"),
-                   rows: Sequence[tuple[Sequence[int], Sequence[float]]] = (),
-                   metrics: dict | None = None, **fields: object):
+def make_iteration(
+    project: Project,
+    *,
+    number: int = 1,
+    status: str = "completed",
+    tags: Sequence[str] = ("cat", "dog"),
+    rows: Sequence[tuple[Sequence[int], Sequence[float]]] = (),
+    metrics: dict | None = None,
+    **fields: object,
+):
     """An iteration row as a finished training leaves it: tags, snapshot images and scores.
 
     `rows` is one (true tag indexes, scores) pair per scored image; each gets a real image.
@@ -68,19 +81,37 @@ def make_iteration(project: Project, *, number: int = 1,
     from training.models import Iteration, IterationImage, IterationScore, IterationTag
 
     iteration = Iteration.objects.create(
-        project=project, number=number, name=f"Iteration {number}", status=status,
-        backbone="lite0", is_multilabel=not project.is_multiclass, image_count=len(rows),
-        metrics=metrics if metrics is not None else {"precision": 0.9, "recall": 0.8,
-                                                     "map": 0.85, "per_tag": []},
-        **fields)
+        project=project,
+        number=number,
+        name=f"Iteration {number}",
+        status=status,
+        backbone="lite0",
+        is_multilabel=not project.is_multiclass,
+        image_count=len(rows),
+        metrics=metrics
+        if metrics is not None
+        else {"precision": 0.9, "recall": 0.8, "map": 0.85, "per_tag": []},
+        **fields,
+    )
     for index, name in enumerate(tags):
-        IterationTag.objects.create(iteration=iteration, name=name, index=index,
-                                    image_count=sum(index in labels for labels, _ in rows))
+        IterationTag.objects.create(
+            iteration=iteration,
+            name=name,
+            index=index,
+            image_count=sum(index in labels for labels, _ in rows),
+        )
     for i, (labels, scores) in enumerate(rows):
         image = ImageFactory(project=project)
         snapshot = IterationImage.objects.create(
-            iteration=iteration, image=image, sha256=image.sha256, file_name=image.file.name,
-            original_name=image.original_name, labels=list(labels), is_negative=not labels)
-        IterationScore.objects.create(iteration=iteration, iteration_image=snapshot,
-                                      fold=i % 5, scores=list(scores))
+            iteration=iteration,
+            image=image,
+            sha256=image.sha256,
+            file_name=image.file.name,
+            original_name=image.original_name,
+            labels=list(labels),
+            is_negative=not labels,
+        )
+        IterationScore.objects.create(
+            iteration=iteration, iteration_image=snapshot, fold=i % 5, scores=list(scores)
+        )
     return iteration

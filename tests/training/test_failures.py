@@ -57,7 +57,8 @@ def test_a_nan_feature_fails_with_training_diverged(project, users, build_datase
     # A damaged feature-cache entry of the right size but full of NaN: the head's loss goes NaN.
     dim = get_backbone("lite0").feature_dim
     FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR).put_many(
-        {poisoned.sha256: np.full(dim, np.nan, dtype=np.float32)}, "lite0")
+        {poisoned.sha256: np.full(dim, np.nan, dtype=np.float32)}, "lite0"
+    )
     iteration = start_iteration(project=project, by=users["admin"])
 
     run_iteration(iteration.pk)
@@ -71,8 +72,9 @@ def test_a_nan_feature_fails_with_training_diverged(project, users, build_datase
 def test_a_finished_iteration_is_not_trained_again(project, users, build_dataset):
     build_dataset(project, {"red": 5, "green": 5})
     iteration = start_iteration(project=project, by=users["admin"])
-    Iteration.objects.filter(pk=iteration.pk).update(status=Iteration.Status.FAILED,
-                                                     failure_reason="unexpected")
+    Iteration.objects.filter(pk=iteration.pk).update(
+        status=Iteration.Status.FAILED, failure_reason="unexpected"
+    )
     run_iteration(iteration.pk)  # a redelivered message: claims nothing
     iteration.refresh_from_db()
     assert (iteration.status, iteration.attempts) == ("failed", 0)

@@ -37,8 +37,11 @@ def test_publish_name_is_unique_per_project(client_for, project, users):
     other_project = make_iteration(ProjectFactory(), published_name="prod")
     client = client_for(users["admin"])
     response = act(client, second, "publish", name="prod", HTTP_HX_REQUEST="true")
-    response = client.post(reverse("training:iteration-publish", args=[project.id, second.id]),
-                           {"name": "prod"}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("training:iteration-publish", args=[project.id, second.id]),
+        {"name": "prod"},
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 422
     assert "Iteration 1 is already published as “prod”" in response.content.decode()
     second.refresh_from_db()
@@ -49,12 +52,16 @@ def test_publish_name_is_unique_per_project(client_for, project, users):
 def test_only_completed_iterations_can_be_published_or_default(client_for, project, users):
     failed = make_iteration(project, status=Iteration.Status.FAILED)
     client = client_for(users["admin"])
-    response = client.post(reverse("training:iteration-publish", args=[project.id, failed.id]),
-                           {"name": "x"}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("training:iteration-publish", args=[project.id, failed.id]),
+        {"name": "x"},
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 422
     assert "Only a completed iteration can be published" in response.content.decode()
-    response = client.post(reverse("training:iteration-default", args=[project.id, failed.id]),
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("training:iteration-default", args=[project.id, failed.id]), HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 422
     failed.refresh_from_db()
     assert not failed.published_name and not failed.is_default
@@ -75,23 +82,28 @@ def test_rename_changes_the_name_and_refuses_an_empty_one(client_for, project, u
     assert act(client, iteration, "rename", name="Baseline").status_code == 302
     iteration.refresh_from_db()
     assert iteration.name == "Baseline"
-    response = client.post(reverse("training:iteration-rename", args=[project.id, iteration.id]),
-                           {"name": "  "}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("training:iteration-rename", args=[project.id, iteration.id]),
+        {"name": "  "},
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 422
     iteration.refresh_from_db()
     assert iteration.name == "Baseline"
 
 
-def test_delete_is_refused_while_published_and_removes_rows_and_model(client_for, project,
-                                                                      users):
-    iteration = make_iteration(project, published_name="prod",
-                               rows=[([0], [0.9, 0.1]), ([1], [0.2, 0.8])])
+def test_delete_is_refused_while_published_and_removes_rows_and_model(client_for, project, users):
+    iteration = make_iteration(
+        project, published_name="prod", rows=[([0], [0.9, 0.1]), ([1], [0.2, 0.8])]
+    )
     name = default_storage.save(f"iterations/{iteration.pk}/model.pt", ContentFile(b"model"))
     Iteration.objects.filter(pk=iteration.pk).update(artifact=name)
     client = client_for(users["admin"])
 
-    response = client.post(reverse("training:iteration-delete", args=[project.id, iteration.id]),
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("training:iteration-delete", args=[project.id, iteration.id]),
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 422
     assert "Unpublish it before deleting it." in response.content.decode()
     assert Iteration.objects.filter(pk=iteration.pk).exists()
@@ -107,16 +119,19 @@ def test_delete_is_refused_while_training(client_for, project, users):
     iteration = make_iteration(project, status=Iteration.Status.TRAINING)
     response = client_for(users["admin"]).post(
         reverse("training:iteration-delete", args=[project.id, iteration.id]),
-        HTTP_HX_REQUEST="true")
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 422
     assert "is training" in response.content.decode()
     assert Iteration.objects.filter(pk=iteration.pk).exists()
 
 
-@pytest.mark.parametrize("action", ["publish", "unpublish", "default", "rename", "delete",
-                                    "threshold"])
-@pytest.mark.parametrize(("role", "status"), [("reviewer", 403), ("annotator", 403),
-                                              ("non_member", 404)])
+@pytest.mark.parametrize(
+    "action", ["publish", "unpublish", "default", "rename", "delete", "threshold"]
+)
+@pytest.mark.parametrize(
+    ("role", "status"), [("reviewer", 403), ("annotator", 403), ("non_member", 404)]
+)
 def test_iteration_actions_need_an_admin(client_for, project, users, action, role, status):
     iteration = make_iteration(project, published_name="prod" if action == "unpublish" else "")
     before = Iteration.objects.filter(pk=iteration.pk).values().get()
@@ -139,14 +154,17 @@ def test_threshold_is_saved_per_iteration(client_for, project, users):
     client = client_for(users["admin"])
     response = client.post(
         reverse("training:iteration-threshold", args=[project.id, iteration.id]),
-        {"threshold": "0.35"}, HTTP_X_REQUESTED_WITH="fetch")
+        {"threshold": "0.35"},
+        HTTP_X_REQUESTED_WITH="fetch",
+    )
     assert response.status_code == 204
     iteration.refresh_from_db()
     other.refresh_from_db()
     assert iteration.suggested_threshold == 0.35 and other.suggested_threshold == 0.5
     response = client.post(
         reverse("training:iteration-threshold", args=[project.id, iteration.id]),
-        {"threshold": "1.5"})
+        {"threshold": "1.5"},
+    )
     assert response.status_code == 422
     iteration.refresh_from_db()
     assert iteration.suggested_threshold == 0.35
@@ -154,11 +172,16 @@ def test_threshold_is_saved_per_iteration(client_for, project, users):
 
 def test_iteration_list_is_newest_first_with_headline_figures(client_for, project, users):
     make_iteration(project, number=1, metrics={"precision": 0.5, "recall": 0.25, "map": 0.75})
-    make_iteration(project, number=2, status=Iteration.Status.FAILED,
-                   failure_reason="dataset_corrupt",
-                   failure_message="The image “x.png” could not be read.")
+    make_iteration(
+        project,
+        number=2,
+        status=Iteration.Status.FAILED,
+        failure_reason="dataset_corrupt",
+        failure_message="The image “x.png” could not be read.",
+    )
     response = client_for(users["annotator"]).get(
-        reverse("training:iteration-list", args=[project.id]))
+        reverse("training:iteration-list", args=[project.id])
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert html.index('data-testid="iteration-2"') < html.index('data-testid="iteration-1"')

@@ -19,8 +19,7 @@ def post_train(client, project, **data):
     return client.post(reverse("training:train", args=[project.id]), payload)
 
 
-def test_admin_starts_a_quick_training_and_it_is_queued(client_for, project, users,
-                                                        build_dataset):
+def test_admin_starts_a_quick_training_and_it_is_queued(client_for, project, users, build_dataset):
     build_dataset(project, {"red": 5, "green": 6})
     response = post_train(client_for(users["admin"]), project)
     assert response.status_code == 302
@@ -34,15 +33,13 @@ def test_admin_starts_a_quick_training_and_it_is_queued(client_for, project, use
 
 
 @pytest.mark.parametrize("role", ["reviewer", "annotator"])
-def test_members_below_admin_cannot_start_training(client_for, project, users, build_dataset,
-                                                   role):
+def test_members_below_admin_cannot_start_training(client_for, project, users, build_dataset, role):
     build_dataset(project, {"red": 5, "green": 5})
     assert post_train(client_for(users[role]), project).status_code == 403
     assert not Iteration.objects.exists()
 
 
-def test_non_member_gets_404_and_anonymous_goes_to_login(client_for, project, users,
-                                                         build_dataset):
+def test_non_member_gets_404_and_anonymous_goes_to_login(client_for, project, users, build_dataset):
     build_dataset(project, {"red": 5, "green": 5})
     assert post_train(client_for(users["non_member"]), project).status_code == 404
     response = post_train(client_for(None), project)
@@ -100,7 +97,9 @@ def test_refuses_when_nothing_changed_unless_forced(client_for, project, users, 
 
     assert post_train(client, project, force="on").status_code == 302
     forced = Iteration.objects.get(number=2)
-    assert forced.is_forced and forced.snapshot_hash == Iteration.objects.get(number=1).snapshot_hash
+    assert (
+        forced.is_forced and forced.snapshot_hash == Iteration.objects.get(number=1).snapshot_hash
+    )
 
 
 def test_a_new_image_or_a_changed_label_is_a_change(client_for, project, users, build_dataset):
@@ -120,15 +119,17 @@ def test_a_new_image_or_a_changed_label_is_a_change(client_for, project, users, 
     assert Iteration.objects.get(number=3).snapshot_hash != second.snapshot_hash
 
 
-def test_advanced_training_keeps_its_budget_and_checks_it(client_for, project, users,
-                                                          build_dataset):
+def test_advanced_training_keeps_its_budget_and_checks_it(
+    client_for, project, users, build_dataset
+):
     build_dataset(project, {"red": 5, "green": 5})
     client = client_for(users["admin"])
     response = post_train(client, project, training_type="advanced", budget_minutes=100000)
     assert response.status_code == 422
     assert "The training budget must be between 1 and" in response.content.decode()
-    assert post_train(client, project, training_type="advanced",
-                      budget_minutes=3).status_code == 302
+    assert (
+        post_train(client, project, training_type="advanced", budget_minutes=3).status_code == 302
+    )
     iteration = Iteration.objects.get()
     assert (iteration.training_type, iteration.budget_s) == ("advanced", 180)
 
@@ -155,7 +156,10 @@ def test_snapshot_holds_images_labels_and_tags_in_order(project, users, build_da
 
     tags = list(IterationTag.objects.filter(iteration=iteration).order_by("index"))
     assert [(t.name, t.index, t.image_count, t.tag_id) for t in tags] == [
-        ("red", 0, 6, red.id), ("green", 1, 6, green.id), ("blue", 2, 6, blue.id)]
+        ("red", 0, 6, red.id),
+        ("green", 1, 6, green.id),
+        ("blue", 2, 6, blue.id),
+    ]
     assert empty.id not in {t.tag_id for t in tags}
     images = {row.image_id: row for row in IterationImage.objects.filter(iteration=iteration)}
     assert len(images) == 5 + 6 + 5 + 2 + 1 == iteration.image_count
@@ -176,9 +180,12 @@ def test_the_train_page_shows_the_form_to_admins_only(client_for, project, users
     admin_page = client_for(users["admin"]).get(reverse("training:train", args=[project.id]))
     assert admin_page.status_code == 200
     assert b'data-testid="train-button"' in admin_page.content
-    reviewer_page = client_for(users["reviewer"]).get(reverse("training:train",
-                                                              args=[project.id]))
+    reviewer_page = client_for(users["reviewer"]).get(reverse("training:train", args=[project.id]))
     assert reviewer_page.status_code == 200
     assert b'data-testid="train-button"' not in reviewer_page.content
-    assert client_for(users["non_member"]).get(
-        reverse("training:train", args=[project.id])).status_code == 404
+    assert (
+        client_for(users["non_member"])
+        .get(reverse("training:train", args=[project.id]))
+        .status_code
+        == 404
+    )

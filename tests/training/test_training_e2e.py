@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
@@ -15,17 +14,22 @@ from training.models import Iteration, IterationScore
 
 
 def test_three_colour_tags_train_to_completed_with_sane_metrics(
-        celery_worker_redis, client_for, project, users, build_dataset, settings):
+    celery_worker_redis, client_for, project, users, build_dataset, settings
+):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     build_dataset(project, {"red": 6, "green": 6, "blue": 6})
     client = client_for(users["admin"])
-    response = client.post(reverse("training:train", args=[project.id]),
-                           {"training_type": "quick"})
+    response = client.post(reverse("training:train", args=[project.id]), {"training_type": "quick"})
     assert response.status_code == 302
 
     iteration = Iteration.objects.get(project=project)
-    wait_for(lambda: Iteration.objects.filter(pk=iteration.pk, status__in=["completed", "failed"])
-             .exists(), timeout_s=240, what="the iteration to finish")
+    wait_for(
+        lambda: Iteration.objects.filter(
+            pk=iteration.pk, status__in=["completed", "failed"]
+        ).exists(),
+        timeout_s=240,
+        what="the iteration to finish",
+    )
     iteration.refresh_from_db()
     assert iteration.status == "completed", iteration.failure_message
     assert iteration.attempts == 1 and iteration.lease_expires is None

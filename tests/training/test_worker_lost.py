@@ -43,8 +43,10 @@ def _database_env() -> dict[str, str]:
         path = Path(db["NAME"])
         assert path.name == "db.sqlite3", "tests/conftest.py keeps the test database in a file"
         return {"LOUPE_DATA_DIR": str(path.parent)}
-    url = (f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:"
-           f"{db['PORT'] or 5432}/{db['NAME']}")
+    url = (
+        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}"
+    )
     return {"DATABASE_URL": url}
 
 
@@ -55,12 +57,21 @@ def broker() -> Iterator[dict[str, str]]:
 
     url = os.environ.get("REDIS_URL") or DEFAULT_TEST_REDIS
     prefix = f"loupe-test-{uuid.uuid4().hex[:12]}:"
-    saved = {key: app.conf[key] for key in ("broker_url", "result_backend",
-                                             "broker_transport_options",
-                                             "result_backend_transport_options")}
-    app.conf.update(broker_url=url, result_backend=url,
-                    broker_transport_options={"global_keyprefix": prefix},
-                    result_backend_transport_options={"global_keyprefix": prefix})
+    saved = {
+        key: app.conf[key]
+        for key in (
+            "broker_url",
+            "result_backend",
+            "broker_transport_options",
+            "result_backend_transport_options",
+        )
+    }
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        broker_transport_options={"global_keyprefix": prefix},
+        result_backend_transport_options={"global_keyprefix": prefix},
+    )
     _reset_connections(app)
     yield {"REDIS_URL": url, "KEYPREFIX": prefix}
     app.conf.update(saved)
@@ -68,16 +79,27 @@ def broker() -> Iterator[dict[str, str]]:
 
 
 def start_worker(broker: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **broker, **_database_env(),
-           "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "LOUPE_FEATURE_CACHE_DIR": str(settings.LOUPE_FEATURE_CACHE_DIR),
-           "LOUPE_TRAIN_LEASE_S": str(LEASE_S), "DJANGO_SETTINGS_MODULE": "project.settings"}
-    return subprocess.Popen([sys.executable, "-c", WORKER], cwd=REPO, env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        **broker,
+        **_database_env(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "LOUPE_FEATURE_CACHE_DIR": str(settings.LOUPE_FEATURE_CACHE_DIR),
+        "LOUPE_TRAIN_LEASE_S": str(LEASE_S),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
-def kill_mid_training(worker: subprocess.Popen[bytes], iteration: Iteration, attempt: int,
-                      log: Path) -> None:
+def kill_mid_training(
+    worker: subprocess.Popen[bytes], iteration: Iteration, attempt: int, log: Path
+) -> None:
     def embedding() -> bool:
         if worker.poll() is not None:
             pytest.fail(f"The worker exited early:\n{log.read_text()[-3000:]}")
@@ -97,7 +119,8 @@ def wait_for_lease_to_expire(iteration: Iteration) -> None:
 
 
 def test_killed_worker_is_requeued_once_then_fails_and_training_can_restart(
-        broker, project, users, build_dataset, tmp_path):
+    broker, project, users, build_dataset, tmp_path
+):
     settings.LOUPE_TRAIN_MAX_ATTEMPTS = 2
     build_dataset(project, {"red": 5, "green": 5})
     iteration = start_iteration(project=project, by=users["admin"])
@@ -122,16 +145,22 @@ def test_killed_worker_is_requeued_once_then_fails_and_training_can_restart(
     assert again.status == "queued" and again.number == 2
 
 
-def test_a_live_lease_is_left_alone_and_start_sweeps_first(broker, project, users,
-                                                           build_dataset):
+def test_a_live_lease_is_left_alone_and_start_sweeps_first(broker, project, users, build_dataset):
     settings.LOUPE_TRAIN_MAX_ATTEMPTS = 1
     build_dataset(project, {"red": 5, "green": 5})
-    lost = Iteration.objects.create(project=project, number=1, name="Iteration 1",
-                                    status="training", backbone="lite0", attempts=1,
-                                    lease_expires=timezone.now() + timezone.timedelta(hours=1))
+    lost = Iteration.objects.create(
+        project=project,
+        number=1,
+        name="Iteration 1",
+        status="training",
+        backbone="lite0",
+        attempts=1,
+        lease_expires=timezone.now() + timezone.timedelta(hours=1),
+    )
     assert sweep_iterations() == 0
     Iteration.objects.filter(pk=lost.pk).update(
-        lease_expires=timezone.now() - timezone.timedelta(seconds=1))
+        lease_expires=timezone.now() - timezone.timedelta(seconds=1)
+    )
     # No sweep in between: starting a training notices the dead worker itself.
     new = start_iteration(project=project, by=users["admin"])
     lost.refresh_from_db()
@@ -139,7 +168,8 @@ def test_a_live_lease_is_left_alone_and_start_sweeps_first(broker, project, user
 
 
 def test_an_unreachable_broker_fails_the_iteration_instead_of_leaving_it_queued(
-        project, users, build_dataset):
+    project, users, build_dataset
+):
     from project.celery import app
 
     saved = app.conf.broker_url

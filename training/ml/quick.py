@@ -50,11 +50,10 @@ def head_probabilities(
 ) -> np.ndarray:
     """Apply a linear head to (N, D) features -> (N, T) float32 probabilities."""
     logits = features.to(weight.dtype) @ weight.T + bias
-    if multilabel:
-        probs = torch.sigmoid(logits)
-    else:
-        probs = torch.softmax(logits, dim=1)[:, :-1]  # drop the background column
-    return probs.detach().to(torch.float32).numpy()
+    # Multiclass drops the last (background) column: it is never reported as a tag.
+    probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)[:, :-1]
+    result: np.ndarray = probs.detach().to(torch.float32).numpy()
+    return result
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,8 @@ class QuickResult:
 
 def class_index(targets: np.ndarray) -> np.ndarray:
     """Multiclass targets (N, T) -> class ids (N,), T for an all-zeros (Negative) row."""
-    return np.where(targets.any(axis=1), targets.argmax(axis=1), targets.shape[1])
+    ids: np.ndarray = np.where(targets.any(axis=1), targets.argmax(axis=1), targets.shape[1])
+    return ids
 
 
 def stratified_folds(targets: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:

@@ -44,9 +44,14 @@ def backbone_for(project: Project) -> str:
     return BACKBONE_FOR_DOMAIN[project.domain]
 
 
-def start_iteration(*, project: Project, by: AbstractBaseUser,
-                    training_type: str = Iteration.TrainingType.QUICK, budget_s: int = 0,
-                    force: bool = False) -> Iteration:
+def start_iteration(
+    *,
+    project: Project,
+    by: AbstractBaseUser,
+    training_type: str = Iteration.TrainingType.QUICK,
+    budget_s: int = 0,
+    force: bool = False,
+) -> Iteration:
     """Snapshot the project's labels into a new queued iteration and send it to a worker.
 
     Admins only. Refuses (LabelRuleError) when the data cannot make a model, when nothing changed
@@ -58,8 +63,9 @@ def start_iteration(*, project: Project, by: AbstractBaseUser,
     sweep_iterations(project_id=project.pk)
     try:
         with transaction.atomic():
-            iteration = _create_iteration(project=project, by=by, training_type=training_type,
-                                          budget_s=budget_s, force=force)
+            iteration = _create_iteration(
+                project=project, by=by, training_type=training_type, budget_s=budget_s, force=force
+            )
     except IntegrityError:
         # Two admins pressed Train at once; the constraint let one through.
         raise _busy() from None
@@ -74,17 +80,21 @@ def _check_budget(training_type: str, budget_s: int) -> int:
     low, high = settings.LOUPE_TRAIN_MIN_BUDGET_S, settings.LOUPE_TRAIN_MAX_BUDGET_S
     if not low <= budget_s <= high:
         raise ValidationFailed(
-            f"The training budget must be between {low / 60:g} and {high / 60:g} minutes.")
+            f"The training budget must be between {low / 60:g} and {high / 60:g} minutes."
+        )
     return int(budget_s)
 
 
 def _busy() -> LabelRuleError:
-    return LabelRuleError("A training of this project is already queued or running. "
-                          "Wait for it to finish before starting another.")
+    return LabelRuleError(
+        "A training of this project is already queued or running. "
+        "Wait for it to finish before starting another."
+    )
 
 
-def _create_iteration(*, project: Project, by: AbstractBaseUser, training_type: str,
-                      budget_s: int, force: bool) -> Iteration:
+def _create_iteration(
+    *, project: Project, by: AbstractBaseUser, training_type: str, budget_s: int, force: bool
+) -> Iteration:
     # Lock the project row: iteration numbers and the one-active rule stay serial.
     Project.objects.select_for_update().filter(pk=project.pk).first()
     if project.iterations.active().exists():
@@ -92,18 +102,32 @@ def _create_iteration(*, project: Project, by: AbstractBaseUser, training_type: 
     snapshot = take_snapshot(project)
     check_trainable(project, snapshot)
     backbone = backbone_for(project)
-    last = (project.iterations.completed()
-            .filter(training_type=training_type, backbone=backbone).order_by("-number").first())
+    last = (
+        project.iterations.completed()
+        .filter(training_type=training_type, backbone=backbone)
+        .order_by("-number")
+        .first()
+    )
     if last is not None and last.snapshot_hash == snapshot.hash and not force:
         raise LabelRuleError(
             f"Nothing changed since {last.name}: same images, same tags. Add or fix labels, "
-            "or tick “force” to train again anyway.")
+            "or tick “force” to train again anyway."
+        )
     number = (project.iterations.aggregate(n=Max("number"))["n"] or 0) + 1
     iteration = Iteration.objects.create(
-        project=project, number=number, name=f"Iteration {number}", training_type=training_type,
-        budget_s=budget_s, backbone=backbone, is_multilabel=not project.is_multiclass,
-        is_forced=force, snapshot_hash=snapshot.hash, image_count=len(snapshot.images),
-        created_by=by, task_id=str(uuid.uuid4()), progress_phase="Waiting for a worker",
+        project=project,
+        number=number,
+        name=f"Iteration {number}",
+        training_type=training_type,
+        budget_s=budget_s,
+        backbone=backbone,
+        is_multilabel=not project.is_multiclass,
+        is_forced=force,
+        snapshot_hash=snapshot.hash,
+        image_count=len(snapshot.images),
+        created_by=by,
+        task_id=str(uuid.uuid4()),
+        progress_phase="Waiting for a worker",
     )
     _store_snapshot(iteration, snapshot)
     _enqueue(iteration)
@@ -111,17 +135,33 @@ def _create_iteration(*, project: Project, by: AbstractBaseUser, training_type: 
 
 
 def _store_snapshot(iteration: Iteration, snapshot: Snapshot) -> None:
-    IterationTag.objects.bulk_create([
-        IterationTag(iteration=iteration, tag_id=tag.tag_id, name=tag.name, index=index,
-                     image_count=tag.image_count)
-        for index, tag in enumerate(snapshot.tags)
-    ])
-    IterationImage.objects.bulk_create([
-        IterationImage(iteration=iteration, image_id=image.image_id, sha256=image.sha256,
-                       file_name=image.file_name, original_name=image.original_name,
-                       labels=list(image.labels), is_negative=image.is_negative)
-        for image in snapshot.images
-    ], batch_size=500)
+    IterationTag.objects.bulk_create(
+        [
+            IterationTag(
+                iteration=iteration,
+                tag_id=tag.tag_id,
+                name=tag.name,
+                index=index,
+                image_count=tag.image_count,
+            )
+            for index, tag in enumerate(snapshot.tags)
+        ]
+    )
+    IterationImage.objects.bulk_create(
+        [
+            IterationImage(
+                iteration=iteration,
+                image_id=image.image_id,
+                sha256=image.sha256,
+                file_name=image.file_name,
+                original_name=image.original_name,
+                labels=list(image.labels),
+                is_negative=image.is_negative,
+            )
+            for image in snapshot.images
+        ],
+        batch_size=500,
+    )
 
 
 def task_time_limit_s(iteration: Iteration) -> int:
@@ -132,8 +172,9 @@ def task_time_limit_s(iteration: Iteration) -> int:
 
 def _enqueue(iteration: Iteration) -> None:
     # After commit: a worker must find the row and its snapshot when the message arrives.
-    transaction.on_commit(lambda: _send(iteration.pk, iteration.task_id,
-                                        task_time_limit_s(iteration)))
+    transaction.on_commit(
+        lambda: _send(iteration.pk, iteration.task_id, task_time_limit_s(iteration))
+    )
 
 
 def _send(iteration_id: int, task_id: str, limit_s: int) -> None:
@@ -142,16 +183,23 @@ def _send(iteration_id: int, task_id: str, limit_s: int) -> None:
     from training.tasks import run_iteration
 
     try:
-        run_iteration.apply_async((iteration_id,), queue=QUEUE, task_id=task_id,
-                                  time_limit=limit_s, soft_time_limit=limit_s - 60)
+        run_iteration.apply_async(
+            (iteration_id,),
+            queue=QUEUE,
+            task_id=task_id,
+            time_limit=limit_s,
+            soft_time_limit=limit_s - 60,
+        )
     except OperationalError as err:
         # No broker, no worker will ever see it: say so instead of leaving it queued for good.
         logger.error("Could not enqueue iteration %s: %s", iteration_id, err)
         Iteration.objects.filter(pk=iteration_id, status=Iteration.Status.QUEUED).update(
-            status=Iteration.Status.FAILED, failure_reason=Iteration.FailureReason.UNEXPECTED,
+            status=Iteration.Status.FAILED,
+            failure_reason=Iteration.FailureReason.UNEXPECTED,
             failure_message="The task queue (Redis) could not be reached, so no worker got this "
-                            "training. Check that Redis and the worker run, then train again.",
-            finished=timezone.now())
+            "training. Check that Redis and the worker run, then train again.",
+            finished=timezone.now(),
+        )
 
 
 def claim_iteration(iteration_id: int) -> Iteration | None:
@@ -171,8 +219,16 @@ def claim_iteration(iteration_id: int) -> Iteration | None:
         iteration.started = now
         iteration.progress_fraction = 0.0
         iteration.progress_phase = "Starting"
-        iteration.save(update_fields=["status", "attempts", "lease_expires", "started",
-                                      "progress_fraction", "progress_phase"])
+        iteration.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "lease_expires",
+                "started",
+                "progress_fraction",
+                "progress_phase",
+            ]
+        )
     push_iteration_state(iteration)
     return iteration
 
@@ -180,9 +236,16 @@ def claim_iteration(iteration_id: int) -> Iteration | None:
 def fail_iteration(iteration: Iteration, *, reason: str, message: str) -> bool:
     """Mark a training iteration failed, if this attempt still holds it. True when it did."""
     updated = Iteration.objects.filter(
-        pk=iteration.pk, status=Iteration.Status.TRAINING, attempts=iteration.attempts,
-    ).update(status=Iteration.Status.FAILED, failure_reason=reason, failure_message=message,
-             finished=timezone.now(), lease_expires=None)
+        pk=iteration.pk,
+        status=Iteration.Status.TRAINING,
+        attempts=iteration.attempts,
+    ).update(
+        status=Iteration.Status.FAILED,
+        failure_reason=reason,
+        failure_message=message,
+        finished=timezone.now(),
+        lease_expires=None,
+    )
     if updated:
         iteration.refresh_from_db()
         push_iteration_state(iteration)
@@ -207,9 +270,11 @@ def sweep_iterations(*, project_id: int | None = None) -> int:
 
 def _sweep_one(iteration_id: int, now: datetime) -> int:
     with transaction.atomic():
-        iteration = (Iteration.objects.select_for_update()
-                     .filter(pk=iteration_id, status=Iteration.Status.TRAINING,
-                             lease_expires__lt=now).first())
+        iteration = (
+            Iteration.objects.select_for_update()
+            .filter(pk=iteration_id, status=Iteration.Status.TRAINING, lease_expires__lt=now)
+            .first()
+        )
         if iteration is None:  # renewed or finished since the list was read
             return 0
         if iteration.attempts < settings.LOUPE_TRAIN_MAX_ATTEMPTS:
@@ -217,8 +282,7 @@ def _sweep_one(iteration_id: int, now: datetime) -> int:
             iteration.lease_expires = None
             iteration.progress_phase = "Worker lost; waiting for another worker"
             iteration.task_id = str(uuid.uuid4())
-            iteration.save(update_fields=["status", "lease_expires", "progress_phase",
-                                          "task_id"])
+            iteration.save(update_fields=["status", "lease_expires", "progress_phase", "task_id"])
             _enqueue(iteration)
         else:
             iteration.status = Iteration.Status.FAILED
@@ -226,10 +290,18 @@ def _sweep_one(iteration_id: int, now: datetime) -> int:
             iteration.failure_message = (
                 f"The worker training this iteration stopped without a word "
                 f"({iteration.attempts} attempt{'s' if iteration.attempts != 1 else ''}): it "
-                "was killed or ran out of memory. Try again, or with fewer or smaller images.")
+                "was killed or ran out of memory. Try again, or with fewer or smaller images."
+            )
             iteration.finished = now
             iteration.lease_expires = None
-            iteration.save(update_fields=["status", "failure_reason", "failure_message",
-                                          "finished", "lease_expires"])
+            iteration.save(
+                update_fields=[
+                    "status",
+                    "failure_reason",
+                    "failure_message",
+                    "finished",
+                    "lease_expires",
+                ]
+            )
     push_iteration_state(iteration)
     return 1

@@ -32,23 +32,38 @@ class ScoreTable:
 def load_scores(iteration: Iteration) -> ScoreTable:
     """Every scored image of the iteration with its true labels, in one query."""
     tags = list(iteration.tags.order_by("index"))
-    records = (IterationScore.objects.filter(iteration=iteration)
-               .order_by("iteration_image_id")
-               .values_list("iteration_image__image_id", "iteration_image__original_name",
-                            "iteration_image__labels", "iteration_image__is_negative",
-                            "iteration_image__image__thumbnail", "iteration_image__file_name",
-                            "fold", "scores"))
+    records = (
+        IterationScore.objects.filter(iteration=iteration)
+        .order_by("iteration_image_id")
+        .values_list(
+            "iteration_image__image_id",
+            "iteration_image__original_name",
+            "iteration_image__labels",
+            "iteration_image__is_negative",
+            "iteration_image__image__thumbnail",
+            "iteration_image__file_name",
+            "fold",
+            "scores",
+        )
+    )
     tag_count = len(tags)
     y_true = np.zeros((len(records), tag_count), dtype=np.float64)
     scores = np.zeros((len(records), tag_count), dtype=np.float64)
     rows = []
-    for i, (image_id, name, labels, is_negative, thumb, file_name, fold, row) in enumerate(
-            records):
+    for i, (image_id, name, labels, is_negative, thumb, file_name, fold, row) in enumerate(records):
         y_true[i, labels] = 1.0
         scores[i] = row
-        rows.append({"id": image_id, "name": name, "y": labels, "neg": is_negative,
-                     "fold": fold, "s": row,
-                     "url": default_storage.url(thumb or file_name) if image_id else ""})
+        rows.append(
+            {
+                "id": image_id,
+                "name": name,
+                "y": labels,
+                "neg": is_negative,
+                "fold": fold,
+                "s": row,
+                "url": default_storage.url(thumb or file_name) if image_id else "",
+            }
+        )
     return ScoreTable(tags=tags, y_true=y_true, scores=scores, rows=rows)
 
 
@@ -57,18 +72,19 @@ def figures_at(iteration: Iteration, table: ScoreTable, threshold: float) -> dic
     from training.ml.metrics import classification_metrics
 
     if not table.rows:
-        return {"per_tag": [], "precision": None, "recall": None, "map": None,
-                "roc_auc": None}
-    figures = classification_metrics(table.y_true, table.scores, threshold=threshold,
-                                     multiclass=not iteration.is_multilabel)
+        return {"per_tag": [], "precision": None, "recall": None, "map": None, "roc_auc": None}
+    figures = classification_metrics(
+        table.y_true, table.scores, threshold=threshold, multiclass=not iteration.is_multilabel
+    )
     for tag, per_tag in zip(table.tags, figures["per_tag"], strict=True):
         per_tag["name"] = tag.name
         per_tag["image_count"] = tag.image_count
     return figures
 
 
-def page_data(iteration: Iteration, table: ScoreTable, *, can_save: bool,
-              save_url: str) -> dict[str, Any]:
+def page_data(
+    iteration: Iteration, table: ScoreTable, *, can_save: bool, save_url: str
+) -> dict[str, Any]:
     """The JSON embedded in the performance page for the slider, charts and mispredictions."""
     try:
         tag_url = reverse("labeling:image-tag", args=[iteration.project_id, _ID_PLACEHOLDER])

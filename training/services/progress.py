@@ -46,7 +46,7 @@ def push_iteration_state(iteration: Iteration) -> None:
         layer = get_channel_layer()
         if layer is not None:
             async_to_sync(layer.group_send)(group_name(iteration.pk), message)
-    except Exception:  # noqa: BLE001 - a push is best effort; the row already holds the truth
+    except Exception:
         logger.warning("Could not push progress of iteration %s", iteration.pk, exc_info=True)
 
 
@@ -77,10 +77,12 @@ class ProgressReporter:
         self._last = now
         fraction = min(max(float(fraction), 0.0), 1.0)
         updated = Iteration.objects.filter(
-            pk=self.iteration.pk, status=Iteration.Status.TRAINING,
+            pk=self.iteration.pk,
+            status=Iteration.Status.TRAINING,
             attempts=self.iteration.attempts,
-        ).update(progress_fraction=fraction, progress_phase=phase[:200],
-                 lease_expires=lease_deadline())
+        ).update(
+            progress_fraction=fraction, progress_phase=phase[:200], lease_expires=lease_deadline()
+        )
         if updated:
             self.iteration.progress_fraction = fraction
             self.iteration.progress_phase = phase[:200]
@@ -94,8 +96,7 @@ class LeaseHeartbeat:
         self.iteration_id = iteration.pk
         self.attempt = iteration.attempts
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{iteration.pk}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"lease-{iteration.pk}", daemon=True)
 
     def __enter__(self) -> LeaseHeartbeat:
         self._thread.start()
@@ -111,11 +112,13 @@ class LeaseHeartbeat:
             while not self._stop.wait(interval):
                 close_old_connections()
                 Iteration.objects.filter(
-                    pk=self.iteration_id, status=Iteration.Status.TRAINING,
+                    pk=self.iteration_id,
+                    status=Iteration.Status.TRAINING,
                     attempts=self.attempt,
                 ).update(lease_expires=lease_deadline())
-        except Exception:  # noqa: BLE001 - a lost heartbeat ends in the sweep, which is the point
-            logger.warning("Lease heartbeat of iteration %s stopped", self.iteration_id,
-                           exc_info=True)
+        except Exception:
+            logger.warning(
+                "Lease heartbeat of iteration %s stopped", self.iteration_id, exc_info=True
+            )
         finally:
             connection.close()

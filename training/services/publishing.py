@@ -32,8 +32,10 @@ def _clean_name(name: str, what: str) -> str:
 
 def _require_completed(iteration: Iteration, action: str) -> None:
     if not iteration.is_completed:
-        raise LabelRuleError(f"Only a completed iteration can be {action}; "
-                             f"{iteration.name} is {iteration.get_status_display().lower()}.")
+        raise LabelRuleError(
+            f"Only a completed iteration can be {action}; "
+            f"{iteration.name} is {iteration.get_status_display().lower()}."
+        )
 
 
 def publish_iteration(*, iteration: Iteration, name: str, by: AbstractBaseUser) -> Iteration:
@@ -41,11 +43,16 @@ def publish_iteration(*, iteration: Iteration, name: str, by: AbstractBaseUser) 
     require_role(by, iteration.project, Role.ADMIN)
     _require_completed(iteration, "published")
     name = _clean_name(name, "publish name")
-    taken = (Iteration.objects.filter(project_id=iteration.project_id, published_name=name)
-             .exclude(pk=iteration.pk).first())
+    taken = (
+        Iteration.objects.filter(project_id=iteration.project_id, published_name=name)
+        .exclude(pk=iteration.pk)
+        .first()
+    )
     if taken is not None:
-        raise ValidationFailed(f"{taken.name} is already published as “{name}”. "
-                               "Unpublish it first or choose another name.")
+        raise ValidationFailed(
+            f"{taken.name} is already published as “{name}”. "
+            "Unpublish it first or choose another name."
+        )
     try:
         with transaction.atomic():
             Iteration.objects.filter(pk=iteration.pk).update(published_name=name)
@@ -71,7 +78,8 @@ def make_default_iteration(*, iteration: Iteration, by: AbstractBaseUser) -> Ite
     require_role(by, iteration.project, Role.ADMIN)
     _require_completed(iteration, "the default")
     Iteration.objects.filter(project_id=iteration.project_id, is_default=True).exclude(
-        pk=iteration.pk).update(is_default=False)
+        pk=iteration.pk
+    ).update(is_default=False)
     Iteration.objects.filter(pk=iteration.pk).update(is_default=True)
     iteration.is_default = True
     return iteration
@@ -86,8 +94,9 @@ def rename_iteration(*, iteration: Iteration, name: str, by: AbstractBaseUser) -
 
 
 @transaction.atomic
-def set_suggested_threshold(*, iteration: Iteration, threshold: float,
-                            by: AbstractBaseUser) -> Iteration:
+def set_suggested_threshold(
+    *, iteration: Iteration, threshold: float, by: AbstractBaseUser
+) -> Iteration:
     """Save the probability threshold chosen on the performance page for this iteration."""
     require_role(by, iteration.project, Role.ADMIN)
     _require_completed(iteration, "given a threshold")
@@ -95,7 +104,8 @@ def set_suggested_threshold(*, iteration: Iteration, threshold: float,
         raise ValidationFailed("The threshold must be between 0 and 1.")
     iteration.suggested_threshold = round(float(threshold), 4)
     Iteration.objects.filter(pk=iteration.pk).update(
-        suggested_threshold=iteration.suggested_threshold)
+        suggested_threshold=iteration.suggested_threshold
+    )
     return iteration
 
 
@@ -109,8 +119,10 @@ def delete_iteration(*, iteration: Iteration, by: AbstractBaseUser) -> None:
     with transaction.atomic():
         locked = Iteration.objects.select_for_update().get(pk=iteration.pk)
         if locked.is_published:
-            raise LabelRuleError(f"{locked.name} is published as “{locked.published_name}”. "
-                                 "Unpublish it before deleting it.")
+            raise LabelRuleError(
+                f"{locked.name} is published as “{locked.published_name}”. "
+                "Unpublish it before deleting it."
+            )
         if locked.status == Iteration.Status.TRAINING:
             raise LabelRuleError(f"{locked.name} is training. Wait for it to finish.")
         artifact = locked.artifact.name

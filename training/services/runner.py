@@ -60,28 +60,46 @@ def train_iteration(iteration: Iteration) -> None:
             _finish(iteration, images, outcome, started)
     except DatasetCorrupt as err:
         name = _name_of(images, getattr(err, "item_key", ""))
-        fail_iteration(iteration, reason=Iteration.FailureReason.DATASET_CORRUPT,
-                       message=f"The image “{name}” could not be read ({err}). Delete or "
-                               "re-upload it, then train again.")
+        fail_iteration(
+            iteration,
+            reason=Iteration.FailureReason.DATASET_CORRUPT,
+            message=f"The image “{name}” could not be read ({err}). Delete or "
+            "re-upload it, then train again.",
+        )
     except TrainingDiverged as err:
-        fail_iteration(iteration, reason=Iteration.FailureReason.TRAINING_DIVERGED,
-                       message=f"Training diverged: the loss became NaN or infinite ({err}). "
-                               "Check the images for extreme or broken pixel values.")
+        fail_iteration(
+            iteration,
+            reason=Iteration.FailureReason.TRAINING_DIVERGED,
+            message=f"Training diverged: the loss became NaN or infinite ({err}). "
+            "Check the images for extreme or broken pixel values.",
+        )
     except BudgetExhausted as err:
-        minutes = iteration.budget_s / 60
-        fail_iteration(iteration, reason=Iteration.FailureReason.BUDGET_NOT_ENOUGH,
-                       message=f"The budget of {minutes:g} minutes ran out before one useful "
-                               f"epoch ({err}). Give it more time, or use quick training.")
+        budget = (
+            f"{iteration.budget_s} seconds"
+            if iteration.budget_s < 120
+            else f"{iteration.budget_s / 60:g} minutes"
+        )
+        fail_iteration(
+            iteration,
+            reason=Iteration.FailureReason.BUDGET_NOT_ENOUGH,
+            message=f"The budget of {budget} ran out before one useful epoch "
+            f"({err}) Give it more time, or use quick training.",
+        )
     except SoftTimeLimitExceeded:
-        fail_iteration(iteration, reason=Iteration.FailureReason.UNEXPECTED,
-                       message="Training went over its time limit and was stopped.")
+        fail_iteration(
+            iteration,
+            reason=Iteration.FailureReason.UNEXPECTED,
+            message="Training went over its time limit and was stopped.",
+        )
     except Exception as err:
         # Anything else is a bug or an environment problem: keep the traceback in the log and
         # tell the user what happened instead of leaving the row "training".
         logger.exception("Iteration %s failed unexpectedly", iteration.pk)
-        fail_iteration(iteration, reason=Iteration.FailureReason.UNEXPECTED,
-                       message=f"Training stopped on an unexpected error: "
-                               f"{type(err).__name__}: {err}")
+        fail_iteration(
+            iteration,
+            reason=Iteration.FailureReason.UNEXPECTED,
+            message=f"Training stopped on an unexpected error: {type(err).__name__}: {err}",
+        )
 
 
 def _name_of(images: list[IterationImage], key: str) -> str:
@@ -115,8 +133,7 @@ def build_targets(images: list[IterationImage], tag_count: int) -> np.ndarray:
     return targets
 
 
-def _train(iteration: Iteration, images: list[IterationImage],
-           report: ProgressReporter) -> Outcome:
+def _train(iteration: Iteration, images: list[IterationImage], report: ProgressReporter) -> Outcome:
     tag_names = list(iteration.tags.order_by("index").values_list("name", flat=True))
     refs = build_refs(images)
     targets = build_targets(images, len(tag_names))
@@ -127,8 +144,13 @@ def _train(iteration: Iteration, images: list[IterationImage],
     return _train_quick(iteration, refs, targets, tag_names, report)
 
 
-def _train_quick(iteration: Iteration, refs: list[ImageRef], targets: np.ndarray,
-                 tag_names: list[str], report: ProgressReporter) -> Outcome:
+def _train_quick(
+    iteration: Iteration,
+    refs: list[ImageRef],
+    targets: np.ndarray,
+    tag_names: list[str],
+    report: ProgressReporter,
+) -> Outcome:
     from django.conf import settings
 
     from training.ml.features import FeatureCache, embed_images
@@ -138,50 +160,77 @@ def _train_quick(iteration: Iteration, refs: list[ImageRef], targets: np.ndarray
     t0 = time.monotonic()
     cache = FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR)
     features = embed_images(
-        refs, backbone=iteration.backbone, cache=cache,
-        on_progress=lambda done, total: report(f"embedding {done}/{total}",
-                                               0.6 * done / max(total, 1)))
+        refs,
+        backbone=iteration.backbone,
+        cache=cache,
+        on_progress=lambda done, total: report(
+            f"embedding {done}/{total}", 0.6 * done / max(total, 1)
+        ),
+    )
     timings["embedding_s"] = time.monotonic() - t0
     t0 = time.monotonic()
     result = train_quick(
-        features, targets, multilabel=iteration.is_multilabel, seed=0,
-        on_progress=lambda phase, fraction: report(phase, 0.6 + 0.35 * fraction))
+        features,
+        targets,
+        multilabel=iteration.is_multilabel,
+        seed=0,
+        on_progress=lambda phase, fraction: report(phase, 0.6 + 0.35 * fraction),
+    )
     timings["training_s"] = time.monotonic() - t0
     artifact = ClassifierArtifact.from_quick(
-        result.head, backbone=iteration.backbone, tag_keys=tag_names,
-        preprocessing_version=PREPROCESSING_VERSION)
-    return Outcome(artifact=artifact, scored_index=np.arange(len(refs)),
-                   scores=np.asarray(result.oof_scores, dtype=np.float64),
-                   folds=np.asarray(result.fold_of), timings=timings,
-                   extra={"epochs": int(result.epochs), "final_loss": float(result.final_loss)})
+        result.head,
+        backbone=iteration.backbone,
+        tag_keys=tag_names,
+        preprocessing_version=PREPROCESSING_VERSION,
+    )
+    return Outcome(
+        artifact=artifact,
+        scored_index=np.arange(len(refs)),
+        scores=np.asarray(result.oof_scores, dtype=np.float64),
+        folds=np.asarray(result.fold_of),
+        timings=timings,
+        extra={"epochs": int(result.epochs), "final_loss": float(result.final_loss)},
+    )
 
 
-def _finish(iteration: Iteration, images: list[IterationImage], outcome: Outcome,
-            started: float) -> None:
+def _finish(
+    iteration: Iteration, images: list[IterationImage], outcome: Outcome, started: float
+) -> None:
     t0 = time.monotonic()
     scores = np.round(outcome.scores, SCORE_DECIMALS)
     tag_count = scores.shape[1]
     y_true = build_targets(images, tag_count)[outcome.scored_index]
-    metrics = classification_metrics(y_true, scores, threshold=0.5,
-                                     multiclass=not iteration.is_multilabel)
+    metrics = classification_metrics(
+        y_true, scores, threshold=0.5, multiclass=not iteration.is_multilabel
+    )
     metrics.update(outcome.extra, image_count=len(images), scored_count=len(outcome.scored_index))
     outcome.timings["metrics_s"] = time.monotonic() - t0
     name = save_artifact_file(iteration, outcome.artifact)
     outcome.timings["total_s"] = time.monotonic() - started
     with transaction.atomic():
-        held = (Iteration.objects.select_for_update()
-                .filter(pk=iteration.pk, status=Iteration.Status.TRAINING,
-                        attempts=iteration.attempts).first())
+        held = (
+            Iteration.objects.select_for_update()
+            .filter(pk=iteration.pk, status=Iteration.Status.TRAINING, attempts=iteration.attempts)
+            .first()
+        )
         if held is None:  # the sweep gave this attempt up meanwhile; its verdict stands
             logger.warning("Iteration %s finished after losing its lease", iteration.pk)
             return
         IterationScore.objects.filter(iteration=iteration).delete()
-        IterationScore.objects.bulk_create([
-            IterationScore(iteration=iteration, iteration_image=images[row],
-                           fold=int(fold), scores=[float(s) for s in scores[i]])
-            for i, (row, fold) in enumerate(zip(outcome.scored_index, outcome.folds,
-                                                strict=True))
-        ], batch_size=500)
+        IterationScore.objects.bulk_create(
+            [
+                IterationScore(
+                    iteration=iteration,
+                    iteration_image=images[row],
+                    fold=int(fold),
+                    scores=[float(s) for s in scores[i]],
+                )
+                for i, (row, fold) in enumerate(
+                    zip(outcome.scored_index, outcome.folds, strict=True)
+                )
+            ],
+            batch_size=500,
+        )
         held.status = Iteration.Status.COMPLETED
         held.metrics = metrics
         held.artifact.name = name
@@ -190,8 +239,18 @@ def _finish(iteration: Iteration, images: list[IterationImage], outcome: Outcome
         held.progress_fraction = 1.0
         held.progress_phase = "done"
         held.lease_expires = None
-        held.save(update_fields=["status", "metrics", "artifact", "timings", "finished",
-                                 "progress_fraction", "progress_phase", "lease_expires"])
+        held.save(
+            update_fields=[
+                "status",
+                "metrics",
+                "artifact",
+                "timings",
+                "finished",
+                "progress_fraction",
+                "progress_phase",
+                "lease_expires",
+            ]
+        )
     push_iteration_state(held)
 
 
