@@ -6,7 +6,7 @@ tagging page in headless Chromium.
 What it does, all in a fresh temporary LOUPE_DATA_DIR (SQLite in WAL mode, the default):
 1. migrate + collectstatic, then seeds one multiclass project directly (bulk_create): N images
    sharing one tiny file, half of the older ones tagged over 5 tags; the newest 100 are untagged
-   and each has its own 640×480 JPEG, so the Chromium walk really fetches a new image per key.
+   and each has its own 640x480 JPEG, so the Chromium walk really fetches a new image per key.
 2. Counts the database queries per gallery page in-process (Django test client), and times the
    same views in-process (server time without HTTP).
 3. Starts the web server exactly as `python -m project.up` does (its own argv for uvicorn), and
@@ -40,8 +40,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 CHROMIUM = os.environ.get("LOUPE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DISTINCT_IMAGES = 100  # newest images, each with its own file: the Chromium walk goes over them
 PASSWORD = "bench-password-1"
 HTMX = {"HX-Request": "true", "HX-Target": "tagging-stage"}
@@ -54,17 +61,25 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values_ms: list[float]) -> dict[str, float]:
-    return {"p50": statistics.median(values_ms), "p95": percentile(values_ms, 95),
-            "n": len(values_ms)}
+    return {
+        "p50": statistics.median(values_ms),
+        "p95": percentile(values_ms, 95),
+        "n": len(values_ms),
+    }
 
 
 # --- Setup -------------------------------------------------------------------------------------
 
+
 def prepare_environment(data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)
-    env.update(LOUPE_DATA_DIR=str(data_dir), LOUPE_STATIC_ROOT=str(data_dir / "static"),
-               DJANGO_SETTINGS_MODULE="project.settings", PYTHONUNBUFFERED="1")
+    env.update(
+        LOUPE_DATA_DIR=str(data_dir),
+        LOUPE_STATIC_ROOT=str(data_dir / "static"),
+        DJANGO_SETTINGS_MODULE="project.settings",
+        PYTHONUNBUFFERED="1",
+    )
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
     for argv in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
         subprocess.run(manage + argv, env=env, check=True, cwd=BASE_DIR)
@@ -81,7 +96,7 @@ def _jpeg(n: int) -> bytes:
 
     rng = np.random.default_rng(n)
     base = np.linspace(0, 255, 640, dtype=np.float32)[None, :, None]
-    pixels = (base * rng.uniform(0.3, 1, size=(1, 1, 3)) + rng.normal(0, 25, (480, 640, 3)))
+    pixels = base * rng.uniform(0.3, 1, size=(1, 1, 3)) + rng.normal(0, 25, (480, 640, 3))
     buffer = io.BytesIO()
     PILImage.fromarray(pixels.clip(0, 255).astype("uint8")).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
@@ -110,14 +125,27 @@ def seed(n_images: int) -> dict[str, object]:
         if i >= n_plain:
             name = f"images/distinct-{i}.jpg"
             (media / name).write_bytes(_jpeg(i + 1))
-        rows.append(Image(project=project, file=name, thumbnail="thumbnails/shared.jpg",
-                          sha256=f"{i:064x}", format="JPEG", size_bytes=len(shared), width=640,
-                          height=480, is_tagged=i < n_plain and i % 2 == 0,
-                          original_name=f"bench{i}.jpg"))
+        rows.append(
+            Image(
+                project=project,
+                file=name,
+                thumbnail="thumbnails/shared.jpg",
+                sha256=f"{i:064x}",
+                format="JPEG",
+                size_bytes=len(shared),
+                width=640,
+                height=480,
+                is_tagged=i < n_plain and i % 2 == 0,
+                original_name=f"bench{i}.jpg",
+            )
+        )
     Image.objects.bulk_create(rows, batch_size=2000)
     ids = list(Image.objects.filter(project=project).order_by("pk").values_list("pk", flat=True))
-    labels = [ImageTag(image_id=image_id, tag=tags[(i // 2) % 5])
-              for i, image_id in enumerate(ids[:n_plain]) if i % 2 == 0]
+    labels = [
+        ImageTag(image_id=image_id, tag=tags[(i // 2) % 5])
+        for i, image_id in enumerate(ids[:n_plain])
+        if i % 2 == 0
+    ]
     ImageTag.objects.bulk_create(labels, batch_size=2000)
     return {"project": project, "user": user, "tags": tags, "ids": ids, "n_plain": n_plain}
 
@@ -161,6 +189,7 @@ def in_process_figures(data: dict[str, object], requests: int) -> dict[str, dict
 
 # --- The server, as project.up starts it -------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,10 +220,15 @@ def http_login(base_url: str):
 
     client = httpx.Client(base_url=base_url, timeout=30)
     client.get("/accounts/login/")
-    response = client.post("/accounts/login/", data={
-        "username": "bench", "password": PASSWORD,
-        "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-        headers={"Referer": base_url + "/accounts/login/"})
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "username": "bench",
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": base_url + "/accounts/login/"},
+    )
     assert response.status_code == 302, response.status_code
     return client
 
@@ -252,8 +286,9 @@ def http_figures(base_url: str, data: dict[str, object], requests: int) -> dict[
             body = {"tag": tags[image_id % 5].pk, "version": 1}
             if advance:
                 body["advance"] = "1"
-            response = client.post(f"/projects/{project.pk}/images/{image_id}/tags/{query}",
-                                   data=body, headers=headers)
+            response = client.post(
+                f"/projects/{project.pk}/images/{image_id}/tags/{query}", data=body, headers=headers
+            )
             assert response.status_code == 200, response.status_code
 
         return save
@@ -261,10 +296,12 @@ def http_figures(base_url: str, data: dict[str, object], requests: int) -> dict[
     n = requests + 10
     figures["tag save (toggle)"] = timed(saver(untagged[-n:], "", False), requests)
     figures["tag save + next image (auto-advance)"] = timed(
-        saver(untagged[-2 * n:-n][::-1], "?filter=untagged", True), requests)
+        saver(untagged[-2 * n : -n][::-1], "?filter=untagged", True), requests
+    )
     image_id = ids[len(ids) // 2]
     figures["tagging page (HTML only)"] = timed(
-        lambda: get(f"/projects/{project.pk}/images/{image_id}/"), requests)
+        lambda: get(f"/projects/{project.pk}/images/{image_id}/"), requests
+    )
     return figures
 
 
@@ -297,10 +334,12 @@ def browser_figures(base_url: str, data: dict[str, object], keys: int) -> dict[s
     distinct = ids[-DISTINCT_IMAGES:][::-1]  # newest first, the untagged filter's order
     figures: dict[str, dict] = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS,
-                                             headless=True)
-        page = browser.new_context(base_url=base_url,
-                                   viewport={"width": 1280, "height": 900}).new_page()
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
+        )
+        page = browser.new_context(
+            base_url=base_url, viewport={"width": 1280, "height": 900}
+        ).new_page()
         page.goto("/accounts/login/")
         page.fill("input[name=username]", "bench")
         page.fill("input[name=password]", PASSWORD)
@@ -310,14 +349,19 @@ def browser_figures(base_url: str, data: dict[str, object], keys: int) -> dict[s
         loads = []
         for image_id in ids[1000:1021]:
             page.goto(f"/projects/{project.pk}/images/{image_id}/", wait_until="load")
-            loads.append(page.evaluate(
-                "performance.getEntriesByType('navigation')[0].loadEventEnd"))
-        figures["tagging page load event (first, cold cache)"] = {"p50": loads[0],
-                                                                   "p95": loads[0], "n": 1}
+            loads.append(
+                page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+            )
+        figures["tagging page load event (first, cold cache)"] = {
+            "p50": loads[0],
+            "p95": loads[0],
+            "n": 1,
+        }
         figures["tagging page load event (warm)"] = summary(loads[1:])
 
-        page.goto(f"/projects/{project.pk}/images/{distinct[0]}/?filter=untagged",
-                  wait_until="load")
+        page.goto(
+            f"/projects/{project.pk}/images/{distinct[0]}/?filter=untagged", wait_until="load"
+        )
         page.evaluate(KEY_HOOK)
         for n in range(min(keys, DISTINCT_IMAGES - 1)):
             # A person looks at an image for a moment before the key; the preload uses it.
@@ -326,17 +370,21 @@ def browser_figures(base_url: str, data: dict[str, object], keys: int) -> dict[s
             page.wait_for_function(f"window.__shown >= {n + 1}", timeout=10_000)
         figures["key press → next image shown"] = {
             **summary(page.evaluate("window.__times")),
-            "prefetched": page.evaluate("window.__ready")}
+            "prefetched": page.evaluate("window.__ready"),
+        }
         page.wait_for_function(
-            "document.querySelector('[data-tagging-keys]').dataset.pendingSaves === '0'")
+            "document.querySelector('[data-tagging-keys]').dataset.pendingSaves === '0'"
+        )
         browser.close()
     return figures
 
 
 # --- Report ------------------------------------------------------------------------------------
 
-def report(n_images: int, in_process: dict, http: dict, browser: dict, command: str,
-           load: str) -> str:
+
+def report(
+    n_images: int, in_process: dict, http: dict, browser: dict, command: str, load: str
+) -> str:
     base = http["baseline: login page"]["p95"]
     keys = browser["key press → next image shown"]
     lines = [
@@ -355,25 +403,38 @@ def report(n_images: int, in_process: dict, http: dict, browser: dict, command: 
         "| figure | p50 ms | p95 ms | p95 / baseline p95 | server CPU ms/request | goal |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    goals = {"gallery": "p95 ≤ 50 ms", "tag save (toggle)": "p95 ≤ 30 ms",
-             "tagging page load event (warm)": "≤ 500 ms",
-             "tagging page load event (first, cold cache)": "≤ 500 ms",
-             "key press → next image shown": "p95 ≤ 100 ms"}
+    goals = {
+        "gallery": "p95 ≤ 50 ms",
+        "tag save (toggle)": "p95 ≤ 30 ms",
+        "tagging page load event (warm)": "≤ 500 ms",
+        "tagging page load event (first, cold cache)": "≤ 500 ms",
+        "key press → next image shown": "p95 ≤ 100 ms",
+    }
     for name, fig in {**http, **browser}.items():
         goal = next((g for k, g in goals.items() if name.startswith(k)), "")
-        ratio = "" if name.startswith("tagging page load") or name.startswith("key") else (
-            f"{fig['p95'] / base:.2f}")
+        ratio = (
+            ""
+            if name.startswith("tagging page load") or name.startswith("key")
+            else (f"{fig['p95'] / base:.2f}")
+        )
         cpu = f"{fig['cpu']:.1f}" if "cpu" in fig else ""
-        lines.append(f"| {name} | {fig['p50']:.1f} | {fig['p95']:.1f} | {ratio} | {cpu} | "
-                     f"{goal} |")
-    lines += ["", "In-process (Django test client, no HTTP): database queries and view time "
-              "per gallery page.", "",
-              "| gallery page | queries | p50 ms | p95 ms |", "|---|---:|---:|---:|"]
+        lines.append(f"| {name} | {fig['p50']:.1f} | {fig['p95']:.1f} | {ratio} | {cpu} | {goal} |")
+    lines += [
+        "",
+        "In-process (Django test client, no HTTP): database queries and view time "
+        "per gallery page.",
+        "",
+        "| gallery page | queries | p50 ms | p95 ms |",
+        "|---|---:|---:|---:|",
+    ]
     for name, fig in in_process.items():
         lines.append(f"| {name} | {fig['queries']} | {fig['p50']:.1f} | {fig['p95']:.1f} |")
-    lines += ["", f"Key presses: {keys['n']} (tag keys 1–5, multiclass, auto-advance, untagged "
-              f"filter, 200 ms between presses); the next stage was already fetched for "
-              f"{keys['prefetched']} of them, the others took the one-request path."]
+    lines += [
+        "",
+        f"Key presses: {keys['n']} (tag keys 1-5, multiclass, auto-advance, untagged "
+        f"filter, 200 ms between presses); the next stage was already fetched for "
+        f"{keys['prefetched']} of them, the others took the one-request path.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -392,8 +453,7 @@ def main() -> None:
         env = prepare_environment(data_dir)
         started = time.perf_counter()
         data = seed(args.images)
-        print(f"seeded {args.images} images in {time.perf_counter() - started:.1f} s",
-              flush=True)
+        print(f"seeded {args.images} images in {time.perf_counter() - started:.1f} s", flush=True)
         load_start = os.getloadavg()[0]
         in_process = in_process_figures(data, args.requests)
         port = free_port()

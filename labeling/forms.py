@@ -13,10 +13,12 @@ from labeling.services.images import ImageFilter
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    kind = forms.ChoiceField(choices=Project.Kind.choices, initial=Project.Kind.MULTICLASS,
-                             widget=forms.RadioSelect)
-    domain = forms.ChoiceField(choices=Project.Domain.choices,
-                               initial=Project.Domain.GENERAL_COMPACT)
+    kind = forms.ChoiceField(
+        choices=Project.Kind.choices, initial=Project.Kind.MULTICLASS, widget=forms.RadioSelect
+    )
+    domain = forms.ChoiceField(
+        choices=Project.Domain.choices, initial=Project.Domain.GENERAL_COMPACT
+    )
 
 
 class IntegerListField(forms.Field):
@@ -74,8 +76,9 @@ class BulkActionForm(forms.Form):
 
     action = forms.ChoiceField(choices=ACTIONS)
     image_ids = IntegerListField(required=False)
-    tag = forms.ModelChoiceField(queryset=Tag.objects.none(), required=False,
-                                 empty_label="All tags")
+    tag = forms.ModelChoiceField(
+        queryset=Tag.objects.none(), required=False, empty_label="All tags"
+    )
 
     def __init__(self, data: object, *, project: Project) -> None:
         super().__init__(data)
@@ -91,12 +94,20 @@ class BulkActionForm(forms.Form):
 
 
 class TagToggleForm(forms.Form):
-    """One key press in the tagging view: the tag, the image version the page saw, advance?"""
+    """One key press in the tagging view: the tag, the image version the page saw, advance?
 
-    tag = forms.ModelChoiceField(queryset=Tag.objects.none())
+    `tags` are the project's tags, already loaded by the view: a key press is the hot path, so
+    the form picks from them instead of querying again.
+    """
+
+    tag = forms.TypedChoiceField(coerce=int, choices=())
     version = forms.IntegerField(min_value=1)
     advance = forms.BooleanField(required=False)
 
-    def __init__(self, data: object, *, project: Project) -> None:
+    def __init__(self, data: object, *, tags: Sequence[Tag]) -> None:
         super().__init__(data)
-        self.fields["tag"].queryset = project.tags.all()  # type: ignore[attr-defined]
+        self.tags = {tag.pk: tag for tag in tags}
+        self.fields["tag"].choices = [(tag.pk, tag.name) for tag in tags]  # type: ignore[attr-defined]
+
+    def clean_tag(self) -> Tag:
+        return self.tags[self.cleaned_data["tag"]]

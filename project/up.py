@@ -115,6 +115,16 @@ class Supervisor:
         self.children.append(child)
         return child
 
+    def run_once(self, name: str, argv: Sequence[str], env: dict[str, str]) -> int:
+        """Run a short-lived command to its end (or a stop request); its exit status."""
+        process = subprocess.Popen(list(argv), cwd=BASE_DIR, env=env, process_group=0)
+        while (code := process.poll()) is None:
+            if self.stop_requested:
+                self.stop([Child(name, process)])
+                raise _StopRequested
+            time.sleep(POLL_S)
+        return code
+
     def dead_child(self) -> Child | None:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
@@ -165,9 +175,11 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def _describe_exit(code: int) -> str:
-    if code < 0:
-        return f"exit code {code} ({signal.Signals(-code).name})"
-    return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name if code < 0 else ""
+    except ValueError:  # not a signal this platform names
+        name = ""
+    return f"exit code {code} ({name})" if name else f"exit code {code}"
 
 
 # --- Steps -----------------------------------------------------------------------------------
@@ -183,19 +195,15 @@ def child_env(config: Config) -> dict[str, str]:
 
 
 def prepare_database(supervisor: Supervisor, env: dict[str, str]) -> None:
-    """Migrate and make sure an admin exists; each a short-lived child we wait for."""
+    """Migrate and make sure an admin exists, before anything that needs the tables starts."""
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
     for name, argv in (
         ("migrate", [*manage, "migrate", "--noinput", "--verbosity", "0"]),
         ("ensure_admin", [*manage, "ensure_admin"]),
     ):
-        child = supervisor.start(name, argv, env)
-        supervisor.wait_for(name, lambda c=child: c.process.poll() is not None, 600)
-        supervisor.children.remove(child)
-        if child.process.returncode != 0:
-            raise UpError(
-                f"`manage.py {name}` failed with {_describe_exit(child.process.returncode)}."
-            )
+        code = supervisor.run_once(name, argv, env)
+        if code != 0:
+            raise UpError(f"`manage.py {name}` failed with {_describe_exit(code)}.")
 
 
 def redis_config(config: Config) -> str:
@@ -327,20 +335,12 @@ def _port_open(config: Config) -> bool:
 def run(config: Config) -> int:
     """Start everything, supervise until a stop request or a child's death; the exit status."""
     supervisor = Supervisor()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal must not leave the children running.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, supervisor.request_stop)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    env = child_env(config)
     status = 1
     try:
-        lock_data_dir(config)
-        check_port_free(config)
-        prepare_database(supervisor, env)
-        if not config.redis_url:
-            start_redis(supervisor, config, env)
-        for name, argv in service_commands(config):
-            supervisor.start(name, argv, env)
-        supervisor.wait_for("The web server", lambda: _port_open(config), WEB_START_TIMEOUT_S)
+        _start_all(supervisor, config)
         print(f"Loupe is running at {config.url} (Ctrl-C stops it)", flush=True)
         supervisor.wait_for("A stop request", lambda: False, float("inf"))
     except _StopRequested:
@@ -355,13 +355,30 @@ def run(config: Config) -> int:
         )
     except UpError as err:
         print(f"loupe up: {err}", file=sys.stderr, flush=True)
-    started_redis = any(c.name == "redis" for c in supervisor.children)
-    supervisor.stop_all()
-    if started_redis:
-        # Redis unlinks its socket on a clean shutdown, but not when it had to be killed.
-        with contextlib.suppress(FileNotFoundError):
-            config.redis_socket.unlink()
+    finally:  # also on a bug of ours: never leave children behind
+        started_redis = any(c.name == "redis" for c in supervisor.children)
+        supervisor.stop_all()
+        if started_redis:
+            # Redis unlinks its socket on a clean shutdown, but not when it had to be killed.
+            with contextlib.suppress(FileNotFoundError):
+                config.redis_socket.unlink()
     return status
+
+
+def _start_all(supervisor: Supervisor, config: Config) -> None:
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UpError(f"Cannot create LOUPE_DATA_DIR {config.data_dir}: {err.strerror}.") from None
+    lock_data_dir(config)  # held until this process exits
+    check_port_free(config)
+    env = child_env(config)
+    prepare_database(supervisor, env)
+    if not config.redis_url:
+        start_redis(supervisor, config, env)
+    for name, argv in service_commands(config):
+        supervisor.start(name, argv, env)
+    supervisor.wait_for("The web server", lambda: _port_open(config), WEB_START_TIMEOUT_S)
 
 
 def main() -> None:

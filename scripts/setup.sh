@@ -39,9 +39,8 @@ if [[ ! -x .venv/bin/python || "$(cat .setup-stamp 2>/dev/null)" != "$install_ke
     "$PYTHON" -m venv .venv
   fi
   pip=(.venv/bin/python -m pip --disable-pip-version-check)
-  "${pip[@]}" install --quiet --progress-bar off --upgrade pip
-  # torch first and pinned, so the CPU wheel found by this machine's pip configuration is the one
-  # installed; resolving it through the project's dependencies could pull CUDA packages instead.
+  # torch first and pinned, to the wheels this machine's pip configuration finds on local disk;
+  # left to the resolver (timm, torchvision...) it could pick another build from the registry.
   say "installing torch and torchvision"
   "${pip[@]}" install --quiet --progress-bar off "torch==2.14.1" "torchvision==0.29.1"
   say "installing Loupe and its dependencies"

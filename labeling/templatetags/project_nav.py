@@ -1,9 +1,9 @@
 """`{% project_nav project active="images" %}`: the project's tab bar.
 
-Each tab is one line of PROJECT_TABS, in display order (Train, Performance and Predictions join
-it as their apps land, e.g. `Tab("train", "Train", "training:iteration-list", Role.ADMIN)`). A tab whose URL name does not resolve yet (its app is being
-built) is left out instead of failing the page, and a tab above the user's role is hidden (its
-view still checks the role: hiding is for tidiness, not security).
+Each tab is one line of PROJECT_TABS, in display order; an app adds its tab with one line such
+as `Tab("train", "Train", "training:train", Role.ADMIN)`. A tab whose URL name does not resolve
+(its app is not there yet) is left out instead of failing the page, and a tab above the user's
+role is hidden (its view still checks the role: hiding is for tidiness, not security).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def project_nav(context: dict[str, Any], project: Project, active: str = "") -> 
             url = reverse(tab.url_name, args=[project.pk])
         except NoReverseMatch:
             continue
-        tabs.append({"key": tab.key, "label": tab.label, "url": url,
-                     "is_active": tab.key == active})
+        tabs.append(
+            {"key": tab.key, "label": tab.label, "url": url, "is_active": tab.key == active}
+        )
     return {"project": project, "tabs": tabs}

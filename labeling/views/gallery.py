@@ -74,8 +74,9 @@ def _run_bulk_action(project: Project, user: Any, data: dict[str, Any]) -> str:
     if data["action"] == "tag":
         count = add_tags_to_images(project=project, image_ids=ids, tags=[tag], by=user)
         return f"Tagged {count} image{'s' if count != 1 else ''} “{tag.name}”."
-    count = remove_tags_from_images(project=project, image_ids=ids,
-                                    tags=[tag] if tag else [], by=user)
+    count = remove_tags_from_images(
+        project=project, image_ids=ids, tags=[tag] if tag else [], by=user
+    )
     what = f"“{tag.name}”" if tag else "all tags"
     return f"Removed {what} from {count} image{'s' if count != 1 else ''}."
 
@@ -88,8 +89,10 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
     images = image_filter.apply(project.images.all())
     if not project.is_detection:
         images = images.prefetch_related(
-            Prefetch("image_tags", queryset=ImageTag.objects.select_related("tag")
-                     .order_by("tag_id")))
+            Prefetch(
+                "image_tags", queryset=ImageTag.objects.select_related("tag").order_by("tag_id")
+            )
+        )
     page = browse_images(images, **form.cursors())
     training = project.images.training()
     counts = training.label_counts()
@@ -104,10 +107,22 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
     filters = [
         {"key": "all", "label": "All", "count": counts["all"], "query": ""},
         {"key": "tagged", "label": "Tagged", "count": counts["tagged"], "query": "filter=tagged"},
-        {"key": "untagged", "label": "Untagged", "count": counts["untagged"],
-         "query": "filter=untagged"},
-    ] + [{"key": f"tag-{tag.pk}", "label": tag.name, "count": per_tag.get(tag.pk, 0),
-          "query": f"tag={tag.pk}", "is_negative": tag.is_negative} for tag in tags]
+        {
+            "key": "untagged",
+            "label": "Untagged",
+            "count": counts["untagged"],
+            "query": "filter=untagged",
+        },
+    ] + [
+        {
+            "key": f"tag-{tag.pk}",
+            "label": tag.name,
+            "count": per_tag.get(tag.pk, 0),
+            "query": f"tag={tag.pk}",
+            "is_negative": tag.is_negative,
+        }
+        for tag in tags
+    ]
     for item in filters:
         item["url"] = f"{gallery_url}?{item['query']}" if item["query"] else gallery_url
         item["is_active"] = item["key"] == image_filter.key
@@ -119,8 +134,9 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
         "page": page,
         "gallery_url": gallery_url,
         "filter_query": filter_query,
-        "bulk_url": _with_query(reverse("labeling:image-bulk", args=[project.pk]),
-                                {**image_filter.as_query(), **cursor}),
+        "bulk_url": _with_query(
+            reverse("labeling:image-bulk", args=[project.pk]), {**image_filter.as_query(), **cursor}
+        ),
         "refresh_url": link(),
         "first_url": link() if page.newer_cursor else "",
         "newer_url": link(before=page.newer_cursor) if page.newer_cursor else "",
@@ -129,22 +145,25 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
     }
 
 
-def _render(request: HttpRequest, context: dict[str, Any], *, status: int = 200,
-            partial: str = "") -> TemplateResponse:
+def _render(
+    request: HttpRequest, context: dict[str, Any], *, status: int = 200, partial: str = ""
+) -> TemplateResponse:
     target = (partial or request.htmx.target) if request.htmx else None
     if target in PARTIALS and not request.htmx.history_restore_request:
         name = f"{TEMPLATE}#{target}"
     else:
         name = TEMPLATE
     response = TemplateResponse(request, name, context, status=status)
-    # The same URL answers a page or a partial: caches (and the back button) must tell them apart.
+    # One URL answers a page or a partial: caches (and the back button) must tell them apart.
     patch_vary_headers(response, ("HX-Request", "HX-Target"))
     return response
 
 
 def _filter_query(form: ImageFilterForm) -> str:
-    params = {**form.image_filter().as_query(),
-              **{k: v for k, v in form.cursors().items() if v is not None}}
+    params = {
+        **form.image_filter().as_query(),
+        **{k: v for k, v in form.cursors().items() if v is not None},
+    }
     return _with_query("", params)
 
 

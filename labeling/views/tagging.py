@@ -18,7 +18,12 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_client_event
+from django_htmx.http import (
+    HttpResponseClientRedirect,
+    push_url,
+    retarget,
+    trigger_client_event,
+)
 
 from labeling.access import access_project, has_role
 from labeling.forms import ImageFilterForm, TagToggleForm
@@ -28,7 +33,7 @@ from labeling.services.tagging import choose_image_tag, toggle_image_tag
 from project.errors import EditConflict, LoupeError, NotFound
 
 TEMPLATE = "labeling/tagging.html"
-TAG_KEYS = 9  # keys 1–9 map to the project's first nine tags in display order
+TAG_KEYS = 9  # keys 1-9 map to the project's first nine tags in display order
 
 
 @require_GET
@@ -46,28 +51,35 @@ def image_tag_toggle(request: HttpRequest, project_id: int, image_id: int) -> Ht
     project = access_project(request.user, project_id)
     view = _TaggingView(request, project)
     image = view.image(image_id)
-    form = TagToggleForm(request.POST, project=project)
+    form = TagToggleForm(request.POST, tags=view.tags)
     if not form.is_valid():
-        return view.render(image, error="Choose one of this project's tags.", status=422)
+        return view.render(
+            image, part="tag-form", status=422, error="Choose one of this project's tags."
+        )
     advance = form.cleaned_data["advance"] and project.is_multiclass
     save = choose_image_tag if advance else toggle_image_tag
     try:
-        image = save(image=image, tag=form.cleaned_data["tag"], by=request.user,
-                     version=form.cleaned_data["version"])
+        image = save(
+            image=image,
+            tag=form.cleaned_data["tag"],
+            by=request.user,
+            version=form.cleaned_data["version"],
+        )
     except EditConflict as err:
-        return view.render(image, conflict=err.message, status=err.http_status)
+        return view.render(image, part="tag-form", status=err.http_status, conflict=err.message)
     except LoupeError as err:
-        return view.render(image, error=err.message, status=err.http_status)
-    shown, notice = image, ""
-    if advance:
-        shown = view.neighbours(image).next or image
-        if shown is image:
-            notice = "Saved. That was the last image here."
+        return view.render(image, part="tag-form", status=err.http_status, error=err.message)
+    shown = (view.neighbours(image).next or image) if advance else image
     if not request.htmx:  # without JavaScript: POST/redirect/GET
         return redirect(view.url(shown))
-    response = view.render(shown, notice=notice)
-    if shown is not image:
-        push_url(response, view.url(shown))
+    if not advance:
+        # The image stays: only its buttons and version change.
+        response = view.render(image, part="tag-form")
+    else:
+        notice = "" if shown is not image else "Saved. That was the last image here."
+        response = retarget(view.render(shown, notice=notice), "#tagging-stage")
+        if shown is not image:
+            push_url(response, view.url(shown))
     return trigger_client_event(response, "tags-changed", {"image_id": image.pk})
 
 
@@ -121,22 +133,35 @@ class _TaggingView:
         images = self.filter.apply(self.project.images.all())
         return image_neighbours(images, image, untagged=self.project.images.training().untagged())
 
-    def render(self, image: Image, *, status: int = 200, notice: str = "", error: str = "",
-               conflict: str = "") -> TemplateResponse:
+    def render(
+        self,
+        image: Image,
+        *,
+        part: str = "tagging-stage",
+        status: int = 200,
+        notice: str = "",
+        error: str = "",
+        conflict: str = "",
+    ) -> TemplateResponse:
+        """The page, or for htmx the `part` ("tagging-stage" or "tag-form") of it."""
         htmx = self.request.htmx
-        partial = bool(htmx) and not htmx.history_restore_request and (
-            self.request.method == "POST" or htmx.target == "tagging-stage")
-        name = f"{TEMPLATE}#tagging-stage" if partial else TEMPLATE
-        context = self._context(image)
+        partial = (
+            bool(htmx)
+            and not htmx.history_restore_request
+            and (self.request.method == "POST" or htmx.target == part)
+        )
+        context = self._form_context(image)
+        if not partial or part == "tagging-stage":
+            context.update(self._stage_context(image))
         context.update(notice=notice, error=error, conflict=conflict)
+        name = f"{TEMPLATE}#{part}" if partial else TEMPLATE
         response = TemplateResponse(self.request, name, context, status=status)
-        # The same URL answers a page or a partial: caches (and the back button) must tell them apart.
+        # One URL answers a page or a partial: caches (and the back button) must tell them apart.
         patch_vary_headers(response, ("HX-Request", "HX-Target"))
         return response
 
-    def _context(self, image: Image) -> dict[str, Any]:
+    def _form_context(self, image: Image) -> dict[str, Any]:
         current = set(ImageTag.objects.filter(image=image).values_list("tag_id", flat=True))
-        around = self.neighbours(image)
         return {
             "project": self.project,
             "image": image,
@@ -146,9 +171,14 @@ class _TaggingView:
                 for n, tag in enumerate(self.tags, start=1)
             ],
             "is_tagged": bool(current),
-            "filter_label": self._filter_label(),
             "toggle_url": reverse("labeling:image-tag-toggle", args=[self.project.pk, image.pk])
             + self.query,
+        }
+
+    def _stage_context(self, image: Image) -> dict[str, Any]:
+        around = self.neighbours(image)
+        return {
+            "filter_label": self._filter_label(),
             "delete_url": reverse("labeling:image-delete", args=[self.project.pk, image.pk])
             + self.query,
             "can_delete": has_role(self.request.user, self.project, Role.REVIEWER),
@@ -156,9 +186,13 @@ class _TaggingView:
             "next_url": self.url(around.next) if around.next else "",
             "next_untagged_url": self.url(around.next_untagged) if around.next_untagged else "",
             # The neighbours' files, fetched ahead so the next image shows without waiting.
-            "preload": list(dict.fromkeys(
-                i.file.url for i in (around.next, around.previous, around.next_untagged)
-                if i is not None and i.file)),
+            "preload": list(
+                dict.fromkeys(
+                    i.file.url
+                    for i in (around.next, around.previous, around.next_untagged)
+                    if i is not None and i.file
+                )
+            ),
             "gallery_url": self.gallery_url(),
             "boxes_url": self._boxes_url(image) if self.project.is_detection else "",
         }
@@ -166,8 +200,9 @@ class _TaggingView:
     def _filter_label(self) -> str:
         if self.filter.tag_id is not None:
             return next((f"Tag “{t.name}”" for t in self.tags if t.pk == self.filter.tag_id), "")
-        return {"all": "All images", "tagged": "Tagged images",
-                "untagged": "Untagged images"}[self.filter.status]
+        return {"all": "All images", "tagged": "Tagged images", "untagged": "Untagged images"}[
+            self.filter.status
+        ]
 
     def _boxes_url(self, image: Image) -> str:
         # The box editor is its own screen (another part of the app); link to it once it exists.

@@ -5,8 +5,8 @@
 //     <p id="save-status" hidden></p>
 //   (sets data-pending-saves="<n>" and data-next-stage="pending|ready" on the root element)
 //     <button data-keymap-toggle>   <div id="keymap" hidden>…</div>
-//     <div id="tagging-stage" data-preload="url url" [data-conflict]>   (swapped by htmx)
-//       <form id="tag-form"> <button data-key="1">…</button> … </form>
+//     <div id="tagging-stage" data-preload="url url" data-image-url="…">   (swapped by htmx)
+//       <form id="tag-form" [data-conflict]> <button data-key="1">…</button> … </form>
 //       <a data-nav="next|previous|next-untagged">  <button data-action="delete">
 //
 // Keys: 1–9 press the tag button with that key, → / ← / U follow the nav links, Delete presses
@@ -154,7 +154,7 @@ if (root) {
       toggleKeymap();
     } else if (event.key === "Escape") {
       toggleKeymap(false);
-    } else if (busy || stage()?.hasAttribute("data-conflict")) {
+    } else if (busy || stage()?.querySelector("[data-conflict]")) {
       return;
     } else if (/^[1-9]$/.test(event.key)) {
       tagKey(event.key);
@@ -174,7 +174,8 @@ if (root) {
     event.preventDefault();
   }
 
-  const inStage = (event) => event.detail.target?.id === "tagging-stage";
+  // Requests that replace the stage or its tag form (a plain toggle answers with the form only).
+  const inStage = (event) => ["tagging-stage", "tag-form"].includes(event.detail.target?.id);
 
   document.addEventListener("keydown", onKey);
   for (const toggle of root.querySelectorAll("[data-keymap-toggle]")) {

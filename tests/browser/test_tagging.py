@@ -41,12 +41,14 @@ def test_tag_five_images_by_keyboard_with_auto_advance(page, login, annotator_pr
     assert page.url.endswith(f"/projects/{project.id}/images/{images[5].id}/")
     # Saves run beside the navigation; wait for the last one before reading the database.
     page.wait_for_function(
-        "document.querySelector('[data-tagging-keys]').dataset.pendingSaves === '0'")
+        "document.querySelector('[data-tagging-keys]').dataset.pendingSaves === '0'"
+    )
     assert page.get_by_test_id("save-status").is_hidden()
 
     expected = {images[n].id: tags[int(key) - 1].name for n, key in enumerate(keys)}
-    stored = dict(ImageTag.objects.filter(image__project=project)
-                  .values_list("image_id", "tag__name"))
+    stored = dict(
+        ImageTag.objects.filter(image__project=project).values_list("image_id", "tag__name")
+    )
     assert stored == expected
 
     page.reload()
@@ -84,8 +86,7 @@ def test_non_member_sees_404_on_the_project_page(page, login, annotator_project)
     assert page.goto(f"/projects/{project.id}/images/{images[0].id}/").status == 404
 
 
-def test_a_conflicting_background_save_is_reported_not_overwritten(page, login,
-                                                                    annotator_project):
+def test_a_conflicting_background_save_is_reported_not_overwritten(page, login, annotator_project):
     project, user, tags, images = annotator_project
     login(user)
     page.goto(f"/projects/{project.id}/images/{images[0].id}/")
@@ -102,3 +103,42 @@ def test_a_conflicting_background_save_is_reported_not_overwritten(page, login,
     assert "Someone else changed" in status.inner_text()
     stored = list(ImageTag.objects.filter(image=images[0]).values_list("tag__name", flat=True))
     assert stored == ["cherry"]
+
+
+def test_tag_key_without_a_fetched_stage_saves_and_advances_in_one_request(
+    page, login, annotator_project
+):
+    project, user, _tags, images = annotator_project
+
+    def no_stage_prefetch(route):
+        request = route.request
+        if request.method == "GET" and request.headers.get("hx-target") == "tagging-stage":
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/images/**", no_stage_prefetch)
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    page.keyboard.press("2")
+    page.wait_for_selector(f'#tagging-stage[data-image-id="{images[1].id}"]')
+    assert page.url.endswith(f"/images/{images[1].id}/")
+    stored = list(ImageTag.objects.filter(image=images[0]).values_list("tag__name", flat=True))
+    assert stored == ["banana"]
+
+
+def test_multilabel_keys_toggle_tags_on_the_same_image(page, login, annotator_project):
+    project, user, _tags, images = annotator_project
+    Project.objects.filter(pk=project.pk).update(kind=Project.Kind.MULTILABEL)
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    assert page.get_by_test_id("auto-advance").count() == 0
+    for key, pressed in (("1", 1), ("3", 2), ("1", 1)):
+        page.keyboard.press(key)
+        page.wait_for_function(
+            f"document.querySelectorAll('#tag-form button[aria-pressed=true]').length === {pressed}"
+        )
+    assert shown_image_id(page) == images[0].id
+    page.reload()
+    pressed = page.locator('#tag-form button[aria-pressed="true"]')
+    assert pressed.count() == 1 and "cherry" in pressed.inner_text()

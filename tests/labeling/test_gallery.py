@@ -19,8 +19,10 @@ pytestmark = pytest.mark.django_db
 
 def shown_ids(response) -> list[int]:
     """The image ids of the thumbnails on the page, in display order."""
-    return [int(i) for i in re.findall(r'data-testid="thumb" data-image-id="(\d+)"',
-                                       response.content.decode())]
+    return [
+        int(i)
+        for i in re.findall(r'data-testid="thumb" data-image-id="(\d+)"', response.content.decode())
+    ]
 
 
 def count(response, key: str) -> int:
@@ -60,14 +62,18 @@ def test_gallery_counts_all_tagged_untagged_and_each_tag(client, users, project,
     assert shown_ids(response) == sorted((i.id for i in labeled), reverse=True)
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("filter=tagged", [0, 1, 2]),
-    ("filter=untagged", [3, 4, 5, 6, 7]),
-    ("tag=TAG0", [0, 1]),
-    ("tag=TAG1", [2]),
-])
-def test_gallery_filters_show_only_matching_images(client, users, project, tags, labeled,
-                                                   query, expected):
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("filter=tagged", [0, 1, 2]),
+        ("filter=untagged", [3, 4, 5, 6, 7]),
+        ("tag=TAG0", [0, 1]),
+        ("tag=TAG1", [2]),
+    ],
+)
+def test_gallery_filters_show_only_matching_images(
+    client, users, project, tags, labeled, query, expected
+):
     client.force_login(users["annotator"])
     query = query.replace("TAG0", str(tags[0].id)).replace("TAG1", str(tags[1].id))
     response = client.get(f"/projects/{project.id}/?{query}")
@@ -113,7 +119,8 @@ def test_gallery_page_cursor_keeps_the_filter(client, users, project, tags):
 
 
 def test_gallery_query_count_is_the_same_on_the_first_and_a_far_page(
-        client, users, project, tags, django_assert_num_queries):
+    client, users, project, tags, django_assert_num_queries
+):
     images = [ImageFactory(project=project) for _ in range(95)]
     for n, image in enumerate(images):
         ImageTagFactory(image=image, tag=tags[n % 3])
@@ -169,8 +176,10 @@ def test_thumbnails_link_to_the_tagging_view_keeping_the_filter(client, users, p
 
 def test_htmx_request_gets_only_the_targeted_partial(client, users, project, labeled):
     client.force_login(users["annotator"])
-    response = client.get(f"/projects/{project.id}/?filter=tagged",
-                          headers={"HX-Request": "true", "HX-Target": "image-grid"})
+    response = client.get(
+        f"/projects/{project.id}/?filter=tagged",
+        headers={"HX-Request": "true", "HX-Target": "image-grid"},
+    )
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="image-grid"')
     assert "<html" not in html and 'id="filter-bar"' not in html
@@ -186,6 +195,7 @@ def test_gallery_is_404_for_a_non_member_and_login_for_anonymous(client, users, 
 
 
 # --- Bulk actions -----------------------------------------------------------------------------
+
 
 def bulk(client, project, action, images, tag=None, query="", htmx=True):
     data = {"action": action, "image_ids": [i.id for i in images]}
@@ -258,11 +268,15 @@ def test_reviewer_bulk_deletes_images_and_their_files(client, users, project, la
 
 def test_delete_button_only_for_reviewers(client, users, project, labeled):
     client.force_login(users["annotator"])
-    assert 'data-testid="bulk-delete-button"' not in client.get(
-        f"/projects/{project.id}/").content.decode()
+    assert (
+        'data-testid="bulk-delete-button"'
+        not in client.get(f"/projects/{project.id}/").content.decode()
+    )
     client.force_login(users["reviewer"])
-    assert 'data-testid="bulk-delete-button"' in client.get(
-        f"/projects/{project.id}/").content.decode()
+    assert (
+        'data-testid="bulk-delete-button"'
+        in client.get(f"/projects/{project.id}/").content.decode()
+    )
 
 
 def test_bulk_action_is_404_for_a_non_member(client, users, project, tags, labeled):
@@ -292,10 +306,12 @@ def test_bulk_without_selection_or_tag_is_422(client, users, project, tags, labe
 
 
 def test_bulk_without_javascript_redirects_back_to_the_filtered_gallery(
-        client, users, project, tags, labeled):
+    client, users, project, tags, labeled
+):
     client.force_login(users["annotator"])
-    response = bulk(client, project, "tag", labeled[3:4], tags[0], query="?filter=untagged",
-                    htmx=False)
+    response = bulk(
+        client, project, "tag", labeled[3:4], tags[0], query="?filter=untagged", htmx=False
+    )
     assert response.status_code == 302
     assert response["Location"] == f"/projects/{project.id}/?filter=untagged"
     assert tag_names(labeled[3]) == {"cat"}

@@ -43,13 +43,17 @@ def toggle(client, image, tag, *, version, advance=False, query=""):
     data = {"tag": tag.id, "version": version}
     if advance:
         data["advance"] = "1"
-    return client.post(f"/projects/{image.project_id}/images/{image.id}/tags/{query}", data,
-                       headers=HTMX)
+    return client.post(
+        f"/projects/{image.project_id}/images/{image.id}/tags/{query}", data, headers=HTMX
+    )
 
 
 def stage_image_id(response) -> int:
-    return int(re.search(r'id="tagging-stage"[^>]*data-image-id="(\d+)"',
-                         response.content.decode()).group(1))
+    return int(
+        re.search(r'id="tagging-stage"[^>]*data-image-id="(\d+)"', response.content.decode()).group(
+            1
+        )
+    )
 
 
 def nav_url(response, name: str) -> str | None:
@@ -75,12 +79,16 @@ def test_multiclass_key_replaces_the_tag(client, users, tags, images):
     response = toggle(client, image, tags[1], version=2)
     assert response.status_code == 200
     assert tag_names(image) == {"banana"}
+    # A plain toggle answers with the tag form only, carrying the new version.
+    assert response.content.decode().lstrip().startswith('<form id="tag-form"')
+    assert 'name="version" value="3"' in response.content.decode()
     assert 'aria-pressed="true"' in response.content.decode()
     assert json.loads(response["HX-Trigger"])["tags-changed"] == {"image_id": image.id}
 
 
 def test_multiclass_key_of_the_current_tag_toggles_it_off_without_advance(
-        client, users, tags, images):
+    client, users, tags, images
+):
     client.force_login(users["annotator"])
     toggle(client, images[0], tags[0], version=1)
     toggle(client, images[0], tags[0], version=2)
@@ -99,8 +107,7 @@ def test_multilabel_keys_add_and_remove_tags(client, users, project, tags, image
     assert tag_names(image) == {"cherry"}
 
 
-def test_negative_excludes_the_other_tags_both_ways(client, users, project, tags, negative,
-                                                    images):
+def test_negative_excludes_the_other_tags_both_ways(client, users, project, tags, negative, images):
     Project.objects.filter(pk=project.pk).update(kind=Project.Kind.MULTILABEL)
     client.force_login(users["annotator"])
     image = images[0]
@@ -113,7 +120,8 @@ def test_negative_excludes_the_other_tags_both_ways(client, users, project, tags
 
 
 def test_second_save_with_the_same_version_is_a_conflict_and_the_first_stands(
-        client, users, tags, images):
+    client, users, tags, images
+):
     image = images[0]
     client.force_login(users["annotator"])
     first = toggle(client, image, tags[0], version=1)
@@ -132,11 +140,11 @@ def test_auto_advance_tags_and_shows_the_next_image_of_the_filter(client, users,
     client.force_login(users["annotator"])
     ImageTagFactory(image=images[3], tag=tags[0])
     Image.objects.filter(pk=images[3].pk).update(is_tagged=True)
-    response = toggle(client, images[4], tags[1], version=1, advance=True,
-                      query="?filter=untagged")
+    response = toggle(client, images[4], tags[1], version=1, advance=True, query="?filter=untagged")
     assert tag_names(images[4]) == {"banana"}
     # images[3] is tagged, so the next untagged image in gallery order is images[2].
     assert stage_image_id(response) == images[2].id
+    assert response["HX-Retarget"] == "#tagging-stage"
     expected = f"/projects/{images[2].project_id}/images/{images[2].id}/?filter=untagged"
     assert response["HX-Push-Url"] == expected
     assert f'value="{images[2].version}"' in response.content.decode()
@@ -163,7 +171,8 @@ def test_auto_advance_does_not_apply_to_multilabel(client, users, project, tags,
     Project.objects.filter(pk=project.pk).update(kind=Project.Kind.MULTILABEL)
     client.force_login(users["annotator"])
     response = toggle(client, images[3], tags[0], version=1, advance=True)
-    assert stage_image_id(response) == images[3].id
+    assert response.content.decode().lstrip().startswith('<form id="tag-form"')
+    assert "HX-Push-Url" not in response and "HX-Retarget" not in response
     assert tag_names(images[3]) == {"apple"}
 
 
@@ -186,8 +195,9 @@ def test_detection_images_say_the_box_editor_is_elsewhere(client, users, project
 def test_next_and_previous_follow_the_gallery_order(client, users, tags, images):
     client.force_login(users["annotator"])
     response = client.get(f"/projects/{images[2].project_id}/images/{images[2].id}/")
-    assert nav_url(response, "next").startswith(f"/projects/{images[2].project_id}/images/"
-                                                f"{images[1].id}/")
+    assert nav_url(response, "next").startswith(
+        f"/projects/{images[2].project_id}/images/{images[1].id}/"
+    )
     assert nav_url(response, "previous").endswith(f"/images/{images[3].id}/")
     first = client.get(f"/projects/{images[4].project_id}/images/{images[4].id}/")
     assert nav_url(first, "previous") is None
@@ -202,16 +212,17 @@ def test_next_and_previous_keep_the_tag_filter(client, users, tags, images):
     query = f"?tag={tags[1].id}"
     response = client.get(f"/projects/{images[2].project_id}/images/{images[2].id}/{query}")
     assert nav_url(response, "next") == (
-        f"/projects/{images[0].project_id}/images/{images[0].id}/{query}")
+        f"/projects/{images[0].project_id}/images/{images[0].id}/{query}"
+    )
     assert nav_url(response, "previous") == (
-        f"/projects/{images[4].project_id}/images/{images[4].id}/{query}")
+        f"/projects/{images[4].project_id}/images/{images[4].id}/{query}"
+    )
 
 
 def test_u_goes_to_the_next_untagged_image_and_wraps_round(client, users, tags, images):
     for image in (images[3], images[1], images[0]):
         ImageTagFactory(image=image, tag=tags[0])
-    Image.objects.filter(pk__in=[images[3].pk, images[1].pk, images[0].pk]).update(
-        is_tagged=True)
+    Image.objects.filter(pk__in=[images[3].pk, images[1].pk, images[0].pk]).update(is_tagged=True)
     client.force_login(users["annotator"])
     response = client.get(f"/projects/{images[4].project_id}/images/{images[4].id}/")
     assert nav_url(response, "next-untagged").endswith(f"/images/{images[2].id}/")
@@ -229,8 +240,7 @@ def test_the_next_images_file_is_named_for_preloading(client, users, images):
 
 def test_htmx_navigation_gets_only_the_stage(client, users, images):
     client.force_login(users["annotator"])
-    response = client.get(f"/projects/{images[2].project_id}/images/{images[2].id}/",
-                          headers=HTMX)
+    response = client.get(f"/projects/{images[2].project_id}/images/{images[2].id}/", headers=HTMX)
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="tagging-stage"')
     assert "<html" not in html
@@ -240,16 +250,18 @@ def test_annotator_cannot_delete_and_sees_the_button_disabled(client, users, ima
     client.force_login(users["annotator"])
     page = client.get(f"/projects/{images[2].project_id}/images/{images[2].id}/")
     assert re.search(r'data-testid="delete-image"\s+disabled', page.content.decode())
-    response = client.post(f"/projects/{images[2].project_id}/images/{images[2].id}/delete/",
-                           headers=HTMX)
+    response = client.post(
+        f"/projects/{images[2].project_id}/images/{images[2].id}/delete/", headers=HTMX
+    )
     assert response.status_code == 403
     assert Image.objects.filter(pk=images[2].pk).exists()
 
 
 def test_reviewer_deletes_and_sees_the_next_image(client, users, images):
     client.force_login(users["reviewer"])
-    response = client.post(f"/projects/{images[2].project_id}/images/{images[2].id}/delete/",
-                           headers=HTMX)
+    response = client.post(
+        f"/projects/{images[2].project_id}/images/{images[2].id}/delete/", headers=HTMX
+    )
     assert response.status_code == 200
     assert not Image.objects.filter(pk=images[2].pk).exists()
     assert stage_image_id(response) == images[1].id
@@ -269,8 +281,7 @@ def test_non_member_gets_404_for_page_save_and_delete(client, users, tags, image
     image = images[0]
     assert client.get(f"/projects/{image.project_id}/images/{image.id}/").status_code == 404
     assert toggle(client, image, tags[0], version=1).status_code == 404
-    assert client.post(f"/projects/{image.project_id}/images/{image.id}/delete/").status_code \
-        == 404
+    assert client.post(f"/projects/{image.project_id}/images/{image.id}/delete/").status_code == 404
     assert tag_names(image) == set()
     assert Image.objects.filter(pk=image.pk).exists()
 
@@ -283,10 +294,12 @@ def test_image_of_another_project_is_404(client, users, project):
 
 def test_save_without_javascript_redirects_to_the_image(client, users, tags, images):
     client.force_login(users["annotator"])
-    response = client.post(f"/projects/{images[3].project_id}/images/{images[3].id}/tags/"
-                           f"?filter=untagged", {"tag": tags[0].id, "version": 1,
-                                                 "advance": "1"})
+    response = client.post(
+        f"/projects/{images[3].project_id}/images/{images[3].id}/tags/?filter=untagged",
+        {"tag": tags[0].id, "version": 1, "advance": "1"},
+    )
     assert response.status_code == 302
     assert response["Location"] == (
-        f"/projects/{images[3].project_id}/images/{images[2].id}/?filter=untagged")
+        f"/projects/{images[3].project_id}/images/{images[2].id}/?filter=untagged"
+    )
     assert tag_names(images[3]) == {"apple"}

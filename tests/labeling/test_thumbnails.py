@@ -133,3 +133,56 @@ def test_uploaded_images_get_thumbnails_from_a_real_worker(celery_worker_redis, 
     )
     for image in images:
         assert thumbnail_of(image).size == (48, 36)
+
+
+@pytest.fixture
+def broker_down(transactional_db):
+    """Point the Celery app at a port where nothing listens, as when Redis is down."""
+    from project.celery import app
+    from tests.worker import _reset_connections
+
+    saved = {key: app.conf[key] for key in ("broker_url", "result_backend")}
+    app.conf.update(broker_url="redis://127.0.0.1:1/0", result_backend="redis://127.0.0.1:1/0")
+    _reset_connections(app)
+    yield
+    app.conf.update(saved)
+    _reset_connections(app)
+
+
+def test_upload_still_lands_when_the_broker_is_down(broker_down, client):
+    import time
+
+    from tests.factories import MembershipFactory
+
+    member = MembershipFactory()
+    client.force_login(member.user)
+    started = time.monotonic()
+    response = client.post(
+        f"/api/projects/{member.project_id}/images/upload/",
+        {"files": [SimpleUploadedFile("a.png", make_image(300, 300))]},
+    )
+    elapsed_s = time.monotonic() - started
+    assert response.status_code == 201
+    image = Image.objects.get(pk=response.json()["accepted"][0]["image_id"])
+    assert image.thumbnail.name == ""  # placeholder until the sweep queues it again
+    assert elapsed_s < 10, f"the upload waited {elapsed_s:.1f} s on the dead broker"
+
+
+def test_sweep_queues_recent_images_without_thumbnails_for_the_worker(celery_worker_redis):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labeling.tasks import queue_missing_thumbnails
+
+    recent, fresh, old = (image_with(make_image(300, 200, color=(i, 3, 3))) for i in range(3))
+    now = timezone.now()
+    Image.objects.filter(pk=recent.pk).update(created=now - timedelta(minutes=30))
+    Image.objects.filter(pk=old.pk).update(created=now - timedelta(days=3))
+    assert queue_missing_thumbnails() == 1
+    wait_for(
+        lambda: Image.objects.filter(pk=recent.pk).exclude(thumbnail="").exists(),
+        timeout_s=30,
+        what="the worker to make the swept thumbnail",
+    )
+    assert Image.objects.filter(pk__in=[fresh.pk, old.pk], thumbnail="").count() == 2

@@ -13,8 +13,8 @@ from training.ml.backbones import (
     build_feature_extractor,
     get_backbone,
     imagenet_classifier,
-    optimize_for_inference,
 )
+from training.ml.inference import build_engine
 from training.ml.preprocessing import eval_transform
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -44,12 +44,13 @@ def test_unknown_backbone_is_named() -> None:
         get_backbone("resnet9000")
 
 
-def test_torchscript_extractor_matches_eager(tiny_backbone: str) -> None:
+@pytest.mark.parametrize("engine", ["onnxruntime", "torchscript"])
+def test_fast_engines_match_eager(tiny_backbone: str, engine: str) -> None:
     eager = build_feature_extractor(tiny_backbone)
-    fast = optimize_for_inference(build_feature_extractor(tiny_backbone), 64)
+    fast = build_engine(build_feature_extractor(tiny_backbone), 64, engine)  # type: ignore[arg-type]
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32))
     with torch.inference_mode():
-        expected = eager(x)
-        actual = fast(x)
+        expected = eager(x).numpy()
+    actual = fast(x.numpy())
     assert expected.shape == (3, 1280)
-    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-4)

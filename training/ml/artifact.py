@@ -9,10 +9,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
-from .backbones import build_feature_extractor, get_backbone, optimize_for_inference
-from .features import compiled_extractor, embed_pil
+from .backbones import build_feature_extractor, get_backbone
+from .features import embed_pil, stock_engine
+from .inference import Engine, EngineName, build_engine
 from .quick import LinearHead, head_probabilities
 
 ARTIFACT_FORMAT = 1
@@ -93,28 +93,27 @@ def load_artifact(fileobj: BinaryIO) -> ClassifierArtifact:
 
 
 class Predictor:
-    """Builds the TorchScript-optimised backbone once; predict/embed are then thread-safe.
-
-    A frozen TorchScript module holds no mutable state during a forward pass, so concurrent
-    calls share it; inference_mode keeps autograd out of the way.
+    """Builds the backbone's fastest inference engine once (ONNX Runtime, see inference.py);
+    predict/embed are then safe to call from several threads at once.
     """
 
-    def __init__(self, artifact: ClassifierArtifact) -> None:
+    def __init__(self, artifact: ClassifierArtifact, *, engine: EngineName = "auto") -> None:
         self.artifact = artifact
         spec = get_backbone(artifact.backbone)
-        self.model: nn.Module
-        if artifact.backbone_state is None:
-            self.model = compiled_extractor(artifact.backbone)  # shared stock weights
+        self.engine: Engine
+        if artifact.backbone_state is None and engine == "auto":
+            self.engine = stock_engine(artifact.backbone)  # shared stock weights
         else:
             extractor = build_feature_extractor(artifact.backbone)
-            extractor.load_state_dict(artifact.backbone_state)
-            self.model = optimize_for_inference(extractor, spec.input_size)
+            if artifact.backbone_state is not None:
+                extractor.load_state_dict(artifact.backbone_state)
+            self.engine = build_engine(extractor, spec.input_size, engine)
         self._weight = artifact.head_weight.to(torch.float32)
         self._bias = artifact.head_bias.to(torch.float32)
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Pooled embeddings (N, D) float32."""
-        return embed_pil(self.model, images, self.artifact.backbone)
+        return embed_pil(self.engine, images, self.artifact.backbone)
 
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Tag probabilities (N, T) float32 in artifact.tag_keys order."""

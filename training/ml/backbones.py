@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -128,21 +127,3 @@ def build_feature_extractor(name: str) -> nn.Module:
         raise TypeError(f"Backbone {name!r} cannot drop its classifier.")
     reset(0)
     return model.eval()
-
-
-def optimize_for_inference(model: nn.Module, input_size: int) -> nn.Module:
-    """Trace, freeze and optimise `model` with TorchScript for fast CPU inference.
-
-    Measured 1.0-1.4x faster than eager on this CPU with outputs equal within 1e-5 (see
-    bench/RESULTS.md). The traced module is shape-generic in the batch dimension.
-    """
-    model = model.eval()
-    example = torch.zeros(2, 3, input_size, input_size)
-    # torch.jit is deprecated in favour of torch.compile, but it is the mode measured in
-    # bench/RESULTS.md and needs no compiler at run time; its warnings would only alarm users.
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(model, example, check_trace=False)  # type: ignore[no-untyped-call]
-        frozen = torch.jit.freeze(traced.eval())
-        optimized = torch.jit.optimize_for_inference(frozen)
-    return optimized

@@ -1,0 +1,118 @@
+"""How unsure a model is about each image: one score in [0, 1] per image, higher = less sure.
+
+The Predictions tab sorts by these scores ("Most gain") and the active-learning selector blends
+them in once a project has enough labels, so the rules are the same everywhere:
+
+- Multiclass: ``1 - (p1 - p2)``, the margin between the two most likely classes. The implicit
+  background class (an image with none of the tags, the Negative tag) counts as a class with
+  probability ``1 - sum(p)`` whenever the tag probabilities sum to less than one, because a model
+  torn between "cat" and "nothing" is as unsure as one torn between "cat" and "dog". The margin is
+  used rather than the entropy because it depends only on the two classes a reviewer would
+  hesitate between, not on how the remaining mass spreads over unlikely tags; with many tags the
+  entropy ranks a confident image with a long tail of small probabilities above a 50/50 image.
+- Multilabel: every tag is a separate yes/no decision made at `threshold`; an image is as unsure as
+  its closest call: ``max over tags of 1 - |p - threshold| / max(threshold, 1 - threshold)``, which
+  is 1 exactly at the threshold and 0 at a probability of 0 or 1 on the far side.
+- Detection: the same closeness to the threshold per box; an image scores its least sure box, and
+  each further box that is also near the threshold (closeness >= 0.5) moves the score a fifth of the
+  remaining way to 1 (several doubtful boxes are worth more of a reviewer's time than one). An image
+  with no box at all scores `empty_score` (0.5 by default): either nothing is there, or the model
+  missed everything, and neither is as doubtful as a box sitting on the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# Each extra near-threshold box closes this fraction of the remaining gap to 1.
+_EXTRA_BOX_WEIGHT = 0.2
+# A box counts as "near the threshold" from this closeness on (halfway from sure to the threshold).
+_NEAR_CLOSENESS = 0.5
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be strictly between 0 and 1; got {threshold}.")
+
+
+def threshold_closeness(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Per-entry closeness to `threshold`: 1 at the threshold, 0 at the far end (0 or 1)."""
+    _check_threshold(threshold)
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+    closeness: np.ndarray = 1.0 - np.abs(p - threshold) / max(threshold, 1.0 - threshold)
+    return np.clip(closeness, 0.0, 1.0)
+
+
+def classification_uncertainty(
+    probs: np.ndarray, *, multilabel: bool, threshold: float = 0.5
+) -> np.ndarray:
+    """(N, T) tag probabilities -> (N,) float64 uncertainty in [0, 1] (rules: module docstring).
+
+    `threshold` is used only for multilabel projects.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be (N, T); got shape {p.shape}.")
+    if not np.isfinite(p).all():
+        raise ValueError("probs must be finite numbers.")
+    n, t = p.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    p = np.clip(p, 0.0, 1.0)
+    if multilabel:
+        if t == 0:
+            return np.zeros(n, dtype=np.float64)
+        result: np.ndarray = threshold_closeness(p, threshold).max(axis=1)
+        return result
+    return _margin_uncertainty(p)
+
+
+def _margin_uncertainty(p: np.ndarray) -> np.ndarray:
+    # Background = what the tags leave over; 0 when a softmax over the tags alone sums to 1.
+    background = np.clip(1.0 - p.sum(axis=1, keepdims=True), 0.0, 1.0)
+    full = np.concatenate([p, background], axis=1)
+    if full.shape[1] == 1:
+        return np.zeros(full.shape[0], dtype=np.float64)
+    top_two = -np.partition(-full, 1, axis=1)[:, :2]
+    margin = top_two[:, 0] - top_two[:, 1]
+    result: np.ndarray = np.clip(1.0 - margin, 0.0, 1.0)
+    return result
+
+
+# One detected box: (tag, probability, left, top, width, height), or a mapping with "probability".
+Box = Sequence[Any] | Mapping[str, Any]
+
+
+def _box_probability(box: Box) -> float:
+    value = box["probability"] if isinstance(box, Mapping) else box[1]
+    probability = float(value)
+    if not np.isfinite(probability):
+        raise ValueError(f"A box probability must be a finite number; got {value!r}.")
+    return probability
+
+
+def detection_uncertainty(
+    boxes: Sequence[Sequence[Box]], *, threshold: float = 0.5, empty_score: float = 0.5
+) -> np.ndarray:
+    """One list of boxes per image -> (N,) float64 uncertainty in [0, 1] (rules: module docstring).
+
+    A box is ``(tag, probability, left, top, width, height)`` or a mapping with a "probability"
+    key (the stored prediction format).
+    """
+    _check_threshold(threshold)
+    if not 0.0 <= empty_score <= 1.0:
+        raise ValueError(f"empty_score must be between 0 and 1; got {empty_score}.")
+    scores = np.empty(len(boxes), dtype=np.float64)
+    for row, image_boxes in enumerate(boxes):
+        if len(image_boxes) == 0:
+            scores[row] = empty_score
+            continue
+        probabilities = np.array([_box_probability(box) for box in image_boxes])
+        closeness = threshold_closeness(probabilities, threshold)
+        least_sure = float(closeness.max())
+        extra_near = max(0, int((closeness >= _NEAR_CLOSENESS).sum()) - 1)
+        scores[row] = 1.0 - (1.0 - least_sure) * (1.0 - _EXTRA_BOX_WEIGHT) ** extra_near
+    return scores
