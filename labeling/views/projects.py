@@ -5,7 +5,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from labeling.access import visible_projects
 from labeling.forms import ProjectForm
@@ -13,6 +13,7 @@ from labeling.services.projects import create_project
 from project.errors import LoupeError
 
 
+@require_GET
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
     projects = visible_projects(request.user).annotate(

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from training.ml.ranking import diverse_top, kmeans, select_for_labeling
+from training.ml.ranking import compact_embeddings, diverse_top, kmeans, select_for_labeling
 from training.ml.uncertainty import classification_uncertainty
 
 
@@ -35,9 +35,7 @@ def test_two_identical_uncertain_images_are_not_both_on_top() -> None:
     rng = np.random.default_rng(2)
     embeddings = rng.standard_normal((6, 64)).astype(np.float32)
     embeddings[3] = embeddings[0]  # the same image stored twice
-    probs = np.array(
-        [[0.5, 0.5], [0.8, 0.2], [0.85, 0.15], [0.5, 0.5], [0.9, 0.1], [0.95, 0.05]]
-    )
+    probs = np.array([[0.5, 0.5], [0.8, 0.2], [0.85, 0.15], [0.5, 0.5], [0.9, 0.1], [0.95, 0.05]])
     u = classification_uncertainty(probs, multilabel=False)
     order = diverse_top(embeddings, u, k=6)
     assert order[0] in (0, 3)
@@ -70,16 +68,28 @@ def test_candidates_limit_how_deep_page_one_reaches() -> None:
     assert set(order.tolist()) <= set(range(5))
 
 
+def test_compact_embeddings_keep_the_order_of_distances() -> None:
+    points, _ = blobs(10, 20, dim=1280, spread=0.5, seed=6)
+    compact = compact_embeddings(points)
+    assert compact.shape == (200, 128)
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    full = np.linalg.norm(unit[1:] - unit[0], axis=1)
+    small = np.linalg.norm(compact[1:] - compact[0], axis=1)
+    assert np.corrcoef(full, small)[0, 1] > 0.95
+    assert np.array_equal(compact, compact_embeddings(points))  # the same projection every call
+
+
 def test_diverse_top_is_fast_enough_for_a_page() -> None:
     rng = np.random.default_rng(6)
-    points = rng.standard_normal((3000, 1280)).astype(np.float32)
+    compact = compact_embeddings(rng.standard_normal((3000, 1280)).astype(np.float32))
     u = rng.random(3000)
-    diverse_top(points, u, k=50)  # warm up BLAS
+    diverse_top(compact, u, k=50)  # warm up
     started = time.perf_counter()
-    order = diverse_top(points, u, k=50, candidates=3000)
+    order = diverse_top(compact, u, k=50, candidates=3000)
     elapsed = time.perf_counter() - started
     assert len(set(order.tolist())) == 50
-    assert elapsed < 0.25, f"diverse_top took {elapsed * 1000:.0f} ms"
+    # Typically a few ms; the bound is loose because test machines are shared.
+    assert elapsed < 0.5, f"diverse_top took {elapsed * 1000:.0f} ms"
 
 
 def test_kmeans_finds_separated_blobs() -> None:
@@ -110,11 +120,14 @@ def test_cold_start_takes_the_typical_image_not_an_outlier() -> None:
     points, ids = blobs(2, 40, spread=0.05, seed=10)
     middle = points[ids == 0].mean(axis=0)
     outlier = middle + 0.2 * (points[0] - middle) / np.linalg.norm(points[0] - middle)
+    blob = points[ids == 0]
     points = np.concatenate([points, outlier[None, :]]).astype(np.float32)
     picks = select_for_labeling(points, budget=2, seed=0)
-    distance = np.linalg.norm(points[picks] - middle, axis=1)
     assert 80 not in picks.tolist()
-    assert distance.min() < np.median(np.linalg.norm(points[ids == 0] - middle, axis=1))
+    # The pick from blob 0 is among its most central fifth.
+    pick = points[picks][np.argmin(np.linalg.norm(points[picks] - middle, axis=1))]
+    spread = np.linalg.norm(blob - middle, axis=1)
+    assert np.linalg.norm(pick - middle) <= np.quantile(spread, 0.2)
 
 
 def test_uncertainty_takes_over_once_labels_are_plenty() -> None:

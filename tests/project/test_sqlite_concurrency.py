@@ -49,6 +49,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only
 def test_two_processes_writing_at_once_do_not_hit_database_is_locked(tmp_path):
     data_dir = tmp_path / "data"
     env = _env(data_dir)

@@ -27,7 +27,8 @@ from websockets.sync.client import connect as ws_connect
 BASE_DIR = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 180  # two cores shared with the rest of the suite: be patient, then fail
 
-pytestmark = pytest.mark.slow
+# Always SQLite in a tmp data dir (DATABASE_URL is removed): nothing to learn on PostgreSQL.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 
 def free_port() -> int:

@@ -215,6 +215,11 @@ def fine_tune(
     head_fit, _, _ = fit_head(
         frozen[train_index], targets[train_index], multilabel=multilabel, should_stop=should_stop
     )
+    if time.monotonic() - started > budget_s:
+        raise BudgetExhausted(
+            f"The budget of {budget_s:g} s ran out before the first training epoch could start; "
+            "choose a larger budget."
+        )
     outputs = head_fit.weight.shape[0]
     head = nn.Linear(spec.feature_dim, outputs)
     with torch.no_grad():

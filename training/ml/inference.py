@@ -43,7 +43,9 @@ def torchscript_module(model: nn.Module, input_size: int) -> torch.jit.ScriptMod
     # and is the mode measured in bench/RESULTS.md; its warnings would only alarm users.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model.eval(), example, check_trace=False)  # type: ignore[no-untyped-call]
+        traced = torch.jit.trace(  # type: ignore[no-untyped-call]
+            model.eval(), example, check_trace=False
+        )
         frozen = torch.jit.freeze(traced.eval())
         return torch.jit.optimize_for_inference(frozen)
 
@@ -61,7 +63,7 @@ def onnx_bytes(model: nn.Module, input_size: int) -> bytes:
         torch.onnx.export(
             model.eval(),
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works; the stub says path only
             input_names=["pixels"],
             output_names=["output"],
             dynamic_axes={"pixels": {0: "batch"}, "output": {0: "batch"}},

@@ -42,8 +42,10 @@ def threshold_closeness(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray
     """Per-entry closeness to `threshold`: 1 at the threshold, 0 at the far end (0 or 1)."""
     _check_threshold(threshold)
     p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
-    closeness: np.ndarray = 1.0 - np.abs(p - threshold) / max(threshold, 1.0 - threshold)
-    return np.clip(closeness, 0.0, 1.0)
+    closeness: np.ndarray = np.clip(
+        1.0 - np.abs(p - threshold) / max(threshold, 1.0 - threshold), 0.0, 1.0
+    )
+    return closeness
 
 
 def classification_uncertainty(

@@ -70,7 +70,8 @@ def prepare_image(image: Image.Image, config: DetectorConfig) -> torch.Tensor:
     size = inference_size(*rgb.size, config)
     if size != rgb.size:
         rgb = rgb.resize(size, Image.Resampling.BILINEAR)
-    return TF.to_dtype(TF.pil_to_tensor(rgb), torch.float32, scale=True)
+    tensor: torch.Tensor = TF.to_dtype(TF.pil_to_tensor(rgb), torch.float32, scale=True)
+    return tensor
 
 
 def detect(

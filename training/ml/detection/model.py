@@ -112,7 +112,7 @@ def build_detector(backbone: str, num_tags: int, config: DetectorConfig = Detect
         body,
         num_classes=num_tags,
         # In training GeneralizedRCNNTransform picks one of these per image; in eval the last.
-        min_size=(*train_sizes, config.image_size_px),  # type: ignore[arg-type]
+        min_size=(*train_sizes, config.image_size_px),
         max_size=config.max_size_px,
         image_mean=list(spec.mean),
         image_std=list(spec.std),

@@ -28,7 +28,7 @@ from ..errors import BudgetExhausted, Cancelled, DatasetCorrupt, DatasetTooSmall
 from ..preprocessing import load_rgb
 from ..seeding import seed_everything
 from .augment import AugmentConfig, NormalizedBox, TrainAugment, to_pixel_boxes
-from .evaluate import detect, holdout_split
+from .evaluate import detect, holdout_split, inference_size
 from .model import DetectorArtifact, DetectorConfig, build_detector, train_mode
 
 ProgressFn = Callable[[str, float], None]
@@ -69,6 +69,7 @@ class DetectorResult:
     epochs: int  # full passes over the training split (a last partial one is not counted)
     best_epoch: int  # epoch of the returned weights: the last, since none is picked by score
     steps: int = 0
+    epoch_losses: tuple[float, ...] = ()  # mean training loss of each full epoch
     config: DetectorConfig = field(default_factory=DetectorConfig)
 
     def to_artifact(self, *, backbone: str, num_tags: int) -> DetectorArtifact:
@@ -110,13 +111,18 @@ def train_detector(
             "to measure the model."
         )
     on_progress("preparing", 0.0)
+    # Decoded (and shrunk to inference size) now, so an unreadable held-out image fails the
+    # run before the budget is spent rather than after.
+    holdout_images = [_inference_image(refs[i], config) for i in holdout_index]
     model = build_detector(backbone, num_tags, config)
     optimizer = _optimizer(model, options)
     augment = TrainAugment(options.augment)
     loop = _Loop(started, budget_s, len(holdout_index), on_progress)
     steps = epochs = 0
+    epoch_losses: list[float] = []
     for epoch in range(1, options.max_epochs + 1):
         finished_epoch = True
+        loss_sum = 0.0
         order = rng.permutation(train_index)
         for chunk in _chunks(order, options.batch_size):
             if should_stop():
@@ -133,21 +139,22 @@ def train_detector(
             if not torch.isfinite(loss):
                 raise TrainingDiverged("The training loss became NaN or infinite.")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), _GRAD_CLIP_NORM)
             optimizer.step()
             steps += 1
+            loss_sum += float(loss) * len(chunk)
             loop.record_step(time.monotonic() - step_started, len(chunk), epoch)
         if not finished_epoch:
             break
         epochs = epoch
+        epoch_losses.append(loss_sum / len(order))
     if epochs == 0:
         raise BudgetExhausted(
             f"The budget of {budget_s:g} s ran out before the first training epoch finished; "
             "choose a larger budget or fewer images."
         )
     on_progress("evaluating", 0.0)
-    holdout_images = [_open_rgb(refs[i]) for i in holdout_index]
     detections = detect(model, holdout_images, config)
     on_progress("done", 1.0)
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
@@ -158,6 +165,7 @@ def train_detector(
         epochs=epochs,
         best_epoch=epochs,
         steps=steps,
+        epoch_losses=tuple(epoch_losses),
         config=config,
     )
 
@@ -242,6 +250,12 @@ def _batch(
         images.append(TF.to_dtype(image, torch.float32, scale=True))
         targets.append({"boxes": moved.as_subclass(torch.Tensor), "labels": labels})
     return images, targets
+
+
+def _inference_image(ref: ImageRef, config: DetectorConfig) -> Image.Image:
+    image = _open_rgb(ref)
+    size = inference_size(*image.size, config)
+    return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
 
 
 def _open_rgb(ref: ImageRef) -> Image.Image:

@@ -1,0 +1,161 @@
+"""Embedding throughput: decode + resize + forward vs the bare forward pass, per engine.
+
+    .venv/bin/python bench/embedding.py --images 256 --batch 32
+    .venv/bin/python bench/embedding.py --choose-arch     # which timm variant/normalisation
+
+Prints images/s of the bare forward pass on pre-made tensors for each engine (eager PyTorch,
+TorchScript optimize_for_inference, ONNX Runtime), then the full pipeline (`embed_images`: file
+read, JPEG decode with draft, resize/crop, forward through the fastest engine, cache write) on
+the same images and batch size, and the ratio pipeline / bare-fastest. Bare and pipeline passes
+alternate for `--rounds` rounds and the medians are reported, so a noisy neighbour on the
+machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.data import photo_classes, refs_for  # noqa: E402
+from training.ml.backbones import build_feature_extractor, get_backbone  # noqa: E402
+from training.ml.features import FeatureCache, embed_images, stock_engine  # noqa: E402
+from training.ml.inference import build_engine  # noqa: E402
+from training.ml.preprocessing import normalize_batch  # noqa: E402
+
+DATA = Path(os.environ.get("LOUPE_BENCH_DATA", Path(tempfile.gettempdir()) / "loupe-bench"))
+
+
+def bare_rate(engine, batches: list[np.ndarray]) -> float:
+    engine(batches[0])  # warm-up: first-call allocations are not throughput
+    started = time.perf_counter()
+    for batch in batches:
+        engine(batch)
+    return sum(len(b) for b in batches) / (time.perf_counter() - started)
+
+
+def pipeline_rate(refs, backbone: str, batch: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        embed_images(refs, backbone=backbone, cache=FeatureCache(folder), batch_size=batch)
+        return len(refs) / (time.perf_counter() - started)
+
+
+def throughput(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    spec = get_backbone(args.backbone)
+    items = photo_classes(DATA, images=args.images, classes=10)
+    refs = refs_for(items)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(args.batch, spec.input_size, spec.input_size, 3))
+    tensor = normalize_batch(torch.from_numpy(pixels.astype(np.uint8)), spec).numpy()
+    batches = [tensor] * max(1, args.images // args.batch)
+
+    engines = {"eager": build_engine(build_feature_extractor(args.backbone), spec.input_size, "eager")}
+    engines["torchscript"] = build_engine(
+        build_feature_extractor(args.backbone), spec.input_size, "torchscript"
+    )
+    engines["onnxruntime"] = stock_engine(args.backbone)  # the engine embed_images uses
+    reference = engines["eager"](tensor[:4])
+    for name, engine in engines.items():
+        diff = float(np.abs(engine(tensor[:4]) - reference).max())
+        print(f"{name:12s} max |diff| vs eager = {diff:.2e}")
+    modes = {name: [] for name in engines}
+    pipeline: list[float] = []
+    bare_fast: list[float] = []
+    for _ in range(args.rounds):
+        for name, engine in engines.items():
+            rate = bare_rate(engine, batches)
+            modes[name].append(rate)
+            if name == "onnxruntime":
+                bare_fast.append(rate)
+        pipeline.append(pipeline_rate(refs, args.backbone, args.batch))
+    print(f"\nbackbone {args.backbone} ({spec.input_size}px), batch {args.batch}, "
+          f"{args.images} JPEG 640x480, torch threads {args.threads}, rounds {args.rounds}")
+    print("| mode | images/s (median) | all rounds |\n|---|---|---|")
+    for name, rates in modes.items():
+        print(f"| bare forward, {name} | {statistics.median(rates):.1f} | "
+              f"{', '.join(f'{r:.1f}' for r in rates)} |")
+    print(f"| pipeline (decode+resize+forward, onnxruntime) | {statistics.median(pipeline):.1f} | "
+          f"{', '.join(f'{r:.1f}' for r in pipeline)} |")
+    ratios = [p / b for p, b in zip(pipeline, bare_fast, strict=True)]
+    print(f"\npipeline / bare onnxruntime: median {statistics.median(ratios):.3f} "
+          f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)}); goal >= 0.85")
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+def choose_arch(args: argparse.Namespace) -> None:
+    """Top-1 (within each photo's ImageNet class set) over random crops, per variant/norm."""
+    import random
+
+    import skimage.data
+    import timm
+    from PIL import Image
+
+    from training.ml.backbones import _load_by_position, _packaged_state_dict
+
+    torch.set_num_threads(args.threads)
+    photos = {
+        "chelsea": (skimage.data.chelsea(), {281, 282, 283, 284, 285}),
+        "coffee": (skimage.data.coffee(), {967, 968, 504}),
+        "rocket": (skimage.data.rocket(), {657, 744, 812}),
+        "camera": (skimage.data.camera(), {872, 759, 732}),
+        "clock": (skimage.data.clock(), {409, 892}),
+    }
+    norms = {"mean=std=0.5": ((0.5,) * 3, (0.5,) * 3),
+             "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+    print("| weights | timm model | normalisation | top-1 in class set | mean NLL |\n|---|---|---|---|---|")
+    for variant, size in ((0, 224), (2, 260)):
+        rng = random.Random(0)
+        crops = {}
+        for key, (array, _) in photos.items():
+            image = Image.fromarray(array).convert("RGB")
+            width, height = image.size
+            views = []
+            for index in range(args.crops):
+                side = int(min(width, height) * rng.uniform(0.6, 1.0))
+                left, top = rng.randint(0, width - side), rng.randint(0, height - side)
+                view = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+                if index % 2:
+                    view = view.transpose(Image.FLIP_LEFT_RIGHT)
+                views.append(torch.from_numpy(np.asarray(view).copy()).permute(2, 0, 1).float() / 255)
+            crops[key] = torch.stack(views)
+        for arch in (f"tf_efficientnet_lite{variant}", f"efficientnet_lite{variant}"):
+            model = timm.create_model(arch, pretrained=False).eval()
+            _load_by_position(model, _packaged_state_dict(variant))
+            for norm_name, (mean, std) in norms.items():
+                hits, nll = [], []
+                for key, (_, classes) in photos.items():
+                    x = (crops[key] - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+                    with torch.inference_mode():
+                        probs = model(x).softmax(dim=1)
+                    wanted = sorted(classes)
+                    hits += [int(int(p.argmax()) in classes) for p in probs]
+                    nll += (-probs[:, wanted].sum(dim=1).clamp_min(1e-9).log()).tolist()
+                print(f"| lite{variant} | {arch} | {norm_name} | {np.mean(hits):.3f} | {np.mean(nll):.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--backbone", default="lite0")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--crops", type=int, default=12)
+    parser.add_argument("--choose-arch", action="store_true")
+    args = parser.parse_args()
+    choose_arch(args) if args.choose_arch else throughput(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Every write and rule of the predictions app: keys, predicting, triage, suggestions."""

@@ -1,0 +1,339 @@
+"""Predicting one image with a published iteration, and storing the result for triage.
+
+The request path is split so the API can run the model off the database thread:
+`resolve_target` (key, project, publish name: three indexed queries), `check_image` (size,
+then labeling's ingest validation: one validator for uploads and predictions), `run_model`
+(decode + forward on the process-wide model cache; no database), `store_prediction` (file,
+Image row with source=prediction and is_training=False, Prediction and its per-tag scores).
+
+Uncertainty is computed here, once, with the ranking core's rules
+(training.ml.uncertainty), so the Predictions tab only reads an indexed column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from labeling.models import Image, Project
+from labeling.services.ingest import SUPPORTED_FORMATS
+from labeling.services.ingest import _Rejection as IngestRejection
+from labeling.services.ingest import inspect_image
+from labeling.services.thumbnails import enqueue_thumbnails_after_commit
+from predictions.models import Prediction, PredictionScore
+from predictions.services.keys import authenticate_key
+from project.errors import LoupeError, NotFound
+from training.models import Iteration
+
+logger = logging.getLogger(__name__)
+
+CLASSIFY, DETECT = "classify", "detect"
+
+
+class BadImage(LoupeError):
+    """The body is not an image the model can read (Custom Vision: BadRequestImageFormat)."""
+
+    code = "BadRequestImageFormat"
+    http_status = 400
+
+
+class ImageTooLarge(LoupeError):
+    code = "BadRequestImageSizeBytes"
+    http_status = 413
+
+
+class WrongModelKind(LoupeError):
+    code = "BadRequestWrongModelKind"
+    http_status = 400
+
+
+@dataclass(frozen=True)
+class TargetTag:
+    index: int
+    tag_id: int | None  # None when the tag was deleted after training
+    name: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one prediction request runs: a published (or, for the quick test, any completed)
+    iteration of a project, with its tags in the model's column order."""
+
+    project_id: int
+    is_detection: bool
+    is_multilabel: bool
+    iteration_id: int
+    artifact_name: str
+    threshold: float
+    tags: tuple[TargetTag, ...]
+
+    @property
+    def cache_key(self) -> tuple[int, str]:
+        return (self.iteration_id, self.artifact_name)
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    sha256: str
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    """The API's answer and the ranking columns for one image."""
+
+    results: list[dict[str, Any]]  # sorted by probability, highest first
+    probabilities: np.ndarray  # (T,) per tag, model order
+    uncertainty: float
+    embedding: np.ndarray  # (D,) float32
+
+
+def resolve_target(
+    *, project_id: int, publish_name: str, secret: str | None, kind: str
+) -> Target:
+    """Check the key, then find the iteration published under `publish_name`.
+
+    Unknown project: NotFound (404); wrong or revoked key: Unauthorized (401); unknown publish
+    name: NotFound; `kind` that does not match the project (classify on a detection project):
+    WrongModelKind (400).
+    """
+    project = Project.objects.filter(pk=project_id).only("pk", "kind").first()
+    if project is None:
+        raise NotFound("This project does not exist.", code="NotFoundProject")
+    authenticate_key(project_id=project.pk, secret=secret)
+    iteration = (
+        Iteration.objects.completed()
+        .filter(project_id=project.pk, published_name=publish_name)
+        .exclude(artifact="")
+        .first()
+    )
+    if iteration is None:
+        raise NotFound(f"No iteration of this project is published as “{publish_name}”.")
+    if (kind == DETECT) != project.is_detection:
+        wanted = "detect" if project.is_detection else "classify"
+        raise WrongModelKind(
+            f"This is a {project.get_kind_display().lower()} project; call its {wanted} "
+            "endpoint instead."
+        )
+    return target_for(project, iteration)
+
+
+def target_for(project: Project, iteration: Iteration) -> Target:
+    """The Target of a completed iteration (the quick test uses it for unpublished ones)."""
+    if not iteration.is_completed or not iteration.artifact:
+        raise NotFound(f"{iteration} has no trained model.")
+    rows = iteration.tags.order_by("index").values_list("index", "tag_id", "tag__name", "name")
+    tags = tuple(
+        TargetTag(index, tag_id, current or name) for index, tag_id, current, name in rows
+    )
+    return Target(
+        project_id=project.pk,
+        is_detection=project.is_detection,
+        is_multilabel=iteration.is_multilabel,
+        iteration_id=iteration.pk,
+        artifact_name=iteration.artifact.name,
+        threshold=float(iteration.suggested_threshold),
+        tags=tags,
+    )
+
+
+def check_image(data: bytes) -> CheckedImage:
+    """Size first (413), then labeling's ingest checks by content (400 with their reason)."""
+    max_bytes = settings.LOUPE_MAX_PREDICTION_BYTES
+    if len(data) > max_bytes:
+        raise_too_large(len(data))
+    if not data:
+        raise BadImage("The request carried no image: send the file as multipart field "
+                       "“imageData” or as an application/octet-stream body.", reason="empty")
+    try:
+        inspection = inspect_image(data)
+    except IngestRejection as rejection:
+        raise BadImage(rejection.message, reason=rejection.code) from None
+    return CheckedImage(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=inspection.format,
+        width=inspection.width,
+        height=inspection.height,
+    )
+
+
+def raise_too_large(size: int) -> None:
+    max_bytes = settings.LOUPE_MAX_PREDICTION_BYTES
+    raise ImageTooLarge(
+        f"The image is {size / 1_000_000:.1f} MB; the prediction API takes at most "
+        f"{max_bytes / 1_000_000:.1f} MB per image.",
+        max_bytes=max_bytes,
+    )
+
+
+def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
+    """Decode, run the (cached) model and score the uncertainty. No database access."""
+    from training.ml.errors import DatasetCorrupt
+    from training.ml.preprocessing import load_rgb
+    from training.ml.uncertainty import classification_uncertainty, detection_uncertainty
+
+    model = _model(target)
+    try:
+        picture = load_rgb(image.data, key=image.sha256)
+    except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode
+        raise BadImage("This image is damaged and cannot be decoded.", reason="corrupt") from None
+    output = model.run(picture)
+    probabilities = output.probabilities
+    threshold = min(max(target.threshold, 0.01), 0.99)
+    if target.is_detection:
+        results = [
+            _box_result(target, box) for box in output.boxes if int(box[0]) < len(target.tags)
+        ]
+        results.sort(key=lambda row: -row["probability"])
+        uncertainty = detection_uncertainty([results], threshold=threshold)[0]
+    else:
+        results = [
+            _tag_result(tag, float(probabilities[tag.index]))
+            for tag in target.tags
+            if tag.index < len(probabilities)
+        ]
+        results.sort(key=lambda row: -row["probability"])
+        uncertainty = classification_uncertainty(
+            probabilities[None, :], multilabel=target.is_multilabel, threshold=threshold
+        )[0]
+    return PredictionOutcome(results, probabilities, float(uncertainty), output.embedding)
+
+
+def _model(target: Target) -> Any:
+    from predictions.model_cache import model_cache
+
+    def read() -> bytes:
+        with default_storage.open(target.artifact_name, "rb") as handle:
+            return handle.read()
+
+    return model_cache().get(target.cache_key, read)
+
+
+def _tag_result(tag: TargetTag, probability: float) -> dict[str, Any]:
+    return {
+        "probability": round(probability, 6),
+        "tagId": tag.tag_id,
+        "tagName": tag.name,
+        "tagType": "Regular",
+    }
+
+
+def _box_result(target: Target, box: tuple[Any, ...]) -> dict[str, Any]:
+    index, probability, left, top, width, height = box
+    row = _tag_result(target.tags[int(index)], float(probability))
+    row["boundingBox"] = {
+        "left": round(float(left), 6),
+        "top": round(float(top), 6),
+        "width": round(float(width), 6),
+        "height": round(float(height), 6),
+    }
+    return row
+
+
+def store_prediction(
+    *, target: Target, image: CheckedImage, outcome: PredictionOutcome, application: str = ""
+) -> Prediction:
+    """Keep the image (not training data), the results and the ranking columns."""
+    extension = SUPPORTED_FORMATS[image.format]
+    name = f"images/{target.project_id}/{image.sha256[:2]}/{image.sha256}.{extension}"
+    stored = default_storage.save(name, ContentFile(image.data))
+    try:
+        with transaction.atomic():
+            prediction = _insert(target, image, outcome, stored, application)
+    except BaseException:
+        default_storage.delete(stored)  # no row points at it
+        raise
+    return prediction
+
+
+def _insert(
+    target: Target,
+    image: CheckedImage,
+    outcome: PredictionOutcome,
+    stored: str,
+    application: str,
+) -> Prediction:
+    row = Image.objects.create(
+        project_id=target.project_id,
+        file=stored,
+        original_name=f"prediction-{image.sha256[:12]}.{SUPPORTED_FORMATS[image.format]}",
+        sha256=image.sha256,
+        format=image.format,
+        size_bytes=len(image.data),
+        width=image.width,
+        height=image.height,
+        source=Image.Source.PREDICTION,
+        is_training=False,
+    )
+    top = outcome.results[0] if outcome.results else None
+    prediction = Prediction.objects.create(
+        project_id=target.project_id,
+        iteration_id=target.iteration_id,
+        image=row,
+        results=outcome.results,
+        embedding=np.asarray(outcome.embedding, dtype="<f2").tobytes(),
+        uncertainty=outcome.uncertainty,
+        top_tag_id=top["tagId"] if top else None,
+        top_probability=top["probability"] if top else 0.0,
+        application=application[:100],
+    )
+    PredictionScore.objects.bulk_create(
+        [
+            PredictionScore(
+                prediction=prediction,
+                iteration_id=target.iteration_id,
+                tag_id=tag.tag_id,
+                probability=float(outcome.probabilities[tag.index]),
+            )
+            for tag in target.tags
+            if tag.tag_id is not None and tag.index < len(outcome.probabilities)
+        ]
+    )
+    enqueue_thumbnails_after_commit([row.pk])
+    return prediction
+
+
+def api_response(
+    target: Target, outcome: PredictionOutcome, prediction: Prediction | None
+) -> dict[str, Any]:
+    """Custom Vision's ImagePrediction: id (null when not stored), project, iteration, created."""
+    from django.utils import timezone
+
+    created = prediction.created if prediction is not None else timezone.now()
+    return {
+        "id": prediction.pk if prediction is not None else None,
+        "project": target.project_id,
+        "iteration": target.iteration_id,
+        "created": created.isoformat().replace("+00:00", "Z"),
+        "predictions": outcome.results,
+    }
+
+
+def quick_test(
+    *, project: Project, iteration_id: int, data: bytes, store: bool, by: Any
+) -> tuple[Target, PredictionOutcome, Prediction | None]:
+    """The browser's quick test: any completed iteration (published or not), any member."""
+    from labeling.access import require_role
+    from labeling.models import Role
+
+    require_role(by, project, Role.ANNOTATOR)
+    iteration = project.iterations.completed().filter(pk=iteration_id).first()
+    if iteration is None:
+        raise NotFound("Choose a completed iteration of this project.")
+    target = target_for(project, iteration)
+    image = check_image(data)
+    outcome = run_model(target, image)
+    prediction = store_prediction(target=target, image=image, outcome=outcome) if store else None
+    return target, outcome, prediction

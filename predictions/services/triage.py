@@ -1,0 +1,262 @@
+"""The Predictions tab: ranking stored predictions, and a reviewer's triage of them.
+
+Sorts (all on indexes, see predictions/models.py; none loops over every row):
+- "gain" (default): the `candidate_factor * k` most uncertain open predictions of the iteration
+  (k = shown rows so far) are read with their embeddings, and training.ml.ranking.diverse_top
+  orders them: uncertainty first, near-duplicates of an image already shown pushed back.
+- "newest": open predictions, newest first.
+- "lowest" / "highest": by the probability of one tag (PredictionScore).
+
+Triage (reviewers and admins): `open_for_review` writes the predicted labels onto the
+prediction images once (so the tagging view opens pre-filled and the reviewer only fixes what is
+wrong); `promote_prediction` ("Save and close") moves one into the training data with its labels,
+exactly once; `dismiss_predictions` removes them from the tab without training on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from labeling.access import require_role
+from labeling.models import Image, Project, Role, Tag
+from labeling.services.regions import set_image_regions
+from labeling.services.tagging import set_image_tags
+from predictions.models import Prediction, PredictionScore
+from project.errors import LabelRuleError, NotFound, ValidationFailed
+from training.models import Iteration
+
+PAGE_SIZE = 40
+# Most gain reads this many times the shown rows by uncertainty, then diversifies those.
+CANDIDATE_FACTOR = 10
+SORTS = {
+    "gain": "Most gain",
+    "newest": "Newest",
+    "lowest": "Lowest probability for tag",
+    "highest": "Highest probability for tag",
+}
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    predictions: list[Prediction]
+    has_more: bool
+    page: int
+
+
+def iterations_with_predictions(project: Project) -> list[Iteration]:
+    """Completed iterations, newest first (the tab's dropdown)."""
+    return list(project.iterations.completed().order_by("-number"))
+
+
+def default_iteration(project: Project, iterations: Sequence[Iteration]) -> Iteration | None:
+    """The newest iteration that has open predictions, else the newest one."""
+    ids = [it.pk for it in iterations]
+    with_open = set(
+        Prediction.objects.open()
+        .filter(iteration_id__in=ids)
+        .values_list("iteration_id", flat=True)
+        .distinct()
+    )
+    return next((it for it in iterations if it.pk in with_open), iterations[0] if iterations else None)
+
+
+def ranked_predictions(
+    *,
+    project: Project,
+    iteration_id: int,
+    sort: str = "gain",
+    tag_id: int | None = None,
+    page: int = 1,
+    size: int = PAGE_SIZE,
+) -> PredictionPage:
+    """One page of the open predictions of an iteration in the chosen order."""
+    if sort not in SORTS:
+        raise ValidationFailed("Choose a sort: most gain, newest, or a tag's probability.")
+    page = max(1, page)
+    start, stop = (page - 1) * size, page * size
+    open_rows = Prediction.objects.open().filter(project=project, iteration_id=iteration_id)
+    if sort == "gain":
+        ids, has_more = _most_gain_ids(open_rows, start, stop)
+    elif sort == "newest":
+        ids = list(open_rows.newest().values_list("pk", flat=True)[start : stop + 1])
+        has_more, ids = len(ids) > size, ids[:size]
+    else:
+        if tag_id is None:
+            raise ValidationFailed("Choose the tag to sort by.")
+        order = "probability" if sort == "lowest" else "-probability"
+        scores = PredictionScore.objects.filter(
+            iteration_id=iteration_id, tag_id=tag_id, is_open=True
+        ).order_by(order, "prediction_id" if sort == "lowest" else "-prediction_id")
+        ids = list(scores.values_list("prediction_id", flat=True)[start : stop + 1])
+        has_more, ids = len(ids) > size, ids[:size]
+    rows = Prediction.objects.filter(pk__in=ids).select_related("image").defer("embedding")
+    by_id = {row.pk: row for row in rows}
+    return PredictionPage([by_id[i] for i in ids if i in by_id], has_more, page)
+
+
+def _most_gain_ids(open_rows, start: int, stop: int) -> tuple[list[int], bool]:  # type: ignore[no-untyped-def]
+    from training.ml.ranking import diverse_top
+
+    limit = CANDIDATE_FACTOR * stop
+    candidates = list(
+        open_rows.most_uncertain().values_list("pk", "uncertainty", "embedding")[: limit + 1]
+    )
+    has_more = len(candidates) > stop
+    candidates = candidates[:limit]
+    if not candidates:
+        return [], False
+    vectors = [np.frombuffer(bytes(row[2]), dtype="<f2") for row in candidates]
+    width = max(len(v) for v in vectors)
+    # A row without an embedding (none stored) gets zeros: it still ranks by uncertainty.
+    embeddings = np.zeros((len(candidates), max(width, 1)), dtype=np.float32)
+    for i, vector in enumerate(vectors):
+        if len(vector) == width:
+            embeddings[i, :width] = vector
+    uncertainty = np.array([row[1] for row in candidates], dtype=np.float64)
+    k = min(stop, len(candidates))
+    order = diverse_top(embeddings, uncertainty, k=k, candidates=len(candidates))
+    return [candidates[int(i)][0] for i in order[start:stop]], has_more
+
+
+# --- Triage ------------------------------------------------------------------------------
+
+
+def _open_prediction(project: Project, image_id: int, *, lock: bool = False) -> Prediction:
+    rows = Prediction.objects.filter(project=project, image_id=image_id)
+    if lock:
+        rows = rows.select_for_update()
+    prediction = rows.select_related("image", "iteration").first()
+    if prediction is None:
+        raise NotFound("This image is not a stored prediction of this project.")
+    prediction.image.project = project
+    return prediction
+
+
+def open_for_review(
+    *, project: Project, image_ids: Sequence[int], by: AbstractBaseUser
+) -> list[int]:
+    """Pre-fill the predicted labels on the chosen open predictions; returns their image ids
+    in the given order. A prediction is pre-filled once: reopening keeps the reviewer's edits."""
+    require_role(by, project, Role.REVIEWER)
+    wanted = list(dict.fromkeys(int(i) for i in image_ids))
+    if not wanted:
+        raise ValidationFailed("Select at least one prediction.")
+    rows = {
+        p.image_id: p
+        for p in Prediction.objects.open()
+        .filter(project=project, image_id__in=wanted)
+        .select_related("image", "iteration")
+    }
+    if not rows:
+        raise NotFound("None of the selected predictions is still open.")
+    tags = {tag.pk: tag for tag in project.tags.all()}
+    for prediction in rows.values():
+        if not prediction.is_prefilled:
+            _prefill(project, prediction, tags, by)
+    return [image_id for image_id in wanted if image_id in rows]
+
+
+def predicted_labels(project: Project, prediction: Prediction, tags: dict[int, Tag]) -> list:  # type: ignore[type-arg]
+    """The labels a reviewer starts from: multiclass the top tag; multilabel every tag at or
+    above the iteration's threshold; detection every box at or above it."""
+    threshold = prediction.iteration.suggested_threshold
+    results = [r for r in prediction.results if r.get("tagId") in tags]
+    if project.is_detection:
+        return [
+            (tags[r["tagId"]], *(r["boundingBox"][k] for k in ("left", "top", "width", "height")))
+            for r in results
+            if r["probability"] >= threshold and tags[r["tagId"]].kind == Tag.Kind.REGULAR
+        ]
+    if project.is_multiclass:
+        return [tags[results[0]["tagId"]]] if results else []
+    return [tags[r["tagId"]] for r in results if r["probability"] >= threshold]
+
+
+def _prefill(
+    project: Project, prediction: Prediction, tags: dict[int, Tag], by: AbstractBaseUser
+) -> None:
+    image = prediction.image
+    image.project = project
+    labels = predicted_labels(project, prediction, tags)
+    with transaction.atomic():
+        claimed = Prediction.objects.filter(pk=prediction.pk, is_prefilled=False).update(
+            is_prefilled=True
+        )
+        if not claimed or not labels:  # another reviewer's request pre-filled it already
+            return
+        if project.is_detection:
+            set_image_regions(image=image, regions=labels, by=by, version=None)
+        else:
+            set_image_tags(image=image, tags=labels, by=by, version=None)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    prediction: Prediction
+    already_done: bool  # a second "Save and close" of the same image: nothing changed
+
+
+def promote_prediction(*, project: Project, image_id: int, by: AbstractBaseUser) -> Promotion:
+    """"Save and close": the prediction's image becomes a training image with its current
+    labels, and leaves the Predictions tab. Exactly once: the row is locked and its status is
+    moved open -> promoted by a compare-and-set, so a double submit changes nothing the second
+    time. An image whose content is already training data is reported, not stored twice."""
+    require_role(by, project, Role.REVIEWER)
+    with transaction.atomic():
+        prediction = _open_prediction(project, image_id, lock=True)
+        if prediction.status == Prediction.Status.PROMOTED:
+            return Promotion(prediction, already_done=True)
+        if prediction.status == Prediction.Status.DISMISSED:
+            raise LabelRuleError("This prediction was dismissed, so it cannot be saved.")
+        image = Image.objects.get(pk=prediction.image_id)
+        if not project.is_detection and not image.is_tagged:
+            raise LabelRuleError("Choose at least one tag before saving this image.")
+        _refuse_duplicate(project, image)
+        moved = Prediction.objects.filter(pk=prediction.pk, status=Prediction.Status.OPEN).update(
+            status=Prediction.Status.PROMOTED, reviewed_by=by, reviewed=timezone.now()
+        )
+        if not moved:  # lost a race with a concurrent submit on a database without row locks
+            return Promotion(prediction, already_done=True)
+        try:
+            with transaction.atomic():
+                Image.objects.filter(pk=image.pk).update(is_training=True)
+        except IntegrityError:  # the same content became training data meanwhile
+            _refuse_duplicate(project, image)
+            raise
+        PredictionScore.objects.filter(prediction=prediction).update(is_open=False)
+    prediction.status = Prediction.Status.PROMOTED
+    return Promotion(prediction, already_done=False)
+
+
+def _refuse_duplicate(project: Project, image: Image) -> None:
+    existing = project.images.training().filter(sha256=image.sha256).exclude(pk=image.pk).first()
+    if existing is not None:
+        raise LabelRuleError(
+            f"This image is already in the training data (image {existing.pk}). "
+            "Dismiss the prediction instead.",
+            duplicate_of=existing.pk,
+        )
+
+
+def dismiss_predictions(
+    *, project: Project, image_ids: Sequence[int], by: AbstractBaseUser
+) -> int:
+    """Remove open predictions from the tab without training on them; returns how many."""
+    require_role(by, project, Role.REVIEWER)
+    ids = [int(i) for i in image_ids]
+    if not ids:
+        raise ValidationFailed("Select at least one prediction.")
+    with transaction.atomic():
+        rows = Prediction.objects.open().filter(project=project, image_id__in=ids)
+        prediction_ids = list(rows.values_list("pk", flat=True))
+        count = Prediction.objects.filter(pk__in=prediction_ids, status="open").update(
+            status=Prediction.Status.DISMISSED, reviewed_by=by, reviewed=timezone.now()
+        )
+        PredictionScore.objects.filter(prediction_id__in=prediction_ids).update(is_open=False)
+    return count

@@ -1,0 +1,298 @@
+"""HTML views of predictions: keys, quick test, the Predictions tab and its triage actions.
+
+Thin: parse, call one service, render or redirect. Triage actions are plain POST/redirect/GET
+forms; their outcome is shown with Django messages on the page they lead to.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from labeling.access import access_project
+from labeling.models import Role
+from predictions.services.keys import create_key, revoke_key, rotate_key
+from predictions.services.predict import quick_test as run_quick_test
+from predictions.services.suggestions import accept_suggestion, request_suggestions
+from predictions.services.triage import (
+    SORTS,
+    default_iteration,
+    dismiss_predictions,
+    iterations_with_predictions,
+    open_for_review,
+    promote_prediction,
+    ranked_predictions,
+)
+from project.errors import LoupeError, NotFound
+
+# --- Prediction keys (admins) ----------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def key_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    """List keys; POST action=create (name), rotate or revoke (key_id). A new secret is shown
+    once, in this response, and never again."""
+    project = access_project(request.user, project_id, min_role=Role.ADMIN)
+    issued, error, status = None, "", 200
+    if request.method == "POST":
+        action = request.POST.get("action", "create")
+        try:
+            if action == "create":
+                issued = create_key(project=project, name=request.POST.get("name", ""),
+                                    by=request.user)
+            elif action == "rotate":
+                issued = rotate_key(project=project, key_id=_int(request.POST.get("key_id")),
+                                    by=request.user)
+            elif action == "revoke":
+                key = revoke_key(project=project, key_id=_int(request.POST.get("key_id")),
+                                 by=request.user)
+                messages.success(request, f"The key “{key.name}” is revoked.")
+                return redirect("predictions:key-list", project.pk)
+            else:
+                raise NotFound("Unknown action.")
+        except LoupeError as err:
+            error, status = err.message, err.http_status
+    context = {
+        "project": project,
+        "keys": list(project.prediction_keys.all()),
+        "issued": issued,
+        "error": error,
+        "endpoint": request.build_absolute_uri(f"/api/predict/{project.pk}/"),
+        "iterations": list(project.iterations.published()),
+    }
+    return TemplateResponse(request, "predictions/keys.html", context, status=status)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound("Choose an item of this project.") from None
+
+
+# --- Quick test (members) --------------------------------------------------------------------
+
+
+class QuickTestForm(forms.Form):
+    iteration = forms.TypedChoiceField(coerce=int)
+    image = forms.FileField()
+    store = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, iterations: list[Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["iteration"].choices = [(it.pk, str(it)) for it in iterations]
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access_project(request.user, project_id)
+    iterations = list(project.iterations.completed().exclude(artifact="").order_by("-number"))
+    form = QuickTestForm(request.POST or None, request.FILES or None, iterations=iterations)
+    context: dict[str, Any] = {"project": project, "form": form, "iterations": iterations}
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data["image"].read()
+            try:
+                target, outcome, prediction = run_quick_test(
+                    project=project,
+                    iteration_id=form.cleaned_data["iteration"],
+                    data=data,
+                    store=form.cleaned_data["store"],
+                    by=request.user,
+                )
+            except LoupeError as err:
+                form.add_error("image", err.message)
+            else:
+                mime = form.cleaned_data["image"].content_type or "image/jpeg"
+                context.update(
+                    results=outcome.results,
+                    is_detection=target.is_detection,
+                    uncertainty=outcome.uncertainty,
+                    prediction=prediction,
+                    preview=f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}",
+                )
+        if form.errors:
+            status = 422
+    return TemplateResponse(request, "predictions/quick_test.html", context, status=status)
+
+
+# --- The Predictions tab (reviewers and admins) --------------------------------------------------
+
+
+@require_GET
+@login_required
+def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    iterations = iterations_with_predictions(project)
+    chosen = _chosen_iteration(request, project, iterations)
+    sort = request.GET.get("sort", "gain")
+    sort = sort if sort in SORTS else "gain"
+    tags = list(project.tags.all())
+    tag_id = _optional_int(request.GET.get("tag"))
+    if sort in ("lowest", "highest") and tag_id is None and tags:
+        tag_id = tags[0].pk
+    page_number = _optional_int(request.GET.get("page")) or 1
+    page = None
+    if chosen is not None:
+        page = ranked_predictions(
+            project=project, iteration_id=chosen.pk, sort=sort, tag_id=tag_id, page=page_number
+        )
+    context = {
+        "project": project,
+        "iterations": iterations,
+        "iteration": chosen,
+        "sorts": SORTS,
+        "sort": sort,
+        "tags": tags,
+        "tag_id": tag_id,
+        "page": page,
+        "next_query": f"iteration={chosen.pk if chosen else ''}&sort={sort}"
+        + (f"&tag={tag_id}" if tag_id else "")
+        + f"&page={page_number + 1}",
+    }
+    name = "predictions/predictions.html"
+    if request.htmx and request.htmx.target == "prediction-grid":
+        name += "#prediction-grid"
+    return TemplateResponse(request, name, context)
+
+
+def _optional_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _chosen_iteration(request: HttpRequest, project: Any, iterations: list[Any]) -> Any:
+    wanted = _optional_int(request.GET.get("iteration"))
+    if wanted is not None:
+        for iteration in iterations:
+            if iteration.pk == wanted:
+                return iteration
+    return default_iteration(project, iterations)
+
+
+def _image_ids(request: HttpRequest) -> list[int]:
+    ids = []
+    for value in request.POST.getlist("image_ids"):
+        ids.extend(int(part) for part in value.split(",") if part.strip().isdigit())
+    return ids
+
+
+def _tab_url(project_id: int, request: HttpRequest) -> str:
+    query = request.POST.get("return_query", "")
+    url = reverse("predictions:prediction-list", args=[project_id])
+    return f"{url}?{query}" if query else url
+
+
+def _review_url(project_id: int, image_id: int, queue: list[int]) -> str:
+    url = reverse("labeling:image-tag", args=[project_id, image_id])
+    return f"{url}?review={','.join(str(i) for i in queue)}" if queue else url
+
+
+@require_POST
+@login_required
+def prediction_review(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Open the selected predictions in the tagging view, pre-filled with their labels."""
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    try:
+        queue = open_for_review(project=project, image_ids=_image_ids(request), by=request.user)
+    except LoupeError as err:
+        messages.error(request, err.message)
+        return redirect(_tab_url(project.pk, request))
+    return redirect(_review_url(project.pk, queue[0], queue[1:]))
+
+
+@require_POST
+@login_required
+def prediction_dismiss(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    ids = _image_ids(request)
+    try:
+        count = dismiss_predictions(project=project, image_ids=ids, by=request.user)
+    except LoupeError as err:
+        messages.error(request, err.message)
+    else:
+        messages.success(request, f"Dismissed {count} prediction{'s' if count != 1 else ''}.")
+    queue = [i for i in _queue(request) if i not in ids]
+    if request.POST.get("from_review") and queue:
+        return redirect(_review_url(project.pk, queue[0], queue[1:]))
+    return redirect(_tab_url(project.pk, request))
+
+
+def _queue(request: HttpRequest) -> list[int]:
+    raw = request.POST.get("queue", "")
+    return [int(part) for part in raw.split(",") if part.strip().isdigit()]
+
+
+@require_POST
+@login_required
+def prediction_promote(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    """"Save and close": into the training data with its labels; then the next selected one."""
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    try:
+        promotion = promote_prediction(project=project, image_id=image_id, by=request.user)
+    except NotFound:
+        raise
+    except LoupeError as err:
+        messages.error(request, err.message)
+        return redirect(_review_url(project.pk, image_id, _queue(request)))
+    if promotion.already_done:
+        messages.info(request, "This image was already saved to the training data.")
+    else:
+        messages.success(request, "Saved to the training data.")
+    queue = [i for i in _queue(request) if i != image_id]
+    if queue:
+        return redirect(_review_url(project.pk, queue[0], queue[1:]))
+    return redirect("predictions:prediction-list", project.pk)
+
+
+# --- Suggested tags ------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def suggestions_run(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    try:
+        iteration = request_suggestions(project=project, by=request.user)
+    except LoupeError as err:
+        messages.error(request, err.message)
+    else:
+        messages.success(
+            request,
+            f"{iteration} is suggesting tags for the untagged images; they appear in the "
+            "tagging view as they are made.",
+        )
+    return redirect("predictions:prediction-list", project.pk)
+
+
+@require_POST
+@login_required
+def suggestion_accept(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    """One key in the tagging view: take the suggested tags for this image."""
+    project = access_project(request.user, project_id)
+    image = project.images.filter(pk=image_id).first()
+    if image is None:
+        raise NotFound("This image does not exist in this project.")
+    image.project = project
+    version = _optional_int(request.POST.get("version"))
+    try:
+        accept_suggestion(image=image, by=request.user, version=version)
+    except LoupeError as err:
+        messages.error(request, err.message)
+    url = reverse("labeling:image-tag", args=[project.pk, image.pk])
+    query = request.POST.get("return_query", "")
+    return redirect(f"{url}?{query}" if query else url)
