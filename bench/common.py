@@ -144,6 +144,15 @@ class LoupeServer:
             timeout=timeout_s,
         )
 
+    def cpu_seconds(self, match: str) -> float:
+        """CPU time (user + system) used so far by this stack's processes whose command line
+        contains `match` (e.g. "uvicorn", "worker"), children included.
+
+        CPU time, unlike wall time, does not grow while a process waits for a core, so it stays
+        comparable when other work shares the machine.
+        """
+        return sum(_cpu_s(pid) for pid in _descendants(self.process.pid) if match in _cmdline(pid))
+
     def manage(self, *args: str) -> str:
         """Run `manage.py <args>` against this server's data; returns its stdout."""
         env = {**os.environ, "LOUPE_DATA_DIR": str(self.data_dir)}
@@ -156,6 +165,41 @@ class LoupeServer:
             check=True,
         )
         return result.stdout
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # The command name (field 2) may contain spaces; fields after ")" are fixed.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat; index 11 and 12 after the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

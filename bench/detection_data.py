@@ -145,7 +145,12 @@ def _paste(
             canvas.paste(patch, (x, y), mask)
             # The true box is the visible mask's extent (the feathered rim below 50% excluded).
             xs, ys = np.nonzero(np.asarray(mask).T >= 128)
-            return (x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+            return (
+                x + int(xs.min()),
+                y + int(ys.min()),
+                x + int(xs.max()) + 1,
+                y + int(ys.max()) + 1,
+            )
     return None
 
 

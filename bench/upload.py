@@ -88,14 +88,15 @@ def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def decode_floor(images: list[bytes]) -> float:
-    """Images/s for Pillow open + full decode + sha256 in this process (one core)."""
-    started = time.perf_counter()
+def decode_floor(images: list[bytes]) -> tuple[float, float]:
+    """Pillow open + full decode + sha256 in this process (one core): (images/s, CPU ms each)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     for data in images:
         hashlib.sha256(data).hexdigest()
         with PILImage.open(io.BytesIO(data)) as image:
             image.load()
-    return len(images) / (time.perf_counter() - started)
+    cpu_ms = (time.process_time() - cpu_started) * 1000 / len(images)
+    return len(images) / (time.perf_counter() - started), cpu_ms
 
 
 def post_all(client, url: str, bodies: list[tuple[bytes, str]], expect: int) -> list[float]:
@@ -160,15 +161,23 @@ def main() -> None:
         # In-process decode floor right before and after the upload, while the server idles:
         # the mean of the two follows the machine's load over the run.
         decode_before = decode_floor(images)
+        web_cpu, worker_cpu = server.cpu_seconds("uvicorn"), server.cpu_seconds("worker")
         started = time.perf_counter()
         upload_timings = post_all(api, upload_url, bodies, expect=201)
         upload_s = time.perf_counter() - started
+        web_cpu = server.cpu_seconds("uvicorn") - web_cpu
         thumbs_after_s = wait_for_thumbnails(server, project_id, args.images + 5)
-        decode_ips = (decode_before + decode_floor(images)) / 2
+        time.sleep(1)  # let the last task's CPU time reach /proc
+        worker_cpu = server.cpu_seconds("worker") - worker_cpu
+        decode_after = decode_floor(images)
+        decode_ips = (decode_before[0] + decode_after[0]) / 2
+        decode_cpu_ms = (decode_before[1] + decode_after[1]) / 2
         count = api.get(f"/api/projects/{project_id}/images/", params={"page_size": 1})
         stored = count.json().get("count") if count.status_code == 200 else None
 
     load_after = os.getloadavg()[0]
+    web_ms = web_cpu * 1000 / args.images
+    worker_ms = worker_cpu * 1000 / (args.images + 5)
     upload_ips = args.images / upload_s
     floor_ips = args.images / sum(floor_timings)
     ms = [t * 1000 for t in upload_timings]
@@ -213,6 +222,12 @@ def main() -> None:
             f"≥ {GOAL_IMAGES_PER_S:.0f}); {stored} images listed afterwards.",
             f"- Ratio to the HTTP floor (same bytes, no work): {upload_ips / floor_ips:.2f}.",
             f"- Ratio to the in-process decode floor: {upload_ips / decode_ips:.2f}.",
+            f"- CPU time per image (not inflated by waiting for a core): web server "
+            f"{web_ms:.1f} ms, decode floor {decode_cpu_ms:.1f} ms "
+            f"(ratio {web_ms / decode_cpu_ms:.2f})"
+            f"; the worker's thumbnails {worker_ms:.1f} ms. Together "
+            f"{web_ms + worker_ms:.1f} ms of CPU per image: on 2 otherwise idle cores that is "
+            f"a ceiling of about {2000 / (web_ms + worker_ms):.0f} images/s.",
             f"- All {args.images + 5} thumbnails were written {thumbs_after_s:.1f} s after the "
             "last upload answered.",
         ]

@@ -157,6 +157,11 @@ LOUPE_TRAIN_LEASE_S = env_int("LOUPE_TRAIN_LEASE_S", 90)
 LOUPE_TRAIN_MAX_ATTEMPTS = env_int("LOUPE_TRAIN_MAX_ATTEMPTS", 2)
 LOUPE_TRAIN_MIN_BUDGET_S = env_int("LOUPE_TRAIN_MIN_BUDGET_S", 60)
 LOUPE_TRAIN_MAX_BUDGET_S = env_int("LOUPE_TRAIN_MAX_BUDGET_S", 3 * 3600)
+# Quick detection training's time budget (advanced takes the user's): 300 images of 640x480 reach
+# mAP@0.5 >= 0.5 in 10 minutes on a 2-core CPU (bench/RESULTS.md).
+LOUPE_DETECTION_QUICK_BUDGET_S = env_int("LOUPE_DETECTION_QUICK_BUDGET_S", 600)
+# The detector's input (shorter side, px): smaller is faster on a CPU, larger finds small objects.
+LOUPE_DETECTION_IMAGE_SIZE_PX = env_int("LOUPE_DETECTION_IMAGE_SIZE_PX", 320)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
     # Thumbnails whose task was never queued (broker down at upload time) or was lost.

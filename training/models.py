@@ -172,6 +172,9 @@ class IterationImage(models.Model):
     # Indexes into the iteration's IterationTag rows; [] with is_negative for a Negative image.
     labels = models.JSONField(default=list)
     is_negative = models.BooleanField(default=False)
+    # Detection only: the boxes at training time, [tag index, left, top, width, height] as
+    # fractions of the image; [] for classification and for a detection negative ("no objects").
+    boxes = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["iteration", "id"]
@@ -194,6 +197,10 @@ class IterationScore(models.Model):
     # The cross-validation fold that scored the image; -1 for an advanced hold-out image.
     fold = models.SmallIntegerField(default=-1)
     scores = models.JSONField(default=list)
+    # Detection only: the held-out image's detections after non-maximum suppression,
+    # [tag index, probability, left, top, width, height] highest first; `scores` then holds
+    # each tag's best probability. The performance page's sliders recompute from these.
+    detections = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["iteration", "iteration_image"]

@@ -21,6 +21,11 @@ from project.errors import LoupeError, ValidationFailed
 from training.forms import CompareForm, NameForm, ThresholdForm, TrainForm
 from training.models import Iteration
 from training.services import publishing
+from training.services.detection_performance import (
+    detection_figures_at,
+    detection_page_data,
+    load_detection_table,
+)
 from training.services.iterations import start_iteration
 from training.services.performance import compare_rows, figures_at, load_scores, page_data
 
@@ -218,6 +223,8 @@ def iteration_threshold(request: HttpRequest, project_id: int, iteration_id: int
 def iteration_performance(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
     project, iteration = _iteration(request, project_id, iteration_id)
     context: dict[str, object] = {"project": project, "iteration": iteration}
+    if project.is_detection:
+        return _detection_performance(request, project, iteration, context)
     if iteration.is_completed:
         table = load_scores(iteration)
         can_save = has_role(request.user, project, Role.ADMIN)
@@ -228,6 +235,21 @@ def iteration_performance(request: HttpRequest, project_id: int, iteration_id: i
             can_save=can_save,
         )
     return TemplateResponse(request, "training/performance.html", context)
+
+
+def _detection_performance(
+    request: HttpRequest, project: Project, iteration: Iteration, context: dict[str, object]
+) -> HttpResponse:
+    if iteration.is_completed:
+        table = load_detection_table(iteration)
+        can_save = has_role(request.user, project, Role.ADMIN)
+        save_url = reverse("training:iteration-threshold", args=[project.id, iteration.id])
+        context.update(
+            figures=detection_figures_at(iteration, table, iteration.suggested_threshold),
+            data=detection_page_data(iteration, table, can_save=can_save, save_url=save_url),
+            can_save=can_save,
+        )
+    return TemplateResponse(request, "training/performance_detection.html", context)
 
 
 @require_GET

@@ -127,10 +127,18 @@ class IngestReport:
         return sum(1 for item in self.accepted if item.warnings)
 
 
-class _Rejection(Exception):
+class FileRejected(Exception):
+    """One file failed a check: `code` and the user-facing `message` go into its report line.
+
+    Public so other validators of image bytes (the prediction API) reuse `inspect_image`.
+    """
+
     def __init__(self, code: str, message: str, image_id: int | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.image_id = code, message, image_id
+
+
+_Rejection = FileRejected  # the name predictions.services.predict imports today
 
 
 @dataclass

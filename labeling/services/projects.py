@@ -145,10 +145,6 @@ def create_tag(
         raise ValidationFailed("A tag needs a name.")
     if kind not in Tag.Kind.values:
         raise ValidationFailed(f"Unknown tag kind {kind!r}.")
-    if kind == Tag.Kind.NEGATIVE and project.is_detection:
-        raise LabelRuleError(
-            "Detection projects have no Negative tag: an image with no boxes is already a negative."
-        )
     if project.tags.filter(name__iexact=name).exists():
         raise ValidationFailed(f"There is already a tag called {name!r}.")
     if kind == Tag.Kind.NEGATIVE and project.tags.filter(kind=Tag.Kind.NEGATIVE).exists():

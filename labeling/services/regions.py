@@ -9,7 +9,11 @@ The rules, in one place for the box editor, the dataset import and the API:
 - a box under 1 px wide or high in the image's own pixels is refused: it cannot be seen, drawn
   again or trained on;
 - edits are compare-and-set on `Image.version`, so two annotators never overwrite each other
-  silently: the second gets EditConflict and reloads.
+  silently: the second gets EditConflict and reloads;
+- "No objects": a reviewer looked and found nothing to box. It is stored as the project's
+  Negative tag on the image (an ImageTag; the tag is created on first use), only on an image
+  without boxes; drawing a box removes it. An image with boxes or the mark is labeled (and
+  training data); an image with neither is untouched.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from labeling.access import require_role
-from labeling.models import Image, Project, Region, Role, Tag
+from labeling.models import Image, ImageTag, Project, Region, Role, Tag
 from project.errors import EditConflict, LabelRuleError, NotFound, ValidationFailed
 
 # How far (in the image's pixels) a box may overshoot an edge and still be clipped rather than
@@ -93,18 +97,28 @@ def check_box_tag(project: Project, tag: Tag, *, label: str = "This box") -> Non
 
 @transaction.atomic
 def set_image_regions(
-    *, image: Image, regions: Sequence[RegionSpec], by: AbstractBaseUser, version: int | None
+    *,
+    image: Image,
+    regions: Sequence[RegionSpec],
+    by: AbstractBaseUser,
+    version: int | None,
+    no_objects: bool | None = None,
 ) -> Image:
     """Replace the image's boxes with exactly `regions` (an empty list removes them all).
 
     Each region is (tag, left, top, width, height) in fractions of the image. `version` is the
     image version the editor saw; None skips the conflict check (import and bulk callers).
-    Returns the image with its new version and `is_tagged`.
+    `no_objects` True marks an image without boxes "No objects", False clears the mark, None
+    keeps it; any box clears it. Returns the image with its new version and `is_tagged`.
     """
     project = image.project
     require_role(by, project, Role.ANNOTATOR)
     if not project.is_detection:
         raise LabelRuleError("Only object detection projects have boxes; tag this image instead.")
+    if no_objects and regions:
+        raise LabelRuleError(
+            "An image with boxes has objects: delete its boxes before marking it “No objects”."
+        )
     rows = []
     for number, (tag, left, top, width, height) in enumerate(regions, start=1):
         label = f"Box {number}"
@@ -126,9 +140,41 @@ def set_image_regions(
     _bump_version(image, version)
     Region.objects.filter(image=image).delete()
     Region.objects.bulk_create(rows)
-    Image.objects.filter(pk=image.pk).update(is_tagged=bool(rows))
+    marks = ImageTag.objects.filter(image=image, tag__kind=Tag.Kind.NEGATIVE)
+    if rows or no_objects is False:
+        marks.delete()
+    elif no_objects:
+        ImageTag.objects.get_or_create(
+            image=image, tag=ensure_negative_tag(project), defaults={"created_by": by}
+        )
+    Image.objects.filter(pk=image.pk).update(is_tagged=bool(rows) or marks.exists())
     image.refresh_from_db(fields=["version", "is_tagged"])
     return image
+
+
+def is_marked_no_objects(image: Image) -> bool:
+    """True when a reviewer marked this detection image "No objects"."""
+    return ImageTag.objects.filter(image=image, tag__kind=Tag.Kind.NEGATIVE).exists()
+
+
+def ensure_negative_tag(project: Project) -> Tag:
+    """The project's Negative tag, created on first use of "No objects".
+
+    Annotators may mark images although only admins create tags: this tag is part of the
+    product (like Custom Vision's), not a label someone chose, and a project has at most one.
+    """
+    existing = project.tags.filter(kind=Tag.Kind.NEGATIVE).first()
+    if existing is not None:
+        return existing
+    taken = {name.lower() for name in project.tags.values_list("name", flat=True)}
+    # "Negative" unless a regular tag already has that name (tag names are unique per project).
+    candidates = ["Negative", "No objects", *(f"Negative {n}" for n in range(2, len(taken) + 3))]
+    name = next(n for n in candidates if n.lower() not in taken)
+    try:
+        with transaction.atomic():
+            return Tag.objects.create(project=project, name=name, kind=Tag.Kind.NEGATIVE)
+    except IntegrityError:  # another annotator created it at the same moment
+        return project.tags.get(kind=Tag.Kind.NEGATIVE)
 
 
 def _bump_version(image: Image, version: int | None) -> None:

@@ -3,8 +3,9 @@
 GET renders the editor (static/js/box-editor.js draws on it), or with `Accept: application/json`
 the editor's data for one image, which the editor fetches to move to another image without a page
 load; POST takes the image's complete
-list of boxes and the version the editor started from, and answers the stored boxes and the new
-version, or `{"code", "message"}` with 409 (someone else saved first), 404 or 422.
+list of boxes and the version the editor started from (and optionally `no_objects`, the "No
+objects" mark), and answers the stored boxes, the mark and the new version, or
+`{"code", "message"}` with 409 (someone else saved first), 404 or 422.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import access_project
 from labeling.models import Image, Project, Role, Tag
-from labeling.services.regions import RegionSpec, set_image_regions
+from labeling.services.regions import RegionSpec, is_marked_no_objects, set_image_regions
 from project.errors import LabelRuleError, LoupeError, NotFound, ValidationFailed
 
 BOX_FIELDS = ("left", "top", "width", "height")
@@ -49,6 +50,7 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
         "height": image.height,
         "tags": [{"id": t.pk, "name": t.name} for t in tags],
         "regions": _regions_payload(image),
+        "noObjects": is_marked_no_objects(image),
         "saveUrl": request.path,
         "untaggedLeft": project.images.training().untagged().count(),
         **_neighbours(project, image),
@@ -67,27 +69,39 @@ def image_file_url(image: Image) -> str:
 
 def _save_boxes(request: HttpRequest, project: Project, image: Image) -> JsonResponse:
     try:
-        version, regions = _parse_boxes(request, project)
-        image = set_image_regions(image=image, regions=regions, by=request.user, version=version)
+        version, regions, no_objects = _parse_boxes(request, project)
+        image = set_image_regions(
+            image=image, regions=regions, by=request.user, version=version, no_objects=no_objects
+        )
     except LoupeError as err:
         return JsonResponse(err.as_dict(), status=err.http_status)
     return JsonResponse(
-        {"version": image.version, "is_tagged": image.is_tagged, "regions": _regions_payload(image)}
+        {
+            "version": image.version,
+            "is_tagged": image.is_tagged,
+            "regions": _regions_payload(image),
+            "no_objects": is_marked_no_objects(image),
+        }
     )
 
 
-def _parse_boxes(request: HttpRequest, project: Project) -> tuple[int, list[RegionSpec]]:
+def _parse_boxes(
+    request: HttpRequest, project: Project
+) -> tuple[int, list[RegionSpec], bool | None]:
     """Shape and type checks of the editor's JSON body; the rules are the service's."""
     try:
         body = json.loads(request.body)
         version = body["version"]
         raw = body["regions"]
-    except (ValueError, KeyError, TypeError):
+        no_objects = body.get("no_objects")
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ValidationFailed(
             'The boxes could not be read: send JSON with "version" and "regions".'
         ) from None
     if not isinstance(version, int) or not isinstance(raw, list):
         raise ValidationFailed('"version" must be a number and "regions" a list.')
+    if no_objects is not None and not isinstance(no_objects, bool):
+        raise ValidationFailed('"no_objects" must be true or false.')
     tags = {tag.pk: tag for tag in project.tags.all()}
     regions: list[RegionSpec] = []
     for number, item in enumerate(raw, start=1):
@@ -100,7 +114,7 @@ def _parse_boxes(request: HttpRequest, project: Project) -> tuple[int, list[Regi
         if tag is None:
             raise NotFound(f"Box {number} names a tag that is not in this project.")
         regions.append((tag, *(float(item[f]) for f in BOX_FIELDS)))
-    return version, regions
+    return version, regions, no_objects
 
 
 def _regions_payload(image: Image) -> list[dict[str, Any]]:

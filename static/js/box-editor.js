@@ -6,13 +6,14 @@
 //     <div class="box-stage"><svg class="box-canvas" viewBox="0 0 W H">
 //       <image class="box-image" width="W" height="H"/><g class="box-layer"/></svg></div>
 //     <button data-tag-id="7">…</button> …          tag list, in key order 1–9
+//     <button data-action="no-objects">               the "No objects" mark (key 0)
 //     <ul class="box-list"/> <span data-testid="box-count"/>
 //     <p class="box-status"/> <div class="box-conflict" hidden><p class="box-conflict-message"/>
 //       <button data-action="reload"/></div>
 //   </div>
 //   <script id="ID-OF-JSON-SCRIPT" type="application/json">{version, imageUrl, width, height,
-//     tags: [{id, name}], regions: [{tag_id, left, top, width, height}], saveUrl, prevUrl,
-//     nextUrl, nextUntaggedUrl, preload: [url]}</script>
+//     tags: [{id, name}], regions: [{tag_id, left, top, width, height}], noObjects, saveUrl,
+//     prevUrl, nextUrl, nextUntaggedUrl, preload: [url]}</script>
 //
 // Boxes live in image pixels inside the SVG (its viewBox is the image), and are sent to the
 // server as fractions of the image, Custom Vision's convention. Zoom and pan change the viewBox.
@@ -55,6 +56,9 @@ class BoxEditor {
       tagId: r.tag_id, x: r.left * this.W, y: r.top * this.H, w: r.width * this.W,
       h: r.height * this.H,
     }));
+    // "No objects": a reviewer looked and found nothing to box. Only on an image without boxes;
+    // drawing a box clears it (the server applies the same rule).
+    this.noObjects = Boolean(data.noObjects) && !this.boxes.length;
     this.selected = -1;
     this.lastTagId = this.lastTagId ?? (data.tags.length ? data.tags[0].id : null);
     const remembered = Number(sessionStorage.getItem(this.tagKey()));
@@ -151,6 +155,8 @@ class BoxEditor {
     this.root.querySelectorAll("[data-tag-id]").forEach((button) => {
       button.addEventListener("click", () => this.pickTag(Number(button.dataset.tagId)));
     });
+    this.root.querySelector("[data-action=no-objects]")?.addEventListener("click",
+      () => this.toggleNoObjects());
     this.root.querySelector("[data-action=reload]").addEventListener("click",
       () => window.location.reload());
     window.addEventListener("popstate", () => window.location.reload());
@@ -277,6 +283,8 @@ class BoxEditor {
     } else if (e.key === "Escape") {
       this.select(-1);
     } else if (e.key === "0") {
+      this.toggleNoObjects();
+    } else if (e.key === "f" || e.key === "F") {
       this.setView({ x: 0, y: 0, w: this.W, h: this.H });
     } else if (e.key === "n" || e.key === "N") {
       this.go(this.data.nextUntaggedUrl);
@@ -318,6 +326,17 @@ class BoxEditor {
 
   select(i) { this.selected = i; this.render(); }
 
+  toggleNoObjects() {
+    if (this.conflicted) return;
+    if (this.boxes.length) {
+      this.setStatus("This image has boxes, so it has objects: delete them first.", "error");
+      return;
+    }
+    this.noObjects = !this.noObjects;
+    this.render();
+    this.scheduleSave();
+  }
+
   pickTag(tagId) {
     this.lastTagId = tagId;
     sessionStorage.setItem(this.tagKey(), String(tagId));
@@ -357,7 +376,8 @@ class BoxEditor {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json",
           "X-CSRFToken": csrfToken() },
-        body: JSON.stringify({ version: this.version, regions }),
+        body: JSON.stringify({ version: this.version, regions,
+          no_objects: this.noObjects && !regions.length }),
         keepalive: true,
       });
     } catch (err) {
@@ -428,6 +448,7 @@ class BoxEditor {
 
   // --- drawing ----------------------------------------------------------------------------
   render(draft = null) {
+    if (this.boxes.length) this.noObjects = false;
     const k = 1 / this.scale();
     const parts = [];
     this.boxes.forEach((b, i) => {
@@ -465,6 +486,12 @@ class BoxEditor {
       return li;
     }));
     this.root.querySelector("[data-testid=box-count]").textContent = String(this.boxes.length);
+    const mark = this.root.querySelector("[data-action=no-objects]");
+    if (mark) {
+      mark.classList.toggle("active", this.noObjects);
+      mark.setAttribute("aria-pressed", String(this.noObjects));
+      mark.disabled = this.boxes.length > 0;
+    }
     this.root.querySelectorAll("[data-tag-id]").forEach((button) => {
       const id = Number(button.dataset.tagId);
       const current = this.selected >= 0 ? this.boxes[this.selected].tagId : this.lastTagId;

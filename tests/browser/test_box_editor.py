@@ -175,7 +175,7 @@ def test_boxes_drawn_after_zoom_and_pan_land_on_the_same_image_pixels(page, logi
     drawn = (region.left * W, region.top * H, region.width * W, region.height * H)
     assert drawn == pytest.approx((120, 110, 40, 60), abs=1.0)
     # Drawing past the image's edge clips the box to the image.
-    page.keyboard.press("0")
+    page.keyboard.press("f")  # fit the whole image
     drag(page, (300, 200), (W + 50, H + 50))
     expect(page.get_by_test_id("box")).to_have_count(2)
     wait_saved(page)

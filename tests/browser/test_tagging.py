@@ -142,3 +142,45 @@ def test_multilabel_keys_toggle_tags_on_the_same_image(page, login, annotator_pr
     page.reload()
     pressed = page.locator('#tag-form button[aria-pressed="true"]')
     assert pressed.count() == 1 and "cherry" in pressed.inner_text()
+
+
+def test_gallery_shift_click_selects_a_range_and_bulk_tags_it(page, login, annotator_project):
+    project, user, tags, images = annotator_project
+    login(user)
+    page.goto(f"/projects/{project.id}/")
+    checks = page.get_by_test_id("select-image")
+    assert page.get_by_test_id("bulk-tag-button").is_disabled()
+    checks.nth(1).click()
+    checks.nth(4).click(modifiers=["Shift"])
+    assert page.get_by_test_id("selected-count").inner_text() == "4 selected"
+    page.get_by_test_id("bulk-tag").select_option(str(tags[1].id))
+    page.get_by_test_id("bulk-tag-button").click()
+    page.get_by_test_id("bulk-notice").wait_for()
+    # The filter bar reloads its counts on the gallery-changed event.
+    page.wait_for_function(
+        "document.querySelector('[data-testid=count-tagged]').textContent.trim() === '4'"
+    )
+    assert page.get_by_test_id(f"count-tag-{tags[1].id}").inner_text() == "4"
+    tagged = set(ImageTag.objects.filter(tag=tags[1]).values_list("image_id", flat=True))
+    assert tagged == {image.id for image in images[1:5]}
+    assert page.get_by_test_id("selected-count").inner_text() == "0 selected"
+
+
+def test_select_all_on_page_then_untag(page, login, annotator_project):
+    project, user, tags, images = annotator_project
+    login(user)
+    page.goto(f"/projects/{project.id}/")
+    page.get_by_test_id("select-all").check()
+    assert page.get_by_test_id("selected-count").inner_text() == "6 selected"
+    page.get_by_test_id("bulk-tag").select_option(str(tags[0].id))
+    page.get_by_test_id("bulk-tag-button").click()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=count-untagged]').textContent.trim() === '0'"
+    )
+    page.get_by_test_id("select-all").check()
+    page.get_by_test_id("bulk-tag").select_option("")
+    page.get_by_test_id("bulk-untag-button").click()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=count-untagged]').textContent.trim() === '6'"
+    )
+    assert not ImageTag.objects.filter(image__project=project).exists()

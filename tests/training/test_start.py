@@ -134,13 +134,15 @@ def test_advanced_training_keeps_its_budget_and_checks_it(
     assert (iteration.training_type, iteration.budget_s) == ("advanced", 180)
 
 
-def test_detection_projects_are_refused_here(users, project, build_dataset):
+def test_a_detection_project_with_image_tags_but_no_boxes_is_refused(
+    users, project, build_dataset
+):
     Project.objects.filter(pk=project.pk).update(kind=Project.Kind.DETECTION)
     project.refresh_from_db()
     build_dataset(project, {"red": 5, "green": 5})
     from project.errors import LabelRuleError
 
-    with pytest.raises(LabelRuleError, match="Detection projects"):
+    with pytest.raises(LabelRuleError, match="Detection training needs boxes"):
         start_iteration(project=project, by=users["admin"])
 
 

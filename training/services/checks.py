@@ -33,6 +33,8 @@ class SnapshotImage:
     original_name: str
     labels: tuple[int, ...]  # indexes into Snapshot.tags
     is_negative: bool
+    # Detection only: (tag index, left, top, width, height), fractions of the image.
+    boxes: tuple[tuple[int, float, float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,13 @@ def take_snapshot(project: Project) -> Snapshot:
 
     Columns are the regular tags that label at least one image, in tag creation order; a tag
     nobody used yet is left out rather than refused, so creating tags ahead of tagging is free.
+    Detection projects snapshot boxes instead (training.services.detection_checks).
     """
+    if project.is_detection:
+        # Imported here: detection_checks builds on this module's dataclasses.
+        from training.services.detection_checks import take_detection_snapshot
+
+        return take_detection_snapshot(project)
     tags = {tag.pk: tag for tag in project.tags.all()}
     labels_by_image: dict[int, list[int]] = defaultdict(list)
     for image_id, tag_id in ImageTag.objects.filter(
@@ -86,27 +94,36 @@ def take_snapshot(project: Project) -> Snapshot:
     snapshot_tags = [
         SnapshotTag(tag_id=tag.pk, name=tag.name, image_count=counts[tag.pk]) for tag in regular
     ]
-    return Snapshot(tags=snapshot_tags, images=images, hash=_hash(snapshot_tags, images))
+    return Snapshot(tags=snapshot_tags, images=images, hash=snapshot_hash(snapshot_tags, images))
 
 
-def _hash(tags: list[SnapshotTag], images: list[SnapshotImage]) -> str:
+def snapshot_hash(tags: list[SnapshotTag], images: list[SnapshotImage]) -> str:
+    """sha256 over what the model learns from, for the "nothing changed" refusal."""
     # Content hashes and tag names, not row ids: re-uploading the same pictures with the same
     # labels is "nothing changed", renaming a tag is a change (the model reports names).
     digest = hashlib.sha256()
     names = [tag.name for tag in tags]
     for image in sorted(images, key=lambda i: i.sha256):
         labels = ",".join(sorted(names[i] for i in image.labels))
-        digest.update(f"{image.sha256}:{labels}:{int(image.is_negative)}\n".encode())
+        line = f"{image.sha256}:{labels}:{int(image.is_negative)}"
+        if image.boxes:  # detection: moving a box by a pixel is a change too
+            line += ":" + ";".join(
+                sorted(
+                    f"{names[b[0]]}@{b[1]:.6f},{b[2]:.6f},{b[3]:.6f},{b[4]:.6f}"
+                    for b in image.boxes
+                )
+            )
+        digest.update(f"{line}\n".encode())
     return digest.hexdigest()
 
 
 def check_trainable(project: Project, snapshot: Snapshot) -> None:
     """Raise LabelRuleError when the snapshot cannot make a model, saying what to fix."""
     if project.is_detection:
-        raise LabelRuleError(
-            "Detection projects cannot be trained here yet; "
-            "this page trains classification projects."
-        )
+        from training.services.detection_checks import check_detection_trainable
+
+        check_detection_trainable(snapshot)
+        return
     if len(snapshot.tags) < MIN_TAGS:
         raise LabelRuleError(
             f"Training needs at least {MIN_TAGS} tags with images; this project has "

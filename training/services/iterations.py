@@ -59,7 +59,7 @@ def start_iteration(
     training of the project is queued or running.
     """
     require_role(by, project, Role.ADMIN)
-    budget_s = _check_budget(training_type, budget_s)
+    budget_s = _check_budget(training_type, budget_s, is_detection=project.is_detection)
     sweep_iterations(project_id=project.pk)
     try:
         with transaction.atomic():
@@ -72,11 +72,13 @@ def start_iteration(
     return iteration
 
 
-def _check_budget(training_type: str, budget_s: int) -> int:
+def _check_budget(training_type: str, budget_s: int, *, is_detection: bool) -> int:
     if training_type not in Iteration.TrainingType.values:
         raise ValidationFailed(f"Unknown training type {training_type!r}.")
     if training_type == Iteration.TrainingType.QUICK:
-        return 0
+        # A detector always trains against the clock (there are no cached features to fit a
+        # head on): quick detection training is the default budget, advanced the user's.
+        return settings.LOUPE_DETECTION_QUICK_BUDGET_S if is_detection else 0
     low, high = settings.LOUPE_TRAIN_MIN_BUDGET_S, settings.LOUPE_TRAIN_MAX_BUDGET_S
     if not low <= budget_s <= high:
         raise ValidationFailed(
@@ -157,6 +159,7 @@ def _store_snapshot(iteration: Iteration, snapshot: Snapshot) -> None:
                 original_name=image.original_name,
                 labels=list(image.labels),
                 is_negative=image.is_negative,
+                boxes=[list(box) for box in image.boxes],
             )
             for image in snapshot.images
         ],
@@ -165,7 +168,7 @@ def _store_snapshot(iteration: Iteration, snapshot: Snapshot) -> None:
 
 
 def task_time_limit_s(iteration: Iteration) -> int:
-    if iteration.training_type == Iteration.TrainingType.QUICK:
+    if not iteration.budget_s:  # quick classification: no budget of its own
         return QUICK_TIME_LIMIT_S
     return iteration.budget_s + TIME_LIMIT_MARGIN_S
 

@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from training.ml.artifact import ClassifierArtifact, save_artifact
 from training.ml.data import ImageRef
-from training.ml.errors import BudgetExhausted, DatasetCorrupt, TrainingDiverged
+from training.ml.detection import DetectorArtifact, save_detector_artifact
+from training.ml.errors import BudgetExhausted, DatasetCorrupt, DatasetTooSmall, TrainingDiverged
 from training.ml.metrics import classification_metrics
 from training.ml.preprocessing import PREPROCESSING_VERSION
 from training.models import Iteration, IterationImage, IterationScore, artifact_path
@@ -55,9 +56,14 @@ def train_iteration(iteration: Iteration) -> None:
     started = time.monotonic()
     try:
         with LeaseHeartbeat(iteration):
-            outcome = _train(iteration, images, report)
-            report("saving", 0.97, force=True)
-            _finish(iteration, images, outcome, started)
+            if iteration.project.is_detection:
+                from training.services.detection import train_detection
+
+                train_detection(iteration, images, report, started)
+            else:
+                outcome = _train(iteration, images, report)
+                report("saving", 0.97, force=True)
+                _finish(iteration, images, outcome, started)
     except DatasetCorrupt as err:
         name = _name_of(images, getattr(err, "item_key", ""))
         fail_iteration(
@@ -85,6 +91,10 @@ def train_iteration(iteration: Iteration) -> None:
             message=f"The budget of {budget} ran out before one useful epoch "
             f"({err}) Give it more time, or use quick training.",
         )
+    except DatasetTooSmall as err:
+        # check_trainable refuses most of these before a worker is involved; what is left (a
+        # held-out split without boxes) is the data's fault, not a bug: no traceback.
+        fail_iteration(iteration, reason=Iteration.FailureReason.UNEXPECTED, message=err.message)
     except SoftTimeLimitExceeded:
         fail_iteration(
             iteration,
@@ -207,6 +217,29 @@ def _finish(
     outcome.timings["metrics_s"] = time.monotonic() - t0
     name = save_artifact_file(iteration, outcome.artifact)
     outcome.timings["total_s"] = time.monotonic() - started
+    rows = [
+        IterationScore(
+            iteration=iteration,
+            iteration_image=images[row],
+            fold=int(fold),
+            scores=[float(s) for s in scores[i]],
+        )
+        for i, (row, fold) in enumerate(zip(outcome.scored_index, outcome.folds, strict=True))
+    ]
+    complete_iteration(
+        iteration, metrics=metrics, artifact_name=name, timings=outcome.timings, scores=rows
+    )
+
+
+def complete_iteration(
+    iteration: Iteration,
+    *,
+    metrics: dict[str, Any],
+    artifact_name: str,
+    timings: dict[str, float],
+    scores: list[IterationScore],
+) -> None:
+    """Store the scores and mark the iteration completed, if this attempt still holds it."""
     with transaction.atomic():
         held = (
             Iteration.objects.select_for_update()
@@ -217,24 +250,11 @@ def _finish(
             logger.warning("Iteration %s finished after losing its lease", iteration.pk)
             return
         IterationScore.objects.filter(iteration=iteration).delete()
-        IterationScore.objects.bulk_create(
-            [
-                IterationScore(
-                    iteration=iteration,
-                    iteration_image=images[row],
-                    fold=int(fold),
-                    scores=[float(s) for s in scores[i]],
-                )
-                for i, (row, fold) in enumerate(
-                    zip(outcome.scored_index, outcome.folds, strict=True)
-                )
-            ],
-            batch_size=500,
-        )
+        IterationScore.objects.bulk_create(scores, batch_size=500)
         held.status = Iteration.Status.COMPLETED
         held.metrics = metrics
-        held.artifact.name = name
-        held.timings = {key: round(value, 3) for key, value in outcome.timings.items()}
+        held.artifact.name = artifact_name
+        held.timings = {key: round(value, 3) for key, value in timings.items()}
         held.finished = timezone.now()
         held.progress_fraction = 1.0
         held.progress_phase = "done"
@@ -254,7 +274,9 @@ def _finish(
     push_iteration_state(held)
 
 
-def save_artifact_file(iteration: Iteration, artifact: ClassifierArtifact) -> str:
+def save_artifact_file(
+    iteration: Iteration, artifact: ClassifierArtifact | DetectorArtifact
+) -> str:
     """Write the artifact to `iterations/<id>/model.pt` through storage, via a temporary name.
 
     On local disk the final name appears by `os.replace`, so a killed worker never leaves half a
@@ -264,7 +286,10 @@ def save_artifact_file(iteration: Iteration, artifact: ClassifierArtifact) -> st
     name = artifact_path(iteration, "model.pt")
     tmp_name = f"{name}.tmp"
     with tempfile.TemporaryFile() as buffer:
-        save_artifact(artifact, buffer)
+        if isinstance(artifact, DetectorArtifact):
+            save_detector_artifact(artifact, buffer)
+        else:
+            save_artifact(artifact, buffer)
         buffer.seek(0)
         for stale in (tmp_name, name):
             if storage.exists(stale):

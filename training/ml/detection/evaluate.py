@@ -7,12 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.models.detection import FCOS
 from torchvision.transforms.v2 import functional as TF
 
 from ..detection_metrics import Detection
 from .augment import NormalizedBox, to_normalized_boxes
-from .model import DetectorConfig
+from .model import Detector, DetectorConfig
 
 
 def holdout_split(
@@ -44,7 +43,7 @@ def holdout_split(
     holdout: list[int] = []
     for stratum in np.unique(strata):
         members = np.flatnonzero(strata == stratum)
-        take = int(round(fraction * len(members)))
+        take = round(fraction * len(members))
         holdout.extend(rng.permutation(members)[:take].tolist())
     held = np.zeros(len(boxes), dtype=bool)
     held[holdout] = True
@@ -75,7 +74,7 @@ def prepare_image(image: Image.Image, config: DetectorConfig) -> torch.Tensor:
 
 
 def detect(
-    model: FCOS, images: Sequence[Image.Image], config: DetectorConfig, batch_size: int = 4
+    model: Detector, images: Sequence[Image.Image], config: DetectorConfig, batch_size: int = 4
 ) -> list[list[Detection]]:
     """Per image, (tag, probability, left, top, width, height) normalised, highest first.
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeAlias
 
 import torch
 from timm.models import FeatureListNet
 from torch import nn
-from torchvision.models.detection import FCOS
+from torchvision.models.detection import FCOS, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOSHead
+from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
 from ..backbones import get_backbone
@@ -34,6 +35,7 @@ class DetectorConfig:
     """Architecture and inference settings; stored in the artifact so prediction matches
     training exactly."""
 
+    architecture: str = "fcos"  # or "retinanet" (kept for the comparison in bench/)
     image_size_px: int = 320  # shorter side at inference (and the largest training scale)
     max_size_px: int = 448  # longer side cap; 640x480 photographs become 427x320
     train_scales: tuple[float, ...] = (0.8, 0.9, 1.0)  # multi-scale training, x image_size_px
@@ -87,19 +89,50 @@ class PyramidBackbone(nn.Module):
                 parameter.requires_grad_(False)
 
 
-def build_detector(backbone: str, num_tags: int, config: DetectorConfig = DetectorConfig()) -> FCOS:
-    """A fresh FCOS detector for ``num_tags`` tags on the ImageNet-pretrained ``backbone``.
+Detector: TypeAlias = FCOS | RetinaNet
+ARCHITECTURES = ("fcos", "retinanet")
+
+
+def build_detector(
+    backbone: str, num_tags: int, config: DetectorConfig = DetectorConfig()
+) -> Detector:
+    """A fresh detector for ``num_tags`` tags on the ImageNet-pretrained ``backbone``.
 
     Input: a list of float (3, H, W) images in [0, 1] of any size; the model resizes them
     (shorter side ``image_size_px``) and normalises with the backbone's mean and std.
     """
     if num_tags < 1:
         raise ValueError(f"num_tags must be at least 1, got {num_tags}.")
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"architecture must be one of {ARCHITECTURES}, not {config.architecture!r}."
+        )
     spec = get_backbone(backbone)
     body = PyramidBackbone(backbone, config.fpn_channels)
     body.freeze_before(config.trainable_from_block)
-    # One anchor per location whose size equals the level's stride x 8 / 8: FCOS uses these
-    # only to assign objects to levels (sizes 4x..8x the anchor go to that level).
+    train_sizes = tuple(round(config.image_size_px * s) for s in config.train_scales)
+    common: dict[str, Any] = {
+        # In training GeneralizedRCNNTransform picks one of these per image; in eval the last.
+        "min_size": (*train_sizes, config.image_size_px),
+        "max_size": config.max_size_px,
+        "image_mean": list(spec.mean),
+        "image_std": list(spec.std),
+        "score_thresh": config.score_threshold,
+        "nms_thresh": config.nms_iou,
+        "detections_per_img": config.max_detections,
+    }
+    if config.architecture == "retinanet":
+        # The paper's anchors: 3 scales x 3 aspect ratios per level, base 4x the stride.
+        sizes = tuple(
+            tuple(round(base * 2 ** (k / 3)) for k in range(3)) for base in (32, 64, 128, 256, 512)
+        )
+        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
+        retina_head = RetinaNetHead(
+            config.fpn_channels, anchors.num_anchors_per_location()[0], num_tags
+        )
+        return RetinaNet(body, num_tags, anchor_generator=anchors, head=retina_head, **common)
+    # One anchor per location whose size equals the level's stride: FCOS uses these only to
+    # assign objects to levels (objects 4x..8x the anchor go to that level).
     anchor_generator = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
     head = FCOSHead(
         config.fpn_channels,
@@ -107,25 +140,10 @@ def build_detector(backbone: str, num_tags: int, config: DetectorConfig = Detect
         num_tags,
         num_convs=config.head_convs,
     )
-    train_sizes = tuple(round(config.image_size_px * s) for s in config.train_scales)
-    model = FCOS(
-        body,
-        num_classes=num_tags,
-        # In training GeneralizedRCNNTransform picks one of these per image; in eval the last.
-        min_size=(*train_sizes, config.image_size_px),
-        max_size=config.max_size_px,
-        image_mean=list(spec.mean),
-        image_std=list(spec.std),
-        anchor_generator=anchor_generator,
-        head=head,
-        score_thresh=config.score_threshold,
-        nms_thresh=config.nms_iou,
-        detections_per_img=config.max_detections,
-    )
-    return model
+    return FCOS(body, num_tags, anchor_generator=anchor_generator, head=head, **common)
 
 
-def train_mode(model: FCOS) -> None:
+def train_mode(model: Detector) -> None:
     """Training mode with the backbone's BatchNorm layers frozen: CPU batches of 2-8 images
     give batch statistics too noisy to replace the ImageNet ones."""
     model.train()
@@ -143,7 +161,7 @@ class DetectorArtifact:
     config: DetectorConfig
     state: dict[str, torch.Tensor]
 
-    def build(self) -> FCOS:
+    def build(self) -> Detector:
         """The detector with these weights, in eval mode."""
         model = build_detector(self.backbone, self.num_tags, self.config)
         model.load_state_dict(self.state)

@@ -14,12 +14,12 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision import tv_tensors
-from torchvision.models.detection import FCOS
 from torchvision.transforms.v2 import functional as TF
 
 from ..data import ImageRef
@@ -28,8 +28,9 @@ from ..errors import BudgetExhausted, Cancelled, DatasetCorrupt, DatasetTooSmall
 from ..preprocessing import load_rgb
 from ..seeding import seed_everything
 from .augment import AugmentConfig, NormalizedBox, TrainAugment, to_pixel_boxes
+from .cached import MAX_CACHE_BYTES, CachedView, cache_view, cached_losses
 from .evaluate import detect, holdout_split, inference_size
-from .model import DetectorArtifact, DetectorConfig, build_detector, train_mode
+from .model import Detector, DetectorArtifact, DetectorConfig, build_detector, train_mode
 
 ProgressFn = Callable[[str, float], None]
 
@@ -58,6 +59,10 @@ class TrainOptions:
     weight_decay: float = 1e-4
     holdout_fraction: float = 0.2
     max_epochs: int = 200
+    # Quick mode: train the FPN and head on cached backbone maps (see cached.py); False
+    # fine-tunes end to end, ~10x slower per epoch on a CPU.
+    frozen_backbone: bool = True
+    cached_views: int = 3  # view 0 plain, the rest augmented
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -115,9 +120,16 @@ def train_detector(
     # run before the budget is spent rather than after.
     holdout_images = [_inference_image(refs[i], config) for i in holdout_index]
     model = build_detector(backbone, num_tags, config)
-    optimizer = _optimizer(model, options)
+    if options.frozen_backbone:
+        model.backbone.body.requires_grad_(False)
     augment = TrainAugment(options.augment)
-    loop = _Loop(started, budget_s, len(holdout_index), on_progress)
+    loop = _Loop(started, budget_s, len(holdout_index), on_progress, should_stop)
+    if options.frozen_backbone:
+        views = _cache_views(model, refs, boxes, train_index, augment, options, loop)
+        step: _Step = _CachedStep(model, views, rng)
+    else:
+        step = _ImageStep(model, refs, boxes, augment)
+    optimizer = _optimizer(model, options)
     steps = epochs = 0
     epoch_losses: list[float] = []
     for epoch in range(1, options.max_epochs + 1):
@@ -125,26 +137,24 @@ def train_detector(
         loss_sum = 0.0
         order = rng.permutation(train_index)
         for chunk in _chunks(order, options.batch_size):
-            if should_stop():
-                raise Cancelled("Training was cancelled.")
+            loop.check_stop()
             if loop.out_of_time():
                 finished_epoch = False
                 break
             step_started = time.monotonic()
-            images, targets = _batch(refs, boxes, chunk, augment)
             _set_lr(optimizer, step=steps, fraction=loop.fraction())
             train_mode(model)
-            losses = model(images, targets)
+            losses = step.losses(chunk)
             loss = sum(losses.values(), torch.zeros(()))
             if not torch.isfinite(loss):
                 raise TrainingDiverged("The training loss became NaN or infinite.")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), _GRAD_CLIP_NORM)
             optimizer.step()
             steps += 1
-            loss_sum += float(loss) * len(chunk)
-            loop.record_step(time.monotonic() - step_started, len(chunk), epoch)
+            loss_sum += float(loss.detach()) * len(chunk)
+            loop.record_step(time.monotonic() - step_started, len(chunk), f"epoch {epoch}")
         if not finished_epoch:
             break
         epochs = epoch
@@ -170,39 +180,144 @@ def train_detector(
     )
 
 
+class _Step(Protocol):
+    def losses(self, chunk: np.ndarray) -> dict[str, torch.Tensor]: ...
+
+
+class _ImageStep:
+    """End-to-end: decode, augment, and run the whole detector."""
+
+    def __init__(
+        self,
+        model: Detector,
+        refs: Sequence[ImageRef],
+        boxes: Sequence[Sequence[NormalizedBox]],
+        augment: TrainAugment,
+    ) -> None:
+        self.model, self.refs, self.boxes, self.augment = model, refs, boxes, augment
+
+    def losses(self, chunk: np.ndarray) -> dict[str, torch.Tensor]:
+        images: list[torch.Tensor] = []
+        targets: list[dict[str, torch.Tensor]] = []
+        for index in chunk.tolist():
+            image, moved, labels = self.augment(*_decoded(self.refs[index], self.boxes[index]))
+            images.append(TF.to_dtype(image, torch.float32, scale=True))
+            targets.append({"boxes": moved.as_subclass(torch.Tensor), "labels": labels})
+        losses: dict[str, torch.Tensor] = self.model(images, targets)
+        return losses
+
+
+class _CachedStep:
+    """Frozen backbone: a random cached view of each image through the FPN and head."""
+
+    def __init__(
+        self, model: Detector, views: dict[int, list[CachedView]], rng: np.random.Generator
+    ) -> None:
+        self.model, self.views, self.rng = model, views, rng
+
+    def losses(self, chunk: np.ndarray) -> dict[str, torch.Tensor]:
+        picked = []
+        for index in chunk.tolist():
+            options = self.views[index]
+            picked.append(options[int(self.rng.integers(len(options)))])
+        return cached_losses(self.model, picked)
+
+
+def _cache_views(
+    model: Detector,
+    refs: Sequence[ImageRef],
+    boxes: Sequence[Sequence[NormalizedBox]],
+    train_index: np.ndarray,
+    augment: TrainAugment,
+    options: TrainOptions,
+    loop: _Loop,
+) -> dict[int, list[CachedView]]:
+    """Backbone maps for ``options.cached_views`` views of every training image (fewer when
+    they would pass MAX_CACHE_BYTES). Raises BudgetExhausted if caching overruns the budget."""
+    views: dict[int, list[CachedView]] = {}
+    wanted = max(1, options.cached_views)
+    total = len(train_index) * wanted
+    done = 0
+    cached_bytes = 0
+    for view in range(wanted):
+        for index in train_index.tolist():
+            loop.check_stop()
+            if loop.elapsed() >= loop.budget_s:
+                raise BudgetExhausted(
+                    f"The budget of {loop.budget_s:g} s ran out while preparing the training "
+                    "images; choose a larger budget or fewer images."
+                )
+            started = time.monotonic()
+            cached = cache_view(
+                model, *_decoded(refs[index], boxes[index]), augment=augment if view else None
+            )
+            if view == 0:
+                # A backbone pass at the inference scale: what scoring a held-out image costs.
+                loop.record_inference(time.monotonic() - started)
+            views.setdefault(index, []).append(cached)
+            cached_bytes += cached.nbytes
+            done += 1
+            loop.on_progress("preparing", done / total)
+        if cached_bytes * (view + 2) / (view + 1) > MAX_CACHE_BYTES:
+            break
+    return views
+
+
 class _Loop:
     """Tracks the budget: training stops early enough to score the held-out split in time."""
 
     def __init__(
-        self, started: float, budget_s: float, holdout_count: int, on_progress: ProgressFn
+        self,
+        started: float,
+        budget_s: float,
+        holdout_count: int,
+        on_progress: ProgressFn,
+        should_stop: Callable[[], bool],
     ) -> None:
         self.started = started
         self.budget_s = budget_s
         self.holdout_count = holdout_count
         self.on_progress = on_progress
+        self.should_stop = should_stop
+        self.inference_s: float | None = None  # measured per-image inference time, if known
         self.per_image_s = 0.0  # running mean training time per image
         self.images = 0
-        self._train_start = time.monotonic()
+        self._train_start: float | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def check_stop(self) -> None:
+        if self.should_stop():
+            raise Cancelled("Training was cancelled.")
+
+    def record_inference(self, seconds: float) -> None:
+        self.inference_s = (
+            seconds if self.inference_s is None else 0.9 * self.inference_s + 0.1 * seconds
+        )
 
     def reserve_s(self) -> float:
-        return self.holdout_count * self.per_image_s * _INFERENCE_COST_RATIO
-
-    def train_budget_s(self) -> float:
-        return max(1e-6, self.budget_s - (self._train_start - self.started) - self.reserve_s())
+        per_image = self.inference_s
+        if per_image is None:
+            per_image = self.per_image_s * _INFERENCE_COST_RATIO
+        return self.holdout_count * per_image * 1.2
 
     def fraction(self) -> float:
-        return min(1.0, (time.monotonic() - self._train_start) / self.train_budget_s())
+        if self._train_start is None:
+            self._train_start = time.monotonic()
+        budget = self.budget_s - (self._train_start - self.started) - self.reserve_s()
+        return min(1.0, (time.monotonic() - self._train_start) / max(budget, 1e-6))
 
     def out_of_time(self) -> bool:
-        return time.monotonic() - self.started + self.reserve_s() >= self.budget_s
+        return self.elapsed() + self.reserve_s() >= self.budget_s
 
-    def record_step(self, seconds: float, images: int, epoch: int) -> None:
+    def record_step(self, seconds: float, images: int, phase: str) -> None:
         self.per_image_s = (self.per_image_s * self.images + seconds) / (self.images + images)
         self.images += images
-        self.on_progress(f"epoch {epoch}", self.fraction())
+        self.on_progress(phase, self.fraction())
 
 
-def _optimizer(model: FCOS, options: TrainOptions) -> torch.optim.Optimizer:
+def _optimizer(model: Detector, options: TrainOptions) -> torch.optim.Optimizer:
     backbone = [p for p in model.backbone.body.parameters() if p.requires_grad]
     backbone_ids = {id(p) for p in backbone}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone_ids]
@@ -230,26 +345,18 @@ def _chunks(order: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield order[start : start + size]
 
 
-def _batch(
-    refs: Sequence[ImageRef],
-    boxes: Sequence[Sequence[NormalizedBox]],
-    chunk: np.ndarray,
-    augment: TrainAugment,
-) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    images: list[torch.Tensor] = []
-    targets: list[dict[str, torch.Tensor]] = []
-    for index in chunk.tolist():
-        pil = _open_rgb(refs[index])
-        width, height = pil.size
-        xyxy, labels = to_pixel_boxes(boxes[index], width, height)
-        image, moved, labels = augment(
-            TF.pil_to_tensor(pil),
-            tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(height, width)),
-            labels,
-        )
-        images.append(TF.to_dtype(image, torch.float32, scale=True))
-        targets.append({"boxes": moved.as_subclass(torch.Tensor), "labels": labels})
-    return images, targets
+def _decoded(
+    ref: ImageRef, boxes: Sequence[NormalizedBox]
+) -> tuple[torch.Tensor, tv_tensors.BoundingBoxes, torch.Tensor]:
+    """uint8 (3, H, W) image, its boxes in pixels and their labels."""
+    pil = _open_rgb(ref)
+    width, height = pil.size
+    xyxy, labels = to_pixel_boxes(boxes, width, height)
+    return (
+        TF.pil_to_tensor(pil),
+        tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(height, width)),
+        labels,
+    )
 
 
 def _inference_image(ref: ImageRef, config: DetectorConfig) -> Image.Image:

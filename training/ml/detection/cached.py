@@ -1,0 +1,106 @@
+"""Frozen-backbone training on cached backbone features: the detector's quick mode.
+
+On a 2-core CPU the backbone's forward and backward passes are ~90% of a training step (see
+bench/RESULTS.md). With the backbone frozen, each training image is pushed through it once per
+*view* (view 0 as is at the inference scale, later views augmented by TrainAugment at a random
+training scale), the stride 8/16/32 maps are kept in memory as float16, and every step only
+runs the FPN and the head: an order of magnitude more epochs fit in the same budget.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torchvision import tv_tensors
+from torchvision.models.detection import FCOS
+from torchvision.models.detection.image_list import ImageList
+from torchvision.transforms.v2 import functional as TF
+
+from .augment import TrainAugment
+from .model import Detector
+
+# Above this many bytes of cached maps, fewer views are kept (one at least).
+MAX_CACHE_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class CachedView:
+    """One view of one image: backbone maps (float16, (C, h, w) per level), the resized image
+    size (height, width) and its boxes (float32 (N, 4) xyxy in resized pixels) and labels."""
+
+    features: tuple[torch.Tensor, ...]
+    image_size: tuple[int, int]
+    boxes: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.numel() * f.element_size() for f in self.features)
+
+
+ViewSource = Callable[[int], tuple[torch.Tensor, tv_tensors.BoundingBoxes, torch.Tensor]]
+
+
+def cache_view(
+    model: Detector,
+    image: torch.Tensor,
+    boxes: tv_tensors.BoundingBoxes,
+    labels: torch.Tensor,
+    *,
+    augment: TrainAugment | None,
+) -> CachedView:
+    """Backbone maps of ``image`` (uint8 (3, H, W)), augmented and at a random training scale
+    when ``augment`` is given, else unchanged at the inference scale."""
+    if augment is not None:
+        image, boxes, labels = augment(image, boxes, labels)
+    transform = model.transform
+    transform.train(augment is not None)  # training mode picks a random scale
+    target = {"boxes": boxes.as_subclass(torch.Tensor), "labels": labels}
+    with torch.inference_mode():
+        image_list, targets = transform([TF.to_dtype(image, torch.float32, scale=True)], [target])
+        maps = model.backbone.body(image_list.tensors)
+    assert targets is not None
+    height, width = image_list.image_sizes[0]
+    return CachedView(
+        features=tuple(m[0].to(torch.float16).clone() for m in maps),
+        image_size=(int(height), int(width)),
+        boxes=targets[0]["boxes"].clone(),
+        labels=targets[0]["labels"].clone(),
+    )
+
+
+def cached_losses(model: Detector, views: Sequence[CachedView]) -> dict[str, torch.Tensor]:
+    """The detector's training losses for a batch of cached views (FPN + head only)."""
+    levels = len(views[0].features)
+    batch: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for level in range(levels):
+        maps = [v.features[level] for v in views]
+        channels = maps[0].shape[0]
+        height = max(m.shape[1] for m in maps)
+        width = max(m.shape[2] for m in maps)
+        padded = torch.zeros(len(maps), channels, height, width)
+        for index, m in enumerate(maps):
+            padded[index, :, : m.shape[1], : m.shape[2]] = m.to(torch.float32)
+        batch[str(level)] = padded
+    features = list(model.backbone.fpn(batch).values())
+    head_outputs = model.head(features)
+    # The anchor generator reads only the padded batch's shape, dtype and device.
+    finest = batch["0"]  # stride 8
+    padded_size = (finest.shape[2] * 8, finest.shape[3] * 8)
+    images = ImageList(
+        torch.zeros(1, 1, 1, 1).expand(len(views), 3, *padded_size),
+        [v.image_size for v in views],
+    )
+    anchors = model.anchor_generator(images, features)
+    targets = [{"boxes": v.boxes, "labels": v.labels} for v in views]
+    if isinstance(model, FCOS):
+        per_level = [f.size(2) * f.size(3) for f in features]
+        losses: dict[str, torch.Tensor] = model.compute_loss(
+            targets, head_outputs, anchors, per_level
+        )
+    else:
+        losses = model.compute_loss(targets, head_outputs, anchors)
+    return losses
