@@ -1,15 +1,16 @@
 """Active-learning benchmark: does "what to label next" beat picking at random?
 
-    .venv/bin/python bench/active_learning.py                 # 5 seeds, 10 rounds of 20, writes RESULTS.md
-    .venv/bin/python bench/active_learning.py --no-write      # print only
+    .venv/bin/python bench/active_learning.py             # 5 seeds x 10 rounds; appends RESULTS.md
+    .venv/bin/python bench/active_learning.py --no-write  # print only
 
 The loop the product runs, simulated on a labeled set whose labels stay hidden from the selector
 (bench/al_data.py: 1,500 augmented crops of ten scikit-image photographs):
 
 1. Per seed, a stratified 30% test split is set aside and never ranked or revealed; the other 70%
    is the pool. 2 random pool images per tag start labeled.
-2. Train quick (the final head of training.ml.quick.train_quick, fitted by its fit_head, on lite0 features from training.ml.features, cached
-   on disk under bench/out/al/features) and score the held-out test split with its final head.
+2. Train quick (the final head of training.ml.quick.train_quick, fitted by its fit_head, on
+   lite0 features from training.ml.features, cached on disk under bench/out/al/features) and
+   score the held-out test split with that head.
 3. The strategy picks 20 pool images, their labels are revealed, back to 2; 10 rounds.
 
 Strategies: "product" = training.ml.ranking.select_for_labeling with the model's pool
@@ -33,12 +34,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.al_data import photo_set  # noqa: E402
-from training.ml.features import FeatureCache, embed_images  # noqa: E402
-from training.ml.quick import LinearHead, fit_head  # noqa: E402
-from training.ml.ranking import select_for_labeling  # noqa: E402
-from training.ml.seeding import seed_everything  # noqa: E402
-from training.ml.uncertainty import classification_uncertainty  # noqa: E402
+from bench.al_data import photo_set
+from training.ml.features import FeatureCache, embed_images
+from training.ml.quick import LinearHead, fit_head
+from training.ml.ranking import select_for_labeling
+from training.ml.seeding import seed_everything
+from training.ml.uncertainty import classification_uncertainty
 
 OUT = Path(__file__).resolve().parent / "out" / "al"
 BACKBONE = "lite0"
@@ -47,22 +48,35 @@ BACKBONE = "lite0"
 Strategy = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]
 
 
-def product(pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int):
+def product(
+    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
+) -> np.ndarray:
     return select_for_labeling(
-        pool, labeled_embeddings=labeled, pool_probs=probs, multilabel=False, budget=budget, seed=seed
+        pool,
+        labeled_embeddings=labeled,
+        pool_probs=probs,
+        multilabel=False,
+        budget=budget,
+        seed=seed,
     )
 
 
-def typiclust(pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int):
+def typiclust(
+    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
+) -> np.ndarray:
     return select_for_labeling(pool, labeled_embeddings=labeled, budget=budget, seed=seed)
 
 
-def margin(pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int):
+def margin(
+    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
+) -> np.ndarray:
     scores = classification_uncertainty(probs, multilabel=False)
     return np.argsort(-scores, kind="stable")[:budget]
 
 
-def random_pick(pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int):
+def random_pick(
+    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
+) -> np.ndarray:
     return np.random.default_rng(seed).choice(pool.shape[0], size=budget, replace=False)
 
 
@@ -82,7 +96,7 @@ def split(labels: np.ndarray, seed: int, test_fraction: float = 0.3) -> tuple[np
     start: list[int] = []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        cut = int(round(test_fraction * members.size))
+        cut = round(test_fraction * members.size)
         test.extend(members[:cut].tolist())
         pool.extend(members[cut:].tolist())
         start.extend(members[cut : cut + 2].tolist())
@@ -157,8 +171,24 @@ def embed(per_class: int) -> tuple[np.ndarray, np.ndarray]:
     return features, data.labels
 
 
+def imbalanced(labels: np.ndarray, ratio: float) -> np.ndarray:
+    """Indices keeping class i at a share ratio ** (-i / (classes - 1)) of its images (seed 0)."""
+    classes = int(labels.max()) + 1
+    rng = np.random.default_rng(0)
+    keep: list[int] = []
+    for label in range(classes):
+        members = np.flatnonzero(labels == label)
+        count = max(4, round(members.size * ratio ** (-label / max(1, classes - 1))))
+        keep.extend(sorted(rng.choice(members, size=count, replace=False).tolist()))
+    return np.array(keep)
+
+
 def markdown(
-    results: dict[str, dict[str, list]], counts: list[int], seeds: int, n_images: int, command: str
+    results: dict[str, dict[str, list]],
+    counts: list[int],
+    seeds: int,
+    sizes: np.ndarray,
+    command: str,
 ) -> str:
     names = list(results)
     means = {name: np.mean(results[name]["accuracy"], axis=0) for name in names}
@@ -183,7 +213,8 @@ def markdown(
         [
             f"Command: `{command}`",
             "",
-            f"Data: bench/al_data.py, {n_images} images, 10 classes (augmented crops of "
+            f"Data: bench/al_data.py, {sizes.sum()} images, {sizes.size} classes of "
+            f"{sizes.min()}-{sizes.max()} images (augmented crops of "
             "scikit-image photographs); lite0 features; per seed a stratified 30% test split "
             "never ranked; start 2 labels per tag, 10 rounds of 20, "
             f"{seeds} seeds (0-{seeds - 1}), the same splits and starts for every strategy. "
@@ -203,11 +234,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=20)
+    parser.add_argument(
+        "--imbalance", type=float, default=1.0, help="largest/smallest class size ratio"
+    )
     parser.add_argument("--strategies", default="product,random,typiclust,margin")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(2)
     features, labels = embed(args.per_class)
+    if args.imbalance > 1.0:
+        keep = imbalanced(labels, args.imbalance)
+        features, labels = features[keep], labels[keep]
     results: dict[str, dict[str, list]] = {}
     counts: list[int] = []
     for name in args.strategies.split(","):
@@ -228,7 +265,7 @@ def main() -> None:
     (OUT / "curves.json").write_text(json.dumps({"counts": counts, **results}, indent=1))
     from bench.common import append_result, command_line
 
-    text = markdown(results, counts, args.seeds, len(labels), command_line())
+    text = markdown(results, counts, args.seeds, np.bincount(labels), command_line())
     print(text)
     if not args.no_write and "random" in results and "product" in results:
         append_result("Issue 5: active-learning benchmark", text)

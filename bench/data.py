@@ -39,7 +39,9 @@ PHOTOS = [
 def _photos(count: int) -> list[Image.Image]:
     import skimage.data
 
-    return [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PHOTOS[:count]]
+    return [
+        Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PHOTOS[:count]
+    ]
 
 
 def _random_view(photo: Image.Image, rng: np.random.Generator, out: tuple[int, int]) -> Image.Image:
@@ -49,7 +51,9 @@ def _random_view(photo: Image.Image, rng: np.random.Generator, out: tuple[int, i
     crop_h = min(height, int(crop_w * out[1] / out[0]))
     left = int(rng.integers(0, width - crop_w + 1))
     top = int(rng.integers(0, height - crop_h + 1))
-    view = photo.crop((left, top, left + crop_w, top + crop_h)).resize(out, Image.Resampling.BILINEAR)
+    view = photo.crop((left, top, left + crop_w, top + crop_h)).resize(
+        out, Image.Resampling.BILINEAR
+    )
     if rng.random() < 0.5:
         view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     view = ImageEnhance.Brightness(view).enhance(rng.uniform(0.7, 1.3))

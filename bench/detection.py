@@ -100,8 +100,11 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--data", type=Path, default=Path("bench/out/detection-data"))
     parser.add_argument("--no-record", action="store_true")
+    # On this shared 2-core machine under load, 2 OpenMP threads measured 15x slower per
+    # backbone pass than 1 (threads spin at barriers while the other core is taken).
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     samples = generate(args.data, images=args.images, seed=args.seed)
     refs = [_file_ref(s.path) for s in samples]
@@ -179,7 +182,7 @@ def main() -> None:
 
 Command: `{command_line()}`
 
-Machine: {os.cpu_count()} CPUs, torch {torch.__version__} with 2 threads; shared with other
+Machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} thread(s); shared with other
 engineers' runs: load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end;
 this process got {cpu_s:.0f} CPU-s in {wall_s:.0f} s wall ({cpu_s / wall_s:.2f} cores).
 Data: {len(samples)} generated 640x480 images (bench/detection_data.py, seed {args.seed}),

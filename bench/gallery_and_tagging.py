@@ -179,11 +179,13 @@ def in_process_figures(data: dict[str, object], requests: int) -> dict[str, dict
             client.get(url)
         n_queries = len(queries)  # now: the next request's start clears the query log
         times = []
+        cpu_start = time.process_time()
         for _ in range(requests):
             start = time.perf_counter()
             client.get(url)
             times.append((time.perf_counter() - start) * 1000)
-        result[name] = {**summary(times), "queries": n_queries}
+        cpu_ms = (time.process_time() - cpu_start) * 1000 / requests
+        result[name] = {**summary(times), "queries": n_queries, "cpu": cpu_ms}
     return result
 
 
@@ -421,14 +423,17 @@ def report(
         lines.append(f"| {name} | {fig['p50']:.1f} | {fig['p95']:.1f} | {ratio} | {cpu} | {goal} |")
     lines += [
         "",
-        "In-process (Django test client, no HTTP): database queries and view time "
+        "In-process (Django test client, no HTTP): database queries, wall time and CPU time "
         "per gallery page.",
         "",
-        "| gallery page | queries | p50 ms | p95 ms |",
-        "|---|---:|---:|---:|",
+        "| gallery page | queries | p50 ms | p95 ms | CPU ms/request |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, fig in in_process.items():
-        lines.append(f"| {name} | {fig['queries']} | {fig['p50']:.1f} | {fig['p95']:.1f} |")
+        lines.append(
+            f"| {name} | {fig['queries']} | {fig['p50']:.1f} | {fig['p95']:.1f} "
+            f"| {fig['cpu']:.1f} |"
+        )
     lines += [
         "",
         f"Key presses: {keys['n']} (tag keys 1-5, multiclass, auto-advance, untagged "

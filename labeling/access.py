@@ -26,8 +26,11 @@ def role_in(user: UserLike, project: Project) -> Role | None:
     cached = getattr(project, "_role_cache", {})
     if user.pk in cached:
         return cached[user.pk]
-    role = (Membership.objects.filter(project=project, user_id=user.pk)
-            .values_list("role", flat=True).first())
+    role = (
+        Membership.objects.filter(project=project, user_id=user.pk)
+        .values_list("role", flat=True)
+        .first()
+    )
     result = Role(role) if role else None
     cached[user.pk] = result
     project._role_cache = cached  # type: ignore[attr-defined]
@@ -57,8 +60,9 @@ def visible_projects(user: UserLike) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user_id=user.pk)
 
 
-def access_project(user: UserLike, project_id: int | str, *,
-                   min_role: Role = Role.ANNOTATOR) -> Project:
+def access_project(
+    user: UserLike, project_id: int | str, *, min_role: Role = Role.ANNOTATOR
+) -> Project:
     """The project if `user` holds at least `min_role` in it (404 for non-members, else 403)."""
     try:
         project = Project.objects.get(pk=int(project_id))

@@ -164,8 +164,10 @@ class Image(models.Model):
         PREDICTION = "prediction", "Prediction"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
-    file = models.FileField(upload_to="images/", max_length=300)
-    thumbnail = models.FileField(upload_to="thumbnails/", max_length=300, blank=True)
+    # Indexed: the media view finds a requested file's image (and so its project) by name.
+    file = models.FileField(upload_to="images/", max_length=300, db_index=True)
+    thumbnail = models.FileField(upload_to="thumbnails/", max_length=300, blank=True,
+                                 db_index=True)
     original_name = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64)
     format = models.CharField(max_length=10)

@@ -23,7 +23,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", "password123")
 
     @factory.post_generation
-    def _save(obj, create, extracted, **kwargs):  # noqa: N805
+    def _save(obj, create, extracted, **kwargs):
         if create:
             obj.save()
 
@@ -58,7 +58,8 @@ class TagFactory(factory.django.DjangoModelFactory):
 def _png(n: int, width: int = 8, height: int = 8) -> bytes:
     buffer = io.BytesIO()
     PILImage.new("RGB", (width, height), (n * 37 % 256, n * 91 % 256, n * 13 % 256)).save(
-        buffer, format="PNG")
+        buffer, format="PNG"
+    )
     return buffer.getvalue()
 
 

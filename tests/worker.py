@@ -50,6 +50,9 @@ def _reset_connections(app: Any) -> None:
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
+    # The control mailbox caches its own producer pool, closed with the worker: without this a
+    # later broadcast (e.g. /healthz's ping) fails with "Acquire on closed pool".
+    app.control.mailbox.__dict__.pop("producer_pool", None)
 
 
 @pytest.fixture

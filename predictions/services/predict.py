@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
@@ -32,6 +32,9 @@ from predictions.models import Prediction, PredictionScore
 from predictions.services.keys import authenticate_key
 from project.errors import LoupeError, NotFound
 from training.models import Iteration
+
+if TYPE_CHECKING:
+    from predictions.model_cache import ModelOutput
 
 logger = logging.getLogger(__name__)
 
@@ -182,15 +185,20 @@ def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
     """Decode, run the (cached) model and score the uncertainty. No database access."""
     from training.ml.errors import DatasetCorrupt
     from training.ml.preprocessing import load_rgb
-    from training.ml.uncertainty import classification_uncertainty, detection_uncertainty
 
     model = _model(target)
     try:
         picture = load_rgb(image.data, key=image.sha256)
     except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode
         raise BadImage("This image is damaged and cannot be decoded.", reason="corrupt") from None
-    output = model.run(picture)
-    probabilities = output.probabilities
+    return score_output(target, model.run(picture))
+
+
+def score_output(target: Target, output: ModelOutput) -> PredictionOutcome:
+    """The API's results and the uncertainty of one model output (rules: ml.uncertainty)."""
+    from training.ml.uncertainty import classification_uncertainty, detection_uncertainty
+
+    probabilities = np.asarray(output.probabilities, dtype=np.float32)
     threshold = min(max(target.threshold, 0.01), 0.99)
     if target.is_detection:
         results = [

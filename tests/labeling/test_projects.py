@@ -9,8 +9,9 @@ pytestmark = pytest.mark.django_db
 def test_creating_a_project_makes_its_creator_admin(client):
     user = UserFactory()
     client.force_login(user)
-    response = client.post("/projects/new/", {"name": "Fruit", "kind": "multilabel",
-                                              "domain": "general_compact"})
+    response = client.post(
+        "/projects/new/", {"name": "Fruit", "kind": "multilabel", "domain": "general_compact"}
+    )
     project = Project.objects.get(name="Fruit")
     assert response.status_code == 302
     assert project.kind == Project.Kind.MULTILABEL
@@ -26,7 +27,8 @@ def test_project_list_shows_only_projects_the_user_is_a_member_of(client, projec
 
 def test_project_without_name_is_refused_with_422(client):
     client.force_login(UserFactory())
-    response = client.post("/projects/new/", {"name": " ", "kind": "multiclass",
-                                              "domain": "general_compact"})
+    response = client.post(
+        "/projects/new/", {"name": " ", "kind": "multiclass", "domain": "general_compact"}
+    )
     assert response.status_code == 422
     assert not Project.objects.exists()

@@ -15,7 +15,7 @@ from training.ml.backbones import (
     imagenet_classifier,
 )
 from training.ml.inference import build_engine
-from training.ml.preprocessing import eval_transform
+from training.ml.preprocessing import eval_transform, normalize_batch
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -46,11 +46,12 @@ def test_unknown_backbone_is_named() -> None:
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "torchscript"])
 def test_fast_engines_match_eager(tiny_backbone: str, engine: str) -> None:
+    spec = get_backbone(tiny_backbone)
     eager = build_feature_extractor(tiny_backbone)
-    fast = build_engine(build_feature_extractor(tiny_backbone), 64, engine)  # type: ignore[arg-type]
-    x = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32))
+    fast = build_engine(build_feature_extractor(tiny_backbone), spec, engine)  # type: ignore[arg-type]
+    pixels = np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
     with torch.inference_mode():
-        expected = eager(x).numpy()
-    actual = fast(x.numpy())
+        expected = eager(normalize_batch(torch.from_numpy(pixels), spec)).numpy()
+    actual = fast(pixels)
     assert expected.shape == (3, 1280)
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-4)

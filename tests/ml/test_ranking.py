@@ -150,3 +150,21 @@ def test_select_for_labeling_validates_and_caps_budget() -> None:
         select_for_labeling(points, pool_probs=np.zeros((2, 2)), budget=1, seed=0)
     with pytest.raises(ValueError, match="labeled_embeddings"):
         select_for_labeling(points, labeled_embeddings=np.zeros((1, 5)), budget=1, seed=0)
+
+
+def test_large_pools_are_sampled_not_refused() -> None:
+    points, ids = blobs(5, 4000, dim=64, spread=0.05, seed=13)
+    labeled = points[ids == 0][:100]
+    probs = np.tile([0.99, 0.01], (points.shape[0], 1))
+    unsure = np.flatnonzero(ids == 3)[:10]
+    probs[unsure] = [0.5, 0.5]
+    started = time.perf_counter()
+    picks = select_for_labeling(
+        points, labeled_embeddings=labeled, pool_probs=probs, budget=10, seed=0, max_points=2000
+    )
+    elapsed = time.perf_counter() - started
+    assert len(set(picks.tolist())) == 10
+    # 100 labels over 2 tags: uncertainty has taken over (one pick per cluster), and the sample
+    # kept the unsure images: a plain random sample of 2,000 would keep about one of them.
+    assert len(set(picks.tolist()) & set(unsure.tolist())) >= 5
+    assert elapsed < 10, f"select_for_labeling took {elapsed:.1f} s on 20,000 images"

@@ -107,7 +107,7 @@ class Predictor:
             extractor = build_feature_extractor(artifact.backbone)
             if artifact.backbone_state is not None:
                 extractor.load_state_dict(artifact.backbone_state)
-            self.engine = build_engine(extractor, spec.input_size, engine)
+            self.engine = build_engine(extractor, spec, engine)
         self._weight = artifact.head_weight.to(torch.float32)
         self._bias = artifact.head_bias.to(torch.float32)
 

@@ -18,14 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .backbones import build_feature_extractor, get_backbone
 from .data import ImageRef
 from .errors import Cancelled, DatasetCorrupt
 from .inference import Engine, build_engine
-from .preprocessing import PREPROCESSING_VERSION, load_rgb, normalize_batch, resize_center_crop
+from .preprocessing import PREPROCESSING_VERSION, load_rgb, resize_center_crop
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -95,7 +94,7 @@ _ENGINE_LOCK = threading.Lock()
 @lru_cache(maxsize=4)
 def _stock_engine_cached(backbone: str) -> Engine:
     spec = get_backbone(backbone)
-    return build_engine(build_feature_extractor(backbone), spec.input_size)
+    return build_engine(build_feature_extractor(backbone), spec)
 
 
 def stock_engine(backbone: str) -> Engine:
@@ -143,9 +142,8 @@ def decoded_batches(
 
 
 def forward_pixels(engine: Engine, pixels: np.ndarray, backbone: str) -> np.ndarray:
-    """uint8 (B,S,S,3) -> float32 (B, D) through `engine`."""
-    batch = normalize_batch(torch.from_numpy(pixels), get_backbone(backbone))
-    return np.ascontiguousarray(engine(batch.numpy()), dtype=np.float32)
+    """uint8 (B,S,S,3) -> float32 (B, D) through `engine` (which normalises in its graph)."""
+    return np.ascontiguousarray(engine(pixels), dtype=np.float32)
 
 
 def embed_images(

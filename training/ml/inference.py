@@ -5,9 +5,10 @@ EfficientNet-Lite0 about 3x faster than TorchScript's optimize_for_inference (wh
 edged out eager), with outputs equal within 1e-5. "auto" therefore picks ONNX Runtime and falls
 back to TorchScript if the onnx/onnxruntime packages are missing.
 
-An engine is a callable float32 (N,3,S,S) numpy -> float32 (N,D) numpy. Every engine is safe to
-call from several threads at once: ORT sessions and frozen TorchScript modules keep no state
-between calls.
+An engine is a callable uint8 (N,S,S,3) pixels -> float32 (N,D) numpy. The backbone's
+normalisation is part of the engine's graph (`PixelInput`): done in torch outside the graph it
+cost as much CPU per image as JPEG decoding. Every engine is safe to call from several threads at
+once: ORT sessions and frozen TorchScript modules keep no state between calls.
 """
 
 from __future__ import annotations
@@ -21,8 +22,29 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backbones import BackboneSpec
+
 Engine = Callable[[np.ndarray], np.ndarray]
 EngineName = Literal["auto", "onnxruntime", "torchscript", "eager"]
+
+
+class PixelInput(nn.Module):
+    """uint8 (N,H,W,3) -> the backbone's normalised float input -> `model`."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, model: nn.Module, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.model = model
+        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+        mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std))
+        self.register_buffer("shift", -mean / std)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
+        return self.model(x)  # type: ignore[no-any-return]
 
 
 def _eager(model: nn.Module) -> Engine:
@@ -36,9 +58,13 @@ def _eager(model: nn.Module) -> Engine:
     return run
 
 
+def _example(input_size: int) -> torch.Tensor:
+    return torch.zeros(2, input_size, input_size, 3, dtype=torch.uint8)
+
+
 def torchscript_module(model: nn.Module, input_size: int) -> torch.jit.ScriptModule:
     """Trace, freeze and optimise `model` with TorchScript (shape-generic in the batch)."""
-    example = torch.zeros(2, 3, input_size, input_size)
+    example = _example(input_size)
     # torch.jit is deprecated in favour of torch.compile, but it needs no compiler at run time
     # and is the mode measured in bench/RESULTS.md; its warnings would only alarm users.
     with warnings.catch_warnings(), torch.no_grad():
@@ -55,9 +81,9 @@ def _torchscript(model: nn.Module, input_size: int) -> Engine:
 
 
 def onnx_bytes(model: nn.Module, input_size: int) -> bytes:
-    """Export `model` to ONNX (opset 17, dynamic batch) in memory."""
+    """Export `model` (taking uint8 NHWC pixels) to ONNX (opset 17, dynamic batch) in memory."""
     buffer = io.BytesIO()
-    example = torch.zeros(2, 3, input_size, input_size)
+    example = _example(input_size)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -86,7 +112,7 @@ def _onnxruntime(model: nn.Module, input_size: int) -> Engine:
     )
 
     def run(batch: np.ndarray) -> np.ndarray:
-        outputs = session.run(None, {"pixels": np.ascontiguousarray(batch, dtype=np.float32)})
+        outputs = session.run(None, {"pixels": np.ascontiguousarray(batch, dtype=np.uint8)})
         result: np.ndarray = outputs[0]
         return result
 
@@ -102,8 +128,13 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def build_engine(model: nn.Module, input_size: int, engine: EngineName = "auto") -> Engine:
-    """Wrap `model` in the requested engine ("auto": ONNX Runtime if installed, else TorchScript)."""
+def build_engine(model: nn.Module, spec: BackboneSpec, engine: EngineName = "auto") -> Engine:
+    """Wrap `model` (normalised input) in an engine taking uint8 pixels.
+
+    "auto" is ONNX Runtime if installed, else TorchScript.
+    """
+    model = PixelInput(model.eval(), spec).eval()
+    input_size = spec.input_size
     if engine == "auto":
         engine = "onnxruntime" if onnxruntime_available() else "torchscript"
     if engine == "onnxruntime":

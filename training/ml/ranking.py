@@ -29,14 +29,19 @@ select_for_labeling(pool, labeled=..., pool_probs=..., budget=...) -- what to la
        ``|labeled| + budget`` clusters (at most `max_clusters`).
     2. Typicality of an image = 1 / mean distance to its `typicality_neighbours` nearest
        neighbours in its cluster (a density estimate).
-    3. Clusters that hold no labeled image are visited largest first; from each, take the image
-       with the best blend ``(1 - w) * typicality rank + w * uncertainty rank`` (ranks within the
-       cluster, scaled to [0, 1]). Once those run out, the same blend over the remaining images
-       fills the budget.
-    4. The blend weight grows with the labels: ``w = min(1, |labeled| / (labels_per_tag * T))``
-       with T the number of tags in `pool_probs` (w = 0 without probabilities), so the first
-       rounds are pure TypiClust and uncertainty takes over once every tag has
-       `labels_per_tag` labels on average.
+    3. Blend weight ``w = min(1, |labeled| / (labels_per_tag * T))`` with T the number of tags
+       in `pool_probs` (w = 0 without probabilities): the first rounds are pure TypiClust and
+       uncertainty has taken over once every tag has `labels_per_tag` labels on average.
+    4. Clusters are visited by priority ``(1 - w) * (open + size rank / 2) + w * unsure rank``
+       (open = holds no labeled image, so at w = 0 every open cluster comes before a covered
+       one, largest first; unsure rank = the global uncertainty rank of its least sure image),
+       and each gives one image: the best ``(1 - w) * typicality rank in the cluster + w *
+       global uncertainty rank`` (ranks scaled to [0, 1]). At w = 1 this is "the least sure
+       images, at most one per cluster". If the clusters run out, the best remaining blends
+       fill the budget.
+    5. Scale: past `max_points` pool images, the rule runs on a sample of that many (the least
+       sure share ``w / 2`` of it, the rest drawn at random); past `max_points` labeled images,
+       on a random sample of those. 100,000 stored predictions cost the same as 4,000.
     bench/active_learning.py measures this against random selection (bench/RESULTS.md).
 """
 
@@ -244,6 +249,7 @@ def select_for_labeling(
     labels_per_tag: float = 10.0,
     typicality_neighbours: int = 20,
     max_clusters: int = 500,
+    max_points: int = 4000,
 ) -> np.ndarray:
     """Indices (min(budget, N),) into the pool: what to label next (rule: module docstring)."""
     pool = _check_embeddings("pool_embeddings", pool_embeddings)
@@ -269,11 +275,37 @@ def select_for_labeling(
         uncertainty = classification_uncertainty(probs, multilabel=multilabel, threshold=threshold)
         tags = max(1, probs.shape[1])
         weight = min(1.0, labeled.shape[0] / (labels_per_tag * tags))
-    points = compact_embeddings(np.concatenate([pool, labeled]))
-    clusters = min(labeled.shape[0] + budget, max_clusters, n + labeled.shape[0])
+    rng = np.random.default_rng(seed)
+    subset = _sample_pool(uncertainty, weight, max(max_points, budget), rng)
+    if labeled.shape[0] > max_points:
+        labeled = labeled[rng.choice(labeled.shape[0], size=max_points, replace=False)]
+    m = subset.size
+    points = compact_embeddings(np.concatenate([pool[subset], labeled]))
+    clusters = min(labeled.shape[0] + budget, max_clusters, points.shape[0])
     labels, _ = kmeans(points, clusters, seed=seed)
-    typical = typicality(points, labels, neighbours=typicality_neighbours)[:n]
-    return _pick(labels[:n], set(labels[n:].tolist()), typical, uncertainty, weight, budget)
+    typical = typicality(points, labels, neighbours=typicality_neighbours)[:m]
+    covered = set(labels[m:].tolist())
+    picks = _pick(labels[:m], covered, typical, uncertainty[subset], weight, budget)
+    result: np.ndarray = subset[picks]
+    return result
+
+
+def _sample_pool(
+    uncertainty: np.ndarray, weight: float, max_points: int, rng: np.random.Generator
+) -> np.ndarray:
+    """All pool rows, or `max_points` of them: the least sure share `weight / 2`, the rest random.
+
+    k-means and typicality cost grows with N x clusters; a random sample keeps the density
+    structure they measure, and the uncertain share keeps the images uncertainty would pick.
+    """
+    n = uncertainty.size
+    if n <= max_points:
+        return np.arange(n)
+    unsure = np.argsort(-uncertainty, kind="stable")[: round(weight * max_points / 2)]
+    rest = np.setdiff1d(np.arange(n), unsure)
+    drawn = rng.choice(rest, size=max_points - unsure.size, replace=False)
+    result: np.ndarray = np.sort(np.concatenate([unsure, drawn]))
+    return result
 
 
 def _pick(
