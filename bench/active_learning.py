@@ -245,6 +245,8 @@ def main() -> None:
     if args.imbalance > 1.0:
         keep = imbalanced(labels, args.imbalance)
         features, labels = features[keep], labels[keep]
+    # The heads are small (<= 220 x 1,280): one thread avoids thread hand-off overhead.
+    torch.set_num_threads(1)
     results: dict[str, dict[str, list]] = {}
     counts: list[int] = []
     for name in args.strategies.split(","):

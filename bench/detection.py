@@ -24,16 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import append_result, command_line, percentile  # noqa: E402
-from bench.detection_data import TAGS, generate  # noqa: E402
-from training.ml.data import ImageRef  # noqa: E402
-from training.ml.detection import (  # noqa: E402
+from bench.common import append_result, command_line, percentile
+from bench.detection_data import TAGS, generate
+from training.ml.data import ImageRef
+from training.ml.detection import (
     DetectorConfig,
     DetectorPredictor,
     TrainOptions,
@@ -41,7 +40,7 @@ from training.ml.detection import (  # noqa: E402
     save_detector_artifact,
     train_detector,
 )
-from training.ml.detection_metrics import evaluate_detections, precision_recall_at  # noqa: E402
+from training.ml.detection_metrics import evaluate_detections, precision_recall_at
 
 
 def _file_ref(path: Path) -> ImageRef:
@@ -176,15 +175,17 @@ def main() -> None:
         )
     )
     mode = "end-to-end fine-tuning" if args.end_to_end else "frozen backbone, cached maps"
+    same = "equal to ours within 1e-6" if agree else "DIFFERS from ours"
     verdict = "MEETS" if metrics.map50 >= 0.5 and wall_s <= args.budget_s + 5 else "MISSES"
     section = f"""
 ### Detector: {args.architecture.upper()} on {args.backbone}, {mode}, budget {args.budget_s:g} s
 
 Command: `{command_line()}`
 
-Machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} thread(s); shared with other
-engineers' runs: load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end;
-this process got {cpu_s:.0f} CPU-s in {wall_s:.0f} s wall ({cpu_s / wall_s:.2f} cores).
+Machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} thread(s); shared
+with other engineers' runs: load average {load_before[0]:.1f} at the start,
+{load_after[0]:.1f} at the end; this process got {cpu_s:.0f} CPU-s in {wall_s:.0f} s wall
+({cpu_s / wall_s:.2f} cores).
 Data: {len(samples)} generated 640x480 images (bench/detection_data.py, seed {args.seed}),
 {len(TAGS)} tags, held out {len(result.holdout_index)} (stratified); trained
 {result.epochs} epochs ({result.steps} steps) in {wall_s:.0f} s including the held-out scoring.
@@ -193,7 +194,7 @@ Data: {len(samples)} generated 640x480 images (bench/detection_data.py, seed {ar
 |---|---|---|
 | mAP@0.5 (held out) | {metrics.map50:.4f} | >= 0.5 ({verdict}) |
 | mAP@[.5:.95] (held out) | {metrics.map:.4f} | |
-| pycocotools COCOeval mAP@0.5 / mAP@[.5:.95] | {coco_map50:.4f} / {coco_map:.4f} | equal to 1e-6: {"yes" if agree else "NO"} |
+| pycocotools COCOeval mAP@0.5 / mAP@[.5:.95] | {coco_map50:.4f} / {coco_map:.4f} | {same} |
 | single 640x480 image, detect p50 / p95 (shorter side 320) | {p50:.0f} ms / {p95:.0f} ms | |
 
 | tag | true boxes | AP@0.5 | AP@[.5:.95] | precision @ p>=0.5, IoU>=0.5 | recall |

@@ -204,7 +204,8 @@ def main() -> None:
     samples = generate(args.out, images=args.images, seed=args.seed)
     per_tag = np.bincount([b[0] for s in samples for b in s.boxes], minlength=len(TAGS))
     negatives = sum(1 for s in samples if not s.boxes)
-    print(f"{len(samples)} images in {args.out}; boxes per tag {dict(zip(TAGS, per_tag.tolist()))}")
+    counts = dict(zip(TAGS, per_tag.tolist(), strict=True))
+    print(f"{len(samples)} images in {args.out}; boxes per tag {counts}")
     print(f"{negatives} negatives (no boxes)")
 
 

@@ -3,31 +3,29 @@ tagging page in headless Chromium.
 
     .venv/bin/python bench/gallery_and_tagging.py [--images 20000] [--requests 200] [--keys 60]
 
-What it does, all in a fresh temporary LOUPE_DATA_DIR (SQLite in WAL mode, the default):
-1. migrate + collectstatic, then seeds one multiclass project directly (bulk_create): N images
-   sharing one tiny file, half of the older ones tagged over 5 tags; the newest 100 are untagged
-   and each has its own 640x480 JPEG, so the Chromium walk really fetches a new image per key.
-2. Counts the database queries per gallery page in-process (Django test client), and times the
-   same views in-process (server time without HTTP).
-3. Starts the web server exactly as `python -m project.up` does (its own argv for uvicorn), and
-   times over loopback HTTP: a trivial view (the login page: the baseline of the ratios), gallery
-   pages (first, middle, tag filter first and middle, untagged middle), one tag save (toggle), and
-   one tag save with auto-advance (save + render the next image).
-4. Headless Chromium (/usr/bin/chromium via Playwright): the tagging page's load event, and from a
+What it does:
+1. collectstatic into a temporary STATIC_ROOT, then starts the whole stack as `make run` does
+   (`python -m project.up` via bench.common.LoupeServer: fresh temporary LOUPE_DATA_DIR, SQLite
+   in WAL mode, embedded Redis, uvicorn, Celery workers, beat).
+2. Seeds one multiclass project straight into its database (bulk_create): N images sharing one
+   file, half of the older ones tagged over 5 tags; the newest 100 are untagged and each has its
+   own 640x480 JPEG, so the Chromium walk really fetches a new image per key.
+3. In-process (Django test client, same database): queries per gallery page, wall and CPU time.
+4. Over loopback HTTP: a trivial view (the login page: the baseline of the ratios), gallery pages
+   (first, middle, tag filter first and middle, untagged middle), one tag save (toggle), one tag
+   save with auto-advance (save + render the next image), each with uvicorn's CPU per request.
+5. Headless Chromium (/usr/bin/chromium via Playwright): the tagging page's load event, and from a
    tag key press (multiclass, auto-advance) to the next image shown (new image element complete,
    measured in the page from the key event's timestamp to the animation frame that has it).
-Prints a table and appends it, with the command, to bench/RESULTS.md.
+Prints a table and appends it, with the command, to bench/RESULTS.md (bench.common.append_result).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +36,14 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+
+from bench.common import (  # noqa: E402  (run as a script: the repo root is put on the path)
+    LoupeServer,
+    append_result,
+    command_line,
+    machine_line,
+    percentile,
+)
 
 CHROMIUM = os.environ.get("LOUPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -54,16 +60,10 @@ PASSWORD = "bench-password-1"
 HTMX = {"HX-Request": "true", "HX-Target": "tagging-stage"}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def summary(values_ms: list[float]) -> dict[str, float]:
     return {
         "p50": statistics.median(values_ms),
-        "p95": percentile(values_ms, 95),
+        "p95": percentile(values_ms, 0.95),
         "n": len(values_ms),
     }
 
@@ -71,23 +71,27 @@ def summary(values_ms: list[float]) -> dict[str, float]:
 # --- Setup -------------------------------------------------------------------------------------
 
 
-def prepare_environment(data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    env.update(
-        LOUPE_DATA_DIR=str(data_dir),
-        LOUPE_STATIC_ROOT=str(data_dir / "static"),
-        DJANGO_SETTINGS_MODULE="project.settings",
-        PYTHONUNBUFFERED="1",
+def collect_static(static_root: Path) -> None:
+    """The manifest static storage (DEBUG off, as `make run`) needs collectstatic first."""
+    env = {**os.environ, "LOUPE_STATIC_ROOT": str(static_root)}
+    subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "collectstatic", "--noinput", "-v", "0"],
+        env=env,
+        check=True,
+        cwd=BASE_DIR,
     )
-    manage = [sys.executable, str(BASE_DIR / "manage.py")]
-    for argv in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
-        subprocess.run(manage + argv, env=env, check=True, cwd=BASE_DIR)
-    os.environ.update(env)
+
+
+def connect_django(data_dir: Path, static_root: Path) -> None:
+    """Use the running server's database from this process (seeding, query counts)."""
+    os.environ.update(
+        LOUPE_DATA_DIR=str(data_dir),
+        LOUPE_STATIC_ROOT=str(static_root),
+        DJANGO_SETTINGS_MODULE="project.settings",
+    )
     import django
 
     django.setup()
-    return env
 
 
 def _jpeg(n: int) -> bytes:
@@ -189,32 +193,7 @@ def in_process_figures(data: dict[str, object], requests: int) -> dict[str, dict
     return result
 
 
-# --- The server, as project.up starts it -------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    from project.up import Config, service_commands
-
-    config = Config.from_env({**env, "HOST": "127.0.0.1", "PORT": str(port)})
-    name, argv = service_commands(config)[0]
-    assert name == "web", name
-    server = subprocess.Popen(argv, env=env, cwd=BASE_DIR, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server
-        if server.poll() is not None:
-            raise SystemExit(f"The web server exited with {server.returncode}.")
-        time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("The web server did not start within 60 s.")
+# --- HTTP against the running stack ------------------------------------------------------
 
 
 def http_login(base_url: str):
@@ -235,13 +214,13 @@ def http_login(base_url: str):
     return client
 
 
-SERVER_PID = 0  # the web server's pid, for its CPU time per request
+SERVER: LoupeServer | None = None  # the running stack, for the web server's CPU time
 
 
 def server_cpu_ms() -> float:
-    """User + system CPU time of the web server so far (Linux /proc), in ms."""
-    fields = Path(f"/proc/{SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) the web server (uvicorn) has used so far, in ms."""
+    assert SERVER is not None
+    return SERVER.cpu_seconds("uvicorn") * 1000
 
 
 def timed(call: Callable[[], object], repeat: int, warmup: int = 10) -> dict[str, float]:
@@ -390,14 +369,13 @@ def report(
     base = http["baseline: login page"]["p95"]
     keys = browser["key press → next image shown"]
     lines = [
-        f"## Gallery and tagging at {n_images:,} images "
-        f"({datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, SQLite WAL)",
+        f"### Gallery and tagging at {n_images:,} images ({machine_line()})",
         "",
         f"Command: `{command}`",
         "",
-        "Server: uvicorn with the argv `python -m project.up` gives it; times over loopback "
-        "HTTP (client-side, so they include uvicorn and the HTTP client); the baseline is a "
+        "Server: the whole stack as `make run` starts it (`python -m project.up`: uvicorn, "
+        "Celery workers, beat, embedded Redis); times over loopback HTTP (client-side, so they "
+        "include uvicorn and the HTTP client); the baseline is a "
         "trivial view (the login page) timed in the same run. Load average (1 min) at the start "
         f"and end of the timed part: {load} (other work shares these cores; the server CPU "
         "column is the request's own cost).",
@@ -444,41 +422,34 @@ def report(
 
 
 def main() -> None:
+    global SERVER
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--keys", type=int, default=60)
     parser.add_argument("--no-results", action="store_true", help="do not append RESULTS.md")
     args = parser.parse_args()
-    command = "python bench/gallery_and_tagging.py " + " ".join(sys.argv[1:])
 
-    data_dir = Path(tempfile.mkdtemp(prefix="loupe-bench-gallery-"))
-    server = None
+    static_root = Path(tempfile.mkdtemp(prefix="loupe-bench-static-"))
     try:
-        env = prepare_environment(data_dir)
-        started = time.perf_counter()
-        data = seed(args.images)
-        print(f"seeded {args.images} images in {time.perf_counter() - started:.1f} s", flush=True)
-        load_start = os.getloadavg()[0]
-        in_process = in_process_figures(data, args.requests)
-        port = free_port()
-        server = start_server(env, port)
-        global SERVER_PID
-        SERVER_PID = server.pid
-        base_url = f"http://127.0.0.1:{port}"
-        http = http_figures(base_url, data, args.requests)
-        browser = browser_figures(base_url, data, args.keys)
-        load = f"{load_start:.1f} → {os.getloadavg()[0]:.1f}"
+        collect_static(static_root)
+        with LoupeServer.start(env={"LOUPE_STATIC_ROOT": str(static_root)}) as server:
+            SERVER = server
+            connect_django(server.data_dir, static_root)
+            started = time.perf_counter()
+            data = seed(args.images)
+            print(f"seeded {args.images} images in {time.perf_counter() - started:.1f} s")
+            load_start = os.getloadavg()[0]
+            in_process = in_process_figures(data, args.requests)
+            http = http_figures(server.url, data, args.requests)
+            browser = browser_figures(server.url, data, args.keys)
+            load = f"{load_start:.1f} → {os.getloadavg()[0]:.1f}"
     finally:
-        if server is not None:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=20)
-        shutil.rmtree(data_dir, ignore_errors=True)
-    text = report(args.images, in_process, http, browser, command.strip(), load)
+        shutil.rmtree(static_root, ignore_errors=True)
+    text = report(args.images, in_process, http, browser, command_line(), load)
     print(text)
     if not args.no_results:
-        with open(BASE_DIR / "bench" / "RESULTS.md", "a", encoding="utf-8") as results:
-            results.write("\n" + text)
+        append_result("Issue 2: gallery and tagging", text)
 
 
 if __name__ == "__main__":

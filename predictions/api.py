@@ -75,8 +75,9 @@ def _image_bytes(request: HttpRequest) -> bytes:
     raise BadImage("The multipart body holds no file part.", reason="bad_multipart")
 
 
-async def _predict(request: HttpRequest, project_id: int, publish_name: str, *, kind: str,
-                   store: bool) -> JsonResponse:
+async def _predict(
+    request: HttpRequest, project_id: int, publish_name: str, *, kind: str, store: bool
+) -> JsonResponse:
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > settings.LOUPE_MAX_PREDICTION_BYTES + _MULTIPART_SLACK_BYTES:

@@ -153,6 +153,9 @@ class PredictionScore(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.tag_id}: {self.probability:.3f}"
+
 
 class Suggestion(models.Model):
     """Tags the default iteration suggests for an untagged training image (smart labeler)."""

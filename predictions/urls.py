@@ -13,8 +13,10 @@ urlpatterns = [
     path("predictions/review/", views.prediction_review, name="prediction-review"),
     path("predictions/dismiss/", views.prediction_dismiss, name="prediction-dismiss"),
     path("predictions/suggestions/", views.suggestions_run, name="suggestions-run"),
-    path("predictions/<int:image_id>/save/", views.prediction_promote,
-         name="prediction-promote"),
-    path("images/<int:image_id>/suggestion/accept/", views.suggestion_accept,
-         name="suggestion-accept"),
+    path("predictions/<int:image_id>/save/", views.prediction_promote, name="prediction-promote"),
+    path(
+        "images/<int:image_id>/suggestion/accept/",
+        views.suggestion_accept,
+        name="suggestion-accept",
+    ),
 ]

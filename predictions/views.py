@@ -48,14 +48,17 @@ def key_list(request: HttpRequest, project_id: int) -> HttpResponse:
         action = request.POST.get("action", "create")
         try:
             if action == "create":
-                issued = create_key(project=project, name=request.POST.get("name", ""),
-                                    by=request.user)
+                issued = create_key(
+                    project=project, name=request.POST.get("name", ""), by=request.user
+                )
             elif action == "rotate":
-                issued = rotate_key(project=project, key_id=_int(request.POST.get("key_id")),
-                                    by=request.user)
+                issued = rotate_key(
+                    project=project, key_id=_int(request.POST.get("key_id")), by=request.user
+                )
             elif action == "revoke":
-                key = revoke_key(project=project, key_id=_int(request.POST.get("key_id")),
-                                 by=request.user)
+                key = revoke_key(
+                    project=project, key_id=_int(request.POST.get("key_id")), by=request.user
+                )
                 messages.success(request, f"The key “{key.name}” is revoked.")
                 return redirect("predictions:key-list", project.pk)
             else:
@@ -98,7 +101,10 @@ class QuickTestForm(forms.Form):
 def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id)
     iterations = list(project.iterations.completed().exclude(artifact="").order_by("-number"))
-    form = QuickTestForm(request.POST or None, request.FILES or None, iterations=iterations)
+    bound = request.method == "POST"
+    form = QuickTestForm(
+        request.POST if bound else None, request.FILES if bound else None, iterations=iterations
+    )
     context: dict[str, Any] = {"project": project, "form": form, "iterations": iterations}
     status = 200
     if request.method == "POST":
@@ -240,7 +246,7 @@ def _queue(request: HttpRequest) -> list[int]:
 @require_POST
 @login_required
 def prediction_promote(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    """"Save and close": into the training data with its labels; then the next selected one."""
+    """ "Save and close": into the training data with its labels; then the next selected one."""
     project = access_project(request.user, project_id, min_role=Role.REVIEWER)
     try:
         promotion = promote_prediction(project=project, image_id=image_id, by=request.user)

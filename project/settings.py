@@ -162,6 +162,8 @@ LOUPE_TRAIN_MAX_BUDGET_S = env_int("LOUPE_TRAIN_MAX_BUDGET_S", 3 * 3600)
 LOUPE_DETECTION_QUICK_BUDGET_S = env_int("LOUPE_DETECTION_QUICK_BUDGET_S", 600)
 # The detector's input (shorter side, px): smaller is faster on a CPU, larger finds small objects.
 LOUPE_DETECTION_IMAGE_SIZE_PX = env_int("LOUPE_DETECTION_IMAGE_SIZE_PX", 320)
+# At most this many passes over the training images; on a real dataset the budget ends it first.
+LOUPE_DETECTION_MAX_EPOCHS = env_int("LOUPE_DETECTION_MAX_EPOCHS", 200)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
     # Thumbnails whose task was never queued (broker down at upload time) or was lost.

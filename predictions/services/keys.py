@@ -100,6 +100,4 @@ def authenticate_key(*, project_id: int, secret: str | None) -> None:
         ).exists()
         if live:
             return
-    raise Unauthorized(
-        "The Prediction-Key header is missing, wrong or revoked for this project."
-    )
+    raise Unauthorized("The Prediction-Key header is missing, wrong or revoked for this project.")

@@ -24,9 +24,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from labeling.models import Image, Project
-from labeling.services.ingest import SUPPORTED_FORMATS
+from labeling.services.ingest import SUPPORTED_FORMATS, inspect_image
 from labeling.services.ingest import _Rejection as IngestRejection
-from labeling.services.ingest import inspect_image
 from labeling.services.thumbnails import enqueue_thumbnails_after_commit
 from predictions.models import Prediction, PredictionScore
 from predictions.services.keys import authenticate_key
@@ -102,9 +101,7 @@ class PredictionOutcome:
     embedding: np.ndarray  # (D,) float32
 
 
-def resolve_target(
-    *, project_id: int, publish_name: str, secret: str | None, kind: str
-) -> Target:
+def resolve_target(*, project_id: int, publish_name: str, secret: str | None, kind: str) -> Target:
     """Check the key, then find the iteration published under `publish_name`.
 
     Unknown project: NotFound (404); wrong or revoked key: Unauthorized (401); unknown publish
@@ -137,9 +134,7 @@ def target_for(project: Project, iteration: Iteration) -> Target:
     if not iteration.is_completed or not iteration.artifact:
         raise NotFound(f"{iteration} has no trained model.")
     rows = iteration.tags.order_by("index").values_list("index", "tag_id", "tag__name", "name")
-    tags = tuple(
-        TargetTag(index, tag_id, current or name) for index, tag_id, current, name in rows
-    )
+    tags = tuple(TargetTag(index, tag_id, current or name) for index, tag_id, current, name in rows)
     return Target(
         project_id=project.pk,
         is_detection=project.is_detection,
@@ -157,8 +152,11 @@ def check_image(data: bytes) -> CheckedImage:
     if len(data) > max_bytes:
         raise_too_large(len(data))
     if not data:
-        raise BadImage("The request carried no image: send the file as multipart field "
-                       "“imageData” or as an application/octet-stream body.", reason="empty")
+        raise BadImage(
+            "The request carried no image: send the file as multipart field "
+            "“imageData” or as an application/octet-stream body.",
+            reason="empty",
+        )
     try:
         inspection = inspect_image(data)
     except IngestRejection as rejection:

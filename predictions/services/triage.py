@@ -63,7 +63,8 @@ def default_iteration(project: Project, iterations: Sequence[Iteration]) -> Iter
         .values_list("iteration_id", flat=True)
         .distinct()
     )
-    return next((it for it in iterations if it.pk in with_open), iterations[0] if iterations else None)
+    fallback = iterations[0] if iterations else None
+    return next((it for it in iterations if it.pk in with_open), fallback)
 
 
 def ranked_predictions(
@@ -203,7 +204,7 @@ class Promotion:
 
 
 def promote_prediction(*, project: Project, image_id: int, by: AbstractBaseUser) -> Promotion:
-    """"Save and close": the prediction's image becomes a training image with its current
+    """ "Save and close": the prediction's image becomes a training image with its current
     labels, and leaves the Predictions tab. Exactly once: the row is locked and its status is
     moved open -> promoted by a compare-and-set, so a double submit changes nothing the second
     time. An image whose content is already training data is reported, not stored twice."""
@@ -244,9 +245,7 @@ def _refuse_duplicate(project: Project, image: Image) -> None:
         )
 
 
-def dismiss_predictions(
-    *, project: Project, image_ids: Sequence[int], by: AbstractBaseUser
-) -> int:
+def dismiss_predictions(*, project: Project, image_ids: Sequence[int], by: AbstractBaseUser) -> int:
     """Remove open predictions from the tab without training on them; returns how many."""
     require_role(by, project, Role.REVIEWER)
     ids = [int(i) for i in image_ids]

@@ -206,6 +206,22 @@ MATRIX: list[Entry] = [
     E("POST", "training:iteration-rename",               "302 403 403 404 302", lambda w: {"name": "Best"}),
     E("POST", "training:iteration-delete",               "302 403 403 404 302"),
     E("POST", "training:iteration-threshold",            "302 403 403 404 302", lambda w: {"threshold": "0.4"}),
+    # --- Predictions (HTML); the API authenticates by Prediction-Key only, so a session is 401 --
+    E("GET", "predictions:key-list",                     "200 403 403 404 302"),
+    E("POST", "predictions:key-list",                    "200 403 403 404 302", lambda w: {"name": "Mobile app"}),
+    E("GET", "predictions:prediction-list",              "200 200 403 404 302"),
+    E("GET", "predictions:quick-test",                   "200 200 200 404 302"),
+    E("POST", "predictions:quick-test",                  "422 422 422 404 302"),  # no file sent
+    E("POST", "predictions:prediction-review",           "302 302 403 404 302"),
+    E("POST", "predictions:prediction-dismiss",          "302 302 403 404 302"),
+    E("POST", "predictions:suggestions-run",             "302 302 403 404 302"),
+    # The world's image is a training image, not a stored prediction: 404 past the role check.
+    E("POST", "predictions:prediction-promote",          "404 404 403 404 302"),
+    E("POST", "predictions:suggestion-accept",           "302 302 302 404 302"),
+    E("POST", "api-predict-classify",                    "401 401 401 401 401"),
+    E("POST", "api-predict-classify-nostore",            "401 401 401 401 401"),
+    E("POST", "api-predict-detect",                      "401 401 401 401 401"),
+    E("POST", "api-predict-detect-nostore",              "401 401 401 401 401"),
 ]
 # fmt: on
 
@@ -250,6 +266,7 @@ def world(project, users) -> World:
             "iteration_id": _iteration(project, users["admin"]).id,
             "job_id": uuid.UUID(_import_job(project, users["admin"])),
             "path": image.file.name,
+            "publish_name": "prod",
         },
         objects={"dog": dog},
     )

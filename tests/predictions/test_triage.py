@@ -23,7 +23,9 @@ def iteration(project):
     TagFactory(project=project, name="dog")
     iteration = make_iteration(project, tags=("cat", "dog"))
     # make_iteration links no Tag rows; the tab needs them for tag ids.
-    for it_tag, tag in zip(iteration.tags.order_by("index"), project.tags.order_by("id")):
+    for it_tag, tag in zip(
+        iteration.tags.order_by("index"), project.tags.order_by("id"), strict=True
+    ):
         it_tag.tag = tag
         it_tag.save()
     iteration.artifact.save("model.pt", ContentFile(b"unused"), save=True)
@@ -58,8 +60,12 @@ def test_two_identical_uncertain_images_are_not_both_on_top(client_for, project,
     first = crafted_prediction(project, iteration, [0.5, 0.5], embedding=same)
     twin = crafted_prediction(project, iteration, [0.5, 0.5], embedding=same.copy())
     others = [
-        crafted_prediction(project, iteration, [0.6 + 0.01 * i, 0.4 - 0.01 * i],
-                           embedding=rng.standard_normal(64).astype(np.float32))
+        crafted_prediction(
+            project,
+            iteration,
+            [0.6 + 0.01 * i, 0.4 - 0.01 * i],
+            embedding=rng.standard_normal(64).astype(np.float32),
+        )
         for i in range(3)
     ]
     ids = shown_ids(tab(client_for(users["reviewer"]), project))
@@ -78,9 +84,15 @@ def test_newest_and_tag_probability_sorts(client_for, project, users, iteration)
     cat = project.tags.get(name="cat")
     assert shown_ids(tab(client, project, sort="newest")) == [c.image_id, b.image_id, a.image_id]
     assert shown_ids(tab(client, project, sort="lowest", tag=cat.id)) == [
-        b.image_id, c.image_id, a.image_id]
+        b.image_id,
+        c.image_id,
+        a.image_id,
+    ]
     assert shown_ids(tab(client, project, sort="highest", tag=cat.id)) == [
-        a.image_id, c.image_id, b.image_id]
+        a.image_id,
+        c.image_id,
+        b.image_id,
+    ]
 
 
 def test_annotators_and_outsiders_cannot_open_the_tab(client_for, project, users, iteration):

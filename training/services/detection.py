@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 from django.conf import settings
 
-from training.ml.detection import DetectorConfig, train_detector
+from training.ml.detection import DetectorConfig, TrainOptions, train_detector
 from training.ml.detection_metrics import Detection, GroundTruthBox
 from training.models import Iteration, IterationImage, IterationScore
 from training.services.detection_performance import DEFAULT_OVERLAP, detection_figures
@@ -57,6 +57,7 @@ def train_detection(
         seed=0,
         on_progress=_progress(report),
         config=detector_config(),
+        options=TrainOptions(max_epochs=int(settings.LOUPE_DETECTION_MAX_EPOCHS)),
     )
     timings = {"training_s": time.monotonic() - t0}
     report("saving", 0.97, force=True)

@@ -89,7 +89,7 @@ def train_iteration(iteration: Iteration) -> None:
             iteration,
             reason=Iteration.FailureReason.BUDGET_NOT_ENOUGH,
             message=f"The budget of {budget} ran out before one useful epoch "
-            f"({err}) Give it more time, or use quick training.",
+            f"({err}) {_more_time_hint(iteration)}",
         )
     except DatasetTooSmall as err:
         # check_trainable refuses most of these before a worker is involved; what is left (a
@@ -110,6 +110,12 @@ def train_iteration(iteration: Iteration) -> None:
             reason=Iteration.FailureReason.UNEXPECTED,
             message=f"Training stopped on an unexpected error: {type(err).__name__}: {err}",
         )
+
+
+def _more_time_hint(iteration: Iteration) -> str:
+    if iteration.project.is_detection:
+        return "Give it a larger budget with advanced training, or train on fewer images."
+    return "Give it more time, or use quick training."
 
 
 def _name_of(images: list[IterationImage], key: str) -> str:

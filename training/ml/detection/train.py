@@ -63,6 +63,7 @@ class TrainOptions:
     # fine-tunes end to end, ~10x slower per epoch on a CPU.
     frozen_backbone: bool = True
     cached_views: int = 3  # view 0 plain, the rest augmented
+    max_cache_share: float = 0.4  # extra views stop once caching would pass this budget share
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -239,6 +240,7 @@ def _cache_views(
     total = len(train_index) * wanted
     done = 0
     cached_bytes = 0
+    cache_started = time.monotonic()
     for view in range(wanted):
         for index in train_index.tolist():
             loop.check_stop()
@@ -259,6 +261,11 @@ def _cache_views(
             done += 1
             loop.on_progress("preparing", done / total)
         if cached_bytes * (view + 2) / (view + 1) > MAX_CACHE_BYTES:
+            break
+        # Another view only while caching stays within its share of the budget: epochs over
+        # the views already cached are worth more than views never trained on.
+        per_view_s = (time.monotonic() - cache_started) / (view + 1)
+        if loop.elapsed() + per_view_s > options.max_cache_share * loop.budget_s:
             break
     return views
 

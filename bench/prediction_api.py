@@ -1,0 +1,356 @@
+"""Prediction API throughput and the Predictions tab at 100,000 stored predictions (issue 5).
+
+    .venv/bin/python bench/prediction_api.py [--requests 40] [--ranking-rows 100000]
+
+What it does:
+1. Fits a real classifier in this process: EfficientNet-Lite0's pretrained weights (224 px, the
+   production engine) and a quick-training head on three colour classes.
+2. Starts the whole stack as `make run` does (bench.common.LoupeServer: uvicorn, Celery
+   workers, embedded Redis, SQLite WAL, fresh data directory) and seeds, straight into its
+   database, a project with that model published as "bench" and a prediction key.
+3. Bare forward: the same Predictor on the same decoded 640x480 image, one image at a time in
+   this process while the server idles; forward-bound throughput = 1 / median forward time.
+4. Over loopback: POST .../classify/iterations/bench/image/nostore with a 640x480 JPEG (raw
+   octet-stream body) from 1, 4 and 16 concurrent clients (keep-alive, one thread each), then
+   the storing endpoint at 4 clients. Requests/s, p50/p95 latency, errors, and the ratio of
+   requests/s to the forward-bound throughput.
+5. Ranking: N stored predictions (bulk-inserted rows with real-size 1,280-value embeddings) and
+   the Predictions tab's first page per sort, rendered in process by the Django test client on
+   the same database (server time, no network), median of 10.
+Prints the tables and appends them, with the command, to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from bench.common import (  # noqa: E402  (run as a script: the repo root is put on the path)
+    LoupeServer,
+    append_result,
+    command_line,
+    machine_line,
+    percentile,
+)
+
+COLOURS = [(220, 30, 30), (30, 200, 40), (30, 60, 220)]
+PUBLISH_NAME = "bench"
+
+
+def build_artifact() -> bytes:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from training.ml.artifact import ClassifierArtifact, save_artifact
+    from training.ml.features import embed_pil, stock_engine
+    from training.ml.preprocessing import PREPROCESSING_VERSION
+    from training.ml.quick import train_quick
+
+    rng = np.random.default_rng(0)
+    images, targets = [], []
+    for label, colour in enumerate(COLOURS):
+        for _ in range(8):
+            jitter = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in colour)
+            images.append(PILImage.new("RGB", (64, 64), jitter))
+            targets.append(np.eye(3, dtype=np.float32)[label])
+    features = embed_pil(stock_engine("lite0"), images, "lite0")
+    result = train_quick(features, np.stack(targets), multilabel=False, n_folds=3)
+    artifact = ClassifierArtifact.from_quick(
+        result.head,
+        backbone="lite0",
+        tag_keys=["red", "green", "blue"],
+        preprocessing_version=PREPROCESSING_VERSION,
+    )
+    buffer = io.BytesIO()
+    save_artifact(artifact, buffer)
+    return buffer.getvalue()
+
+
+def photo_jpeg() -> bytes:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(1)
+    base = np.linspace(0, 255, 640, dtype=np.float32)[None, :, None]
+    pixels = base * rng.uniform(0.3, 1, size=(1, 1, 3)) + rng.normal(0, 25, (480, 640, 3))
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels.clip(0, 255).astype("uint8")).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def connect_django(data_dir: Path) -> None:
+    os.environ.update(LOUPE_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="project.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # In-process page renders need no collected manifest (the server's uvicorn is unaffected).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+def seed(artifact: bytes) -> dict[str, object]:
+    from django.contrib.auth import get_user_model
+    from django.core.files.base import ContentFile
+
+    from labeling.models import Membership, Project, Role, Tag
+    from predictions.services.keys import create_key
+    from training.models import Iteration, IterationTag
+
+    user = get_user_model().objects.create_user("bench", password="bench-password")
+    project = Project.objects.create(name="Bench", kind=Project.Kind.MULTICLASS, owner=user)
+    Membership.objects.create(project=project, user=user, role=Role.ADMIN)
+    tags = [Tag.objects.create(project=project, name=n) for n in ("red", "green", "blue")]
+    iteration = Iteration.objects.create(
+        project=project,
+        number=1,
+        name="Iteration 1",
+        status=Iteration.Status.COMPLETED,
+        backbone="lite0",
+        published_name=PUBLISH_NAME,
+    )
+    for index, tag in enumerate(tags):
+        IterationTag.objects.create(iteration=iteration, tag=tag, name=tag.name, index=index)
+    iteration.artifact.save("model.pt", ContentFile(artifact), save=True)
+    key = create_key(project=project, name="bench", by=user).secret
+    return {"project": project, "iteration": iteration, "tags": tags, "key": key, "user": user}
+
+
+def bare_forward_s(artifact: bytes, image: bytes, repeats: int) -> float:
+    from training.ml.artifact import Predictor, load_artifact
+    from training.ml.preprocessing import load_rgb
+
+    predictor = Predictor(load_artifact(io.BytesIO(artifact)))
+    picture = load_rgb(image)
+    for _ in range(5):
+        predictor.predict([picture])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predictor.predict([picture])
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def load(url: str, key: str, image: bytes, clients: int, total: int) -> dict[str, float]:
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    remaining = [total]
+
+    def client_loop() -> None:
+        headers = {"Prediction-Key": key, "Content-Type": "application/octet-stream"}
+        with httpx.Client(timeout=120) as http:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                started = time.perf_counter()
+                try:
+                    response = http.post(url, content=image, headers=headers)
+                    ok = response.status_code == 200
+                    detail = f"{response.status_code} {response.text[:80]}"
+                except httpx.HTTPError as err:
+                    ok, detail = False, str(err)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    (latencies if ok else errors).append(elapsed if ok else detail)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    ms = [1000 * v for v in latencies]
+    return {
+        "rps": len(latencies) / wall,
+        "p50": statistics.median(ms) if ms else float("nan"),
+        "p95": percentile(ms, 0.95) if ms else float("nan"),
+        "errors": len(errors),
+        "n": len(latencies),
+        "first_error": errors[0] if errors else "",
+    }
+
+
+def seed_predictions(world: dict[str, object], rows: int) -> None:
+    import numpy as np
+
+    from labeling.models import Image
+    from predictions.models import Prediction, PredictionScore
+
+    project, iteration, tags = world["project"], world["iteration"], world["tags"]
+    rng = np.random.default_rng(0)
+    batch = 5000
+    for start in range(0, rows, batch):
+        n = min(batch, rows - start)
+        images = Image.objects.bulk_create(
+            Image(
+                project=project,
+                file="images/shared.jpg",
+                sha256=f"{start + i:064x}",
+                format="JPEG",
+                size_bytes=1,
+                width=640,
+                height=480,
+                source=Image.Source.PREDICTION,
+                is_training=False,
+            )
+            for i in range(n)
+        )
+        probs = rng.dirichlet((1, 1, 1), n)
+        predictions = Prediction.objects.bulk_create(
+            Prediction(
+                project=project,
+                iteration=iteration,
+                image=image,
+                results=[
+                    {"tagId": t.pk, "tagName": t.name, "probability": float(p[j])}
+                    for j, t in enumerate(tags)
+                ],
+                embedding=rng.standard_normal(1280).astype("<f2").tobytes(),
+                uncertainty=float(1 - (np.sort(p)[-1] - np.sort(p)[-2])),
+                top_tag=tags[int(np.argmax(p))],
+                top_probability=float(p.max()),
+            )
+            for image, p in zip(images, probs, strict=True)
+        )
+        PredictionScore.objects.bulk_create(
+            PredictionScore(
+                prediction=prediction, iteration=iteration, tag=tag, probability=float(p[j])
+            )
+            for prediction, p in zip(predictions, probs, strict=True)
+            for j, tag in enumerate(tags)
+        )
+
+
+def ranking_times(world: dict[str, object]) -> dict[str, tuple[float, int]]:
+    from django.db import connection, reset_queries
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(world["user"])
+    url = f"/projects/{world['project'].pk}/predictions/"
+    results = {}
+    for sort in ("gain", "newest", "lowest", "highest"):
+        query = {"sort": sort, "tag": world["tags"][0].pk}
+        client.get(url, query)
+        times = []
+        for _ in range(10):
+            reset_queries()
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                response = client.get(url, query)
+                times.append(1000 * (time.perf_counter() - started))
+            assert response.status_code == 200, response.status_code
+        results[sort] = (statistics.median(times), len(queries))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=40, help="requests per concurrency level")
+    parser.add_argument("--ranking-rows", type=int, default=100_000)
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    artifact = build_artifact()
+    image = photo_jpeg()
+    with LoupeServer.start() as server:
+        connect_django(server.data_dir)
+        world = seed(artifact)
+        forward_s = bare_forward_s(artifact, image, repeats=30)
+        base = f"{server.url}/api/predict/{world['project'].pk}/classify/iterations/{PUBLISH_NAME}"
+        load(f"{base}/image/nostore", world["key"], image, 1, 5)  # warm: model load
+        runs = []
+        for clients in (1, 4, 16):
+            runs.append(
+                (
+                    "nostore",
+                    clients,
+                    load(
+                        f"{base}/image/nostore",
+                        world["key"],
+                        image,
+                        clients,
+                        max(args.requests, 2 * clients),
+                    ),
+                )
+            )
+        runs.append(("store", 4, load(f"{base}/image", world["key"], image, 4, args.requests)))
+        seed_started = time.perf_counter()
+        seed_predictions(world, args.ranking_rows)
+        seed_s = time.perf_counter() - seed_started
+        ranking = ranking_times(world)
+
+    forward_rps = 1 / forward_s
+    lines = [
+        "### Prediction API and Predictions tab",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+        f"Machine: {machine_line()}; server as `python -m project.up` starts it (uvicorn, one "
+        f"process). Image: 640x480 JPEG ({len(image) / 1000:.0f} kB), EfficientNet-Lite0 224 px "
+        f"+ linear head (3 tags), raw octet-stream body. 1-minute load average at the end: "
+        f"{os.getloadavg()[0]:.1f} (other work shares this machine).",
+        "",
+        f"Bare forward (same Predictor, decoded image, this process, server idle): "
+        f"{1000 * forward_s:.1f} ms median -> forward-bound {forward_rps:.1f} images/s.",
+        "",
+        "| endpoint | clients | requests | errors | req/s | p50 ms | p95 ms | ratio to forward |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, clients, run in runs:
+        lines.append(
+            f"| {name} | {clients} | {run['n']} | {run['errors']} | {run['rps']:.1f} | "
+            f"{run['p50']:.0f} | {run['p95']:.0f} | {run['rps'] / forward_rps:.2f} |"
+        )
+    at4 = next(run for name, clients, run in runs if name == "nostore" and clients == 4)
+    goal = "meets" if at4["rps"] / forward_rps >= 0.7 and at4["errors"] == 0 else "MISSES"
+    lines += [
+        "",
+        f"- At 4 clients: **{at4['rps'] / forward_rps:.2f}** of the forward-bound throughput, "
+        f"{at4['errors']} errors ({goal} the goal of >= 0.7 with zero errors).",
+        "",
+        f"Predictions tab, first page (40 thumbnails) at {args.ranking_rows:,} stored "
+        f"predictions of one iteration (seeded in {seed_s:.0f} s), server time in process, "
+        "median of 10:",
+        "",
+        "| sort | ms | queries |",
+        "|---|---|---|",
+    ]
+    for sort, (ms, queries) in ranking.items():
+        lines.append(f"| {sort} | {ms:.1f} | {queries} |")
+    worst = max(ms for ms, _ in ranking.values())
+    lines.append("")
+    lines.append(
+        f"- Slowest sort: {worst:.1f} ms ({'meets' if worst <= 150 else 'MISSES'} the goal of "
+        "<= 150 ms)."
+    )
+    errors = [run["first_error"] for _, _, run in runs if run["first_error"]]
+    if errors:
+        lines.append(f"- First error seen: `{errors[0]}`")
+    text = "\n".join(lines)
+    print(text)
+    append_result("Issue 5: predictions", text)
+
+
+if __name__ == "__main__":
+    main()

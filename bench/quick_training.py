@@ -1,0 +1,143 @@
+"""Quick training: time from start to metrics (cold and with 50 new images), accuracy against
+scikit-learn's LogisticRegression on the same cached features and folds, and peak memory.
+
+    .venv/bin/python bench/quick_training.py --images 1000 --new 50
+    .venv/bin/python bench/quick_training.py --memory 5000      # peak RSS, in a child process
+
+"Start to metrics" = embed_images (fresh feature cache) + train_quick (5-fold CV + final head) +
+classification_metrics, exactly what the training task calls; the Django task adds reading rows
+and writing results. The warm run reuses the cache with `--new` images replaced by unseen ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.data import fine_grained_textures, one_hot, photo_classes, refs_for  # noqa: E402
+from training.ml.features import FeatureCache, embed_images, stock_engine  # noqa: E402
+from training.ml.metrics import classification_metrics  # noqa: E402
+from training.ml.quick import train_quick  # noqa: E402
+
+DATA = Path(os.environ.get("LOUPE_BENCH_DATA", Path(tempfile.gettempdir()) / "loupe-bench"))
+
+
+def start_to_metrics(refs, targets, cache: FeatureCache, backbone: str) -> tuple[float, float, dict]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    features = embed_images(refs, backbone=backbone, cache=cache)
+    result = train_quick(features, targets, multilabel=False, seed=0)
+    metrics = classification_metrics(targets, result.oof_scores, multiclass=True)
+    return time.perf_counter() - wall, time.process_time() - cpu, metrics
+
+
+def sklearn_agreement(features: np.ndarray, targets: np.ndarray, label: str) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = targets.argmax(axis=1)
+    started = time.perf_counter()
+    ours = train_quick(features, targets, multilabel=False, seed=0)
+    ours_s = time.perf_counter() - started
+    predictions = np.zeros(len(labels), dtype=np.int64)
+    started = time.perf_counter()
+    for fold in np.unique(ours.fold_of):  # the very same folds
+        train = ours.fold_of != fold
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+        model.fit(features[train], labels[train])
+        predictions[~train] = model.predict(features[~train])
+    sk_s = time.perf_counter() - started
+    ours_acc = float((ours.oof_scores.argmax(axis=1) == labels).mean())
+    sk_acc = float((predictions == labels).mean())
+    print(
+        f"| {label} | {len(labels)} | {ours_acc * 100:.2f} % ({ours_s:.1f} s) | "
+        f"{sk_acc * 100:.2f} % ({sk_s:.1f} s) | {(ours_acc - sk_acc) * 100:+.2f} |"
+    )
+
+
+def timings(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    items = photo_classes(DATA, images=args.images + args.new, classes=args.classes)
+    refs = refs_for(items)
+    targets = one_hot(items, args.classes)
+    base_refs, base_targets = refs[: args.images], targets[: args.images]
+    # The new images replace the first `new` ones: same dataset size, `new` unseen files.
+    warm_refs = refs[args.images :] + base_refs[args.new :]
+    warm_targets = np.concatenate([targets[args.images :], base_targets[args.new :]])
+    stock_engine(args.backbone)  # built once per worker process, not per training
+    with tempfile.TemporaryDirectory() as folder:
+        cache = FeatureCache(folder)
+        cold_wall, cold_cpu, metrics = start_to_metrics(base_refs, base_targets, cache, args.backbone)
+        warm_wall, warm_cpu, warm_metrics = start_to_metrics(
+            warm_refs, warm_targets, cache, args.backbone
+        )
+        features = embed_images(base_refs, backbone=args.backbone, cache=cache)
+    print(f"\n{args.images} images (640x480 JPEG), {args.classes} tags, backbone {args.backbone}, "
+          f"threads {args.threads}")
+    print("| run | wall s | CPU s | k-fold precision / recall / mAP | goal |\n|---|---|---|---|---|")
+    for name, wall, cpu, m, goal in (
+        ("cold (empty cache)", cold_wall, cold_cpu, metrics, "<= 60 s"),
+        (f"{args.new} new images", warm_wall, warm_cpu, warm_metrics, "<= 5 s"),
+    ):
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {m['precision']:.3f} / {m['recall']:.3f} / "
+              f"{m['map']:.3f} | {goal} |")
+    print("\n| dataset | images | ours (k-fold acc., time) | sklearn LogisticRegression | diff (pts) |")
+    print("|---|---|---|---|---|")
+    sklearn_agreement(features, base_targets, f"photos, {args.classes} tags")
+    stripes = fine_grained_textures(DATA, images=args.stripes, classes=4)
+    with tempfile.TemporaryDirectory() as folder:
+        stripe_features = embed_images(
+            refs_for(stripes), backbone=args.backbone, cache=FeatureCache(folder)
+        )
+    sklearn_agreement(stripe_features, one_hot(stripes, 4), "stripe orientation, 4 tags")
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    items = photo_classes(DATA, images=args.memory, classes=args.classes)
+    refs = refs_for(items)
+    targets = one_hot(items, args.classes)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with tempfile.TemporaryDirectory() as folder:
+        wall, cpu, metrics = start_to_metrics(refs, targets, FeatureCache(folder), args.backbone)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"| {args.memory} images, cold | {wall:.0f} s wall, {cpu:.0f} s CPU | "
+          f"peak RSS {peak / 1024:.0f} MiB (after dataset generation: {before / 1024:.0f} MiB) | "
+          f"mAP {metrics['map']:.3f} | goal <= 3072 MiB |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--new", type=int, default=50)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--stripes", type=int, default=400)
+    parser.add_argument("--backbone", default="lite0")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory", type=int, default=0, help="measure peak RSS on N images")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory and args.child:
+        memory_child(args)
+    elif args.memory:
+        photo_classes(DATA, images=args.memory, classes=args.classes)  # generate files first
+        # A fresh process, so the peak is the training's own, not this script's history.
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child"], check=True)
+    else:
+        timings(args)
+
+
+if __name__ == "__main__":
+    main()
