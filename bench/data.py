@@ -5,9 +5,9 @@
 
 `photo_classes`: class c is random crops of photograph c (cat, coffee, rocket, astronaut, ...)
 with flips and colour/brightness jitter, saved as 640x480 JPEG like a phone upload scaled down.
-`fine_grained_textures`: classes differ only by the orientation of a faint stripe texture laid
-over random photo crops, a cue ImageNet features mostly discard ("frozen features are not
-enough"). Files are written once per (kind, count, seed) and reused by later runs.
+`fine_grained_textures`: classes differ only by a faint periodic texture (vertical or
+horizontal stripes, square or diagonal grid) laid over random photo crops, a cue ImageNet
+features mostly discard ("frozen features are not enough"). Files are written once per (kind, count, seed) and reused by later runs.
 """
 
 from __future__ import annotations
@@ -76,11 +76,26 @@ def photo_classes(
     return list(zip(paths, (int(label) for label in labels), strict=True))
 
 
-def _stripes(size: tuple[int, int], angle_deg: float, period: float, phase: float) -> np.ndarray:
+def _texture(size: tuple[int, int], label: int, rng: np.random.Generator) -> np.ndarray:
+    """A faint periodic texture in [-1, 1]; every class is invariant to horizontal flips, so
+    the standard flip augmentation never turns one class into another."""
     ys, xs = np.mgrid[0 : size[1], 0 : size[0]].astype(np.float32)
-    theta = np.deg2rad(angle_deg)
-    wave = np.sin(2 * np.pi * (xs * np.cos(theta) + ys * np.sin(theta)) / period + phase)
-    return wave[..., None]
+    period = rng.uniform(6, 10)
+    jitter = np.deg2rad(rng.uniform(-6, 6))
+
+    def wave(angle: float) -> np.ndarray:
+        theta = angle + jitter
+        phase = rng.uniform(0, 2 * np.pi)
+        return np.sin(2 * np.pi * (xs * np.cos(theta) + ys * np.sin(theta)) / period + phase)
+
+    quarter = np.pi / 4
+    patterns = {
+        0: lambda: wave(0.0),  # vertical stripes
+        1: lambda: wave(2 * quarter),  # horizontal stripes
+        2: lambda: (wave(0.0) + wave(2 * quarter)) / 2,  # square grid
+        3: lambda: (wave(quarter) + wave(3 * quarter)) / 2,  # diagonal grid
+    }
+    return patterns[label % 4]()[..., None]
 
 
 def fine_grained_textures(
@@ -92,8 +107,9 @@ def fine_grained_textures(
     size: tuple[int, int] = (320, 240),
     contrast: float = 18.0,
 ) -> list[tuple[Path, int]]:
-    """Random photo crops with a faint stripe texture whose orientation is the class."""
-    folder = root / f"stripes-{classes}c-{images}-s{seed}-c{contrast:g}"
+    """Random photo crops under a faint texture (vertical, horizontal, grid, diagonal grid)
+    that is the class; the photo content is noise drawn independently of the class."""
+    folder = root / f"textures-v2-{classes}c-{images}-s{seed}-c{contrast:g}"
     labels = np.random.default_rng(seed).permutation(np.arange(images) % classes)
     paths = [folder / f"{index:05d}.jpg" for index in range(images)]
     if not all(path.exists() for path in paths):
@@ -102,9 +118,7 @@ def fine_grained_textures(
         rng = np.random.default_rng(seed + 1)
         for path, label in zip(paths, labels, strict=True):
             base = _random_view(photos[int(rng.integers(len(photos)))], rng, size)
-            angle = 180.0 * label / classes + rng.uniform(-8, 8)
-            texture = _stripes(size, angle, rng.uniform(6, 10), rng.uniform(0, 2 * np.pi))
-            pixels = np.asarray(base, dtype=np.float32) + contrast * texture
+            pixels = np.asarray(base, dtype=np.float32) + contrast * _texture(size, label, rng)
             Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=92)
     return list(zip(paths, (int(label) for label in labels), strict=True))
 

@@ -36,8 +36,12 @@ def test_boxes_are_sorted_stored_and_prefilled_as_regions(client_for, users):
     target = target_for(project, iteration)
     outcome = score_output(target, output)
     assert [r["tagName"] for r in outcome.results] == ["cat", "dog"]
-    assert outcome.results[0]["boundingBox"] == {"left": 0.1, "top": 0.1, "width": 0.3,
-                                                 "height": 0.4}
+    assert outcome.results[0]["boundingBox"] == {
+        "left": 0.1,
+        "top": 0.1,
+        "width": 0.3,
+        "height": 0.4,
+    }
     assert 0.0 < outcome.uncertainty <= 1.0
     data = make_image(20, 20)
     prediction = store_prediction(
@@ -46,14 +50,20 @@ def test_boxes_are_sorted_stored_and_prefilled_as_regions(client_for, users):
         outcome=outcome,
     )
     client = client_for(users["reviewer"])
-    response = client.post(reverse("predictions:prediction-review", args=[project.id]),
-                           {"image_ids": [prediction.image_id]})
+    response = client.post(
+        reverse("predictions:prediction-review", args=[project.id]),
+        {"image_ids": [prediction.image_id]},
+    )
     assert response.status_code == 302
     # Only the box at or above the iteration's threshold (0.5) is pre-filled.
-    regions = list(Region.objects.filter(image_id=prediction.image_id).values_list(
-        "tag__name", "left", "top", "width", "height"))
+    regions = list(
+        Region.objects.filter(image_id=prediction.image_id).values_list(
+            "tag__name", "left", "top", "width", "height"
+        )
+    )
     assert regions == [("cat", 0.1, 0.1, 0.3, 0.4)]
-    saved = client.post(reverse("predictions:prediction-promote",
-                                args=[project.id, prediction.image_id]))
+    saved = client.post(
+        reverse("predictions:prediction-promote", args=[project.id, prediction.image_id])
+    )
     assert saved.status_code == 302
     assert project.images.training().filter(pk=prediction.image_id).exists()

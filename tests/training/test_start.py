@@ -134,9 +134,7 @@ def test_advanced_training_keeps_its_budget_and_checks_it(
     assert (iteration.training_type, iteration.budget_s) == ("advanced", 180)
 
 
-def test_a_detection_project_with_image_tags_but_no_boxes_is_refused(
-    users, project, build_dataset
-):
+def test_a_detection_project_with_image_tags_but_no_boxes_is_refused(users, project, build_dataset):
     Project.objects.filter(pk=project.pk).update(kind=Project.Kind.DETECTION)
     project.refresh_from_db()
     build_dataset(project, {"red": 5, "green": 5})

@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 
-from training.ml.detection import DetectorConfig, TrainOptions, train_detector
+from training.ml.detection import DetectorConfig, DetectorResult, TrainOptions, train_detector
 from training.ml.detection_metrics import Detection, GroundTruthBox
 from training.models import Iteration, IterationImage, IterationScore
 from training.services.detection_performance import DEFAULT_OVERLAP, detection_figures
@@ -64,21 +65,7 @@ def train_detection(
     t0 = time.monotonic()
     held = [int(i) for i in result.holdout_index]
     detections = [_rounded(found) for found in result.holdout_detections]
-    metrics = detection_figures(
-        [boxes[i] for i in held],
-        detections,
-        tag_names=tag_names,
-        probability_threshold=iteration.suggested_threshold,
-        overlap_threshold=DEFAULT_OVERLAP,
-    )
-    _add_box_counts(metrics, boxes)
-    metrics.update(
-        image_count=len(images),
-        holdout_count=len(held),
-        epochs=int(result.epochs),
-        steps=int(result.steps),
-        final_loss=float(result.epoch_losses[-1]) if result.epoch_losses else None,
-    )
+    metrics = _metrics(iteration, result, boxes, held, detections, tag_names)
     timings["metrics_s"] = time.monotonic() - t0
     artifact = result.to_artifact(backbone=iteration.backbone, num_tags=len(tag_names))
     name = save_artifact_file(iteration, artifact)
@@ -94,6 +81,33 @@ def train_detection(
         for index, found in zip(held, detections, strict=True)
     ]
     complete_iteration(iteration, metrics=metrics, artifact_name=name, timings=timings, scores=rows)
+
+
+def _metrics(
+    iteration: Iteration,
+    result: DetectorResult,
+    boxes: list[list[GroundTruthBox]],
+    held: list[int],
+    detections: list[list[Detection]],
+    tag_names: list[str],
+) -> dict[str, Any]:
+    """Iteration.metrics: the held-out figures at the default thresholds, box counts, epochs."""
+    metrics = detection_figures(
+        [boxes[i] for i in held],
+        detections,
+        tag_names=tag_names,
+        probability_threshold=iteration.suggested_threshold,
+        overlap_threshold=DEFAULT_OVERLAP,
+    )
+    _add_box_counts(metrics, boxes)
+    metrics.update(
+        image_count=len(boxes),
+        holdout_count=len(held),
+        epochs=int(result.epochs),
+        steps=int(result.steps),
+        final_loss=float(result.epoch_losses[-1]) if result.epoch_losses else None,
+    )
+    return metrics
 
 
 def _ground_truth(image: IterationImage) -> list[GroundTruthBox]:
@@ -119,9 +133,8 @@ def _best_per_tag(found: Sequence[Detection], tag_count: int) -> list[float]:
     return [float(value) for value in best]
 
 
-def _add_box_counts(metrics: dict[str, object], boxes: list[list[GroundTruthBox]]) -> None:
+def _add_box_counts(metrics: dict[str, Any], boxes: list[list[GroundTruthBox]]) -> None:
     per_tag = metrics["per_tag"]
-    assert isinstance(per_tag, list)
     counts = np.zeros(len(per_tag), dtype=np.int64)
     for image_boxes in boxes:
         for box in image_boxes:

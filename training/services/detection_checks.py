@@ -26,13 +26,7 @@ BoxRow = tuple[int, float, float, float, float]
 def take_detection_snapshot(project: Project) -> Snapshot:
     """The project's boxed and "no objects" training images, with boxes as tag indexes."""
     tags = {tag.pk: tag for tag in project.tags.all()}
-    regions: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
-    for image_id, tag_id, left, top, width, height in (
-        Region.objects.filter(image__project=project, image__is_training=True)
-        .order_by("image_id", "id")
-        .values_list("image_id", "tag_id", "left", "top", "width", "height")
-    ):
-        regions[image_id].append((tag_id, left, top, width, height))
+    regions = _regions_by_image(project)
     negative_ids = set(
         ImageTag.objects.filter(
             image__project=project, image__is_training=True, tag__kind=Tag.Kind.NEGATIVE
@@ -78,6 +72,18 @@ def take_detection_snapshot(project: Project) -> Snapshot:
         for tag in regular
     ]
     return Snapshot(tags=snapshot_tags, images=images, hash=snapshot_hash(snapshot_tags, images))
+
+
+def _regions_by_image(project: Project) -> dict[int, list[BoxRow]]:
+    """{image id: [(tag id, left, top, width, height)]} of the training images, in one query."""
+    regions: dict[int, list[BoxRow]] = defaultdict(list)
+    for image_id, tag_id, left, top, width, height in (
+        Region.objects.filter(image__project=project, image__is_training=True)
+        .order_by("image_id", "id")
+        .values_list("image_id", "tag_id", "left", "top", "width", "height")
+    ):
+        regions[image_id].append((tag_id, left, top, width, height))
+    return regions
 
 
 def check_detection_trainable(snapshot: Snapshot) -> None:
