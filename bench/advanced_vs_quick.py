@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.data import fine_grained_textures, one_hot, photo_classes, refs_for  # noqa: E402
-from training.ml.advanced import fine_tune  # noqa: E402
-from training.ml.features import FeatureCache, embed_images  # noqa: E402
-from training.ml.quick import fit_head, train_quick  # noqa: E402
+from bench.data import fine_grained_textures, one_hot, photo_classes, refs_for
+from training.ml.advanced import fine_tune
+from training.ml.features import FeatureCache, embed_images
+from training.ml.quick import fit_head, train_quick
 
 DATA = Path(os.environ.get("LOUPE_BENCH_DATA", Path(tempfile.gettempdir()) / "loupe-bench"))
 

@@ -7,7 +7,8 @@
 with flips and colour/brightness jitter, saved as 640x480 JPEG like a phone upload scaled down.
 `fine_grained_textures`: classes differ only by a faint periodic texture (vertical or
 horizontal stripes, square or diagonal grid) laid over random photo crops, a cue ImageNet
-features mostly discard ("frozen features are not enough"). Files are written once per (kind, count, seed) and reused by later runs.
+features mostly discard ("frozen features are not enough"). Files are written once per (kind,
+count, seed) and reused by later runs.
 """
 
 from __future__ import annotations

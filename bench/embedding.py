@@ -137,7 +137,8 @@ def choose_arch(args: argparse.Namespace) -> None:
         "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     }
     print(
-        "| weights | timm model | normalisation | top-1 in class set | mean NLL |\n|---|---|---|---|---|"
+        "| weights | timm model | normalisation | top-1 in class set | mean NLL |\n"
+        "|---|---|---|---|---|"
     )
     for variant, size in ((0, 224), (2, 260)):
         rng = random.Random(0)
@@ -173,7 +174,8 @@ def choose_arch(args: argparse.Namespace) -> None:
                     hits += [int(int(p.argmax()) in classes) for p in probs]
                     nll += (-probs[:, wanted].sum(dim=1).clamp_min(1e-9).log()).tolist()
                 print(
-                    f"| lite{variant} | {arch} | {norm_name} | {np.mean(hits):.3f} | {np.mean(nll):.3f} |"
+                    f"| lite{variant} | {arch} | {norm_name} | {np.mean(hits):.3f} | "
+                    f"{np.mean(nll):.3f} |"
                 )
 
 

@@ -25,15 +25,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.data import fine_grained_textures, one_hot, photo_classes, refs_for  # noqa: E402
-from training.ml.features import FeatureCache, embed_images, stock_engine  # noqa: E402
-from training.ml.metrics import classification_metrics  # noqa: E402
-from training.ml.quick import train_quick  # noqa: E402
+from bench.data import fine_grained_textures, one_hot, photo_classes, refs_for
+from training.ml.features import FeatureCache, embed_images, stock_engine
+from training.ml.metrics import classification_metrics
+from training.ml.quick import train_quick
 
 DATA = Path(os.environ.get("LOUPE_BENCH_DATA", Path(tempfile.gettempdir()) / "loupe-bench"))
 
 
-def start_to_metrics(refs, targets, cache: FeatureCache, backbone: str) -> tuple[float, float, dict]:
+def start_to_metrics(
+    refs, targets, cache: FeatureCache, backbone: str
+) -> tuple[float, float, dict]:
     wall, cpu = time.perf_counter(), time.process_time()
     features = embed_images(refs, backbone=backbone, cache=cache)
     result = train_quick(features, targets, multilabel=False, seed=0)
@@ -78,21 +80,32 @@ def timings(args: argparse.Namespace) -> None:
     stock_engine(args.backbone)  # built once per worker process, not per training
     with tempfile.TemporaryDirectory() as folder:
         cache = FeatureCache(folder)
-        cold_wall, cold_cpu, metrics = start_to_metrics(base_refs, base_targets, cache, args.backbone)
+        cold_wall, cold_cpu, metrics = start_to_metrics(
+            base_refs, base_targets, cache, args.backbone
+        )
         warm_wall, warm_cpu, warm_metrics = start_to_metrics(
             warm_refs, warm_targets, cache, args.backbone
         )
         features = embed_images(base_refs, backbone=args.backbone, cache=cache)
-    print(f"\n{args.images} images (640x480 JPEG), {args.classes} tags, backbone {args.backbone}, "
-          f"threads {args.threads}")
-    print("| run | wall s | CPU s | k-fold precision / recall / mAP | goal |\n|---|---|---|---|---|")
+    print(
+        f"\n{args.images} images (640x480 JPEG), {args.classes} tags, backbone {args.backbone}, "
+        f"threads {args.threads}"
+    )
+    print(
+        "| run | wall s | CPU s | k-fold precision / recall / mAP | goal |\n|---|---|---|---|---|"
+    )
     for name, wall, cpu, m, goal in (
         ("cold (empty cache)", cold_wall, cold_cpu, metrics, "<= 60 s"),
         (f"{args.new} new images", warm_wall, warm_cpu, warm_metrics, "<= 5 s"),
     ):
-        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {m['precision']:.3f} / {m['recall']:.3f} / "
-              f"{m['map']:.3f} | {goal} |")
-    print("\n| dataset | images | ours (k-fold acc., time) | sklearn LogisticRegression | diff (pts) |")
+        print(
+            f"| {name} | {wall:.1f} | {cpu:.1f} | {m['precision']:.3f} / {m['recall']:.3f} / "
+            f"{m['map']:.3f} | {goal} |"
+        )
+    print(
+        "\n| dataset | images | ours (k-fold acc., time) | sklearn LogisticRegression "
+        "| diff (pts) |"
+    )
     print("|---|---|---|---|---|")
     sklearn_agreement(features, base_targets, f"photos, {args.classes} tags")
     stripes = fine_grained_textures(DATA, images=args.stripes, classes=4, contrast=6.0)
@@ -113,9 +126,11 @@ def memory_child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         wall, cpu, metrics = start_to_metrics(refs, targets, FeatureCache(folder), args.backbone)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"| {args.memory} images, cold | {wall:.0f} s wall, {cpu:.0f} s CPU | "
-          f"peak RSS {peak / 1024:.0f} MiB (after dataset generation: {before / 1024:.0f} MiB) | "
-          f"mAP {metrics['map']:.3f} | goal <= 3072 MiB |")
+    print(
+        f"| {args.memory} images, cold | {wall:.0f} s wall, {cpu:.0f} s CPU | "
+        f"peak RSS {peak / 1024:.0f} MiB (after dataset generation: {before / 1024:.0f} MiB) | "
+        f"mAP {metrics['map']:.3f} | goal <= 3072 MiB |"
+    )
 
 
 def main() -> None:

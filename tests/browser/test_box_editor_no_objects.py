@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from playwright.sync_api import expect
 
@@ -26,6 +28,8 @@ def test_key_0_and_the_button_mark_no_objects_until_a_box_is_drawn(page, login, 
     expect(button).to_have_attribute("aria-pressed", "true")
     wait_saved(page)
     assert marked(image) and Image.objects.get(pk=image.pk).is_tagged
+    if os.environ.get("LOUPE_SCREENSHOT"):
+        page.screenshot(path=os.environ["LOUPE_SCREENSHOT"])
 
     page.reload()  # the mark is the server's, not the page's
     expect(page.get_by_test_id("box-editor")).to_have_attribute("data-ready", "1")
