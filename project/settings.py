@@ -236,6 +236,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "predictions.openapi.add_prediction_paths",
+    ],
     # Project and Tag both have a `kind`: name their enums so the schema has no collision.
     "ENUM_NAME_OVERRIDES": {
         "ProjectKindEnum": "labeling.models.Project.Kind",

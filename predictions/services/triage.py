@@ -101,7 +101,7 @@ def ranked_predictions(
 
 
 def _most_gain_ids(open_rows, start: int, stop: int) -> tuple[list[int], bool]:  # type: ignore[no-untyped-def]
-    from training.ml.ranking import diverse_top
+    from training.ml.ranking import compact_embeddings, diverse_top
 
     limit = CANDIDATE_FACTOR * stop
     candidates = list(
@@ -120,7 +120,11 @@ def _most_gain_ids(open_rows, start: int, stop: int) -> tuple[list[int], bool]: 
             embeddings[i, :width] = vector
     uncertainty = np.array([row[1] for row in candidates], dtype=np.float64)
     k = min(stop, len(candidates))
-    order = diverse_top(embeddings, uncertainty, k=k, candidates=len(candidates))
+    # Distances on a fixed 128-d projection rank like the full 1,280-d ones at a tenth of the
+    # cost (training.ml.ranking.compact_embeddings).
+    order = diverse_top(
+        compact_embeddings(embeddings), uncertainty, k=k, candidates=len(candidates)
+    )
     return [candidates[int(i)][0] for i in order[start:stop]], has_more
 
 
