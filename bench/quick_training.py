@@ -128,7 +128,8 @@ def memory_child(args: argparse.Namespace) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         f"| {args.memory} images, cold | {wall:.0f} s wall, {cpu:.0f} s CPU | "
-        f"peak RSS {peak / 1024:.0f} MiB (after dataset generation: {before / 1024:.0f} MiB) | "
+        f"peak RSS {peak / 1024:.0f} MiB (before training, imports + hashing: "
+        f"{before / 1024:.0f} MiB) | "
         f"mAP {metrics['map']:.3f} | goal <= 3072 MiB |"
     )
 
