@@ -16,13 +16,16 @@ urlpatterns = [
     path(P + "tags/", project_api.TagListApi.as_view(), name="api-tag-list"),
     path(P + "tags/<int:tag_id>/", project_api.TagDetailApi.as_view(), name="api-tag-detail"),
     path(P + "members/", project_api.MemberListApi.as_view(), name="api-member-list"),
-    path(P + "members/<int:membership_id>/", project_api.MemberDetailApi.as_view(),
-         name="api-member-detail"),
+    path(
+        P + "members/<int:membership_id>/",
+        project_api.MemberDetailApi.as_view(),
+        name="api-member-detail",
+    ),
     path(P + "images/", image_api.ImageListApi.as_view(), name="api-image-list"),
     path(P + "images/bulk/", image_api.ImageBulkApi.as_view(), name="api-image-bulk"),
     path(P + "images/upload/", upload_api.UploadImagesApi.as_view(), name="api-image-upload"),
-    path(P + "images/<int:image_id>/", image_api.ImageDetailApi.as_view(),
-         name="api-image-detail"),
-    path(P + "images/<int:image_id>/tags/", image_api.ImageTagsApi.as_view(),
-         name="api-image-tags"),
+    path(P + "images/<int:image_id>/", image_api.ImageDetailApi.as_view(), name="api-image-detail"),
+    path(
+        P + "images/<int:image_id>/tags/", image_api.ImageTagsApi.as_view(), name="api-image-tags"
+    ),
 ]

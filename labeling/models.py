@@ -42,10 +42,10 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MULTICLASS)
-    domain = models.CharField(max_length=30, choices=Domain.choices,
-                              default=Domain.GENERAL_COMPACT)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                              related_name="owned_projects")
+    domain = models.CharField(max_length=30, choices=Domain.choices, default=Domain.GENERAL_COMPACT)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -64,8 +64,9 @@ class Project(models.Model):
 
 
 class Membership(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
     created = models.DateTimeField(auto_now_add=True)
@@ -93,12 +94,15 @@ class Tag(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        # Creation order is display order: keys 1–9 in the tagging view follow it.
+        # Creation order is display order: keys 1-9 in the tagging view follow it.
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="unique_tag_name"),
-            models.UniqueConstraint(fields=["project"], condition=Q(kind="negative"),
-                                    name="one_negative_tag_per_project"),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(kind="negative"),
+                name="one_negative_tag_per_project",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -149,11 +153,17 @@ class ImageQuerySet(models.QuerySet["Image"]):
         one box of the tag.
         """
         if boxes:
-            rows = self.filter(regions__isnull=False).values_list("regions__tag_id").annotate(
-                n=Count("pk", distinct=True))
+            rows = (
+                self.filter(regions__isnull=False)
+                .values_list("regions__tag_id")
+                .annotate(n=Count("pk", distinct=True))
+            )
         else:
-            rows = self.filter(image_tags__isnull=False).values_list(
-                "image_tags__tag_id").annotate(n=Count("pk"))
+            rows = (
+                self.filter(image_tags__isnull=False)
+                .values_list("image_tags__tag_id")
+                .annotate(n=Count("pk"))
+            )
         return dict(rows.order_by())
 
 
@@ -166,8 +176,7 @@ class Image(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     # Indexed: the media view finds a requested file's image (and so its project) by name.
     file = models.FileField(upload_to="images/", max_length=300, db_index=True)
-    thumbnail = models.FileField(upload_to="thumbnails/", max_length=300, blank=True,
-                                 db_index=True)
+    thumbnail = models.FileField(upload_to="thumbnails/", max_length=300, blank=True, db_index=True)
     original_name = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64)
     format = models.CharField(max_length=10)
@@ -183,8 +192,9 @@ class Image(models.Model):
     is_tagged = models.BooleanField(default=False)
     # Bumped by every label edit; an edit names the version it started from (compare-and-set).
     version = models.PositiveIntegerField(default=1)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     objects: ClassVar[ImageQuerySet] = ImageQuerySet.as_manager()  # type: ignore[assignment]
@@ -192,13 +202,18 @@ class Image(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "sha256"], condition=Q(is_training=True),
-                                    name="unique_training_image_sha256"),
+            models.UniqueConstraint(
+                fields=["project", "sha256"],
+                condition=Q(is_training=True),
+                name="unique_training_image_sha256",
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "is_training", "-id"], name="image_gallery_idx"),
-            models.Index(fields=["project", "is_training", "is_tagged", "-id"],
-                         name="image_gallery_tagged_idx"),
+            models.Index(
+                fields=["project", "is_training", "is_tagged", "-id"],
+                name="image_gallery_tagged_idx",
+            ),
             models.Index(fields=["project", "sha256"], name="image_sha256_idx"),
         ]
 
@@ -213,8 +228,9 @@ class Image(models.Model):
 class ImageTag(models.Model):
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="image_tags")
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="image_tags")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -222,6 +238,9 @@ class ImageTag(models.Model):
             models.UniqueConstraint(fields=["image", "tag"], name="unique_image_tag"),
         ]
         indexes = [models.Index(fields=["tag", "image"], name="imagetag_tag_image_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.tag_id} on image {self.image_id}"
 
 
 class Region(models.Model):
@@ -233,8 +252,9 @@ class Region(models.Model):
     top = models.FloatField()
     width = models.FloatField()
     height = models.FloatField()
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -242,9 +262,18 @@ class Region(models.Model):
         # A small tolerance for float rounding at the right and bottom edges.
         constraints = [
             models.CheckConstraint(
-                condition=Q(left__gte=0) & Q(top__gte=0) & Q(width__gt=0) & Q(height__gt=0)
-                & Q(left__lte=1) & Q(top__lte=1) & Q(width__lte=1) & Q(height__lte=1),
+                condition=Q(left__gte=0)
+                & Q(top__gte=0)
+                & Q(width__gt=0)
+                & Q(height__gt=0)
+                & Q(left__lte=1)
+                & Q(top__lte=1)
+                & Q(width__lte=1)
+                & Q(height__lte=1),
                 name="region_inside_unit_square",
             ),
         ]
         indexes = [models.Index(fields=["tag", "image"], name="region_tag_image_idx")]
+
+    def __str__(self) -> str:
+        return f"box of tag {self.tag_id} on image {self.image_id}"

@@ -36,14 +36,19 @@ _SCHEMAS: dict[str, Any] = {
     "ImagePrediction": {
         "type": "object",
         "properties": {
-            "id": {"type": "integer", "nullable": True,
-                   "description": "The stored prediction; null for /nostore."},
+            "id": {
+                "type": "integer",
+                "nullable": True,
+                "description": "The stored prediction; null for /nostore.",
+            },
             "project": {"type": "integer"},
             "iteration": {"type": "integer"},
             "created": {"type": "string", "format": "date-time"},
-            "predictions": {"type": "array",
-                            "items": {"$ref": "#/components/schemas/TagPrediction"},
-                            "description": "Sorted by probability, high to low."},
+            "predictions": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/TagPrediction"},
+                "description": "Sorted by probability, high to low.",
+            },
         },
         "required": ["id", "project", "iteration", "created", "predictions"],
     },
@@ -61,30 +66,43 @@ def _operation(kind: str, store: bool) -> dict[str, Any]:
         "operationId": f"predict_{kind}{'' if store else '_nostore'}",
         "tags": ["prediction"],
         "summary": f"{kind.capitalize()} an image with a published iteration"
-                   + ("" if store else " without storing it"),
+        + ("" if store else " without storing it"),
         "description": f"Returns {what}. "
-                       + ("The image and its prediction are stored for review in the "
-                          "Predictions tab." if store else "Nothing is kept."),
+        + (
+            "The image and its prediction are stored for review in the Predictions tab."
+            if store
+            else "Nothing is kept."
+        ),
         "parameters": [
-            {"name": "project_id", "in": "path", "required": True,
-             "schema": {"type": "integer"}},
-            {"name": "publish_name", "in": "path", "required": True,
-             "schema": {"type": "string"}},
-            {"name": "Prediction-Key", "in": "header", "required": True,
-             "schema": {"type": "string"}},
+            {"name": "project_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+            {"name": "publish_name", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "Prediction-Key",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+            },
         ],
         "requestBody": {
             "required": True,
             "content": {
                 "application/octet-stream": {"schema": body},
-                "multipart/form-data": {"schema": {
-                    "type": "object", "properties": {"imageData": body},
-                    "required": ["imageData"]}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"imageData": body},
+                        "required": ["imageData"],
+                    }
+                },
             },
         },
         "responses": {
-            "200": {"description": "The prediction.", "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ImagePrediction"}}}},
+            "200": {
+                "description": "The prediction.",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ImagePrediction"}}
+                },
+            },
             "400": error("The body is not a readable image (the reason says why)."),
             "401": error("The Prediction-Key is missing, wrong or revoked."),
             "404": error("No such project, or no iteration published under that name."),
@@ -94,8 +112,9 @@ def _operation(kind: str, store: bool) -> dict[str, Any]:
     }
 
 
-def add_prediction_paths(result: dict[str, Any], generator: Any, request: Any,
-                         public: bool) -> dict[str, Any]:
+def add_prediction_paths(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
     """drf-spectacular POSTPROCESSING_HOOKS entry: merge the prediction paths into the schema."""
     paths = result.setdefault("paths", {})
     for kind in ("classify", "detect"):

@@ -41,12 +41,16 @@ def _media_root(settings, tmp_path):
     }
 
 
-def make_image(width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30),
-               fmt: str = "PNG", **save_kwargs: object) -> bytes:
+def make_image(
+    width: int = 8,
+    height: int = 8,
+    color: tuple[int, int, int] = (200, 30, 30),
+    fmt: str = "PNG",
+    **save_kwargs: object,
+) -> bytes:
     """An image file of the given size and format, made in memory."""
     buffer = io.BytesIO()
-    mode = "RGB" if fmt.upper() in {"JPEG", "BMP"} else "RGB"
-    PILImage.new(mode, (width, height), color).save(buffer, format=fmt, **save_kwargs)
+    PILImage.new("RGB", (width, height), color).save(buffer, format=fmt, **save_kwargs)
     return buffer.getvalue()
 
 
@@ -65,8 +69,9 @@ def users(project) -> dict[str, object]:
     """One user per relation to `project`: admin, reviewer, annotator, non-member."""
     result = {"non_member": UserFactory(username="outsider")}
     for role in (Role.ADMIN, Role.REVIEWER, Role.ANNOTATOR):
-        result[str(role)] = MembershipFactory(project=project, role=role,
-                                              user__username=f"{role}-user").user
+        result[str(role)] = MembershipFactory(
+            project=project, role=role, user__username=f"{role}-user"
+        ).user
     return result
 
 

@@ -15,6 +15,7 @@ def refresh_is_tagged(image_ids: Iterable[int]) -> None:
     if not ids:
         return
     has_label = Q(Exists(ImageTag.objects.filter(image=OuterRef("pk")))) | Q(
-        Exists(Region.objects.filter(image=OuterRef("pk"))))
+        Exists(Region.objects.filter(image=OuterRef("pk")))
+    )
     Image.objects.filter(pk__in=ids).filter(has_label).update(is_tagged=True)
     Image.objects.filter(pk__in=ids).exclude(has_label).update(is_tagged=False)

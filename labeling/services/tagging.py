@@ -22,8 +22,9 @@ from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.labels import refresh_is_tagged
 from project.errors import EditConflict, LabelRuleError, NotFound
 
-CONFLICT_MESSAGE = ("Someone else changed this image's labels while you were looking. "
-                    "Reload to see their change.")
+CONFLICT_MESSAGE = (
+    "Someone else changed this image's labels while you were looking. Reload to see their change."
+)
 
 
 def check_tag_rules(project: Project, tags: Sequence[Tag]) -> None:
@@ -41,8 +42,9 @@ def check_tag_rules(project: Project, tags: Sequence[Tag]) -> None:
 
 
 @transaction.atomic
-def set_image_tags(*, image: Image, tags: Sequence[Tag], by: AbstractBaseUser,
-                   version: int | None) -> Image:
+def set_image_tags(
+    *, image: Image, tags: Sequence[Tag], by: AbstractBaseUser, version: int | None
+) -> Image:
     """Replace the image's tags with exactly `tags` (an empty list untags it).
 
     `version` is the image version the editor saw; None skips the conflict check (bulk and API
@@ -55,15 +57,15 @@ def set_image_tags(*, image: Image, tags: Sequence[Tag], by: AbstractBaseUser,
     current = set(ImageTag.objects.filter(image=image).values_list("tag_id", flat=True))
     ImageTag.objects.filter(image=image, tag_id__in=current - wanted).delete()
     ImageTag.objects.bulk_create(
-        [ImageTag(image=image, tag_id=tag_id, created_by=by) for tag_id in wanted - current])
+        [ImageTag(image=image, tag_id=tag_id, created_by=by) for tag_id in wanted - current]
+    )
     Image.objects.filter(pk=image.pk).update(is_tagged=bool(wanted))
     image.refresh_from_db(fields=["version", "is_tagged"])
     return image
 
 
 @transaction.atomic
-def toggle_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser,
-                     version: int | None) -> Image:
+def toggle_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser, version: int | None) -> Image:
     """The tagging view's key press: add the tag, or remove it if present.
 
     Adding follows the kind's rules instead of refusing: in multiclass the new tag replaces the
@@ -80,8 +82,7 @@ def toggle_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser,
 
 
 @transaction.atomic
-def choose_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser,
-                     version: int | None) -> Image:
+def choose_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser, version: int | None) -> Image:
     """Multiclass with auto-advance: the key means "this image is `tag`", never "untag".
 
     Pressing the key of the tag the image already has keeps it (no write, no new version), so
@@ -99,8 +100,9 @@ def choose_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser,
 
 
 @transaction.atomic
-def add_tags_to_images(*, project: Project, image_ids: Sequence[int], tags: Sequence[Tag],
-                       by: AbstractBaseUser) -> int:
+def add_tags_to_images(
+    *, project: Project, image_ids: Sequence[int], tags: Sequence[Tag], by: AbstractBaseUser
+) -> int:
     """Bulk tag: give every listed image these tags, by the same rules as one image.
 
     Multiclass and Negative replace what an image had; multilabel adds to it (dropping Negative).
@@ -118,14 +120,16 @@ def add_tags_to_images(*, project: Project, image_ids: Sequence[int], tags: Sequ
         ImageTag.objects.filter(image_id__in=images, tag__kind=Tag.Kind.NEGATIVE).delete()
     ImageTag.objects.bulk_create(
         [ImageTag(image_id=i, tag=t, created_by=by) for i in images for t in tags],
-        ignore_conflicts=True)
+        ignore_conflicts=True,
+    )
     Image.objects.filter(pk__in=images).update(is_tagged=True, version=F("version") + 1)
     return len(images)
 
 
 @transaction.atomic
-def remove_tags_from_images(*, project: Project, image_ids: Sequence[int], tags: Sequence[Tag],
-                            by: AbstractBaseUser) -> int:
+def remove_tags_from_images(
+    *, project: Project, image_ids: Sequence[int], tags: Sequence[Tag], by: AbstractBaseUser
+) -> int:
     """Bulk untag: remove these tags (all tags if `tags` is empty) from the listed images."""
     require_role(by, project, Role.ANNOTATOR)
     if any(tag.project_id != project.pk for tag in tags):

@@ -16,10 +16,14 @@ from project.errors import LoupeError
 @require_GET
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
-    projects = visible_projects(request.user).annotate(
-        image_count=Count("images", filter=Q(images__is_training=True), distinct=True),
-        tag_count=Count("tags", distinct=True),
-    ).order_by("-created", "-id")
+    projects = (
+        visible_projects(request.user)
+        .annotate(
+            image_count=Count("images", filter=Q(images__is_training=True), distinct=True),
+            tag_count=Count("tags", distinct=True),
+        )
+        .order_by("-created", "-id")
+    )
     return TemplateResponse(request, "labeling/project_list.html", {"projects": projects})
 
 
@@ -34,5 +38,6 @@ def project_create(request: HttpRequest) -> HttpResponse:
             form.add_error(None, err.message)
         else:
             return redirect("labeling:project-detail", project.id)
-    return TemplateResponse(request, "labeling/project_create.html", {"form": form},
-                            status=422 if form.errors else 200)
+    return TemplateResponse(
+        request, "labeling/project_create.html", {"form": form}, status=422 if form.errors else 200
+    )

@@ -167,7 +167,7 @@ def test_gallery_shift_click_selects_a_range_and_bulk_tags_it(page, login, annot
 
 
 def test_select_all_on_page_then_untag(page, login, annotator_project):
-    project, user, tags, images = annotator_project
+    project, user, tags, _images = annotator_project
     login(user)
     page.goto(f"/projects/{project.id}/")
     page.get_by_test_id("select-all").check()
