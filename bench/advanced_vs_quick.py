@@ -1,7 +1,7 @@
 """Advanced (fine-tuning) vs quick (linear head on frozen features) on a task where frozen
 ImageNet features are not enough: classes that differ only by a faint texture.
 
-    .venv/bin/python bench/advanced_vs_quick.py --images 400 --budget 300 --contrast 6
+    .venv/bin/python bench/advanced_vs_quick.py --images 400 --budget 600 --contrast 6
 
 Both are scored on the same held-out images (the split fine_tune makes); quick's head is fitted
 on the same training images. Quick's 5-fold accuracy on all images is printed too.

@@ -34,7 +34,9 @@ PROJECT_TABS: list[Tab] = [
     Tab("train", "Train", "training:train", Role.ADMIN),
     Tab("performance", "Performance", "training:iteration-list"),
     Tab("predictions", "Predictions", "predictions:prediction-list", Role.REVIEWER),
-    Tab("settings", "Settings", "labeling:project-settings", Role.ADMIN),
+    Tab("datasets", "Import/Export", "labeling:datasets", Role.REVIEWER),
+    # Every member: non-admins see the settings read-only and manage their own API token there.
+    Tab("settings", "Settings", "labeling:project-settings"),
 ]
 
 
