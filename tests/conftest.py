@@ -15,6 +15,15 @@ from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 pytest_plugins = ["tests.worker"]  # the `celery_worker_redis` fixture (a real worker on Redis)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Their session-wide Playwright keeps an event loop running in the main thread, and after that
+    `async_to_sync` (Channels' group_send, websocket tests) refuses to run in that thread.
+    """
+    items.sort(key=lambda item: "tests/browser/" in str(item.path))
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
     # The SQLite test database is a file (WAL, busy timeout), not ":memory:": a worker process
