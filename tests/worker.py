@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kombu import pools as kombu_pools
 
 WORKER_QUEUES = ("celery", "thumbnails", "predict", "train")
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
@@ -53,6 +54,9 @@ def _reset_connections(app: Any) -> None:
     # The control mailbox caches its own producer pool, closed with the worker: without this a
     # later broadcast (e.g. /healthz's ping) fails with "Acquire on closed pool".
     app.control.mailbox.__dict__.pop("producer_pool", None)
+    # kombu also keeps process-wide producer/connection pools keyed by connection: a pool the
+    # stopped worker closed would otherwise be handed out again ("Acquire on closed pool").
+    kombu_pools.reset()
 
 
 @pytest.fixture
