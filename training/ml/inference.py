@@ -106,6 +106,9 @@ def _onnxruntime(model: nn.Module, input_size: int) -> Engine:
     # Follow the process's torch thread setting so one knob sizes both libraries.
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     options.inter_op_num_threads = 1
+    # No busy-waiting between ops: spinning threads burn the cores that concurrent requests (the
+    # prediction API) and the decode threads of the embedding pipeline need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(
         onnx_bytes(model, input_size), options, providers=["CPUExecutionProvider"]
