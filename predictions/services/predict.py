@@ -181,12 +181,17 @@ def raise_too_large(size: int) -> None:
 
 def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
     """Decode, run the (cached) model and score the uncertainty. No database access."""
+    from training.ml.backbones import get_backbone
     from training.ml.errors import DatasetCorrupt
     from training.ml.preprocessing import load_rgb
 
     model = _model(target)
+    # Classification decodes a JPEG at the smallest DCT scale that keeps the backbone's input
+    # size, as training's embedding pipeline does (training.ml.features): same pixels, a
+    # fraction of the decode time. The detector sees the whole picture at its own size.
+    draft = None if target.is_detection else get_backbone(model.backbone).input_size
     try:
-        picture = load_rgb(image.data, key=image.sha256)
+        picture = load_rgb(image.data, key=image.sha256, draft_size=draft)
     except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode
         raise BadImage("This image is damaged and cannot be decoded.", reason="corrupt") from None
     return score_output(target, model.run(picture))
