@@ -97,3 +97,22 @@ def test_train_page_shows_the_running_iteration_and_its_socket(client_for, proje
     assert f'data-ws-path="/ws/projects/{project.id}/iterations/{iteration.id}/"' in html
     assert "width: 42%" in html and "fold 2/5" in html
     assert "disabled" in html.split('data-testid="train-button"')[1].split(">")[0]
+
+
+def test_performance_page_of_a_failed_iteration_names_the_reason_and_shows_no_figures(
+    client_for, project, users
+):
+    iteration = make_iteration(
+        project,
+        status="failed",
+        failure_reason="budget_not_enough",
+        failure_message="The budget of 60 s ran out before the first epoch finished.",
+    )
+    response = client_for(users["annotator"]).get(
+        reverse("training:iteration-performance", args=[project.id, iteration.id])
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-testid="failure"' in html
+    assert "Budget not enough: The budget of 60 s ran out" in html
+    assert 'data-testid="performance"' not in html
