@@ -17,9 +17,10 @@ SDK sends for bytes) into text and destroy the image.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -32,10 +33,9 @@ from predictions.services.predict import (
     DETECT,
     BadImage,
     api_response,
-    check_image,
+    predict_bytes,
     raise_too_large,
     resolve_target,
-    run_model,
     store_prediction,
 )
 from project.errors import LoupeError
@@ -48,10 +48,60 @@ _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _PART_NAME = re.compile(rb'name="([^"]*)"', re.IGNORECASE)
 
 
-def _image_bytes(request: HttpRequest) -> bytes:
+@dataclass(frozen=True)
+class PredictionCall:
+    """One prediction request, taken off its transport (Django's view or the fast lane)."""
+
+    project_id: int
+    publish_name: str
+    kind: str
+    store: bool
+    secret: str | None
+    content_type: str
+    body: bytes
+    application: str = ""
+
+
+def declared_size_error(content_length: str | None) -> tuple[int, dict[str, Any]] | None:
+    """The answer to a request whose declared size is refused before a byte of it is read."""
+    try:
+        declared = int(content_length or 0)
+    except ValueError:
+        return 400, {"code": "BadRequest", "message": "The Content-Length header is not a number."}
+    if declared > settings.LOUPE_MAX_PREDICTION_BYTES + _MULTIPART_SLACK_BYTES:
+        try:
+            raise_too_large(declared)
+        except LoupeError as err:
+            return err.http_status, err.as_dict()
+    return None
+
+
+def answer(call: PredictionCall) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of one prediction: key, target, image checks, model, storage.
+
+    Synchronous and whole on purpose: each transport runs it in one hop to a thread, so a
+    request costs one thread switch and not one per step (bench/prediction_api.py).
+    """
+    try:
+        target = resolve_target(
+            project_id=call.project_id,
+            publish_name=call.publish_name,
+            secret=call.secret,
+            kind=call.kind,
+        )
+        image, outcome = predict_bytes(target, _image_bytes(call.content_type, call.body))
+        prediction = None
+        if call.store:
+            prediction = store_prediction(
+                target=target, image=image, outcome=outcome, application=call.application
+            )
+    except LoupeError as err:
+        return err.http_status, err.as_dict()
+    return 200, api_response(target, outcome, prediction)
+
+
+def _image_bytes(content_type: str, body: bytes) -> bytes:
     """The image from a multipart body (part `imageData`, else the first part) or a raw body."""
-    content_type = request.META.get("CONTENT_TYPE", "")
-    body = request.body
     if not content_type.lower().startswith("multipart/"):
         return body
     match = _BOUNDARY.search(content_type)
@@ -78,34 +128,22 @@ def _image_bytes(request: HttpRequest) -> bytes:
 async def _predict(
     request: HttpRequest, project_id: int, publish_name: str, *, kind: str, store: bool
 ) -> JsonResponse:
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        if declared > settings.LOUPE_MAX_PREDICTION_BYTES + _MULTIPART_SLACK_BYTES:
-            raise_too_large(declared)  # before reading a byte of it
-        target = await sync_to_async(resolve_target)(
-            project_id=project_id,
-            publish_name=publish_name,
-            secret=request.headers.get("Prediction-Key"),
-            kind=kind,
-        )
-        image = await asyncio.to_thread(check_image, _image_bytes(request))
-        outcome = await asyncio.to_thread(run_model, target, image)
-        prediction = None
-        if store:
-            prediction = await sync_to_async(store_prediction)(
-                target=target,
-                image=image,
-                outcome=outcome,
-                application=request.GET.get("application", ""),
-            )
-    except LoupeError as err:
-        return JsonResponse(err.as_dict(), status=err.http_status)
-    except ValueError:
-        return JsonResponse(
-            {"code": "BadRequest", "message": "The Content-Length header is not a number."},
-            status=400,
-        )
-    return JsonResponse(api_response(target, outcome, prediction))
+    refused = declared_size_error(request.META.get("CONTENT_LENGTH"))
+    if refused is not None:
+        status, payload = refused
+        return JsonResponse(payload, status=status)
+    call = PredictionCall(
+        project_id=project_id,
+        publish_name=publish_name,
+        kind=kind,
+        store=store,
+        secret=request.headers.get("Prediction-Key"),
+        content_type=request.META.get("CONTENT_TYPE", ""),
+        body=request.body,
+        application=request.GET.get("application", ""),
+    )
+    status, payload = await sync_to_async(answer)(call)
+    return JsonResponse(payload, status=status)
 
 
 def _endpoint(kind: str, store: bool):  # type: ignore[no-untyped-def]

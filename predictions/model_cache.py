@@ -43,8 +43,9 @@ class ModelOutput:
 class LoadedModel:
     """A classifier or detector ready to run on one PIL image at a time, from any thread."""
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, *, threads: int | None = None) -> None:
         self.is_detector = _is_detector(payload)
+        self.threads = threads
         self._classifier: Predictor | None = None
         self._detector: DetectorPredictor | None = None
         if self.is_detector:
@@ -54,7 +55,7 @@ class LoadedModel:
             self.tag_count = artifact.num_tags
         else:
             classifier: ClassifierArtifact = load_artifact(io.BytesIO(payload))
-            self._classifier = Predictor(classifier)
+            self._classifier = Predictor(classifier, threads=threads)
             self.backbone = classifier.backbone
             self.tag_count = len(classifier.tag_keys)
 
@@ -69,7 +70,8 @@ class LoadedModel:
         for box in boxes:
             best[int(box[0])] = max(best[int(box[0])], float(box[1]))
         # The detector has no pooled head: the stock backbone's embedding ranks diversity.
-        embedding = embed_pil(stock_engine(self.backbone), [image], self.backbone)[0]
+        engine = stock_engine(self.backbone, threads=self.threads)
+        embedding = embed_pil(engine, [image], self.backbone)[0]
         return ModelOutput(best, boxes, embedding)  # type: ignore[arg-type]
 
 
@@ -81,8 +83,9 @@ def _is_detector(payload: bytes) -> bool:
 class ModelCache:
     """LRU of LoadedModel by (iteration id, artifact name); thread-safe."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, threads: int | None = None) -> None:
         self.capacity = max(1, capacity)
+        self.threads = threads  # per forward pass (settings.LOUPE_PREDICTION_THREADS)
         self._models: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
         self._loading: dict[CacheKey, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -100,7 +103,7 @@ class ModelCache:
                 model = self._models.get(key)
             if model is not None:  # another thread loaded it while we waited
                 return model
-            model = LoadedModel(read())
+            model = LoadedModel(read(), threads=self.threads)
             with self._lock:
                 self.loads += 1
                 self._models[key] = model
@@ -121,11 +124,15 @@ _cache_lock = threading.Lock()
 
 
 def model_cache() -> ModelCache:
-    """The process-wide cache, sized by settings.LOUPE_PREDICTION_MODELS_CACHED."""
+    """The process-wide cache, sized by settings.LOUPE_PREDICTION_MODELS_CACHED and
+    LOUPE_PREDICTION_THREADS."""
     global _cache
     with _cache_lock:
         if _cache is None:
             from django.conf import settings
 
-            _cache = ModelCache(settings.LOUPE_PREDICTION_MODELS_CACHED)
+            _cache = ModelCache(
+                settings.LOUPE_PREDICTION_MODELS_CACHED,
+                threads=settings.LOUPE_PREDICTION_THREADS,
+            )
         return _cache

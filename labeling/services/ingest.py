@@ -130,7 +130,8 @@ class IngestReport:
 class FileRejected(Exception):
     """One file failed a check: `code` and the user-facing `message` go into its report line.
 
-    Public so other validators of image bytes (the prediction API) reuse `inspect_image`.
+    Public so other validators of image bytes (the prediction API) reuse `inspect_image` and
+    `inspect_header`.
     """
 
     def __init__(self, code: str, message: str, image_id: int | None = None) -> None:
@@ -383,6 +384,22 @@ def inspect_image(data: bytes) -> _Inspection:
     return _decode(_open_header(data))
 
 
+def inspect_header(data: bytes) -> _Inspection:
+    """inspect_image's checks that need no pixels: format, pixel count, upright size.
+
+    For a caller that decodes the pixels itself right after and rejects a failed decode with
+    `corrupt_rejection()`: the prediction API feeds its one decode to the model instead of
+    decoding every image twice.
+    """
+    with _open_header(data) as image:
+        return _upright_inspection(image)
+
+
+def corrupt_rejection() -> FileRejected:
+    """The rejection of bytes whose header passed but whose pixels do not decode."""
+    return _corrupt()
+
+
 def _open_header(data: bytes) -> PILImage.Image:
     """Identify the file and check format and pixel count from its header (no pixels yet)."""
     with warnings.catch_warnings():
@@ -422,14 +439,19 @@ def _decode(image: PILImage.Image) -> _Inspection:
             raise _too_many_pixels((width, height)) from None
         except _DECODE_ERRORS:
             raise _corrupt() from None
-        if _orientation(image) in _QUARTER_TURN_ORIENTATIONS:
-            width, height = height, width
-        return _Inspection(
-            format=str(image.format),
-            width=width,
-            height=height,
-            warnings=_size_warnings(width, height),
-        )
+        return _upright_inspection(image)
+
+
+def _upright_inspection(image: PILImage.Image) -> _Inspection:
+    width, height = image.size
+    if _orientation(image) in _QUARTER_TURN_ORIENTATIONS:
+        width, height = height, width
+    return _Inspection(
+        format=str(image.format),
+        width=width,
+        height=height,
+        warnings=_size_warnings(width, height),
+    )
 
 
 def _orientation(image: PILImage.Image) -> int:

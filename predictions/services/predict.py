@@ -1,10 +1,11 @@
 """Predicting one image with a published iteration, and storing the result for triage.
 
 The request path is split so the API can run the model off the database thread:
-`resolve_target` (key, project, publish name: three indexed queries), `check_image` (size,
-then labeling's ingest validation: one validator for uploads and predictions), `run_model`
-(decode + forward on the process-wide model cache; no database), `store_prediction` (file,
-Image row with source=prediction and is_training=False, Prediction and its per-tag scores).
+`resolve_target` (key, project, publish name: indexed queries), `predict_bytes` (no database:
+`check_image`, i.e. size then labeling's ingest checks of the header, one validator for uploads
+and predictions; then `run_model`, whose one decode both feeds the model and rejects damaged
+pixels, on the process-wide model cache), `store_prediction` (file, Image row with
+source=prediction and is_training=False, Prediction and its per-tag scores).
 
 Uncertainty is computed here, once, with the ranking core's rules
 (training.ml.uncertainty), so the Predictions tab only reads an indexed column.
@@ -24,8 +25,12 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from labeling.models import Image, Project
-from labeling.services.ingest import SUPPORTED_FORMATS, inspect_image
-from labeling.services.ingest import _Rejection as IngestRejection
+from labeling.services.ingest import (
+    SUPPORTED_FORMATS,
+    FileRejected,
+    corrupt_rejection,
+    inspect_header,
+)
 from labeling.services.thumbnails import enqueue_thumbnails_after_commit
 from predictions.models import Prediction, PredictionScore
 from predictions.services.keys import authenticate_key
@@ -147,7 +152,11 @@ def target_for(project: Project, iteration: Iteration) -> Target:
 
 
 def check_image(data: bytes) -> CheckedImage:
-    """Size first (413), then labeling's ingest checks by content (400 with their reason)."""
+    """Size first (413), then labeling's ingest checks of the header (400 with their reason).
+
+    The pixels are checked by the decode in run_model, which must come before anything is
+    stored (predict_bytes keeps the two together).
+    """
     max_bytes = settings.LOUPE_MAX_PREDICTION_BYTES
     if len(data) > max_bytes:
         raise_too_large(len(data))
@@ -158,8 +167,8 @@ def check_image(data: bytes) -> CheckedImage:
             reason="empty",
         )
     try:
-        inspection = inspect_image(data)
-    except IngestRejection as rejection:
+        inspection = inspect_header(data)
+    except FileRejected as rejection:
         raise BadImage(rejection.message, reason=rejection.code) from None
     return CheckedImage(
         data=data,
@@ -179,8 +188,17 @@ def raise_too_large(size: int) -> None:
     )
 
 
+def predict_bytes(target: Target, data: bytes) -> tuple[CheckedImage, PredictionOutcome]:
+    """check_image then run_model: one image from request bytes to scores. No database."""
+    image = check_image(data)
+    return image, run_model(target, image)
+
+
 def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
-    """Decode, run the (cached) model and score the uncertainty. No database access."""
+    """Decode, run the (cached) model and score the uncertainty. No database access.
+
+    Bytes whose pixels do not decode are a BadImage (reason "corrupt", ingest's message).
+    """
     from training.ml.backbones import get_backbone
     from training.ml.errors import DatasetCorrupt
     from training.ml.preprocessing import load_rgb
@@ -193,7 +211,8 @@ def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
     try:
         picture = load_rgb(image.data, key=image.sha256, draft_size=draft)
     except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode
-        raise BadImage("This image is damaged and cannot be decoded.", reason="corrupt") from None
+        rejection = corrupt_rejection()
+        raise BadImage(rejection.message, reason=rejection.code) from None
     return score_output(target, model.run(picture))
 
 
@@ -344,7 +363,6 @@ def quick_test(
     if iteration is None:
         raise NotFound("Choose a completed iteration of this project.")
     target = target_for(project, iteration)
-    image = check_image(data)
-    outcome = run_model(target, image)
+    image, outcome = predict_bytes(target, data)
     prediction = store_prediction(target=target, image=image, outcome=outcome) if store else None
     return target, outcome, prediction

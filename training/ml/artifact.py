@@ -97,17 +97,23 @@ class Predictor:
     predict/embed are then safe to call from several threads at once.
     """
 
-    def __init__(self, artifact: ClassifierArtifact, *, engine: EngineName = "auto") -> None:
+    def __init__(
+        self,
+        artifact: ClassifierArtifact,
+        *,
+        engine: EngineName = "auto",
+        threads: int | None = None,
+    ) -> None:
         self.artifact = artifact
         spec = get_backbone(artifact.backbone)
         self.engine: Engine
         if artifact.backbone_state is None and engine == "auto":
-            self.engine = stock_engine(artifact.backbone)  # shared stock weights
+            self.engine = stock_engine(artifact.backbone, threads=threads)  # shared weights
         else:
             extractor = build_feature_extractor(artifact.backbone)
             if artifact.backbone_state is not None:
                 extractor.load_state_dict(artifact.backbone_state)
-            self.engine = build_engine(extractor, spec, engine)
+            self.engine = build_engine(extractor, spec, engine, threads=threads)
         self._weight = artifact.head_weight.to(torch.float32)
         self._bias = artifact.head_bias.to(torch.float32)
 

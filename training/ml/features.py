@@ -92,15 +92,16 @@ _ENGINE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4)
-def _stock_engine_cached(backbone: str) -> Engine:
+def _stock_engine_cached(backbone: str, threads: int | None) -> Engine:
     spec = get_backbone(backbone)
-    return build_engine(build_feature_extractor(backbone), spec)
+    return build_engine(build_feature_extractor(backbone), spec, threads=threads)
 
 
-def stock_engine(backbone: str) -> Engine:
-    """The stock pretrained extractor for `backbone` in the fastest engine, built once."""
+def stock_engine(backbone: str, *, threads: int | None = None) -> Engine:
+    """The stock pretrained extractor for `backbone` in the fastest engine, built once per
+    thread count (see build_engine)."""
     with _ENGINE_LOCK:
-        return _stock_engine_cached(backbone)
+        return _stock_engine_cached(backbone, threads)
 
 
 def _read_and_resize(ref: ImageRef, size: int) -> np.ndarray:
