@@ -6,13 +6,15 @@
 Header `Prediction-Key`; body multipart (field `imageData`, with or without a filename) or raw
 `application/octet-stream`. Errors are `{"code", "message"}` at the top level.
 
-Why a plain async Django view and not a DRF APIView: under ASGI every sync view runs on one
-shared thread, so a sync endpoint decodes and runs the model for one request at a time while
-the CPU's other core idles. Here only the database work goes through that thread
-(`sync_to_async`); decoding and the forward pass run on the default thread pool, so requests
-overlap (bench/prediction_api.py measures it). The body is read raw before anything touches
-`request.POST`: Django would turn a multipart part without a filename (what the Custom Vision
-SDK sends for bytes) into text and destroy the image.
+Two transports share one answer: `answer(PredictionCall)` does the whole request (key,
+target, image checks, model, storage) synchronously, in one hop to a thread. The server reaches
+it through predictions/fast_lane.py, an ASGI app in front of Django that skips the browser's
+middleware stack; the Django views below serve everything else that routes here (the test
+client, a WSGI deployment, requests the fast lane hands back to Django). Not a DRF APIView:
+DRF's request parsing and a sync view's thread hops would be the overhead the lane avoids, and
+drf-spectacular gets the schema from predictions/openapi.py instead. The body is read raw,
+never through `request.POST`: Django would turn a multipart part without a filename (what the
+Custom Vision SDK sends for bytes) into text and destroy the image.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from project.errors import LoupeError
 logger = logging.getLogger(__name__)
 
 # Room for the multipart envelope (boundaries, part headers) around the largest image.
-_MULTIPART_SLACK_BYTES = 64 * 1024
+MULTIPART_SLACK_BYTES = 64 * 1024
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _PART_NAME = re.compile(rb'name="([^"]*)"', re.IGNORECASE)
 
@@ -68,7 +70,7 @@ def declared_size_error(content_length: str | None) -> tuple[int, dict[str, Any]
         declared = int(content_length or 0)
     except ValueError:
         return 400, {"code": "BadRequest", "message": "The Content-Length header is not a number."}
-    if declared > settings.LOUPE_MAX_PREDICTION_BYTES + _MULTIPART_SLACK_BYTES:
+    if declared > settings.LOUPE_MAX_PREDICTION_BYTES + MULTIPART_SLACK_BYTES:
         try:
             raise_too_large(declared)
         except LoupeError as err:

@@ -38,8 +38,9 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
-from predictions.api import PredictionCall, answer, declared_size_error
-from predictions.services.predict import CLASSIFY
+from predictions.api import MULTIPART_SLACK_BYTES, PredictionCall, answer, declared_size_error
+from predictions.services.predict import CLASSIFY, DETECT, raise_too_large
+from project.errors import LoupeError
 
 logger = logging.getLogger("django.request")
 
@@ -64,22 +65,26 @@ class PredictionFastLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _ROUTE.fullmatch(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "POST" or not _django_would_serve(scope):
+        headers = _headers(scope) if match is not None else {}
+        if match is None or scope["method"] != "POST" or not _django_would_serve(scope, headers):
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
         refused = declared_size_error(headers.get("content-length"))
         if refused is not None:
             await _respond(send, scope, *refused)
             return
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive)
+        except LoupeError as err:  # a body without a declared length grew past the limit
+            await _respond(send, scope, err.http_status, err.as_dict())
+            return
         if body is None:
             return  # the client went away
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         call = PredictionCall(
             project_id=int(match["project_id"]),
             publish_name=match["publish_name"],
-            kind=match["kind"] if match["kind"] == CLASSIFY else "detect",
+            kind=CLASSIFY if match["kind"] == CLASSIFY else DETECT,
             store=match["nostore"] is None,
             secret=headers.get("prediction-key"),
             content_type=headers.get("content-type", ""),
@@ -115,11 +120,11 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-def _django_would_serve(scope: Scope) -> bool:
+def _django_would_serve(scope: Scope, headers: dict[str, str]) -> bool:
     """False where Django would answer differently (bad Host, HTTPS redirect): let it."""
     if settings.SECURE_SSL_REDIRECT and scope.get("scheme") != "https":
         return False
-    host = _headers(scope).get("host")
+    host = headers.get("host")
     if host is None:
         server = scope.get("server")
         host = server[0] if server else ""
@@ -131,12 +136,19 @@ def _django_would_serve(scope: Scope) -> bool:
 
 
 async def _read_body(receive: Receive) -> bytes | None:
-    chunks = []
+    """The whole body, or None if the client disconnected; ImageTooLarge past the limit (a
+    chunked upload declares no length up front)."""
+    limit = settings.LOUPE_MAX_PREDICTION_BYTES + MULTIPART_SLACK_BYTES
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise_too_large(size)
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 

@@ -17,7 +17,13 @@ from PIL import Image as PILImage
 from PIL import ImageFile
 
 from labeling.models import Image, Project
-from labeling.services.ingest import _create_rows
+from labeling.services.ingest import (
+    FileRejected,
+    _create_rows,
+    corrupt_rejection,
+    inspect_header,
+    inspect_image,
+)
 from tests.conftest import make_image
 from tests.factories import ImageFactory
 
@@ -119,6 +125,25 @@ def test_exif_orientation_6_swaps_the_stored_width_and_height(annotator_api, pro
     assert (image.width, image.height) == (300, 400)
     with default_storage.open(image.file.name, "rb") as fh:
         assert fh.read() == content  # the original bytes, EXIF and all
+
+
+def test_inspect_header_checks_what_needs_no_pixels_and_leaves_the_pixels_to_the_caller():
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    portrait = noisy_jpeg(400, 300, exif=exif.tobytes())
+    truncated = noisy_jpeg(400, 300)[:2000]
+
+    header = inspect_header(portrait)
+    assert (header.format, header.width, header.height) == ("JPEG", 300, 400)
+    assert header == inspect_image(portrait)
+    # A cut file has a sound header: only a decode of its pixels (the caller's) finds it out.
+    assert inspect_header(truncated).width == 400
+    with pytest.raises(FileRejected) as cut:
+        inspect_image(truncated)
+    assert (cut.value.code, cut.value.message) == ("corrupt", corrupt_rejection().message)
+    with pytest.raises(FileRejected) as text:
+        inspect_header(b"not an image")
+    assert text.value.code == "not_an_image"
 
 
 def test_small_image_is_accepted_with_a_warning(annotator_api, project):

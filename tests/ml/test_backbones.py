@@ -44,11 +44,14 @@ def test_unknown_backbone_is_named() -> None:
         get_backbone("resnet9000")
 
 
-@pytest.mark.parametrize("engine", ["onnxruntime", "torchscript"])
-def test_fast_engines_match_eager(tiny_backbone: str, engine: str) -> None:
+@pytest.mark.parametrize(
+    ("engine", "threads"), [("onnxruntime", None), ("onnxruntime", 1), ("torchscript", None)]
+)
+def test_fast_engines_match_eager(tiny_backbone: str, engine: str, threads: int | None) -> None:
     spec = get_backbone(tiny_backbone)
     eager = build_feature_extractor(tiny_backbone)
-    fast = build_engine(build_feature_extractor(tiny_backbone), spec, engine)  # type: ignore[arg-type]
+    model = build_feature_extractor(tiny_backbone)
+    fast = build_engine(model, spec, engine, threads=threads)  # type: ignore[arg-type]
     pixels = np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
     with torch.inference_mode():
         expected = eager(normalize_batch(torch.from_numpy(pixels), spec)).numpy()
