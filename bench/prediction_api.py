@@ -9,11 +9,14 @@ What it does:
    workers, embedded Redis, SQLite WAL, fresh data directory) and seeds, straight into its
    database, a project with that model published as "bench" and a prediction key.
 3. Bare forward: the same Predictor on the same decoded 640x480 image, one image at a time in
-   this process while the server idles; forward-bound throughput = 1 / median forward time.
+   this process (torch's default threads) while the server idles, once before and once after
+   the load; forward-bound throughput = 1 / the faster median (a busy moment cannot flatter
+   the ratio).
 4. Over loopback: POST .../classify/iterations/bench/image/nostore with a 640x480 JPEG (raw
    octet-stream body) from 1, 4 and 16 concurrent clients (keep-alive, one thread each), then
-   the storing endpoint at 4 clients. Requests/s, p50/p95 latency, errors, and the ratio of
-   requests/s to the forward-bound throughput.
+   the storing endpoint at 4 clients. Requests/s, p50/p95 latency, errors, the server's CPU
+   time per request (noise-robust: it does not grow while waiting for a core), and the ratio
+   of requests/s to the forward-bound throughput.
 5. Ranking: N stored predictions (bulk-inserted rows with real-size 1,280-value embeddings) and
    the Predictions tab's first page per sort, rendered in process by the Django test client on
    the same database (server time, no network), median of 10.
