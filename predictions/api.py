@@ -36,9 +36,9 @@ from predictions.services.predict import (
     BadImage,
     api_response,
     predict_bytes,
-    raise_too_large,
     resolve_target,
     store_prediction,
+    too_large,
 )
 from project.errors import LoupeError
 
@@ -71,10 +71,8 @@ def declared_size_error(content_length: str | None) -> tuple[int, dict[str, Any]
     except ValueError:
         return 400, {"code": "BadRequest", "message": "The Content-Length header is not a number."}
     if declared > settings.LOUPE_MAX_PREDICTION_BYTES + MULTIPART_SLACK_BYTES:
-        try:
-            raise_too_large(declared)
-        except LoupeError as err:
-            return err.http_status, err.as_dict()
+        refusal = too_large(declared)
+        return refusal.http_status, refusal.as_dict()
     return None
 
 

@@ -180,8 +180,13 @@ def check_image(data: bytes) -> CheckedImage:
 
 
 def raise_too_large(size: int) -> None:
+    raise too_large(size)
+
+
+def too_large(size: int) -> ImageTooLarge:
+    """The 413 for a body of `size` bytes."""
     max_bytes = settings.LOUPE_MAX_PREDICTION_BYTES
-    raise ImageTooLarge(
+    return ImageTooLarge(
         f"The image is {size / 1_000_000:.1f} MB; the prediction API takes at most "
         f"{max_bytes / 1_000_000:.1f} MB per image.",
         max_bytes=max_bytes,
