@@ -125,33 +125,50 @@ def _image_bytes(content_type: str, body: bytes) -> bytes:
     raise BadImage("The multipart body holds no file part.", reason="bad_multipart")
 
 
-async def _predict(
-    request: HttpRequest, project_id: int, publish_name: str, *, kind: str, store: bool
-) -> JsonResponse:
-    refused = declared_size_error(request.META.get("CONTENT_LENGTH"))
-    if refused is not None:
-        status, payload = refused
-        return JsonResponse(payload, status=status)
-    call = PredictionCall(
+def prediction_call(
+    request: HttpRequest,
+    *,
+    body: bytes,
+    project_id: int,
+    publish_name: str,
+    kind: str,
+    store: bool,
+) -> PredictionCall:
+    """The call a request makes (`body` passed in: the fast lane reads it off the ASGI stream)."""
+    return PredictionCall(
         project_id=project_id,
         publish_name=publish_name,
         kind=kind,
         store=store,
         secret=request.headers.get("Prediction-Key"),
         content_type=request.META.get("CONTENT_TYPE", ""),
-        body=request.body,
+        body=body,
         application=request.GET.get("application", ""),
     )
-    status, payload = await sync_to_async(answer)(call)
-    return JsonResponse(payload, status=status)
 
 
 def _endpoint(kind: str, store: bool):  # type: ignore[no-untyped-def]
     async def view(request: HttpRequest, project_id: int, publish_name: str) -> JsonResponse:
-        return await _predict(request, project_id, publish_name, kind=kind, store=store)
+        refused = declared_size_error(request.META.get("CONTENT_LENGTH"))
+        if refused is not None:
+            status, payload = refused
+            return JsonResponse(payload, status=status)
+        call = prediction_call(
+            request,
+            body=request.body,
+            project_id=project_id,
+            publish_name=publish_name,
+            kind=kind,
+            store=store,
+        )
+        status, payload = await sync_to_async(answer)(call)
+        return JsonResponse(payload, status=status)
 
     view.__name__ = f"{kind}_image{'' if store else '_nostore'}"
-    return csrf_exempt(require_POST(view))
+    endpoint = csrf_exempt(require_POST(view))
+    # What the fast lane (predictions/fast_lane.py) reads to serve this route itself.
+    endpoint.prediction_route = {"kind": kind, "store": store}
+    return endpoint
 
 
 classify_image = _endpoint(CLASSIFY, store=True)

@@ -217,7 +217,7 @@ LOUPE_THUMBNAIL_PX = 256
 # Prediction API (predictions/): the largest image a client may send, how many published
 # models each process keeps loaded (least recently used ones are dropped), and the threads one
 # forward pass uses. 1 is fastest under load: concurrent requests already fill every core, and
-# a second thread per image costs ~65% more CPU for ~7% less latency (bench/prediction_api.py).
+# a second thread per image costs 20-65% more CPU for 0-20% less latency (see build_engine).
 LOUPE_MAX_PREDICTION_BYTES = env_int("LOUPE_MAX_PREDICTION_BYTES", 4 * 1024 * 1024)
 LOUPE_PREDICTION_MODELS_CACHED = env_int("LOUPE_PREDICTION_MODELS_CACHED", 4)
 LOUPE_PREDICTION_THREADS = env_int("LOUPE_PREDICTION_THREADS", 1)

@@ -395,11 +395,6 @@ def inspect_header(data: bytes) -> _Inspection:
         return _upright_inspection(image)
 
 
-def corrupt_rejection() -> FileRejected:
-    """The rejection of bytes whose header passed but whose pixels do not decode."""
-    return _corrupt()
-
-
 def _open_header(data: bytes) -> PILImage.Image:
     """Identify the file and check format and pixel count from its header (no pixels yet)."""
     with warnings.catch_warnings():
@@ -415,7 +410,7 @@ def _open_header(data: bytes) -> PILImage.Image:
         except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
             raise _too_many_pixels(None) from None
         except _DECODE_ERRORS:
-            raise _corrupt() from None
+            raise corrupt_rejection() from None
     if image.format not in SUPPORTED_FORMATS:
         image.close()
         raise _Rejection(
@@ -438,7 +433,7 @@ def _decode(image: PILImage.Image) -> _Inspection:
         except PILImage.DecompressionBombError:
             raise _too_many_pixels((width, height)) from None
         except _DECODE_ERRORS:
-            raise _corrupt() from None
+            raise corrupt_rejection() from None
         return _upright_inspection(image)
 
 
@@ -485,8 +480,9 @@ def _too_many_pixels(size: tuple[int, int] | None) -> _Rejection:
     )
 
 
-def _corrupt() -> _Rejection:
-    return _Rejection("corrupt", "This image is damaged or incomplete and cannot be decoded.")
+def corrupt_rejection() -> FileRejected:
+    """The rejection of bytes whose header passed but whose pixels do not decode."""
+    return FileRejected("corrupt", "This image is damaged or incomplete and cannot be decoded.")
 
 
 # --- Pass 3: rows in bulk, batch tags, thumbnails after the commit ---------------------------

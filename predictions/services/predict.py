@@ -159,7 +159,7 @@ def check_image(data: bytes) -> CheckedImage:
     """
     max_bytes = settings.LOUPE_MAX_PREDICTION_BYTES
     if len(data) > max_bytes:
-        raise_too_large(len(data))
+        raise too_large(len(data))
     if not data:
         raise BadImage(
             "The request carried no image: send the file as multipart field "
@@ -177,10 +177,6 @@ def check_image(data: bytes) -> CheckedImage:
         width=inspection.width,
         height=inspection.height,
     )
-
-
-def raise_too_large(size: int) -> None:
-    raise too_large(size)
 
 
 def too_large(size: int) -> ImageTooLarge:

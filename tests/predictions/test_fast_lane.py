@@ -154,6 +154,8 @@ def test_what_the_lane_does_not_handle_goes_to_django(trained, settings):
     login = send("GET", "/accounts/login/")
     assert login.status_code == 200
     assert "csrftoken" in login.cookies
+    # A POST elsewhere still meets Django's middleware: no CSRF token, 403.
+    assert send("POST", "/accounts/login/", data={"username": "x"}).status_code == 403
     # A Host outside ALLOWED_HOSTS: Django refuses it, the lane never answers it.
     settings.ALLOWED_HOSTS = ["loupe.example"]
     refused = predict(trained.url(), colour_png(RED), trained.key)

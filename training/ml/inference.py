@@ -138,8 +138,9 @@ def build_engine(
 
     "auto" is ONNX Runtime if installed, else TorchScript. `threads` sizes ONNX Runtime's
     intra-op pool (default: torch's thread count). A server running one image per call on
-    every core at once wants 1: at batch 1 a second thread adds ~65% CPU for ~7% less latency
-    (bench/prediction_api.py). TorchScript and eager follow torch's process-wide setting.
+    every core at once wants 1: at batch 1 a second thread adds 20-65% CPU for 0-20% less
+    latency (lite0 on 2 cores; it varies by machine), and the cores are already busy with
+    other requests (bench/prediction_api.py). TorchScript and eager follow torch's setting.
     """
     model = PixelInput(model.eval(), spec).eval()
     input_size = spec.input_size
