@@ -94,7 +94,7 @@ def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]
 
 FORMAT = DatasetFormat(
     name="csv",
-    label="CSV file,tags (classification)",
+    label="CSV: file and tags columns (classification)",
     is_detection=False,
     parse=parse,
     render=render,

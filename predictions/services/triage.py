@@ -1,16 +1,10 @@
-"""The Predictions tab: ranking stored predictions, and a reviewer's triage of them.
+"""A reviewer's triage of stored predictions (the order they are shown in:
+predictions.services.ranking).
 
-Sorts (all on indexes, see predictions/models.py; none loops over every row):
-- "gain" (default): the `candidate_factor * k` most uncertain open predictions of the iteration
-  (k = shown rows so far) are read with their embeddings, and training.ml.ranking.diverse_top
-  orders them: uncertainty first, near-duplicates of an image already shown pushed back.
-- "newest": open predictions, newest first.
-- "lowest" / "highest": by the probability of one tag (PredictionScore).
-
-Triage (reviewers and admins): `open_for_review` writes the predicted labels onto the
-prediction images once (so the tagging view opens pre-filled and the reviewer only fixes what is
-wrong); `promote_prediction` ("Save and close") moves one into the training data with its labels,
-exactly once; `dismiss_predictions` removes them from the tab without training on them.
+`open_for_review` writes the predicted labels onto the prediction images once (so the tagging view
+opens pre-filled and the reviewer only fixes what is wrong); `promote_prediction` ("Save and
+close") moves one into the training data with its labels, exactly once; `dismiss_predictions`
+removes them from the tab without training on them.
 """
 
 from __future__ import annotations
@@ -18,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -29,106 +22,6 @@ from labeling.services.regions import set_image_regions
 from labeling.services.tagging import set_image_tags
 from predictions.models import Prediction, PredictionScore
 from project.errors import LabelRuleError, NotFound, ValidationFailed
-from training.models import Iteration
-
-PAGE_SIZE = 40
-# Most gain reads this many times the shown rows by uncertainty, then diversifies those.
-CANDIDATE_FACTOR = 10
-SORTS = {
-    "gain": "Most gain",
-    "newest": "Newest",
-    "lowest": "Lowest probability for tag",
-    "highest": "Highest probability for tag",
-}
-
-
-@dataclass(frozen=True)
-class PredictionPage:
-    predictions: list[Prediction]
-    has_more: bool
-    page: int
-
-
-def iterations_with_predictions(project: Project) -> list[Iteration]:
-    """Completed iterations, newest first (the tab's dropdown)."""
-    return list(project.iterations.completed().order_by("-number"))
-
-
-def default_iteration(project: Project, iterations: Sequence[Iteration]) -> Iteration | None:
-    """The newest iteration that has open predictions, else the newest one.
-
-    One EXISTS per iteration (an index seek on prediction_newest_idx), newest first: a DISTINCT
-    over the predictions would read every row (measured: ~250 ms at 100,000).
-    """
-    for iteration in iterations:
-        if Prediction.objects.open().filter(iteration_id=iteration.pk).exists():
-            return iteration
-    return iterations[0] if iterations else None
-
-
-def ranked_predictions(
-    *,
-    project: Project,
-    iteration_id: int,
-    sort: str = "gain",
-    tag_id: int | None = None,
-    page: int = 1,
-    size: int = PAGE_SIZE,
-) -> PredictionPage:
-    """One page of the open predictions of an iteration in the chosen order."""
-    if sort not in SORTS:
-        raise ValidationFailed("Choose a sort: most gain, newest, or a tag's probability.")
-    page = max(1, page)
-    start, stop = (page - 1) * size, page * size
-    open_rows = Prediction.objects.open().filter(project=project, iteration_id=iteration_id)
-    if sort == "gain":
-        ids, has_more = _most_gain_ids(open_rows, start, stop)
-    elif sort == "newest":
-        ids = list(open_rows.newest().values_list("pk", flat=True)[start : stop + 1])
-        has_more, ids = len(ids) > size, ids[:size]
-    else:
-        if tag_id is None:
-            raise ValidationFailed("Choose the tag to sort by.")
-        order = "probability" if sort == "lowest" else "-probability"
-        scores = PredictionScore.objects.filter(
-            iteration_id=iteration_id, tag_id=tag_id, is_open=True
-        ).order_by(order, "prediction_id" if sort == "lowest" else "-prediction_id")
-        ids = list(scores.values_list("prediction_id", flat=True)[start : stop + 1])
-        has_more, ids = len(ids) > size, ids[:size]
-    rows = Prediction.objects.filter(pk__in=ids).select_related("image").defer("embedding")
-    by_id = {row.pk: row for row in rows}
-    return PredictionPage([by_id[i] for i in ids if i in by_id], has_more, page)
-
-
-def _most_gain_ids(open_rows, start: int, stop: int) -> tuple[list[int], bool]:  # type: ignore[no-untyped-def]
-    from training.ml.ranking import compact_embeddings, diverse_top
-
-    limit = CANDIDATE_FACTOR * stop
-    candidates = list(
-        open_rows.most_uncertain().values_list("pk", "uncertainty", "embedding")[: limit + 1]
-    )
-    has_more = len(candidates) > stop
-    candidates = candidates[:limit]
-    if not candidates:
-        return [], False
-    vectors = [np.frombuffer(bytes(row[2]), dtype="<f2") for row in candidates]
-    width = max(len(v) for v in vectors)
-    # A row without an embedding (none stored) gets zeros: it still ranks by uncertainty.
-    embeddings = np.zeros((len(candidates), max(width, 1)), dtype=np.float32)
-    for i, vector in enumerate(vectors):
-        if len(vector) == width:
-            embeddings[i, :width] = vector
-    uncertainty = np.array([row[1] for row in candidates], dtype=np.float64)
-    k = min(stop, len(candidates))
-    # Distances on a fixed 128-d projection rank like the full 1,280-d ones at a tenth of the
-    # cost (training.ml.ranking.compact_embeddings).
-    order = diverse_top(
-        compact_embeddings(embeddings), uncertainty, k=k, candidates=len(candidates)
-    )
-    return [candidates[int(i)][0] for i in order[start:stop]], has_more
-
-
-# --- Triage ------------------------------------------------------------------------------
 
 
 def _open_prediction(project: Project, image_id: int, *, lock: bool = False) -> Prediction:

@@ -23,6 +23,8 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const data = JSON.parse(document.getElementById("detection-performance-data").textContent);
 const T = data.tags.length;
 const fmt = (x) => x.toFixed(3);
+// A precision with no box kept (threshold 1.00, say) is undefined: "—", not 0.000.
+const fmtPrecision = (x, kept) => (kept ? fmt(x) : "—");
 
 // IoU of two (left, top, width, height) boxes, with box_iou's operations in box_iou's order so
 // the floating-point results are the same as numpy's.
@@ -84,6 +86,7 @@ export function figures(threshold, overlap) {
       truePositives: t, falsePositives: fp[j], truths: gt[j],
     })),
     precision: kept ? found / kept : 0,
+    kept,
     recall: truths ? found / truths : 0,
     wrongImages,
   };
@@ -139,12 +142,12 @@ function render(threshold, overlap) {
       cell.textContent = text;
       if (value !== undefined) cell.dataset.value = String(value);
     };
-    set("precision", fmt(tag.precision), tag.precision);
+    set("precision", fmtPrecision(tag.precision, tag.truePositives + tag.falsePositives), tag.precision);
     set("recall", fmt(tag.recall), tag.recall);
     set("found", `${tag.truePositives} of ${tag.truths}`);
     set("wrong", String(tag.falsePositives));
   });
-  document.querySelector("[data-overall-precision]").textContent = fmt(result.precision);
+  document.querySelector("[data-overall-precision]").textContent = fmtPrecision(result.precision, result.kept);
   document.querySelector("[data-overall-recall]").textContent = fmt(result.recall);
   const hidden = document.querySelector("[data-threshold-input]");
   if (hidden) hidden.value = String(threshold);

@@ -2,7 +2,8 @@
 // and the mispredicted images are recomputed here, in the browser, from the out-of-fold scores the
 // page embeds, so moving the slider never sends a request. Same rule as
 // training.ml.metrics.classification_metrics: a tag is predicted when its score >= threshold;
-// multiclass predicts the best tag if its score >= threshold, else "none" (background).
+// multiclass predicts the best tag if its score >= threshold, else Negative (no tag). A precision
+// with nothing predicted (threshold 1.00, say) is undefined: shown as "—", not as 0.000.
 // Expects:
 //   <section data-performance>
 //     <input type="range" data-threshold> <output data-threshold-value>
@@ -17,7 +18,7 @@ const MAX_MISPREDICTED = 60;
 const MAX_CURVE_POINTS = 200;
 const data = JSON.parse(document.getElementById("performance-data").textContent);
 const T = data.tags.length;
-const fmt = (x) => (x === null ? "–" : x.toFixed(3));
+const fmt = (x) => (x === null ? "—" : x.toFixed(3));
 
 function predictedTags(scores, threshold) {
   if (data.multiclass) {
@@ -44,10 +45,10 @@ export function figures(threshold) {
   const sum = (a) => a.reduce((x, y) => x + y, 0);
   return {
     perTag: tp.map((t, j) => ({
-      precision: predicted[j] ? t / predicted[j] : 0,
+      precision: predicted[j] ? t / predicted[j] : null,
       recall: positives[j] ? t / positives[j] : 0,
     })),
-    precision: sum(predicted) ? sum(tp) / sum(predicted) : 0,
+    precision: sum(predicted) ? sum(tp) / sum(predicted) : null,
     recall: sum(positives) ? sum(tp) / sum(positives) : 0,
   };
 }
@@ -72,7 +73,9 @@ function mispredicted(threshold) {
   return wrong;
 }
 
-const names = (indexes) => (indexes.length ? indexes.map((j) => data.tags[j].name).join(", ") : "none");
+// No tag at all is what a Negative image has and what a prediction below the threshold says.
+const NEGATIVE = "Negative";
+const names = (indexes) => (indexes.length ? indexes.map((j) => data.tags[j].name).join(", ") : NEGATIVE);
 
 function renderMispredicted(threshold) {
   const grid = document.querySelector("[data-mispredicted]");
@@ -97,7 +100,7 @@ function renderMispredicted(threshold) {
 function renderConfusionTable(matrix) {
   const table = document.querySelector("[data-confusion-table]");
   if (!table) return;
-  const labels = [...data.tags.map((t) => t.name), "none"];
+  const labels = [...data.tags.map((t) => t.name), NEGATIVE];
   const max = Math.max(1, ...matrix.flat());
   const head = `<tr><th></th>${labels.map((l) => `<th>${escape(l)}</th>`).join("")}</tr>`;
   const rows = matrix.map((row, i) => `<tr><th>${escape(labels[i])}</th>${row.map((n, j) =>
@@ -142,7 +145,7 @@ function drawCharts(threshold) {
   if (!canvas) return;
   const matrix = confusion(threshold);
   renderConfusionTable(matrix);
-  const labels = [...data.tags.map((t) => t.name), "none"];
+  const labels = [...data.tags.map((t) => t.name), NEGATIVE];
   const max = Math.max(1, ...matrix.flat());
   const points = [];
   matrix.forEach((row, i) => row.forEach((n, j) => { if (n) points.push({ x: j, y: i, r: 4 + 20 * Math.sqrt(n / max), n }); }));

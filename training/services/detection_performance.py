@@ -159,6 +159,8 @@ def detection_figures_at(
         tag_names=names,
         probability_threshold=probability_threshold,
     )
+    # How many boxes the threshold keeps: with none, the page shows precision as "—", not 0.
+    figures["kept"] = sum(t["true_positives"] + t["false_positives"] for t in figures["per_tag"])
     stored = {row["name"]: row for row in (iteration.metrics or {}).get("per_tag", [])}
     for tag, per_tag in zip(table.tags, figures["per_tag"], strict=True):
         per_tag["boxes"] = stored.get(tag.name, {}).get("boxes")

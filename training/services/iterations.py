@@ -113,7 +113,7 @@ def _create_iteration(
     if last is not None and last.snapshot_hash == snapshot.hash and not force:
         raise LabelRuleError(
             f"Nothing changed since {last.name}: same images, same tags. Add or fix labels, "
-            "or tick “force” to train again anyway."
+            "or tick “Train even if nothing changed” to train again anyway."
         )
     number = (project.iterations.aggregate(n=Max("number"))["n"] or 0) + 1
     iteration = Iteration.objects.create(

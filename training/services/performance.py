@@ -105,6 +105,11 @@ def figures_at(iteration: Iteration, table: ScoreTable, threshold: float) -> dic
     for tag, per_tag in zip(table.tags, figures["per_tag"], strict=True):
         per_tag["name"] = tag.name
         per_tag["image_count"] = tag.image_count
+        # Nothing predicted (threshold 1.00, say): precision is undefined, shown as "—", not 0.
+        if not per_tag["predicted"]:
+            per_tag["precision"] = None
+    if not any(per_tag["predicted"] for per_tag in figures["per_tag"]):
+        figures["precision"] = None
     return figures
 
 

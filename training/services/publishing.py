@@ -7,6 +7,7 @@ The publish name is what the prediction API calls an iteration by; it is unique 
 from __future__ import annotations
 
 import logging
+import re
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -19,6 +20,9 @@ from training.models import Iteration
 logger = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 100
+# The publish name is a path segment of the prediction URL (…/classify/iterations/<name>/image), so,
+# as in Custom Vision, it takes only characters that never need escaping in a URL.
+PUBLISH_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _clean_name(name: str, what: str) -> str:
@@ -43,6 +47,11 @@ def publish_iteration(*, iteration: Iteration, name: str, by: AbstractBaseUser) 
     require_role(by, iteration.project, Role.ADMIN)
     _require_completed(iteration, "published")
     name = _clean_name(name, "publish name")
+    if not PUBLISH_NAME.fullmatch(name):
+        raise ValidationFailed(
+            f"“{name}” cannot be a publish name: use only letters, digits, hyphens (-) and "
+            "underscores (_), as it becomes part of the prediction URL."
+        )
     taken = (
         Iteration.objects.filter(project_id=iteration.project_id, published_name=name)
         .exclude(pk=iteration.pk)
