@@ -23,14 +23,16 @@ from labeling.models import Role
 from predictions.services.keys import create_key, revoke_key, rotate_key
 from predictions.services.predict import quick_test as run_quick_test
 from predictions.services.suggestions import accept_suggestion, request_suggestions
-from predictions.services.triage import (
+from predictions.services.ranking import (
     SORTS,
     default_iteration,
-    dismiss_predictions,
     iterations_with_predictions,
+    ranked_predictions,
+)
+from predictions.services.triage import (
+    dismiss_predictions,
     open_for_review,
     promote_prediction,
-    ranked_predictions,
 )
 from project.errors import LoupeError, NotFound
 

@@ -116,4 +116,18 @@ def classification_metrics(
     }
     if multiclass:
         result["confusion"] = _confusion(y, s, threshold)
+        result["accuracy"] = _top1_accuracy(y, s, threshold)
     return result
+
+
+def _top1_accuracy(y: np.ndarray, s: np.ndarray, threshold: float) -> float | None:
+    """Share of images whose most likely tag is their tag; an image without tags (Negative) is
+    right when no tag reaches the threshold. The model-quality signal "Most gain" reads: unlike
+    the confusion matrix, a right answer given with little confidence still counts."""
+    if y.shape[0] == 0 or y.shape[1] == 0:
+        return None
+    has_tag = y.sum(axis=1) > 0
+    right = np.where(
+        has_tag, y[np.arange(y.shape[0]), s.argmax(axis=1)] == 1, s.max(axis=1) < threshold
+    )
+    return float(right.mean())

@@ -1,55 +1,56 @@
-"""Which images a person should look at next: "Most gain" ordering and active-learning picks.
+"""Which stored predictions a reviewer should look at first: the "Most gain" order.
 
-Both functions take embeddings (the pooled backbone features stored with every image) and
-per-image uncertainty scores (training.ml.uncertainty) and return row indices. Embeddings are
-compared by the Euclidean distance of their L2-normalised vectors (a monotone function of cosine
-similarity), so the scale of a backbone's features does not matter.
+One rule serves the Predictions tab, the API's "most gain" sort and bench/active_learning.py
+(through predictions.services.ranking, which reads the rows and calls `rank_for_review`).
 
-diverse_top(embeddings, uncertainty, k=...) -- the Predictions tab's "Most gain" order
-    1. Keep the `candidates` most uncertain images (default 10 * k); the rest cannot make page one.
-    2. Pick the most uncertain candidate. Then, k - 1 times, pick the candidate with the best
-       ``uncertainty * min(1, d / d_ref) ** diversity``, where d is its distance to the nearest
-       image already picked (greedy k-center) and d_ref the median distance of the candidates to
-       the first pick: an image as far from the picks as a typical candidate keeps its whole
-       uncertainty, a near copy of a picked image keeps almost none.
-    3. A candidate closer than ``min_distance_ratio * d_ref`` to a pick (a near duplicate) is only
-       taken once every other candidate is used up, whatever its uncertainty.
-    Knobs: `candidates` (how far down the uncertainty order page one may reach), `diversity`
-    (0 = pure uncertainty order apart from the duplicate rule, larger = spread wider),
-    `min_distance_ratio` (what counts as a near duplicate). Cost: k passes over candidates x D
-    floats. Store `compact_embeddings(...)` (128 dims, a fixed random projection that keeps
-    distances within ~10%, Johnson-Lindenstrauss) next to each prediction and pass those: ten
-    times less to read per request than raw 1,280-d features, for the same order.
+Inputs: each candidate's embedding (pooled backbone features), its uncertainty
+(training.ml.uncertainty), the embeddings of the images already labeled (the iteration's training
+set), and a blend weight from the model's own signals (`review_weight`). Embeddings are compared
+by the Euclidean distance of their L2-normalised vectors (a monotone function of cosine
+similarity), on a fixed 128-d random projection (`compact_embeddings`).
 
-select_for_labeling(pool, labeled=..., pool_probs=..., budget=...) -- what to label next
-    Cold start follows TypiClust (Hacohen et al., 2022): with few labels, a frozen-feature model's
-    uncertainty is unreliable, and picking by it does worse than random; picking typical images
-    of not-yet-covered regions does better.
-    1. Cluster pool + labeled embeddings with k-means (k-means++ seeding, numpy) into
-       ``|labeled| + budget`` clusters (at most `max_clusters`).
-    2. Typicality of an image = 1 / mean distance to its `typicality_neighbours` nearest
-       neighbours in its cluster (a density estimate).
-    3. Blend weight ``w = min(1, |labeled| / (labels_per_tag * T))`` with T the number of tags
-       in `pool_probs` (w = 0 without probabilities): the first rounds are pure TypiClust and
-       uncertainty has taken over once every tag has `labels_per_tag` labels on average.
-    4. Clusters are visited by priority ``(1 - w) * (open + size rank / 2) + w * unsure rank``
+Why a blend: with few labels or a weak model, a frozen-feature model's uncertainty is unreliable,
+and picking by it does worse than random: the least sure images of a weak model sit in sparse,
+atypical parts of the pool (about 85% of them were images it got wrong, measured on a hard set)
+and teach it little. Picking typical images of regions no label covers yet does better
+(TypiClust, Hacohen et al., 2022). Once the model is good, its doubts are worth a label, weighted
+by how representative the image is (density-weighted uncertainty) and spread one per cluster
+(cluster-margin, Citovsky et al., 2021), so the page is not twenty near-copies nor twenty outliers.
+
+review_weight(model_quality, labels_per_tag) -> w in [0, 1]
+    ``min(labels_per_tag / labels_for_full_weight, (quality - quality_floor) / (quality_full -
+    quality_floor))`` clipped to [0, 1]. Quality is the iteration's held-out accuracy above chance
+    (0 = chance, 1 = perfect). A weak model (the hard benchmark set stays below 0.35) keeps
+    w = 0: pure coverage.
+
+rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...)
+    1. Cluster candidates + labeled embeddings with k-means (k-means++ seeding) into
+       ``|labeled| + batch`` clusters (at most `max_clusters`). `batch` is fixed (a page), not
+       `k`, so the order is the same however many rows a caller asks for: page one of 20 is the
+       first half of page one of 40.
+    2. Typicality = 1 / mean distance to the `typicality_neighbours` nearest points of the same
+       cluster (a density estimate).
+    3. Each candidate's score ``(1 - w) * typicality rank in its cluster + w * uncertainty rank``
+       (ranks scaled to [0, 1]).
+    4. Clusters are visited by priority ``(1 - w) * (open + size rank / 2) + w * best score``
        (open = holds no labeled image, so at w = 0 every open cluster comes before a covered
-       one, largest first; unsure rank = the global uncertainty rank of its least sure image),
-       and each gives one image: the best ``(1 - w) * typicality rank in the cluster + w *
-       global uncertainty rank`` (ranks scaled to [0, 1]). At w = 1 this is "the least sure
-       images, at most one per cluster". If the clusters run out, the best remaining blends
-       fill the budget.
-    5. Scale: past `max_points` pool images, the rule runs on a sample of that many (the least
-       sure share ``w / 2`` of it, the rest drawn at random); past `max_points` labeled images,
-       on a random sample of those. 100,000 stored predictions cost the same as 4,000.
-    bench/active_learning.py measures this against random selection (bench/RESULTS.md).
+       one, largest first) and each gives its best-scoring candidate. When the clusters run out,
+       the best remaining scores follow.
+    Each pick carries why it was chosen: for the model's doubt (w >= 0.5) or as a typical image of
+    its cluster (with the cluster's size and whether any labeled image is in it).
+
+sample_candidates(uncertainty, weight, max_points) -- which rows to read at scale
+    Past `max_points` candidates, the rule runs on a sample: the least sure share ``w / 2`` of it,
+    the rest drawn at random with a fixed seed (so the order is stable between requests). k-means
+    and typicality keep the density structure of a random sample; 100,000 stored predictions cost
+    the same as 2,000.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from .uncertainty import classification_uncertainty
+import numpy as np
 
 _PROJECT_DIM = 128
 _EPS = 1e-12
@@ -95,68 +96,6 @@ def _check_embeddings(name: str, embeddings: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{name} must be finite numbers.")
     return x
-
-
-def diverse_top(
-    embeddings: np.ndarray,
-    uncertainty: np.ndarray,
-    *,
-    k: int,
-    candidates: int | None = None,
-    diversity: float = 1.0,
-    min_distance_ratio: float = 0.25,
-) -> np.ndarray:
-    """Indices (min(k, N),) of the images to show first, in order (rule: module docstring)."""
-    x = _check_embeddings("embeddings", embeddings)
-    u = np.asarray(uncertainty, dtype=np.float64)
-    if u.shape != (x.shape[0],):
-        raise ValueError(f"uncertainty must be ({x.shape[0]},); got shape {u.shape}.")
-    if k < 0:
-        raise ValueError(f"k must be at least 0; got {k}.")
-    if diversity < 0 or min_distance_ratio < 0:
-        raise ValueError("diversity and min_distance_ratio must not be negative.")
-    pool = 10 * k if candidates is None else candidates
-    if pool < k:
-        raise ValueError(f"candidates ({pool}) must be at least k ({k}).")
-    n = x.shape[0]
-    k = min(k, n)
-    if k == 0:
-        return np.zeros(0, dtype=np.int64)
-    # Stable sort: equal uncertainty keeps the caller's order (e.g. newest first).
-    order = np.argsort(-u, kind="stable")[: min(pool, n)]
-    picked = _greedy_diverse(_unit_rows(x[order]), u[order], k, diversity, min_distance_ratio)
-    result: np.ndarray = order[picked]
-    return result
-
-
-def _greedy_diverse(
-    points: np.ndarray, u: np.ndarray, k: int, diversity: float, min_distance_ratio: float
-) -> np.ndarray:
-    """Greedy uncertainty-weighted k-center over candidates sorted by falling uncertainty."""
-    c = points.shape[0]
-    sq_norms = np.einsum("ij,ij->i", points, points)
-    picked = np.empty(k, dtype=np.int64)
-    picked[0] = 0
-    nearest = np.sqrt(_sq_dist_to(points, points[0], sq_norms))
-    d_ref = float(np.median(nearest[1:])) if c > 1 else 0.0
-    taken = np.zeros(c, dtype=bool)
-    taken[0] = True
-    base = np.maximum(u, 0.0) + _EPS  # keeps zero-uncertainty images ordered by distance
-    for step in range(1, k):
-        if d_ref > _EPS:
-            novelty = np.minimum(nearest / d_ref, 1.0) ** diversity
-            duplicate = nearest < min_distance_ratio * d_ref
-        else:  # every candidate is the same image: fall back to uncertainty order
-            novelty = np.ones(c)
-            duplicate = np.zeros(c, dtype=bool)
-        # Near duplicates sit below every other candidate (score shifted by -2), then the rest.
-        score = base * novelty - 2.0 * duplicate
-        score[taken] = -np.inf
-        best = int(np.argmax(score))
-        picked[step] = best
-        taken[best] = True
-        nearest = np.minimum(nearest, np.sqrt(_sq_dist_to(points, points[best], sq_norms)))
-    return picked
 
 
 def kmeans(
@@ -237,23 +176,82 @@ def _rank01(values: np.ndarray) -> np.ndarray:
     return result
 
 
-def select_for_labeling(
-    pool_embeddings: np.ndarray,
+@dataclass(frozen=True)
+class Ranking:
+    """The first `k` candidates in review order, and why each was picked."""
+
+    order: np.ndarray  # (k,) int64 indices into the candidates, best first
+    for_doubt: np.ndarray  # (k,) bool: picked for the model's doubt, else as a typical image
+    cluster_size: np.ndarray  # (k,) int64 candidates in the pick's cluster, the pick included
+    cluster_labeled: np.ndarray  # (k,) bool: some labeled image is in the pick's cluster
+    weight: float  # the blend used: 0 = coverage only, 1 = uncertainty first
+
+
+def review_weight(
+    *,
+    model_quality: float | None,
+    labels_per_tag: float,
+    labels_for_full_weight: float = 10.0,
+    quality_floor: float = 0.35,
+    quality_full: float = 0.7,
+) -> float:
+    """How far "Most gain" trusts the model's doubt over coverage (rule: module docstring).
+
+    `model_quality` is the held-out accuracy above chance in [0, 1]; None (not measured) counts
+    as a good model, so only the labels per tag decide.
+    """
+    if labels_per_tag < 0:
+        raise ValueError(f"labels_per_tag must not be negative; got {labels_per_tag}.")
+    if not 0.0 <= quality_floor < quality_full:
+        raise ValueError("quality_floor must be at least 0 and below quality_full.")
+    by_labels = labels_per_tag / labels_for_full_weight
+    by_quality = 1.0
+    if model_quality is not None:
+        by_quality = (float(model_quality) - quality_floor) / (quality_full - quality_floor)
+    return float(np.clip(min(by_labels, by_quality), 0.0, 1.0))
+
+
+def sample_candidates(
+    uncertainty: np.ndarray, *, weight: float, max_points: int, seed: int = 0
+) -> np.ndarray:
+    """Sorted indices of the candidates the rule runs on: all, or `max_points` of them (the least
+    sure share ``weight / 2``, the rest drawn at random with `seed`)."""
+    u = np.asarray(uncertainty, dtype=np.float64)
+    n = u.size
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1; got {max_points}.")
+    if n <= max_points:
+        return np.arange(n)
+    unsure = np.argsort(-u, kind="stable")[: round(min(max(weight, 0.0), 1.0) * max_points / 2)]
+    rest = np.setdiff1d(np.arange(n), unsure)
+    drawn = np.random.default_rng(seed).choice(rest, size=max_points - unsure.size, replace=False)
+    result: np.ndarray = np.sort(np.concatenate([unsure, drawn]))
+    return result
+
+
+def rank_for_review(
+    embeddings: np.ndarray,
+    uncertainty: np.ndarray,
     *,
     labeled_embeddings: np.ndarray | None = None,
-    pool_probs: np.ndarray | None = None,
-    multilabel: bool = False,
-    budget: int,
+    weight: float,
+    k: int,
+    batch: int = 40,
     seed: int = 0,
-    threshold: float = 0.5,
-    labels_per_tag: float = 10.0,
     typicality_neighbours: int = 20,
-    max_clusters: int = 500,
-    max_points: int = 4000,
-) -> np.ndarray:
-    """Indices (min(budget, N),) into the pool: what to label next (rule: module docstring)."""
-    pool = _check_embeddings("pool_embeddings", pool_embeddings)
-    n, d = pool.shape
+    max_clusters: int = 300,
+    max_labeled: int = 2000,
+) -> Ranking:
+    """The first min(k, N) of N candidates in "Most gain" order (rule: module docstring).
+
+    embeddings (N, D) float, any scale; uncertainty (N,) in [0, 1]; labeled_embeddings (M, D) in
+    the same feature space (or None); weight in [0, 1] from `review_weight`.
+    """
+    x = _check_embeddings("embeddings", embeddings)
+    n, d = x.shape
+    u = np.asarray(uncertainty, dtype=np.float64)
+    if u.shape != (n,):
+        raise ValueError(f"uncertainty must be ({n},); got shape {u.shape}.")
     labeled = (
         np.zeros((0, d), dtype=np.float32)
         if labeled_embeddings is None
@@ -261,80 +259,62 @@ def select_for_labeling(
     )
     if labeled.shape[1] != d:
         raise ValueError(f"labeled_embeddings must be (M, {d}); got shape {labeled.shape}.")
-    if budget < 0:
-        raise ValueError(f"budget must be at least 0; got {budget}.")
-    budget = min(budget, n)
-    if budget == 0:
-        return np.zeros(0, dtype=np.int64)
-    uncertainty = np.zeros(n)
-    weight = 0.0
-    if pool_probs is not None:
-        probs = np.asarray(pool_probs)
-        if probs.ndim != 2 or probs.shape[0] != n:
-            raise ValueError(f"pool_probs must be ({n}, T); got shape {probs.shape}.")
-        uncertainty = classification_uncertainty(probs, multilabel=multilabel, threshold=threshold)
-        tags = max(1, probs.shape[1])
-        weight = min(1.0, labeled.shape[0] / (labels_per_tag * tags))
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be between 0 and 1; got {weight}.")
+    if k < 0 or batch < 1:
+        raise ValueError(f"k must be at least 0 and batch at least 1; got {k} and {batch}.")
+    k = min(k, n)
+    if k == 0:
+        return _empty_ranking(weight)
     rng = np.random.default_rng(seed)
-    subset = _sample_pool(uncertainty, weight, max(max_points, budget), rng)
-    if labeled.shape[0] > max_points:
-        labeled = labeled[rng.choice(labeled.shape[0], size=max_points, replace=False)]
-    m = subset.size
-    points = compact_embeddings(np.concatenate([pool[subset], labeled]))
-    clusters = min(labeled.shape[0] + budget, max_clusters, points.shape[0])
+    if labeled.shape[0] > max_labeled:
+        labeled = labeled[np.sort(rng.choice(labeled.shape[0], size=max_labeled, replace=False))]
+    points = compact_embeddings(np.concatenate([x, labeled]))
+    clusters = min(labeled.shape[0] + batch, max_clusters, points.shape[0])
     labels, _ = kmeans(points, clusters, seed=seed)
-    typical = typicality(points, labels, neighbours=typicality_neighbours)[:m]
-    covered = set(labels[m:].tolist())
-    picks = _pick(labels[:m], covered, typical, uncertainty[subset], weight, budget)
-    result: np.ndarray = subset[picks]
-    return result
+    typical = typicality(points, labels, neighbours=typicality_neighbours)[:n]
+    covered = np.zeros(clusters, dtype=bool)
+    covered[labels[n:]] = True
+    order = _order(labels[:n], covered, typical, u, weight, k)
+    sizes = np.bincount(labels[:n], minlength=clusters)
+    return Ranking(
+        order=order,
+        for_doubt=np.full(order.size, weight >= 0.5),
+        cluster_size=sizes[labels[order]].astype(np.int64),
+        cluster_labeled=covered[labels[order]],
+        weight=weight,
+    )
 
 
-def _sample_pool(
-    uncertainty: np.ndarray, weight: float, max_points: int, rng: np.random.Generator
-) -> np.ndarray:
-    """All pool rows, or `max_points` of them: the least sure share `weight / 2`, the rest random.
-
-    k-means and typicality cost grows with N x clusters; a random sample keeps the density
-    structure they measure, and the uncertain share keeps the images uncertainty would pick.
-    """
-    n = uncertainty.size
-    if n <= max_points:
-        return np.arange(n)
-    unsure = np.argsort(-uncertainty, kind="stable")[: round(weight * max_points / 2)]
-    rest = np.setdiff1d(np.arange(n), unsure)
-    drawn = rng.choice(rest, size=max_points - unsure.size, replace=False)
-    result: np.ndarray = np.sort(np.concatenate([unsure, drawn]))
-    return result
+def _empty_ranking(weight: float) -> Ranking:
+    none = np.zeros(0, dtype=np.int64)
+    return Ranking(none, none.astype(bool), none, none.astype(bool), weight)
 
 
-def _pick(
+def _order(
     pool_labels: np.ndarray,
-    covered: set[int],
+    covered: np.ndarray,
     typical: np.ndarray,
     uncertainty: np.ndarray,
     weight: float,
-    budget: int,
+    k: int,
 ) -> np.ndarray:
+    """One pick per cluster by priority, then the best remaining scores (steps 3-4)."""
     n = pool_labels.shape[0]
-    unsure = _rank01(uncertainty)
-    score = weight * unsure
+    score = weight * _rank01(uncertainty)
     clusters = np.unique(pool_labels)
-    members_of = {int(c): np.flatnonzero(pool_labels == c) for c in clusters}
-    for members in members_of.values():
+    members_of = [np.flatnonzero(pool_labels == c) for c in clusters]
+    best = np.empty(clusters.size, dtype=np.int64)
+    for position, members in enumerate(members_of):
         score[members] += (1.0 - weight) * _rank01(typical[members])
-    sizes = np.array([members_of[int(c)].size for c in clusters], dtype=np.float64)
-    is_open = np.array([int(c) not in covered for c in clusters], dtype=np.float64)
-    most_unsure = np.array([unsure[members_of[int(c)]].max() for c in clusters])
-    # TypiClust order (open clusters, largest first) fading into "the cluster holding the
-    # least sure image first" as the labels grow.
-    priority = (1.0 - weight) * (is_open + 0.5 * _rank01(sizes)) + weight * most_unsure
-    chosen: list[int] = []
-    for position in np.argsort(-priority, kind="stable")[:budget]:
-        members = members_of[int(clusters[position])]
-        chosen.append(int(members[np.argmax(score[members])]))
-    if len(chosen) < budget:
+        best[position] = members[np.argmax(score[members])]
+    sizes = np.array([members.size for members in members_of], dtype=np.float64)
+    is_open = (~covered[clusters]).astype(np.float64)
+    priority = (1.0 - weight) * (is_open + 0.5 * _rank01(sizes)) + weight * score[best]
+    chosen = best[np.argsort(-priority, kind="stable")][:k]
+    if chosen.size < k:
         rest = np.setdiff1d(np.arange(n), chosen)
-        fill = rest[np.argsort(-score[rest], kind="stable")][: budget - len(chosen)]
-        chosen.extend(int(i) for i in fill)
-    return np.array(chosen, dtype=np.int64)
+        fill = rest[np.argsort(-score[rest], kind="stable")][: k - chosen.size]
+        chosen = np.concatenate([chosen, fill])
+    result: np.ndarray = chosen.astype(np.int64)
+    return result

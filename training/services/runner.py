@@ -30,6 +30,7 @@ from training.ml.errors import BudgetExhausted, DatasetCorrupt, DatasetTooSmall,
 from training.ml.metrics import classification_metrics
 from training.ml.preprocessing import PREPROCESSING_VERSION
 from training.models import Iteration, IterationImage, IterationScore, artifact_path
+from training.services.embeddings import save_training_embeddings
 from training.services.iterations import fail_iteration
 from training.services.progress import LeaseHeartbeat, ProgressReporter, push_iteration_state
 
@@ -47,6 +48,9 @@ class Outcome:
     folds: np.ndarray  # (M,) fold per scored row, -1 for a hold-out row
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # (N, D) backbone features of the training images in snapshot order, when training has them
+    # in the space predictions are embedded in (quick training): kept for "Most gain".
+    features: np.ndarray | None = None
 
 
 def train_iteration(iteration: Iteration) -> None:
@@ -206,6 +210,7 @@ def _train_quick(
         folds=np.asarray(result.fold_of),
         timings=timings,
         extra={"epochs": int(result.epochs), "final_loss": float(result.final_loss)},
+        features=features,
     )
 
 
@@ -222,6 +227,8 @@ def _finish(
     metrics.update(outcome.extra, image_count=len(images), scored_count=len(outcome.scored_index))
     outcome.timings["metrics_s"] = time.monotonic() - t0
     name = save_artifact_file(iteration, outcome.artifact)
+    if outcome.features is not None:
+        save_training_embeddings(iteration.pk, outcome.features)
     outcome.timings["total_s"] = time.monotonic() - started
     rows = [
         IterationScore(
