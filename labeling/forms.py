@@ -8,6 +8,7 @@ from django import forms
 
 from labeling.models import Project, Tag
 from labeling.services.images import ImageFilter
+from project.ids import FormIdField, FormIdListField
 
 
 class ProjectForm(forms.Form):
@@ -21,21 +22,6 @@ class ProjectForm(forms.Form):
     )
 
 
-class IntegerListField(forms.Field):
-    """Repeated `name=<int>` parameters (checkboxes of the selected images) as a list of ints."""
-
-    widget = forms.MultipleHiddenInput
-
-    def to_python(self, value: object) -> list[int]:
-        if not value:
-            return []
-        values = value if isinstance(value, list | tuple) else [value]
-        try:
-            return [int(v) for v in values]
-        except (TypeError, ValueError):
-            raise forms.ValidationError("Image ids must be whole numbers.") from None
-
-
 class ImageFilterForm(forms.Form):
     """The query string the gallery and the tagging view share: filter, tag and page cursor.
 
@@ -43,9 +29,9 @@ class ImageFilterForm(forms.Form):
     """
 
     filter = forms.ChoiceField(choices=[(s, s) for s in ImageFilter.STATUSES], required=False)
-    tag = forms.IntegerField(required=False, min_value=1)
-    after = forms.IntegerField(required=False, min_value=1)
-    before = forms.IntegerField(required=False, min_value=1)
+    tag = FormIdField(required=False)
+    after = FormIdField(required=False)
+    before = FormIdField(required=False)
 
     def __init__(self, data: object, *, tags: Sequence[Tag]) -> None:
         super().__init__(data)
@@ -75,7 +61,7 @@ class BulkActionForm(forms.Form):
     ACTIONS = [("tag", "Tag"), ("untag", "Untag"), ("delete", "Delete")]
 
     action = forms.ChoiceField(choices=ACTIONS)
-    image_ids = IntegerListField(required=False)
+    image_ids = FormIdListField(required=False)
     tag = forms.ModelChoiceField(
         queryset=Tag.objects.none(), required=False, empty_label="All tags"
     )

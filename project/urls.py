@@ -6,6 +6,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from project.health import healthz
 from project.media import serve_media
 
+# The JSON API answers JSON for every error, including a URL that matches no route.
+handler400 = "project.errors.handler400"
+handler403 = "project.errors.handler403"
+handler404 = "project.errors.handler404"
+handler500 = "project.errors.handler500"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("media/<path:path>", serve_media, name="media"),

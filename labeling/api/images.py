@@ -30,6 +30,7 @@ from labeling.services.tagging import (
     set_image_tags,
 )
 from project.errors import NotFound
+from project.ids import IdField, id_list_field, parse_optional_id
 
 # A page of images is at most this many; 50 is the default (the upload batch size too).
 MAX_PAGE_SIZE = 200
@@ -47,7 +48,9 @@ def images_for_listing(project: Project) -> ImageQuerySet:
 
 
 def get_image(project: Project, image_id: int | str) -> Image:
-    image = images_for_listing(project).filter(pk=int(image_id)).first()
+    # An id from the path: one no image can have is simply not found.
+    pk = parse_optional_id(image_id)
+    image = images_for_listing(project).filter(pk=pk).first() if pk else None
     if image is None:
         raise NotFound("This image does not exist in this project.")
     return image
@@ -68,8 +71,8 @@ class ImageListApi(APIView):
             default=None,
             help_text="true: tagged images only; false: untagged.",
         )
-        tag = serializers.IntegerField(required=False, help_text="Only images with this tag.")
-        after = serializers.IntegerField(
+        tag = IdField(required=False, help_text="Only images with this tag.")
+        after = IdField(
             required=False,
             help_text="Cursor: the page after this image id "
             "(the `next_cursor` of the previous page).",
@@ -157,7 +160,7 @@ class ImageTagsApi(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     class ReplaceSerializer(serializers.Serializer):
-        tag_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=True)
+        tag_ids = id_list_field(allow_empty=True)
         version = serializers.IntegerField(
             allow_null=True,
             help_text="The image version you saw; a newer one answers 409. "
@@ -168,7 +171,7 @@ class ImageTagsApi(APIView):
             ref_name = "ImageTagsReplace"
 
     class OneTagSerializer(serializers.Serializer):
-        tag_id = serializers.IntegerField()
+        tag_id = IdField()
 
         class Meta:
             ref_name = "ImageTagsOne"
@@ -233,11 +236,8 @@ class ImageTagsApi(APIView):
 class ImageBulkApi(APIView):
     class InputSerializer(serializers.Serializer):
         action = serializers.ChoiceField(choices=["tag", "untag", "delete"])
-        image_ids = serializers.ListField(
-            child=serializers.IntegerField(), allow_empty=False, max_length=MAX_BULK_IMAGES
-        )
-        tag_ids = serializers.ListField(
-            child=serializers.IntegerField(),
+        image_ids = id_list_field(allow_empty=False, max_length=MAX_BULK_IMAGES)
+        tag_ids = id_list_field(
             required=False,
             default=list,
             help_text="tag: the tags to give; untag: the tags to remove (none: all).",

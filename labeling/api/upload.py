@@ -19,6 +19,7 @@ from labeling.access import access_project
 from labeling.api.common import errors
 from labeling.models import Role
 from labeling.services.ingest import IngestReport, ingest_images
+from project.ids import id_list_field
 
 
 class UploadInputSerializer(serializers.Serializer):
@@ -26,8 +27,7 @@ class UploadInputSerializer(serializers.Serializer):
         child=serializers.FileField(allow_empty_file=True),
         help_text="The image files (repeat the field; 50 per request is a good batch).",
     )
-    tag_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+    tag_ids = id_list_field(
         required=False,
         default=list,
         help_text="Tags given to every accepted image (repeat the "
