@@ -7,6 +7,7 @@ leak; a member whose role is too low gets Forbidden (403). Superusers (the insta
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
@@ -50,6 +51,30 @@ def require_role(user: UserLike, project: Project, min_role: Role) -> Role:
     if ROLE_RANK[role] < ROLE_RANK[min_role]:
         raise Forbidden(f"This needs the {min_role.label.lower()} role in this project.")
     return role
+
+
+def can_create_projects(user: UserLike) -> bool:
+    """Whether LOUPE_PROJECT_CREATORS ("staff", "superusers" or "everyone") lets `user` create one.
+
+    An unknown value allows only superusers: a typo in the setting must not open creation to all.
+    """
+    if not user.is_authenticated:
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    creators = settings.LOUPE_PROJECT_CREATORS.strip().lower()
+    if creators == "everyone":
+        return True
+    return creators == "staff" and bool(getattr(user, "is_staff", False))
+
+
+def require_project_creator(user: UserLike) -> None:
+    """Raise Forbidden unless `user` may create projects (see `can_create_projects`)."""
+    if not can_create_projects(user):
+        raise Forbidden(
+            "Creating projects is reserved to this installation's staff. Ask an administrator "
+            "to create the project and add you to it."
+        )
 
 
 def visible_projects(user: UserLike) -> QuerySet[Project]:

@@ -12,7 +12,7 @@ import time
 
 from celery import shared_task
 
-from labeling.services import thumbnails
+from labeling.services import projects, thumbnails
 
 # A batch of 50 thumbnails takes well under a second; the budget leaves room for 6 MB images on
 # a busy host. Past it the task re-queues what is left instead of hitting the hard limit.
@@ -45,3 +45,14 @@ def make_thumbnails(image_ids: list[int]) -> dict[str, list[int]]:
 )
 def queue_missing_thumbnails() -> int:
     return thumbnails.queue_missing_thumbnails()
+
+
+@shared_task(
+    name="labeling.delete_stored_files",
+    acks_late=True,
+    time_limit=300,
+    ignore_result=True,
+)
+def delete_stored_files(names: list[str]) -> int:
+    # Idempotent: a file already gone counts as deleted, so a redelivered batch is harmless.
+    return projects.delete_stored_files(names)

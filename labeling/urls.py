@@ -14,6 +14,7 @@ urlpatterns = [
     path("", projects.project_list, name="project-list"),
     path("projects/new/", projects.project_create, name="project-create"),
     path("projects/<int:project_id>/", gallery.gallery, name="project-detail"),
+    path("projects/<int:project_id>/delete/", projects.project_delete, name="project-delete"),
     path(
         "projects/<int:project_id>/settings/",
         settings_views.project_settings,

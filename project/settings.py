@@ -194,6 +194,9 @@ AUTH_PASSWORD_VALIDATORS = [
         "OPTIONS": {"min_length": 8},
     },
 ]
+# Who may create projects: "staff" (staff accounts and superusers), "superusers", or "everyone"
+# (any signed-in user). Members of a project are invited by its admins either way.
+LOUPE_PROJECT_CREATORS = env_str("LOUPE_PROJECT_CREATORS", "staff")
 
 # --- Static and media -----------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -39,12 +39,22 @@ def _iteration(
 
 def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> dict[str, object]:
     active = project.iterations.active().first()
+    is_admin = has_role(request.user, project, Role.ADMIN)
     return {
         "project": project,
         "form": form,
         "active": active,
         "recent": project.iterations.all()[:5],
-        "is_admin": has_role(request.user, project, Role.ADMIN),
+        "is_admin": is_admin,
+        # Members below admin are told why there is no Train button, and whom to ask.
+        "role": project.current_role,  # type: ignore[attr-defined]
+        "admin_names": []
+        if is_admin
+        else list(
+            project.memberships.filter(role=Role.ADMIN)
+            .order_by("user__username")
+            .values_list("user__username", flat=True)
+        ),
     }
 
 

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.access import access_project, visible_projects
+from labeling.access import access_project, require_project_creator, visible_projects
 from labeling.api.common import errors
 from labeling.models import Membership, Project, Role, Tag
 from labeling.serializers import (
@@ -73,9 +73,11 @@ class ProjectListApi(APIView):
     @extend_schema(
         operation_id="projects_create",
         request=InputSerializer,
-        responses={201: ProjectOutputSerializer, **errors(400, 422, in_project=False)},
+        responses={201: ProjectOutputSerializer, **errors(400, 403, 422, in_project=False)},
     )
     def post(self, request: Request) -> Response:
+        # Before the body is read: a caller who may not create projects learns that, not a 400.
+        require_project_creator(request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = create_project(by=request.user, **data.validated_data)

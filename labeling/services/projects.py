@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db import IntegrityError, router, transaction
+from django.db.models import Count, FileField, OuterRef, QuerySet, Subquery
+from django.db.models.deletion import Collector
 from django.db.models.functions import Coalesce
 from rest_framework.authtoken.models import Token
 
-from labeling.access import require_role
+from labeling.access import require_project_creator, require_role
 from labeling.models import ImageTag, Membership, Project, Region, Role, Tag
 from project.errors import Forbidden, LabelRuleError, NotFound, ValidationFailed
 
+logger = logging.getLogger(__name__)
 User = get_user_model()
+
+# Stored files deleted per worker task: a task stays short, and a lost one loses little.
+FILE_DELETE_BATCH = 500
 
 
 @transaction.atomic
@@ -28,7 +34,8 @@ def create_project(
     description: str = "",
     by: AbstractBaseUser,
 ) -> Project:
-    """Create a project; its creator becomes its first admin."""
+    """Create a project; its creator becomes its first admin. LOUPE_PROJECT_CREATORS: who may."""
+    require_project_creator(by)
     name = name.strip()
     if not name:
         raise ValidationFailed("A project needs a name.")
@@ -69,9 +76,54 @@ def update_project(
 
 
 @transaction.atomic
-def delete_project(*, project: Project, by: AbstractBaseUser) -> None:
+def delete_project(
+    *, project: Project, by: AbstractBaseUser, confirm_name: str | None = None
+) -> None:
+    """Delete a project with everything in it; a worker then removes its stored files.
+
+    Admins only. The browser passes `confirm_name`, which must be the project's name (a deleted
+    project cannot come back). The rows go in this transaction; the files (images, thumbnails,
+    models, predictions) are collected from the rows the cascade deletes, whatever app they
+    belong to, and handed to `labeling.delete_stored_files` after the commit. If the broker is
+    down the files stay on disk as orphans (logged): never a row whose file is gone.
+    """
     require_role(by, project, Role.ADMIN)
-    project.delete()
+    if confirm_name is not None and confirm_name.strip() != project.name:
+        raise ValidationFailed(
+            f"Type the project's name, “{project.name}”, exactly to confirm the deletion."
+        )
+    collector = Collector(using=router.db_for_write(Project))
+    collector.collect([project])
+    names = sorted(set(_stored_files(collector)))
+    collector.delete()
+    for start in range(0, len(names), FILE_DELETE_BATCH):
+        batch = names[start : start + FILE_DELETE_BATCH]
+        transaction.on_commit(lambda batch=batch: _enqueue_file_deletion(batch))
+
+
+def _stored_files(collector: Collector) -> Iterator[str]:
+    """Names of every stored file referenced by the rows the collector will delete."""
+    for model, instances in collector.data.items():
+        fields = [f.attname for f in model._meta.concrete_fields if isinstance(f, FileField)]
+        for instance in instances:
+            yield from (str(getattr(instance, f)) for f in fields if getattr(instance, f))
+    for queryset in collector.fast_deletes:
+        fields = [
+            f.attname for f in queryset.model._meta.concrete_fields if isinstance(f, FileField)
+        ]
+        for values in queryset.values_list(*fields) if fields else ():
+            yield from (str(name) for name in values if name)
+
+
+def _enqueue_file_deletion(names: list[str]) -> None:
+    from kombu.exceptions import OperationalError
+
+    from labeling.tasks import delete_stored_files
+
+    try:
+        delete_stored_files.apply_async((names,), queue="celery")
+    except (OperationalError, OSError) as err:
+        logger.warning("Could not queue deletion of %d stored files: %s", len(names), err)
 
 
 @transaction.atomic
@@ -258,3 +310,22 @@ def regenerate_api_token(*, user: AbstractBaseUser) -> Token:
         raise Forbidden("Log in to get an API token.")
     Token.objects.filter(user=user).delete()
     return Token.objects.create(user=user)
+
+
+def delete_stored_files(names: Sequence[str]) -> int:
+    """The worker's side of `delete_project`: remove the files; returns how many it removed.
+
+    A file that is already gone is fine (a redelivered task); one that cannot be removed is
+    logged and left, never raised: the rest of the batch still goes.
+    """
+    from django.core.files.storage import default_storage
+
+    removed = 0
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("Could not delete stored file %s", name, exc_info=True)
+        else:
+            removed += 1
+    return removed

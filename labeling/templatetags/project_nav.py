@@ -31,7 +31,8 @@ class Tab:
 PROJECT_TABS: list[Tab] = [
     Tab("images", "Images", "labeling:project-detail"),
     Tab("upload", "Upload", "labeling:image-upload"),
-    Tab("train", "Train", "training:train", Role.ADMIN),
+    # Every member: reviewers and annotators see there why only admins can train, and whom to ask.
+    Tab("train", "Train", "training:train"),
     Tab("performance", "Performance", "training:iteration-list"),
     Tab("predictions", "Predictions", "predictions:prediction-list", Role.REVIEWER),
     Tab("datasets", "Import/Export", "labeling:datasets", Role.REVIEWER),

@@ -34,7 +34,7 @@ from labeling.services.ingest import (
 from labeling.services.thumbnails import enqueue_thumbnails_after_commit
 from predictions.models import Prediction, PredictionScore
 from predictions.services.keys import authenticate_key
-from project.errors import LoupeError, NotFound
+from project.errors import Forbidden, LoupeError, NotFound
 from training.models import Iteration
 
 if TYPE_CHECKING:
@@ -355,11 +355,20 @@ def api_response(
 def quick_test(
     *, project: Project, iteration_id: int, data: bytes, store: bool, by: Any
 ) -> tuple[Target, PredictionOutcome, Prediction | None]:
-    """The browser's quick test: any completed iteration (published or not), any member."""
-    from labeling.access import require_role
+    """The browser's quick test: any completed iteration (published or not), any member.
+
+    Storing the result puts an image in the Predictions tab, which is reviewers' work: an
+    annotator may test but not store (refused before the model runs, with the reason).
+    """
+    from labeling.access import has_role, require_role
     from labeling.models import Role
 
     require_role(by, project, Role.ANNOTATOR)
+    if store and not has_role(by, project, Role.REVIEWER):
+        raise Forbidden(
+            "Annotators can test an image but not store it: stored predictions go to the "
+            "Predictions tab, which reviewers and admins triage. Untick “Store it” to test."
+        )
     iteration = project.iterations.completed().filter(pk=iteration_id).first()
     if iteration is None:
         raise NotFound("Choose a completed iteration of this project.")

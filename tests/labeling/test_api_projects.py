@@ -89,7 +89,7 @@ def test_superuser_sees_every_project_as_admin(as_user, project):
 
 
 def test_create_project_makes_the_caller_admin(as_user):
-    user = UserFactory()
+    user = UserFactory(is_staff=True)
     response = as_user(user).post(
         "/api/projects/", {"name": "Birds", "kind": "multilabel"}, format="json"
     )
@@ -101,7 +101,7 @@ def test_create_project_makes_the_caller_admin(as_user):
 
 
 def test_create_project_with_unknown_kind_is_400(as_user):
-    response = as_user(UserFactory()).post(
+    response = as_user(UserFactory(is_staff=True)).post(
         "/api/projects/", {"name": "X", "kind": "video"}, format="json"
     )
     assert response.status_code == 400
@@ -111,7 +111,7 @@ def test_create_project_with_unknown_kind_is_400(as_user):
 
 
 def test_create_project_with_blank_name_is_refused(as_user):
-    response = as_user(UserFactory()).post(
+    response = as_user(UserFactory(is_staff=True)).post(
         "/api/projects/", {"name": "   ", "kind": "detection"}, format="json"
     )
     assert response.status_code in (400, 422)

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_creating_a_project_makes_its_creator_admin(client):
-    user = UserFactory()
+    user = UserFactory(is_staff=True)
     client.force_login(user)
     response = client.post(
         "/projects/new/", {"name": "Fruit", "kind": "multilabel", "domain": "general_compact"}
@@ -26,7 +26,7 @@ def test_project_list_shows_only_projects_the_user_is_a_member_of(client, projec
 
 
 def test_project_without_name_is_refused_with_422(client):
-    client.force_login(UserFactory())
+    client.force_login(UserFactory(is_staff=True))
     response = client.post(
         "/projects/new/", {"name": " ", "kind": "multiclass", "domain": "general_compact"}
     )

@@ -138,7 +138,8 @@ MATRIX: list[Entry] = [
     E("GET", "media",                                    "200 200 200 404 302"),
     # --- REST API: projects, tags, members --------------------------------------------------
     E("GET", "api-project-list",                         "200 200 200 200 401"),
-    E("POST", "api-project-list",                        "201 201 201 201 401", _new_project),
+    # Creating projects is for staff (LOUPE_PROJECT_CREATORS); none of these users is staff.
+    E("POST", "api-project-list",                        "403 403 403 403 401", _new_project),
     E("GET", "api-project-detail",                       "200 200 200 404 401"),
     E("PATCH", "api-project-detail",                     "200 403 403 404 401", lambda w: {"name": "New"}),
     E("DELETE", "api-project-detail",                    "204 403 403 404 401"),
@@ -163,8 +164,10 @@ MATRIX: list[Entry] = [
     E("DELETE", "api-image-tags",                        "200 200 200 404 401", lambda w: {"tag_id": w.kwargs["tag_id"]}),
     # --- Projects, gallery, upload (HTML) ---------------------------------------------------
     E("GET", "labeling:project-list",                    "200 200 200 200 302"),
-    E("GET", "labeling:project-create",                  "200 200 200 200 302"),
-    E("POST", "labeling:project-create",                 "302 302 302 302 302", _new_project),
+    E("GET", "labeling:project-create",                  "403 403 403 403 302"),
+    E("POST", "labeling:project-create",                 "403 403 403 403 302", _new_project),
+    E("GET", "labeling:project-delete",                  "200 403 403 404 302"),
+    E("POST", "labeling:project-delete",                 "302 403 403 404 302", lambda w: {"confirm_name": w.objects["project_name"]}),
     E("GET", "labeling:project-detail",                  "200 200 200 404 302"),
     E("POST", "labeling:image-bulk",                     "302 302 302 404 302", _bulk_tag_form),
     E("GET", "labeling:image-upload",                    "200 200 200 404 302"),
@@ -268,7 +271,7 @@ def world(project, users) -> World:
             "path": image.file.name,
             "publish_name": "prod",
         },
-        objects={"dog": dog},
+        objects={"dog": dog, "project_name": project.name},
     )
 
 

@@ -55,7 +55,8 @@ def test_quick_test_shows_the_prediction_and_stores_only_when_asked(client_for, 
     first_row = html.split('data-testid="quick-test-row"><td>', 1)[1].split("<", 1)[0]
     assert first_row == "green"
     assert not Prediction.objects.exists()
-    response = quick(client, trained, RED, store=True)
+    # Storing feeds the Predictions tab: reviewers and admins only (test_quick_test_roles.py).
+    response = quick(client_for(users["reviewer"]), trained, RED, store=True)
     assert 'data-testid="quick-test-stored"' in response.content.decode()
     assert Prediction.objects.get().top_tag.name == "red"
 
