@@ -13,6 +13,7 @@ import time
 from celery import shared_task
 
 from labeling.services import projects, thumbnails
+from project.queue import enqueue
 
 # A batch of 50 thumbnails takes well under a second; the budget leaves room for 6 MB images on
 # a busy host. Past it the task re-queues what is left instead of hitting the hard limit.
@@ -36,7 +37,7 @@ THUMBNAIL_TIME_LIMIT_S = 300
 def make_thumbnails(image_ids: list[int]) -> dict[str, list[int]]:
     run = thumbnails.make_thumbnails(image_ids, deadline=time.monotonic() + THUMBNAIL_BUDGET_S)
     if run.remaining:
-        make_thumbnails.delay(run.remaining)
+        enqueue(thumbnails.THUMBNAIL_TASK, run.remaining, queue=thumbnails.THUMBNAIL_QUEUE)
     return {"made": run.made, "failed": run.failed, "requeued": run.remaining}
 
 

@@ -150,6 +150,10 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Enqueueing from a request (project/queue.py): one connection attempt of at most this long,
+# then the send is logged and skipped for LOUPE_QUEUE_BACKOFF_S; periodic sweeps re-send.
+LOUPE_QUEUE_TIMEOUT_S = float(env_str("LOUPE_QUEUE_TIMEOUT_S", "2"))
+LOUPE_QUEUE_BACKOFF_S = float(env_str("LOUPE_QUEUE_BACKOFF_S", "10"))
 
 # --- Training (training/) ---------------------------------------------------------------------
 # Pooled backbone embeddings per image content hash: a worker-local cache, rebuilt on a miss.
@@ -168,8 +172,13 @@ LOUPE_DETECTION_QUICK_BUDGET_S = env_int("LOUPE_DETECTION_QUICK_BUDGET_S", 600)
 LOUPE_DETECTION_IMAGE_SIZE_PX = env_int("LOUPE_DETECTION_IMAGE_SIZE_PX", 320)
 # At most this many passes over the training images; on a real dataset the budget ends it first.
 LOUPE_DETECTION_MAX_EPOCHS = env_int("LOUPE_DETECTION_MAX_EPOCHS", 200)
+# Dataset imports (labeling/services/import_jobs.py): the same lease rule as training. A job
+# nobody took within LOUPE_IMPORT_QUEUED_MAX_S fails (its message was lost with Redis).
+LOUPE_IMPORT_LEASE_S = env_int("LOUPE_IMPORT_LEASE_S", 90)
+LOUPE_IMPORT_QUEUED_MAX_S = env_int("LOUPE_IMPORT_QUEUED_MAX_S", 6 * 3600)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
+    "labeling-sweep-imports": {"task": "labeling.sweep_imports", "schedule": 60.0},
     # Thumbnails whose task was never queued (broker down at upload time) or was lost.
     "labeling-queue-missing-thumbnails": {
         "task": "labeling.queue_missing_thumbnails",

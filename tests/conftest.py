@@ -50,6 +50,16 @@ def _media_root(settings, tmp_path):
     }
 
 
+@pytest.fixture(autouse=True)
+def _queue_backoff():
+    """A broker failure in one test must not make project.queue skip sends in the next."""
+    from project.queue import reset_backoff
+
+    reset_backoff()
+    yield
+    reset_backoff()
+
+
 def make_image(
     width: int = 8,
     height: int = 8,

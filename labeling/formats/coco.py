@@ -10,6 +10,7 @@ are byte-identical.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,10 @@ from labeling.formats.common import (
 )
 
 ANNOTATION_FILE = "annotations.json"
+# The largest image side an annotation file may declare: far above any camera (a 50-megapixel
+# limit allows 50,000,000 x 1 in theory, but no dataset has it), and small enough that every
+# pixel value below converts to a float exactly. A 400-digit width used to crash the worker.
+MAX_SIDE_PX = 1_000_000
 
 
 def parse(archive: SafeArchive) -> ParsedDataset:
@@ -103,12 +108,13 @@ def _images(
                 )
             )
             continue
-        if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+        if not (_is_side(width) and _is_side(height)):
             problems.append(
                 Problem(
                     file_name,
                     "malformed",
-                    f"“{file_name}” needs a positive integer “width” and “height”.",
+                    f"“{file_name}” needs a positive integer “width” and “height” "
+                    f"(at most {MAX_SIDE_PX} pixels).",
                 )
             )
             continue
@@ -134,10 +140,12 @@ def _annotations(
         problems.append(Problem("annotations", "malformed", "“annotations” must be a list."))
         return
     for number, annotation in enumerate(raw, start=1):
-        label = f"annotation {_get(annotation, 'id') or number}"
+        annotation_id = _get(annotation, "id")
+        label = f"annotation {annotation_id if _is_int(annotation_id) else number}"
         image_id, category_id = _get(annotation, "image_id"), _get(annotation, "category_id")
         bbox = _get(annotation, "bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        coordinates = _finite_floats(bbox)
+        if coordinates is None:
             problems.append(
                 Problem(
                     label,
@@ -152,20 +160,22 @@ def _annotations(
                 Problem(
                     label,
                     "missing_image",
-                    f"The {label} names image {image_id}, which is not among the listed images.",
+                    f"The {label} names image {_short(image_id)}, which is not among the "
+                    "listed images.",
                 )
             )
             continue
-        if category_id not in categories:
+        # An id that is a list or an object is unhashable: check the type before the lookup.
+        if not _is_int(category_id) or category_id not in categories:
             problems.append(
                 Problem(
                     label,
                     "malformed",
-                    f"The {label} names category {category_id}, which is not listed.",
+                    f"The {label} names category {_short(category_id)}, which is not listed.",
                 )
             )
             continue
-        x, y, w, h = (float(v) for v in bbox)
+        x, y, w, h = coordinates
         width_px, height_px = item.width_px or 1, item.height_px or 1  # set for listed images
         item.boxes.append(
             BoxItem(
@@ -222,6 +232,29 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_side(value: Any) -> bool:
+    return _is_int(value) and 0 < value <= MAX_SIDE_PX
+
+
+def _finite_floats(values: Any) -> tuple[float, float, float, float] | None:
+    """[x, y, w, h] as four finite floats, or None (wrong shape, not numbers, too large)."""
+    if not (isinstance(values, list) and len(values) == 4 and all(map(_is_number, values))):
+        return None
+    try:
+        x, y, w, h = (float(v) for v in values)  # OverflowError: an integer of 400 digits
+    except OverflowError:
+        return None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return None
+    return x, y, w, h
+
+
+def _short(value: Any) -> str:
+    """A value from the file, cut short for a message."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 FORMAT = DatasetFormat(

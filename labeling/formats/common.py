@@ -12,6 +12,7 @@ import posixpath
 import re
 import stat
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from typing import IO
 
 from project.errors import ValidationFailed
 
+# What reading a damaged member raises: BadZipFile (CRC, header), RuntimeError (encrypted),
+# zlib.error (a corrupt deflate stream), EOFError (truncated), OSError, ValueError.
+MEMBER_READ_ERRORS = (zipfile.BadZipFile, RuntimeError, zlib.error, OSError, EOFError, ValueError)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
 # Limits on what an uploaded archive may declare, checked before anything is read: far above a
 # real labeling dataset (tens of thousands of images of a few MB), far below a zip bomb.
@@ -187,7 +191,7 @@ class SafeArchive:
         """A stream of the member's bytes (the caller closes it)."""
         try:
             return self._zip.open(self._members[path])
-        except (zipfile.BadZipFile, RuntimeError, OSError, ValueError) as err:
+        except MEMBER_READ_ERRORS as err:
             raise ArchiveError(f"“{path}” cannot be read from the archive ({err}).") from None
 
     def read(self, path: str, max_bytes: int = MAX_ANNOTATION_BYTES) -> bytes:
@@ -195,8 +199,7 @@ class SafeArchive:
         try:
             with self._zip.open(self._members[path]) as member:
                 data = member.read(max_bytes + 1)
-        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError) as err:
-            # RuntimeError: an encrypted member; BadZipFile: a CRC or header mismatch.
+        except MEMBER_READ_ERRORS as err:
             raise ArchiveError(f"“{path}” cannot be read from the archive ({err}).") from None
         if len(data) > max_bytes:
             raise ArchiveError(f"“{path}” is larger than {max_bytes // 1024**2} MB.")

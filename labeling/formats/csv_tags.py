@@ -37,6 +37,23 @@ def parse(archive: SafeArchive) -> ParsedDataset:
         return ParsedDataset([], [], [Problem(path, err.code, err.message)])
     except UnicodeDecodeError:
         return ParsedDataset([], [], [Problem(path, "malformed", f"“{path}” is not UTF-8.")])
+    try:
+        return _parse_rows(archive, path, text, problems)
+    except csv.Error as err:
+        # A field over csv's limit (131,072 characters) or a stray quote: name the file.
+        reason = (
+            f"a field is longer than {csv.field_size_limit():,} characters"
+            if "field limit" in str(err)
+            else str(err)
+        )
+        return ParsedDataset(
+            [], [], [Problem(path, "malformed", f"“{path}” is not a readable CSV file: {reason}.")]
+        )
+
+
+def _parse_rows(
+    archive: SafeArchive, path: str, text: str, problems: list[Problem]
+) -> ParsedDataset:
     rows = csv.reader(io.StringIO(text))
     header = [cell.strip().lower() for cell in next(rows, [])]
     if header != ["file", "tags"]:

@@ -31,6 +31,7 @@ from labeling.access import require_role
 from labeling.formats import FORMATS, DatasetFormat
 from labeling.formats.common import (
     IMAGE_EXTENSIONS,
+    MEMBER_READ_ERRORS,
     ArchiveError,
     BoxItem,
     DatasetItem,
@@ -181,7 +182,7 @@ def _read_through(archive: SafeArchive, path: str) -> None:
         with archive.open(path) as member:
             while member.read(_READ_CHUNK_BYTES):
                 pass
-    except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError) as err:
+    except MEMBER_READ_ERRORS as err:
         raise ArchiveError(f"“{path}” cannot be read from the archive ({err}).") from None
 
 

@@ -9,34 +9,61 @@ reload of the page reads the status, so nothing is lost with a dropped connectio
 A worker that dies mid-import loses its open transaction (nothing half-imported is committed;
 images stored so far are files without rows). With acks_late Celery redelivers the task, and the
 rerun imports from the archive again; a job whose status is `done` or `failed` is never re-run.
+
+Every job ends (done or failed), whatever the archive holds and whatever becomes of its worker:
+- a running job holds a lease (`lease_expires`, epoch seconds) that a heartbeat thread renews
+  every third of LOUPE_IMPORT_LEASE_S; a delivery that finds a live lease does nothing, so a
+  redelivered or re-sent message never runs the same job twice at once;
+- `sweep_imports` (beat, every minute) re-queues a running job whose lease ran out (its worker
+  died without a word) while it has runs left (MAX_ATTEMPTS), then fails it, and fails a job
+  no worker took within LOUPE_IMPORT_QUEUED_MAX_S (its message was lost with Redis);
+- an unexpected exception fails the job with a generic reason (details in the log), and every
+  ending deletes `archive.zip`;
+- a broker outage when the job is queued fails it at once with a reason (project/queue.py).
+Two sweeps or a sweep and a late worker can race on `status.json` (storage has no compare-and-
+set); the worst case is a job re-queued whose rerun finds it finished or leased and does nothing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import IO, Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
 
 from labeling.access import require_role
 from labeling.models import Project, Role
 from labeling.services.datasets import dataset_format, import_dataset
 from project.errors import LoupeError, NotFound, ValidationFailed
+from project.queue import enqueue, send
 
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 _PROGRESS_EVERY_S = 1.0
 MAX_ATTEMPTS = 2
+IMPORT_TASK = "labeling.import_dataset"
+IMPORT_QUEUE = "celery"
+_ROOT = "imports"
+_UNEXPECTED = (
+    "The import stopped on an unexpected error; nothing was imported. The error was logged "
+    "for the administrator; try again, or import the archive in parts."
+)
+_NOT_QUEUED = (
+    "The task queue (Redis) could not be reached, so no worker got this import. Check that "
+    "Redis and the worker run, then import again."
+)
 
 
 @dataclass
@@ -50,6 +77,9 @@ class ImportJob:
     report: dict[str, Any] | None = None
     problems: list[dict[str, str]] = field(default_factory=list)
     attempts: int = 0
+    user_id: int | None = None  # the importer: a re-queued job runs as them
+    created: float = 0.0  # epoch seconds
+    lease_expires: float = 0.0  # epoch seconds; a running job's worker keeps it in the future
 
     @property
     def is_finished(self) -> bool:
@@ -75,15 +105,26 @@ def start_import(
             "The upload is not a zip archive; zip the images together with the annotation file."
         )
     upload.seek(0)
-    job = ImportJob(project_id=project.pk, job_id=str(uuid.uuid4()), format=fmt.name)
+    job = ImportJob(
+        project_id=project.pk,
+        job_id=str(uuid.uuid4()),
+        format=fmt.name,
+        user_id=by.pk,
+        created=time.time(),
+    )
     default_storage.save(f"{_folder(project.pk, job.job_id)}/archive.zip", upload)
     _write(job)
-    from labeling.tasks_import import import_dataset_task
-
-    transaction.on_commit(
-        lambda: import_dataset_task.delay(project.pk, job.job_id, by.pk, fmt.name)
+    enqueue(
+        IMPORT_TASK,
+        *_task_args(job),
+        queue=IMPORT_QUEUE,
+        on_error=lambda err: _fail_if_queued(project.pk, job.job_id, _NOT_QUEUED),
     )
     return job
+
+
+def _task_args(job: ImportJob) -> tuple[int, str, int | None, str]:
+    return (job.project_id, job.job_id, job.user_id, job.format)
 
 
 def get_import(*, project: Project, job_id: str) -> ImportJob:
@@ -95,10 +136,16 @@ def get_import(*, project: Project, job_id: str) -> ImportJob:
 
 
 def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) -> ImportJob:
-    """The worker's side: import the stored archive and record the outcome. Idempotent."""
+    """The worker's side: import the stored archive and record the outcome. Idempotent.
+
+    Always ends the job (done or failed) unless another worker holds its lease.
+    """
     job = _read(project_id, job_id)
     if job is None or job.is_finished:
         return job or ImportJob(project_id, job_id, format_name, state=FAILED)
+    if job.state == RUNNING and job.lease_expires > time.time():
+        logger.info("Import %s is held by another worker; this delivery does nothing", job_id)
+        return job
     job.attempts += 1
     if job.attempts > MAX_ATTEMPTS:
         # An archive that kills its worker must not be redelivered forever.
@@ -109,19 +156,28 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
             "imported. Check the archive's images or import it in parts.",
         )
     job.state, job.message = RUNNING, "Reading the archive."
+    job.lease_expires = _lease_deadline()
     _write(job)
+    with _LeaseHeartbeat(job):
+        _import(job, user_id=user_id, format_name=format_name)
+    return _finish(job, job.state, job.message)
+
+
+def _import(job: ImportJob, *, user_id: int, format_name: str) -> None:
+    """Run the import and set `job.state`, `message`, `report`, `problems`; never raises."""
     last_write = time.monotonic()
 
     def on_progress(fraction: float, message: str) -> None:
         nonlocal last_write
         job.progress, job.message = fraction, message
         if time.monotonic() - last_write >= _PROGRESS_EVERY_S:
+            job.lease_expires = _lease_deadline()
             _write(job)
             last_write = time.monotonic()
 
-    archive = f"{_folder(project_id, job_id)}/archive.zip"
+    archive = f"{_folder(job.project_id, job.job_id)}/archive.zip"
     try:
-        project = Project.objects.get(pk=project_id)
+        project = Project.objects.get(pk=job.project_id)
         user = get_user_model().objects.get(pk=user_id)
         with default_storage.open(archive, "rb") as handle:
             report = import_dataset(
@@ -136,6 +192,21 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
         job.problems = [{"item": "archive", "code": err.code, "message": err.message}]
     except (Project.DoesNotExist, get_user_model().DoesNotExist, FileNotFoundError):
         job.state, job.message = FAILED, "The project, its importer or the archive is gone."
+    except SoftTimeLimitExceeded:
+        job.state = FAILED
+        job.message = "The import ran past its time limit; nothing was imported. Import the "
+        job.message += "archive in parts."
+    except Exception:
+        # Whatever the archive holds, the job ends: details go to the log, not to the user.
+        logger.exception(
+            "Import %s of project %s (format %s, attempt %s) failed unexpectedly",
+            job.job_id,
+            job.project_id,
+            format_name,
+            job.attempts,
+        )
+        job.state, job.message = FAILED, _UNEXPECTED
+        job.problems = [{"item": "archive", "code": "unexpected", "message": _UNEXPECTED}]
     else:
         job.report = report.as_dict()
         job.problems = job.report.pop("problems")  # type: ignore[assignment]
@@ -146,13 +217,121 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
             else f"Nothing was imported: {len(report.problems)} problem"
             f"{'s' if len(report.problems) != 1 else ''} to fix."
         )
-    return _finish(job, job.state, job.message)
+
+
+def sweep_imports(*, now: float | None = None) -> int:
+    """Re-queue or fail import jobs whose worker vanished; returns how many it changed.
+
+    A running job with an expired lease goes back to the queue while it has runs left, else
+    fails; a job still queued after LOUPE_IMPORT_QUEUED_MAX_S fails (no worker got it).
+    """
+    now = time.time() if now is None else now
+    changed = 0
+    for project_id, job_id in _job_folders():
+        job = _read(project_id, job_id)
+        if job is None or job.is_finished:
+            continue
+        if job.state == RUNNING and job.lease_expires < now:
+            changed += 1
+            if job.attempts < MAX_ATTEMPTS and job.user_id is not None:
+                job.state, job.message = QUEUED, "The worker was lost; waiting for another one."
+                job.lease_expires = 0.0
+                _write(job)
+                send(
+                    IMPORT_TASK,
+                    *_task_args(job),
+                    queue=IMPORT_QUEUE,
+                    on_error=lambda err, job=job: _fail_if_queued(
+                        job.project_id, job.job_id, _NOT_QUEUED
+                    ),
+                )
+            else:
+                _finish(
+                    job,
+                    FAILED,
+                    f"The worker importing this archive stopped without a word ({job.attempts} "
+                    f"attempt{'s' if job.attempts != 1 else ''}): it was killed or ran out of "
+                    "memory. Nothing was imported; try again, or import the archive in parts.",
+                )
+        elif (
+            job.state == QUEUED
+            and job.created
+            and (now - job.created > settings.LOUPE_IMPORT_QUEUED_MAX_S)
+        ):
+            changed += 1
+            _finish(
+                job,
+                FAILED,
+                "No worker took this import in time, so nothing was imported. Check that the "
+                "worker runs, then import again.",
+            )
+    return changed
+
+
+def _job_folders() -> list[tuple[int, str]]:
+    """(project_id, job_id) of every job folder in storage."""
+    found: list[tuple[int, str]] = []
+    try:
+        project_dirs, _ = default_storage.listdir(_ROOT)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for project_dir in project_dirs:
+        if not project_dir.isdigit():
+            continue
+        job_dirs, _ = default_storage.listdir(f"{_ROOT}/{project_dir}")
+        found += [(int(project_dir), job_dir) for job_dir in job_dirs]
+    return found
+
+
+def _fail_if_queued(project_id: int, job_id: str, message: str) -> None:
+    job = _read(project_id, job_id)
+    if job is not None and job.state == QUEUED:
+        _finish(job, FAILED, message)
+
+
+def _lease_deadline() -> float:
+    return time.time() + settings.LOUPE_IMPORT_LEASE_S
+
+
+class _LeaseHeartbeat:
+    """A daemon thread renewing the job's lease every third of the lease, until stopped.
+
+    Progress writes renew it too; this covers long silent phases (one big image batch).
+    """
+
+    def __init__(self, job: ImportJob) -> None:
+        self.job = job
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"import-{job.job_id}", daemon=True)
+
+    def __enter__(self) -> _LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = max(settings.LOUPE_IMPORT_LEASE_S / 3, 0.2)
+        while not self._stop.wait(interval):
+            try:
+                self.job.lease_expires = _lease_deadline()
+                _write(self.job)
+            except Exception:
+                logger.warning(
+                    "Lease heartbeat of import %s failed", self.job.job_id, exc_info=True
+                )
 
 
 def _finish(job: ImportJob, state: str, message: str) -> ImportJob:
     job.state, job.message, job.progress = state, message, 1.0
+    job.lease_expires = 0.0
     _write(job)
-    default_storage.delete(f"{_folder(job.project_id, job.job_id)}/archive.zip")
+    try:
+        default_storage.delete(f"{_folder(job.project_id, job.job_id)}/archive.zip")
+    except OSError:
+        logger.warning("Could not delete the archive of import %s", job.job_id, exc_info=True)
     return job
 
 
@@ -162,7 +341,8 @@ def _read(project_id: int, job_id: str) -> ImportJob | None:
     for attempt in range(2):
         try:
             with default_storage.open(name, "rb") as handle:
-                return ImportJob(**json.loads(handle.read()))
+                data = json.loads(handle.read())
+            return ImportJob(**{k: v for k, v in data.items() if k in _FIELDS})
         except FileNotFoundError:
             if attempt == 0:
                 time.sleep(0.05)
@@ -172,8 +352,14 @@ def _read(project_id: int, job_id: str) -> ImportJob | None:
     return None
 
 
+_FIELDS = {f.name for f in fields(ImportJob)}
+# The worker's thread and its lease heartbeat both write status.json.
+_write_lock = threading.Lock()
+
+
 def _write(job: ImportJob) -> None:
     name = f"{_folder(job.project_id, job.job_id)}/status.json"
-    data = json.dumps(job.__dict__).encode()
-    default_storage.delete(name)
-    default_storage.save(name, ContentFile(data))
+    with _write_lock:
+        data = json.dumps(job.__dict__).encode()
+        default_storage.delete(name)
+        default_storage.save(name, ContentFile(data))

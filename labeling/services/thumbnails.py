@@ -19,18 +19,20 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageOps
 
 from labeling.models import Image, Project
+from project.queue import enqueue, send
 
 logger = logging.getLogger(__name__)
 
 # The worker makes thumbnails for at most this many images per task, so a 1,000-file request
 # becomes 20 short tasks that a pool can share, not one long one.
 THUMBNAIL_TASK_BATCH = 50
+THUMBNAIL_TASK = "labeling.make_thumbnails"
+THUMBNAIL_QUEUE = "thumbnails"
 # Errors Pillow raises on a malformed file; anything else is logged with its traceback.
 _DECODE_ERRORS = (
     OSError,
@@ -45,33 +47,15 @@ _DECODE_ERRORS = (
 
 
 def enqueue_thumbnails_after_commit(image_ids: Sequence[int]) -> None:
-    """Queue thumbnail tasks (one per THUMBNAIL_TASK_BATCH ids) once the transaction commits."""
+    """Queue thumbnail tasks (one per THUMBNAIL_TASK_BATCH ids) once the transaction commits.
+
+    A broker outage never fails or holds the upload: the rows are committed by then, the send
+    fails fast (project/queue.py) and the images show the gallery's placeholder until the
+    periodic `labeling.queue_missing_thumbnails` queues them again.
+    """
     ids = list(image_ids)
     for start in range(0, len(ids), THUMBNAIL_TASK_BATCH):
-        batch = ids[start : start + THUMBNAIL_TASK_BATCH]
-        transaction.on_commit(lambda batch=batch: enqueue_thumbnails(batch))
-
-
-def enqueue_thumbnails(image_ids: list[int]) -> None:
-    """Queue one thumbnail task for these ids; a broker outage must not fail the upload.
-
-    The rows are committed by now; if Redis is down the images show the gallery's placeholder
-    until the periodic `labeling.queue_missing_thumbnails` queues them again.
-    """
-    from kombu.exceptions import OperationalError
-
-    from labeling.tasks import make_thumbnails
-
-    try:
-        make_thumbnails.apply_async(
-            (image_ids,),
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
-        )
-    except (OperationalError, OSError) as err:
-        logger.warning(
-            "Could not queue thumbnails for images %s..%s: %s", image_ids[0], image_ids[-1], err
-        )
+        enqueue(THUMBNAIL_TASK, ids[start : start + THUMBNAIL_TASK_BATCH], queue=THUMBNAIL_QUEUE)
 
 
 def queue_missing_thumbnails(*, project: Project | None = None, limit: int = 5000) -> int:
@@ -89,7 +73,10 @@ def queue_missing_thumbnails(*, project: Project | None = None, limit: int = 500
         images = images.filter(project=project)
     ids = list(images.order_by("pk").values_list("pk", flat=True)[:limit])
     for start in range(0, len(ids), THUMBNAIL_TASK_BATCH):
-        enqueue_thumbnails(ids[start : start + THUMBNAIL_TASK_BATCH])
+        if not send(
+            THUMBNAIL_TASK, ids[start : start + THUMBNAIL_TASK_BATCH], queue=THUMBNAIL_QUEUE
+        ):
+            break  # the broker is down: the next sweep tries again
     return len(ids)
 
 
