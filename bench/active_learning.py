@@ -1,95 +1,260 @@
-"""Active-learning benchmark: does "what to label next" beat picking at random?
+"""Active-learning benchmark: are the Predictions tab's first picks worth more than random ones?
 
-    .venv/bin/python bench/active_learning.py             # 5 seeds x 10 rounds; appends RESULTS.md
-    .venv/bin/python bench/active_learning.py --no-write  # print only
+    .venv/bin/python bench/active_learning.py --dataset easy          # 5 seeds x 10 rounds of 20
+    .venv/bin/python bench/active_learning.py --dataset hard --rounds 20
+    .venv/bin/python bench/active_learning.py --dataset imbalanced
+    .venv/bin/python bench/active_learning.py --dataset path/to/tags --test path/to/test_tags
+    options: --strategies product,random,margin,typiclust  --seeds N  --rounds N  --budget N
+             --json PATH (curves, paired differences, labels needed)  --no-write (RESULTS.md)
 
-The loop the product runs, simulated on a labeled set whose labels stay hidden from the selector
-(bench/al_data.py: 1,500 augmented crops of ten scikit-image photographs):
+Datasets (bench/al_data.py; nothing is downloaded): "easy" = augmented crops of ten scikit-image
+photographs (a linear probe on lite0 features reaches ~98%); "hard" = ten digit classes drawn
+small onto crops of twenty photographs (frozen features mostly see the background); "imbalanced"
+= the easy set with class sizes falling from 1 to 1/10; or any folder-per-tag DIR (`--test DIR`
+for a held-out set; without it, a stratified 30% split per seed).
 
-1. Per seed, a stratified 30% test split is set aside and never ranked or revealed; the other 70%
-   is the pool. 2 random pool images per tag start labeled.
-2. Train quick (the final head of training.ml.quick.train_quick, fitted by its fit_head, on
-   lite0 features from training.ml.features, cached on disk under bench/out/al/features) and
-   score the held-out test split with that head.
-3. The strategy picks 20 pool images, their labels are revealed, back to 2; 10 rounds.
+Per seed: 2 random labeled pool images per tag to start. Each round trains quick, exactly as the
+worker does (training.ml.quick.train_quick on lite0 features from training.ml.features: k-fold
+out-of-fold scores, then the final head), scores the test split with the final head, and the
+strategy picks `budget` pool images whose labels are then revealed. Every strategy sees the same
+seeds, splits and starting labels.
 
-Strategies: "product" = training.ml.ranking.select_for_labeling with the model's pool
-probabilities (what Loupe suggests); "random"; and two ablations of the product rule, "typiclust"
-(no uncertainty at all) and "margin" (the 20 smallest margins, no diversity). Every strategy sees
-the same seeds, splits and starting labels. "Labels needed" interpolates the mean curve linearly
-to the first label count that reaches random's final mean accuracy.
+"product" is what a reviewer gets, through the service layer in a throwaway SQLite database: each
+round records the iteration as a finished quick training leaves it (metrics from the out-of-fold
+scores by classification_metrics, labels per tag, the training set's embeddings by
+training.services.embeddings), stores the pool's predictions as the prediction API does (results
+and uncertainty from predictions.services.predict.score_output, the embedding), and takes the
+first page of predictions.services.ranking.ranked_predictions(sort="gain"): the Predictions tab's
+own call (`first_page`; tests/predictions/test_ranking.py checks the tab shows the same order).
+Ablations: "random"; "margin" (the least sure first); "typiclust" (the product's rule with the
+weight held at 0: coverage only).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
 
-from bench.al_data import photo_set
-from training.ml.features import FeatureCache, embed_images
-from training.ml.quick import LinearHead, fit_head
-from training.ml.ranking import select_for_labeling
-from training.ml.seeding import seed_everything
-from training.ml.uncertainty import classification_uncertainty
+from bench.al_data import PhotoSet, folder_set, glyph_set, photo_set  # noqa: E402
+from training.ml.features import FeatureCache, embed_images  # noqa: E402
+from training.ml.metrics import classification_metrics  # noqa: E402
+from training.ml.quick import QuickResult, train_quick  # noqa: E402
+from training.ml.ranking import rank_for_review  # noqa: E402
+from training.ml.uncertainty import classification_uncertainty  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "al"
 BACKBONE = "lite0"
 
-# (pool features, labeled features, pool probabilities, budget, seed) -> pool indices
-Strategy = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]
+
+class Round:
+    """What a strategy may look at: the model of this round and the pool's features."""
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        labeled: np.ndarray,
+        unlabeled: np.ndarray,
+        result: QuickResult,
+        seed: int,
+        number: int,
+    ) -> None:
+        self.features, self.labels = features, labels
+        self.labeled, self.unlabeled = labeled, unlabeled
+        self.result, self.seed, self.number = result, seed, number
+
+    def pool_probabilities(self) -> np.ndarray:
+        return self.result.head.probabilities(self.features[self.unlabeled])
 
 
-def product(
-    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
-) -> np.ndarray:
-    return select_for_labeling(
-        pool,
-        labeled_embeddings=labeled,
-        pool_probs=probs,
-        multilabel=False,
-        budget=budget,
-        seed=seed,
-    )
+# A strategy returns `budget` distinct positions into round.unlabeled.
+Strategy = Callable[[Round, int], np.ndarray]
 
 
-def typiclust(
-    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
-) -> np.ndarray:
-    return select_for_labeling(pool, labeled_embeddings=labeled, budget=budget, seed=seed)
+def random_pick(round_: Round, budget: int) -> np.ndarray:
+    rng = np.random.default_rng(round_.seed * 1000 + round_.number)
+    return rng.choice(round_.unlabeled.size, size=budget, replace=False)
 
 
-def margin(
-    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
-) -> np.ndarray:
-    scores = classification_uncertainty(probs, multilabel=False)
+def margin(round_: Round, budget: int) -> np.ndarray:
+    scores = classification_uncertainty(round_.pool_probabilities(), multilabel=False)
     return np.argsort(-scores, kind="stable")[:budget]
 
 
-def random_pick(
-    pool: np.ndarray, labeled: np.ndarray, probs: np.ndarray, budget: int, seed: int
-) -> np.ndarray:
-    return np.random.default_rng(seed).choice(pool.shape[0], size=budget, replace=False)
+def typiclust(round_: Round, budget: int) -> np.ndarray:
+    features = round_.features
+    ranking = rank_for_review(
+        features[round_.unlabeled],
+        np.zeros(round_.unlabeled.size),
+        labeled_embeddings=features[round_.labeled],
+        weight=0.0,
+        k=budget,
+        seed=round_.number,
+    )
+    return ranking.order
 
 
-STRATEGIES: dict[str, Strategy] = {
-    "product": product,
-    "random": random_pick,
-    "typiclust": typiclust,
-    "margin": margin,
-}
+# --- "product": the Predictions tab's ranking, through the service layer --------------------
 
 
-def split(labels: np.ndarray, seed: int, test_fraction: float = 0.3) -> tuple[np.ndarray, ...]:
-    """(pool indices, test indices, starting labeled indices) for one seed, stratified by class."""
+def setup_django(data_dir: Path) -> None:
+    """A throwaway SQLite database and media folder under `data_dir`, migrated."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(LOUPE_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="project.settings")
+    manage = [sys.executable, str(BASE_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"]
+    subprocess.run(manage, env=env, check=True, cwd=BASE_DIR)
+    os.environ.clear()
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+class ProductLoop:
+    """One project per seed: the pool as stored predictions, one iteration per round."""
+
+    def __init__(self, data: PhotoSet, features: np.ndarray, pool: np.ndarray, seed: int) -> None:
+        from django.contrib.auth import get_user_model
+
+        from labeling.models import Image, Project, Tag
+        from predictions.models import Prediction
+
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        self.project = Project.objects.create(
+            name=f"al {seed} {time.time_ns()}", kind=Project.Kind.MULTICLASS, owner=user
+        )
+        self.tags = [Tag.objects.create(project=self.project, name=n) for n in data.class_names]
+        self.features = features
+        images = Image.objects.bulk_create(
+            Image(
+                project=self.project,
+                file=f"bench/{data.refs[i].key}.jpg",
+                sha256=data.refs[i].key,
+                format="JPEG",
+                size_bytes=1,
+                width=128,
+                height=128,
+                source=Image.Source.PREDICTION,
+                is_training=False,
+            )
+            for i in pool
+        )
+        self.row_of_image = {image.pk: int(i) for image, i in zip(images, pool, strict=True)}
+        self.predictions = {
+            int(i): Prediction(
+                project=self.project,
+                iteration=None,
+                image=image,
+                embedding=features[i].astype("<f2").tobytes(),
+            )
+            for image, i in zip(images, pool, strict=True)
+        }
+        self.iteration_number = 0
+
+    def record_iteration(self, round_: Round) -> Any:
+        """The iteration row a finished quick training leaves, with its training embeddings."""
+        from training.models import Iteration, IterationTag
+        from training.services.embeddings import save_training_embeddings
+
+        self.iteration_number += 1
+        tags = len(self.tags)
+        truth = np.eye(tags, dtype=np.int64)[round_.labels[round_.labeled]]
+        metrics = classification_metrics(
+            truth, round_.result.oof_scores, threshold=0.5, multiclass=True
+        )
+        iteration = Iteration.objects.create(
+            project=self.project,
+            number=self.iteration_number,
+            name=f"Iteration {self.iteration_number}",
+            status=Iteration.Status.COMPLETED,
+            backbone=BACKBONE,
+            is_multilabel=False,
+            image_count=int(round_.labeled.size),
+            metrics=metrics,
+            artifact=f"bench/{self.project.pk}/{self.iteration_number}/model.pt",
+        )
+        counts = truth.sum(axis=0)
+        IterationTag.objects.bulk_create(
+            IterationTag(
+                iteration=iteration, tag=tag, name=tag.name, index=i, image_count=int(counts[i])
+            )
+            for i, tag in enumerate(self.tags)
+        )
+        save_training_embeddings(iteration.pk, round_.features[round_.labeled])
+        return iteration
+
+    def store_predictions(self, iteration: Any, round_: Round) -> None:
+        """The unlabeled pool's predictions by this iteration, as the prediction API stores them
+        (results and uncertainty by score_output; the tag sorts' score rows are not needed)."""
+        from predictions.model_cache import ModelOutput
+        from predictions.models import Prediction
+        from predictions.services.predict import score_output, target_for
+
+        target = target_for(self.project, iteration)
+        probabilities = round_.pool_probabilities()
+        rows = []
+        for position, row in enumerate(round_.unlabeled):
+            prediction = self.predictions[int(row)]
+            output = ModelOutput(probabilities[position], [], self.features[row])
+            outcome = score_output(target, output)
+            top = outcome.results[0] if outcome.results else None
+            prediction.iteration = iteration
+            prediction.results = outcome.results
+            prediction.uncertainty = outcome.uncertainty
+            prediction.top_tag_id = top["tagId"] if top else None
+            prediction.top_probability = top["probability"] if top else 0.0
+            rows.append(prediction)
+        fields = ["iteration", "results", "uncertainty", "top_tag", "top_probability"]
+        if rows[0].pk is None:
+            Prediction.objects.bulk_create(rows, batch_size=500)
+        else:
+            Prediction.objects.bulk_update(rows, fields, batch_size=500)
+
+    def mark_labeled(self, rows: np.ndarray) -> None:
+        from predictions.models import Prediction
+
+        ids = [self.predictions[int(r)].pk for r in rows]
+        Prediction.objects.filter(pk__in=ids).update(status=Prediction.Status.PROMOTED)
+
+    def pick(self, round_: Round, budget: int) -> np.ndarray:
+        iteration = self.record_iteration(round_)
+        self.store_predictions(iteration, round_)
+        image_ids = first_page(self.project, iteration.pk, budget)
+        rows = [self.row_of_image[i] for i in image_ids]
+        position = {int(r): p for p, r in enumerate(round_.unlabeled)}
+        self.mark_labeled(np.array(rows))
+        return np.array([position[r] for r in rows], dtype=np.int64)
+
+
+def first_page(project: Any, iteration_id: int, size: int) -> list[int]:
+    """Image ids of the first page of "Most gain": the Predictions tab's own call."""
+    from predictions.services.ranking import ranked_predictions
+
+    page = ranked_predictions(project=project, iteration_id=iteration_id, sort="gain", size=size)
+    return [prediction.image_id for prediction in page.predictions]
+
+
+# --- The protocol ------------------------------------------------------------------------------
+
+
+def split(
+    labels: np.ndarray, seed: int, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pool, test, starting labeled) indices for one seed, stratified by class."""
     rng = np.random.default_rng(seed)
     pool: list[int] = []
     test: list[int] = []
@@ -103,46 +268,40 @@ def split(labels: np.ndarray, seed: int, test_fraction: float = 0.3) -> tuple[np
     return np.array(sorted(pool)), np.array(sorted(test)), np.array(start)
 
 
-def final_head(features: np.ndarray, targets: np.ndarray, seed: int) -> LinearHead:
-    """Quick training's final head: what train_quick fits on all labels after its k folds.
-
-    The benchmark needs only that head (accuracy is measured on the held-out test split, not by
-    k-fold), so it calls the same fit_head with the same arguments and skips the fold models,
-    which would triple the run time and not change a single number here.
-    """
-    seed_everything(seed)
-    head, _, _ = fit_head(features, targets, multilabel=False)
-    return head
-
-
 def run_seed(
+    data: PhotoSet,
     features: np.ndarray,
-    labels: np.ndarray,
-    strategy: Strategy,
+    name: str,
     seed: int,
-    rounds: int,
-    budget: int,
+    args: argparse.Namespace,
+    fixed_test: np.ndarray | None,
 ) -> tuple[list[int], list[float]]:
-    pool, test, labeled = split(labels, seed)
-    tags = int(labels.max()) + 1
-    eye = np.eye(tags, dtype=np.float32)
+    labels = data.labels
+    if fixed_test is None:
+        pool, test, labeled = split(labels, seed, 0.3)
+    else:  # the pool is the --dataset part only
+        pool, _, labeled = split(labels[: fixed_test[0]], seed, 0.0)
+        test = fixed_test
+    eye = np.eye(int(labels.max()) + 1, dtype=np.float32)
+    strategy: Strategy = STRATEGIES.get(name) or ProductLoop(data, features, pool, seed).pick
     counts: list[int] = []
     accuracy: list[float] = []
-    for round_number in range(rounds + 1):
-        head = final_head(features[labeled], eye[labels[labeled]], seed)
-        predicted = head.probabilities(features[test]).argmax(axis=1)
+    for number in range(args.rounds + 1):
+        result = train_quick(features[labeled], eye[labels[labeled]], multilabel=False, seed=seed)
+        predicted = result.head.probabilities(features[test]).argmax(axis=1)
         counts.append(int(labeled.size))
         accuracy.append(float((predicted == labels[test]).mean()))
-        if round_number == rounds:
+        if number == args.rounds:
             break
         unlabeled = np.setdiff1d(pool, labeled)
-        probs = head.probabilities(features[unlabeled])
-        picks = strategy(
-            features[unlabeled], features[labeled], probs, budget, seed * 1000 + round_number
-        )
-        assert len(set(picks.tolist())) == budget, "a strategy must pick distinct images"
+        round_ = Round(features, labels, labeled, unlabeled, result, seed, number)
+        picks = strategy(round_, args.budget)
+        assert len(set(picks.tolist())) == args.budget, f"{name} must pick distinct images"
         labeled = np.concatenate([labeled, unlabeled[picks]])
     return counts, accuracy
+
+
+STRATEGIES: dict[str, Strategy] = {"random": random_pick, "margin": margin, "typiclust": typiclust}
 
 
 def labels_to_reach(counts: list[int], curve: np.ndarray, target: float) -> float | None:
@@ -157,18 +316,26 @@ def labels_to_reach(counts: list[int], curve: np.ndarray, target: float) -> floa
     return None
 
 
-def embed(per_class: int) -> tuple[np.ndarray, np.ndarray]:
-    data = photo_set(per_class=per_class)
-    started = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        if done % 200 == 0 or done == total:
-            print(f"  embedded {done}/{total} ({time.perf_counter() - started:.0f} s)", flush=True)
-
-    features = embed_images(
-        data.refs, backbone=BACKBONE, cache=FeatureCache(OUT / "features"), on_progress=progress
+def load(dataset: str, per_class: int, test_dir: str | None) -> tuple[PhotoSet, int | None]:
+    """The dataset and, with --test, where its held-out part starts."""
+    if dataset == "easy":
+        return photo_set(per_class=per_class), None
+    if dataset == "imbalanced":
+        data = photo_set(per_class=per_class)
+        keep = imbalanced(data.labels, 10.0)
+        return PhotoSet([data.refs[i] for i in keep], data.labels[keep], data.class_names), None
+    if dataset == "hard":
+        return glyph_set(per_class=per_class), None
+    data = folder_set(dataset)
+    if test_dir is None:
+        return data, None
+    test = folder_set(test_dir)
+    if test.class_names != data.class_names:
+        raise SystemExit("--test must have the same tag folders as --dataset.")
+    merged = PhotoSet(
+        data.refs + test.refs, np.concatenate([data.labels, test.labels]), data.class_names
     )
-    return features, data.labels
+    return merged, len(data.refs)
 
 
 def imbalanced(labels: np.ndarray, ratio: float) -> np.ndarray:
@@ -183,46 +350,86 @@ def imbalanced(labels: np.ndarray, ratio: float) -> np.ndarray:
     return np.array(keep)
 
 
-def markdown(
-    results: dict[str, dict[str, list]],
-    counts: list[int],
-    seeds: int,
-    sizes: np.ndarray,
-    command: str,
-) -> str:
-    names = list(results)
-    means = {name: np.mean(results[name]["accuracy"], axis=0) for name in names}
-    stds = {name: np.std(results[name]["accuracy"], axis=0) for name in names}
-    rows = [
-        "| labels | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
+def embed(data: PhotoSet) -> np.ndarray:
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % 300 == 0 or done == total:
+            print(f"  embedded {done}/{total} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    return embed_images(
+        data.refs, backbone=BACKBONE, cache=FeatureCache(OUT / "features"), on_progress=progress
+    )
+
+
+def summary(results: dict[str, list[list[float]]], counts: list[int]) -> dict[str, Any]:
+    """Per strategy: mean/std per label count, paired difference from random, labels needed."""
+    random_mean = np.mean(results["random"], axis=0) if "random" in results else None
+    target = float(random_mean[-1]) if random_mean is not None else None
+    random_needs = labels_to_reach(counts, random_mean, target) if target is not None else None
+    out: dict[str, Any] = {"counts": counts, "random_final": target, "strategies": {}}
+    for name, runs in results.items():
+        curves = np.asarray(runs)
+        entry: dict[str, Any] = {
+            "mean": curves.mean(axis=0).tolist(),
+            "std": curves.std(axis=0).tolist(),
+        }
+        if random_mean is not None and target is not None:
+            paired = (curves - np.asarray(results["random"])).mean(axis=0)
+            needed = labels_to_reach(counts, curves.mean(axis=0), target)
+            entry.update(
+                paired_vs_random=paired.tolist(),
+                worst_paired_vs_random=float(paired.min()),
+                labels_needed=needed,
+                share_of_random=None
+                if needed is None or not random_needs
+                else needed / random_needs,
+            )
+        out["strategies"][name] = entry
+    return out
+
+
+def markdown(figures: dict[str, Any], data: PhotoSet, args: argparse.Namespace, cmd: str) -> str:
+    names = list(figures["strategies"])
+    counts = figures["counts"]
+    rows = ["| labels | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for i, count in enumerate(counts):
-        cells = [f"{100 * means[n][i]:.1f} ± {100 * stds[n][i]:.1f}" for n in names]
+        cells = []
+        for name in names:
+            entry = figures["strategies"][name]
+            cell = f"{100 * entry['mean'][i]:.1f} ± {100 * entry['std'][i]:.1f}"
+            if name != "random" and "paired_vs_random" in entry and i > 0:
+                cell += f" ({100 * entry['paired_vs_random'][i]:+.1f})"
+            cells.append(cell)
         rows.append(f"| {count} | " + " | ".join(cells) + " |")
-    target = float(means["random"][-1])
-    random_needs = labels_to_reach(counts, means["random"], target)
     lines = []
     for name in names:
-        needed = labels_to_reach(counts, means[name], target)
-        ratio = "not reached" if needed is None else f"{needed:.0f} labels"
-        if needed is not None and random_needs:
-            ratio += f" ({100 * needed / random_needs:.0f}% of random's {random_needs:.0f})"
-        lines.append(f"- {name}: {ratio}")
+        entry = figures["strategies"][name]
+        if "labels_needed" not in entry:
+            continue
+        needed = entry["labels_needed"]
+        text = "not reached" if needed is None else f"{needed:.0f} labels"
+        if entry["share_of_random"] is not None:
+            text += f" ({100 * entry['share_of_random']:.0f}% of random's)"
+        text += f"; worst paired round vs random {100 * entry['worst_paired_vs_random']:+.1f} pts"
+        lines.append(f"- {name}: {text}")
+    sizes = np.bincount(data.labels)
     return "\n".join(
         [
-            f"Command: `{command}`",
+            f"Command: `{cmd}`",
             "",
-            f"Data: bench/al_data.py, {sizes.sum()} images, {sizes.size} classes of "
-            f"{sizes.min()}-{sizes.max()} images (augmented crops of "
-            "scikit-image photographs); lite0 features; per seed a stratified 30% test split "
-            "never ranked; start 2 labels per tag, 10 rounds of 20, "
-            f"{seeds} seeds (0-{seeds - 1}), the same splits and starts for every strategy. "
-            "Test accuracy (%) of quick training's final head, mean ± std over seeds:",
+            f"Data: {args.dataset}, {sizes.sum()} images, {sizes.size} classes of "
+            f"{sizes.min()}-{sizes.max()} images; lite0 features; start 2 labels per tag, "
+            f"{args.rounds} rounds of {args.budget}, {args.seeds} seeds. Test accuracy (%) of "
+            "quick training's final head, mean ± std over seeds (paired difference from random "
+            "in brackets):",
             "",
             *rows,
             "",
-            f"Labels needed to reach random's final mean accuracy ({100 * target:.1f}%):",
+            f"Labels needed to reach random's final mean accuracy "
+            f"({100 * figures['random_final']:.1f}%):"
+            if figures["random_final"] is not None
+            else "",
             *lines,
         ]
     )
@@ -230,47 +437,53 @@ def markdown(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="easy", help="easy, hard, imbalanced or a DIR")
+    parser.add_argument("--test", default=None, help="held-out folder-per-tag DIR")
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=20)
-    parser.add_argument(
-        "--imbalance", type=float, default=1.0, help="largest/smallest class size ratio"
-    )
-    parser.add_argument("--strategies", default="product,random,typiclust,margin")
+    parser.add_argument("--strategies", default="product,random,margin,typiclust")
+    parser.add_argument("--json", default=None, help="write the figures to this file")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args = parser.parse_args()
+    names = args.strategies.split(",")
+    unknown = [n for n in names if n != "product" and n not in STRATEGIES]
+    if unknown:
+        raise SystemExit(f"Unknown strategies: {', '.join(unknown)}.")
     torch.set_num_threads(2)
-    features, labels = embed(args.per_class)
-    if args.imbalance > 1.0:
-        keep = imbalanced(labels, args.imbalance)
-        features, labels = features[keep], labels[keep]
-    # The heads are small (<= 220 x 1,280): one thread avoids thread hand-off overhead.
+    data, test_start = load(args.dataset, args.per_class, args.test)
+    features = embed(data)
+    fixed_test = None if test_start is None else np.arange(test_start, len(data.refs))
+    # The heads are small (<= 420 x 1,280): one thread avoids thread hand-off overhead.
     torch.set_num_threads(1)
-    results: dict[str, dict[str, list]] = {}
-    counts: list[int] = []
-    for name in args.strategies.split(","):
-        started = time.perf_counter()
-        runs = [
-            run_seed(features, labels, STRATEGIES[name], seed, args.rounds, args.budget)
-            for seed in range(args.seeds)
-        ]
-        counts = runs[0][0]
-        results[name] = {"accuracy": [acc for _, acc in runs]}
-        mean = np.mean(results[name]["accuracy"], axis=0)
-        print(
-            f"{name:>10}: " + " ".join(f"{100 * v:.1f}" for v in mean),
-            f"({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        )
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "curves.json").write_text(json.dumps({"counts": counts, **results}, indent=1))
+    with tempfile.TemporaryDirectory(prefix="loupe-al-") as data_dir:
+        if "product" in names:
+            setup_django(Path(data_dir))
+        results: dict[str, list[list[float]]] = {}
+        counts: list[int] = []
+        for name in names:
+            started = time.perf_counter()
+            runs = [
+                run_seed(data, features, name, seed, args, fixed_test) for seed in range(args.seeds)
+            ]
+            counts = runs[0][0]
+            results[name] = [accuracy for _, accuracy in runs]
+            mean = np.mean(results[name], axis=0)
+            print(
+                f"{name:>10}: " + " ".join(f"{100 * v:.1f}" for v in mean),
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    figures = summary(results, counts)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     from bench.common import append_result, command_line
 
-    text = markdown(results, counts, args.seeds, np.bincount(labels), command_line())
+    text = markdown(figures, data, args, command_line())
     print(text)
     if not args.no_write and "random" in results and "product" in results:
-        append_result("Issue 5: active-learning benchmark", text)
+        append_result("Issue 14: Most gain that gains (active-learning benchmark)", text)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,10 @@ def ranked_predictions(
         has_more, ids = len(ids) > size, ids[:size]
     rows = Prediction.objects.filter(pk__in=ids).select_related("image").defer("embedding")
     by_id = {row.pk: row for row in rows}
-    return PredictionPage([by_id[i] for i in ids if i in by_id], has_more, page, reasons)
+    shown = [by_id[i] for i in ids if i in by_id]
+    for row in shown:  # for the template, which cannot look a row up in `reasons`
+        row.gain_reason = reasons.get(row.pk, "")
+    return PredictionPage(shown, has_more, page, reasons)
 
 
 def model_signals(iteration: Iteration) -> ModelSignals:
@@ -138,7 +141,12 @@ def _most_gain(
     start: int,
     stop: int,
 ) -> tuple[list[int], bool, dict[int, str]]:
-    from training.ml.ranking import rank_for_review, review_weight, sample_candidates
+    from training.ml.ranking import (
+        compact_embeddings,
+        rank_for_review,
+        review_weight,
+        sample_candidates,
+    )
     from training.services.embeddings import training_embeddings
 
     # (id, uncertainty) of every open prediction: one covering-index scan.
@@ -152,9 +160,10 @@ def _most_gain(
         uncertainty, weight=weight, max_points=MAX_CANDIDATES, seed=iteration.pk
     )
     ids = [everything[int(i)][0] for i in sample]
-    embeddings = _embeddings(ids)
+    # The training set's embeddings are stored compacted; compare like with like.
+    embeddings = compact_embeddings(_embeddings(ids))
     labeled = training_embeddings(iteration.pk)
-    if labeled is not None and labeled.shape[1] != min(embeddings.shape[1], 128):
+    if labeled is not None and labeled.shape[1] != embeddings.shape[1]:
         labeled = None  # another feature space (e.g. a changed backbone): coverage unknown
     ranking = rank_for_review(
         embeddings,

@@ -1,0 +1,162 @@
+"""Most gain: one ranking path (tab = bench), model-aware order, and the reason on every row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from django.urls import reverse
+
+from predictions.services.ranking import model_signals, ranked_predictions
+from tests.predictions.helpers import crafted_prediction
+from tests.training.conftest import make_iteration
+from training.services.embeddings import save_training_embeddings, training_embeddings
+
+pytestmark = pytest.mark.django_db
+
+
+def ranked_iteration(project, *, accuracy: float, labels_per_tag: int = 30):
+    """A completed iteration of tags cat and dog with the given held-out top-1 accuracy."""
+    from tests.factories import TagFactory
+
+    tags = [TagFactory(project=project, name=name) for name in ("cat", "dog")]
+    iteration = make_iteration(project, tags=("cat", "dog"), metrics={"accuracy": accuracy})
+    for it_tag, tag in zip(iteration.tags.order_by("index"), tags, strict=True):
+        it_tag.tag = tag
+        it_tag.image_count = labels_per_tag
+        it_tag.save()
+    iteration.artifact.save("model.pt", ContentFile(b"unused"), save=True)
+    return iteration
+
+
+def blob(center: np.ndarray, count: int, seed: int, spread: float = 0.05) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [
+        (center + spread * rng.standard_normal(center.size)).astype(np.float32)
+        for _ in range(count)
+    ]
+
+
+def direction(seed: int, dim: int = 64) -> np.ndarray:
+    vector = np.random.default_rng(seed).standard_normal(dim)
+    return vector / np.linalg.norm(vector)
+
+
+def shown(response) -> list[tuple[int, str]]:
+    """(image id, reason) of each thumbnail, in page order."""
+    html = response.content.decode()
+    rows = []
+    for chunk in html.split('data-testid="prediction-thumb" data-image-id="')[1:]:
+        image_id = int(chunk.split('"', 1)[0])
+        reason = ""
+        if 'data-testid="gain-reason">' in chunk.split("</li>", 1)[0]:
+            reason = chunk.split('data-testid="gain-reason">', 1)[1].split("<", 1)[0]
+        rows.append((image_id, reason))
+    return rows
+
+
+def tab(client, project, iteration):
+    url = reverse("predictions:prediction-list", args=[project.id])
+    return client.get(url, {"iteration": iteration.pk, "sort": "gain"})
+
+
+def test_the_tab_and_the_bench_rank_the_same_candidates_the_same_way(client_for, project, users):
+    from bench.active_learning import first_page
+
+    iteration = ranked_iteration(project, accuracy=0.8, labels_per_tag=6)
+    rng = np.random.default_rng(0)
+    for i in range(45):
+        p = float(rng.uniform(0.3, 0.99))
+        crafted_prediction(
+            project, iteration, [p, 1 - p], direction(i % 7) + rng.normal(0, 0.1, 64)
+        )
+    response = tab(client_for(users["reviewer"]), project, iteration)
+    tab_order = [image_id for image_id, _ in shown(response)]
+    assert len(tab_order) == 40
+    assert first_page(project, iteration.pk, 40) == tab_order
+    assert first_page(project, iteration.pk, 20) == tab_order[:20]  # a page is a prefix
+
+
+def test_a_weak_model_shows_typical_images_first_not_its_doubts(client_for, project, users):
+    iteration = ranked_iteration(project, accuracy=0.55)  # 2 tags: barely above chance
+    typical = [
+        crafted_prediction(project, iteration, [0.9, 0.1], vector)
+        for vector in blob(direction(1), 12, seed=1)
+    ]
+    outliers = [
+        crafted_prediction(project, iteration, [0.5, 0.5], direction(100 + i) * 3) for i in range(3)
+    ]
+    rows = shown(tab(client_for(users["reviewer"]), project, iteration))
+    assert rows[0][0] in {p.image_id for p in typical}
+    assert rows[0][0] not in {p.image_id for p in outliers}
+    assert rows[0][1].startswith("Typical of ")
+    assert "none like it labeled yet" in rows[0][1]  # no training embeddings: nothing covered
+
+
+def test_a_good_model_shows_its_doubts_first_with_the_tags_it_hesitates_between(
+    client_for, project, users
+):
+    iteration = ranked_iteration(project, accuracy=0.98)
+    sure = [
+        crafted_prediction(project, iteration, [0.97, 0.03], vector)
+        for vector in blob(direction(2), 10, seed=2)
+    ]
+    unsure = crafted_prediction(project, iteration, [0.52, 0.48], direction(3))
+    rows = shown(tab(client_for(users["reviewer"]), project, iteration))
+    assert rows[0] == (unsure.image_id, "Unsure between “cat” and “dog”.")
+    assert {image_id for image_id, _ in rows[1:]} == {p.image_id for p in sure}
+
+
+def test_regions_the_training_set_covers_come_after_uncovered_ones(client_for, project, users):
+    iteration = ranked_iteration(project, accuracy=0.5)
+    covered_vectors = blob(direction(4), 50, seed=4, spread=0.3)
+    covered = {
+        crafted_prediction(project, iteration, [0.6, 0.4], vector).image_id
+        for vector in covered_vectors
+    }
+    uncovered = {
+        crafted_prediction(project, iteration, [0.6, 0.4], vector).image_id
+        for vector in blob(direction(5), 50, seed=5, spread=0.3)
+    }
+    # The training set holds a twin of every image of the first region.
+    save_training_embeddings(iteration.pk, np.stack(covered_vectors))
+    assert training_embeddings(iteration.pk).shape == (50, 64)
+    rows = shown(tab(client_for(users["reviewer"]), project, iteration))
+    assert len(rows) == 40
+    assert {image_id for image_id, _ in rows} <= uncovered  # the covered region waits
+    assert all("none like it labeled yet" in reason for _, reason in rows)
+    assert len(covered) == 50
+
+
+def test_model_signals_read_the_iterations_own_figures(project):
+    iteration = ranked_iteration(project, accuracy=0.75, labels_per_tag=12)
+    signals = model_signals(iteration)
+    assert signals.quality == pytest.approx(0.5)  # (0.75 - 1/2) / (1 - 1/2)
+    assert signals.labels_per_tag == 12
+
+
+def test_multilabel_reason_names_the_closest_call(db):
+    from tests.factories import ProjectFactory, TagFactory
+
+    project = ProjectFactory(kind="multilabel")
+    tags = [TagFactory(project=project, name=name) for name in ("mammal", "bird")]
+    iteration = make_iteration(project, tags=("mammal", "bird"), metrics={"map": 0.95})
+    for it_tag, tag in zip(iteration.tags.order_by("index"), tags, strict=True):
+        it_tag.tag, it_tag.image_count = tag, 40
+        it_tag.save()
+    iteration.artifact.save("model.pt", ContentFile(b"unused"), save=True)
+    crafted_prediction(project, iteration, [0.47, 0.02], direction(6))
+    page = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain")
+    assert page.predictions[0].gain_reason == "Near the threshold for “mammal” (0.47 against 0.50)."
+
+
+def test_most_gain_page_reads_a_fixed_number_of_queries(
+    client_for, project, users, django_assert_max_num_queries
+):
+    iteration = ranked_iteration(project, accuracy=0.9)
+    for i, vector in enumerate(blob(direction(7), 60, seed=7, spread=0.5)):
+        crafted_prediction(project, iteration, [0.5 + i / 200, 0.5 - i / 200], vector)
+    client = client_for(users["reviewer"])
+    with django_assert_max_num_queries(20):
+        response = tab(client, project, iteration)
+    assert len(shown(response)) == 40
