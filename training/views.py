@@ -6,6 +6,7 @@ Views parse, call one service and render; every rule (roles included) is in trai
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,6 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.access import access_project, has_role
@@ -28,6 +31,7 @@ from training.services.detection_performance import (
 )
 from training.services.iterations import start_iteration
 from training.services.performance import compare_rows, figures_at, load_scores, page_data
+from training.services.progress import clock, iteration_state, timing_summary
 
 
 def _iteration(
@@ -37,14 +41,38 @@ def _iteration(
     return project, get_object_or_404(project.iterations, pk=iteration_id)
 
 
+def _progress_context(iteration: Iteration | None) -> dict[str, object]:
+    """The progress card: the running iteration, else the last one, so an ended run says so."""
+    if iteration is None:
+        return {"latest": None}
+    state = iteration_state(iteration)
+    return {
+        "latest": iteration,
+        "state": state,
+        "timing": timing_summary(state),
+        "duration": clock(state["elapsed_s"]),
+        "ended": _ago(iteration.finished),
+    }
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment)} ago"
+
+
 def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> dict[str, object]:
-    active = project.iterations.active().first()
+    recent = list(project.iterations.all()[:5])
+    active = next((it for it in recent if it.is_active), None)
     is_admin = has_role(request.user, project, Role.ADMIN)
     return {
+        **_progress_context(active or (recent[0] if recent else None)),
         "project": project,
         "form": form,
         "active": active,
-        "recent": project.iterations.all()[:5],
+        "recent": recent,
         "is_admin": is_admin,
         # Members below admin are told why there is no Train button, and whom to ask.
         "role": project.current_role,  # type: ignore[attr-defined]
@@ -87,7 +115,9 @@ def iteration_status(request: HttpRequest, project_id: int, iteration_id: int) -
     """The progress partial, for a page whose socket reported a finished iteration."""
     project, iteration = _iteration(request, project_id, iteration_id)
     return TemplateResponse(
-        request, "training/train.html#progress", {"project": project, "active": iteration}
+        request,
+        "training/train.html#progress",
+        {"project": project, **_progress_context(iteration)},
     )
 
 

@@ -11,6 +11,7 @@ on; only the database is needed to keep a lease.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from datetime import timedelta
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 # At most one row write and one push per second: the page cannot show faster, and SQLite has one
 # writer for the whole installation.
 PROGRESS_INTERVAL_S = 1.0
+# Advanced and detection training report "epoch 3/200" (training.ml.advanced, .detection).
+_EPOCH = re.compile(r"\bepoch (\d+)/(\d+)")
+# Below this fraction done, an estimate of the time left is mostly noise: none is shown.
+ESTIMATE_MIN_FRACTION = 0.05
 
 
 def group_name(iteration_id: int) -> str:
@@ -51,7 +56,13 @@ def push_iteration_state(iteration: Iteration) -> None:
 
 
 def iteration_state(iteration: Iteration) -> dict[str, Any]:
-    """The JSON the progress socket sends: what the progress bar and the status badge show."""
+    """The JSON the progress socket sends: what the progress card and the status badges show.
+
+    `elapsed_s` counts from the start of training (from creation while queued, to `finished` once
+    done); the page keeps counting between pushes. `epoch`/`epochs` come from the phase text of
+    a budgeted run; `budget_s` is 0 for quick classification, which has no budget.
+    """
+    epoch = _EPOCH.search(iteration.progress_phase or "")
     return {
         "iteration_id": iteration.pk,
         "status": iteration.status,
@@ -60,7 +71,49 @@ def iteration_state(iteration: Iteration) -> dict[str, Any]:
         "phase": iteration.progress_phase,
         "failure_reason": iteration.failure_reason,
         "failure_message": iteration.failure_message,
+        "elapsed_s": round(_elapsed_s(iteration), 1),
+        "budget_s": iteration.budget_s,
+        "epoch": int(epoch.group(1)) if epoch else None,
+        "epochs": int(epoch.group(2)) if epoch else None,
     }
+
+
+def _elapsed_s(iteration: Iteration) -> float:
+    if iteration.status == Iteration.Status.QUEUED or iteration.started is None:
+        since = iteration.created
+    else:
+        since = iteration.started
+    if since is None:
+        return 0.0
+    until = iteration.finished if iteration.finished and not iteration.is_active else timezone.now()
+    return max((until - since).total_seconds(), 0.0)
+
+
+def clock(seconds: float) -> str:
+    """2:13, or 1:02:13 past an hour."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def timing_summary(state: dict[str, Any]) -> str:
+    """One line under the progress bar; static/js/progress-socket.js writes the same words.
+
+    "Elapsed 2:13 · about 5 min left · budget left 7:47 · epoch 3 of 200 planned"
+    """
+    elapsed = float(state["elapsed_s"])
+    if state["status"] == Iteration.Status.QUEUED:
+        return f"Waiting for a worker for {clock(elapsed)}"
+    parts = [f"Elapsed {clock(elapsed)}"]
+    fraction = float(state["fraction"])
+    if ESTIMATE_MIN_FRACTION <= fraction < 1:
+        left = elapsed * (1 - fraction) / fraction
+        parts.append("under a minute left" if left < 60 else f"about {round(left / 60)} min left")
+    if state["budget_s"]:
+        parts.append(f"budget left {clock(max(state['budget_s'] - elapsed, 0))}")
+    if state["epoch"] is not None:
+        parts.append(f"epoch {state['epoch']} of {state['epochs']} planned")
+    return " · ".join(parts)
 
 
 class ProgressReporter:
