@@ -17,12 +17,14 @@ from rest_framework.authtoken.models import Token
 from labeling.access import require_project_creator, require_role
 from labeling.models import ImageTag, Membership, Project, Region, Role, Tag
 from project.errors import Forbidden, LabelRuleError, NotFound, ValidationFailed
+from project.queue import enqueue
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
 
 # Stored files deleted per worker task: a task stays short, and a lost one loses little.
 FILE_DELETE_BATCH = 500
+DELETE_FILES_TASK = "labeling.delete_stored_files"
 
 
 @transaction.atomic
@@ -97,8 +99,7 @@ def delete_project(
     names = sorted(set(_stored_files(collector)))
     collector.delete()
     for start in range(0, len(names), FILE_DELETE_BATCH):
-        batch = names[start : start + FILE_DELETE_BATCH]
-        transaction.on_commit(lambda batch=batch: _enqueue_file_deletion(batch))
+        enqueue(DELETE_FILES_TASK, names[start : start + FILE_DELETE_BATCH], queue="celery")
 
 
 def _stored_files(collector: Collector) -> Iterator[str]:
@@ -113,17 +114,6 @@ def _stored_files(collector: Collector) -> Iterator[str]:
         ]
         for values in queryset.values_list(*fields) if fields else ():
             yield from (str(name) for name in values if name)
-
-
-def _enqueue_file_deletion(names: list[str]) -> None:
-    from kombu.exceptions import OperationalError
-
-    from labeling.tasks import delete_stored_files
-
-    try:
-        delete_stored_files.apply_async((names,), queue="celery")
-    except (OperationalError, OSError) as err:
-        logger.warning("Could not queue deletion of %d stored files: %s", len(names), err)
 
 
 @transaction.atomic
