@@ -31,6 +31,8 @@ PAGE_SIZE = 40
 # Most gain ranks at most this many open predictions: a sample beyond it (the order is stable
 # between requests: the sample is seeded by the iteration).
 MAX_CANDIDATES = 2000
+# Below this uncertainty (a margin over 0.5) a row's reason says the model is fairly sure of it.
+SURE_BELOW = 0.5
 SORTS = {
     "gain": "Most gain",
     "newest": "Newest",
@@ -177,12 +179,17 @@ def _most_gain(
     shown = range(start, min(stop, ranking.order.size))
     page_ids = [ids[int(ranking.order[i])] for i in shown]
     scale = len(everything) / len(ids)
-    results = dict(Prediction.objects.filter(pk__in=page_ids).values_list("pk", "results"))
+    results = {
+        pk: (rows, uncertainty)
+        for pk, rows, uncertainty in Prediction.objects.filter(pk__in=page_ids).values_list(
+            "pk", "results", "uncertainty"
+        )
+    }
     reasons = {
         ids[int(ranking.order[i])]: _reason(
             project,
             iteration,
-            results.get(ids[int(ranking.order[i])]) or [],
+            *results.get(ids[int(ranking.order[i])], ([], 0.0)),
             for_doubt=bool(ranking.for_doubt[i]),
             like_it=round(int(ranking.cluster_size[i]) * scale),
             is_covered=bool(ranking.cluster_labeled[i]),
@@ -214,6 +221,7 @@ def _reason(
     project: Project,
     iteration: Iteration,
     results: list[dict[str, Any]],
+    uncertainty: float,
     *,
     for_doubt: bool,
     like_it: int,
@@ -226,6 +234,11 @@ def _reason(
         return text + ("" if is_covered else ", none like it labeled yet") + "."
     threshold = iteration.suggested_threshold
     ranked = sorted(results, key=lambda row: -float(row.get("probability", 0.0)))
+    if uncertainty < SURE_BELOW:  # far down the page: do not call a confident answer a doubt
+        if ranked and not project.is_detection and project.is_multiclass:
+            top = ranked[0]
+            return f"Likely “{top['tagName']}” ({float(top['probability']):.2f}); less doubtful."
+        return "Every call is far from the threshold; less doubtful."
     if project.is_detection:
         if not ranked:
             return "No object found: either nothing is there or the model missed it."
