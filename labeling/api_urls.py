@@ -1,16 +1,16 @@
 """REST API routes (DRF) under /api/."""
 
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
 from labeling.api import images as image_api
 from labeling.api import projects as project_api
 from labeling.api import upload as upload_api
+from project.auth import TokenLoginApi
 
 P = "projects/<int:project_id>/"
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenLoginApi.as_view(), name="api-token"),
     path("projects/", project_api.ProjectListApi.as_view(), name="api-project-list"),
     path(P, project_api.ProjectDetailApi.as_view(), name="api-project-detail"),
     path(P + "tags/", project_api.TagListApi.as_view(), name="api-tag-list"),

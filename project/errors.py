@@ -52,6 +52,11 @@ class LabelRuleError(LoupeError):
     http_status = 422
 
 
+class LockedOut(LoupeError):
+    code = "locked_out"
+    http_status = 429
+
+
 class ValidationFailed(LoupeError):
     code = "invalid"
     http_status = 422

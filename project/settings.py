@@ -6,6 +6,7 @@ REDIS_URL, MEDIA_ROOT and LOUPE_* override them for a cluster.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "channels",
+    "axes",
     "labeling",
     "training",
     "predictions",
@@ -81,6 +83,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "project.middleware.LoupeErrorMiddleware",
+    # Last: turns a login refused by the lockout into project.auth.lockout_response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -202,6 +206,27 @@ AUTH_PASSWORD_VALIDATORS = [
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
         "OPTIONS": {"min_length": 8},
     },
+]
+# Brute-force protection (django-axes, state in the database): after LOUPE_LOGIN_FAILURE_LIMIT
+# failed logins for one account (from any address) or from one client address (for any
+# account), logins there are refused for LOUPE_LOGIN_LOCKOUT_MINUTES — the right password too —
+# on the login page (429 with a message) and at /api/auth/token/ (429 JSON, code locked_out).
+# An admin lifts a lockout early: Django admin → Axes → Access attempts (delete the row), or
+# `manage.py axes_reset` / `axes_reset_username <name>` / `axes_reset_ip <address>`.
+AXES_ENABLED = env_bool("LOUPE_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = env_int("LOUPE_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOUPE_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: account OR address
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_CALLABLE = "project.auth.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "project.auth.client_ip"
+# Reverse proxies in front of Loupe that append to X-Forwarded-For (0: none, REMOTE_ADDR is the
+# client). Behind one proxy set 1, or every user shares the proxy's address and its lockout.
+LOUPE_PROXY_COUNT = env_int("LOUPE_PROXY_COUNT", 0)
+AUTHENTICATION_BACKENDS = [
+    # First: it refuses a locked-out account or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 # Who may create projects: "staff" (staff accounts and superusers), "superusers", or "everyone"
 # (any signed-in user). Members of a project are invited by its admins either way.
