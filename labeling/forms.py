@@ -97,3 +97,17 @@ class TagToggleForm(forms.Form):
 
     def clean_tag(self) -> Tag:
         return self.tags[self.cleaned_data["tag"]]
+
+
+class TagUndoForm(forms.Form):
+    """U / Ctrl+Z in the tagging view: the tags to put back, and the version the change made.
+
+    `tags` is comma-separated tag ids (empty: the image was untagged before the change).
+    """
+
+    tags = forms.RegexField(regex=r"^(\d+(,\d+)*)?$", required=False)
+    version = forms.IntegerField(min_value=1)
+
+    def clean_tags(self) -> list[int]:
+        raw = self.cleaned_data["tags"]
+        return [int(part) for part in raw.split(",")] if raw else []

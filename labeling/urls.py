@@ -69,6 +69,11 @@ urlpatterns = [
         name="image-tag-toggle",
     ),
     path(
+        "projects/<int:project_id>/images/<int:image_id>/tags/undo/",
+        tagging.image_tag_undo,
+        name="image-tag-undo",
+    ),
+    path(
         "projects/<int:project_id>/images/<int:image_id>/delete/",
         tagging.image_delete,
         name="image-delete",

@@ -19,20 +19,23 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.access import access_project
-from labeling.models import Role
+from labeling.models import Project, Role
+from predictions.models import Prediction
 from predictions.services.keys import create_key, revoke_key, rotate_key
 from predictions.services.predict import quick_test as run_quick_test
-from predictions.services.suggestions import accept_suggestion, request_suggestions
 from predictions.services.ranking import (
     SORTS,
     default_iteration,
     iterations_with_predictions,
     ranked_predictions,
 )
+from predictions.services.suggestions import accept_suggestion, request_suggestions
 from predictions.services.triage import (
     dismiss_predictions,
+    next_in_review,
     open_for_review,
     promote_prediction,
+    review_summary,
 )
 from project.errors import LoupeError, NotFound
 
@@ -152,11 +155,13 @@ def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
     if sort in ("lowest", "highest") and tag_id is None and tags:
         tag_id = tags[0].pk
     page_number = _optional_int(request.GET.get("page")) or 1
-    page = None
+    page, open_count = None, 0
     if chosen is not None:
         page = ranked_predictions(
             project=project, iteration_id=chosen.pk, sort=sort, tag_id=tag_id, page=page_number
         )
+        # One COUNT on prediction_newest_idx: how much is left to review, shown above the grid.
+        open_count = Prediction.objects.open().filter(iteration_id=chosen.pk).count()
     context = {
         "project": project,
         "iterations": iterations,
@@ -166,6 +171,7 @@ def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "tags": tags,
         "tag_id": tag_id,
         "page": page,
+        "open_count": open_count,
         "next_query": f"iteration={chosen.pk if chosen else ''}&sort={sort}"
         + (f"&tag={tag_id}" if tag_id else "")
         + f"&page={page_number + 1}",
@@ -206,6 +212,7 @@ def _tab_url(project_id: int, request: HttpRequest) -> str:
 
 
 def _review_url(project_id: int, image_id: int, queue: list[int]) -> str:
+    """The tagging view of one prediction; `?review=` carries the whole queue, in order."""
     url = reverse("labeling:image-tag", args=[project_id, image_id])
     return f"{url}?review={','.join(str(i) for i in queue)}" if queue else url
 
@@ -220,23 +227,26 @@ def prediction_review(request: HttpRequest, project_id: int) -> HttpResponse:
     except LoupeError as err:
         messages.error(request, err.message)
         return redirect(_tab_url(project.pk, request))
-    return redirect(_review_url(project.pk, queue[0], queue[1:]))
+    return redirect(_review_url(project.pk, queue[0], queue))
 
 
 @require_POST
 @login_required
 def prediction_dismiss(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Dismiss the ticked predictions (the tab), or the one under review (D in the review)."""
     project = access_project(request.user, project_id, min_role=Role.REVIEWER)
     ids = _image_ids(request)
     try:
         count = dismiss_predictions(project=project, image_ids=ids, by=request.user)
     except LoupeError as err:
         messages.error(request, err.message)
-    else:
-        messages.success(request, f"Dismissed {count} prediction{'s' if count != 1 else ''}.")
-    queue = [i for i in _queue(request) if i not in ids]
-    if request.POST.get("from_review") and queue:
-        return redirect(_review_url(project.pk, queue[0], queue[1:]))
+        if request.POST.get("from_review") and ids:
+            return redirect(_review_url(project.pk, ids[0], _queue(request)))
+        return redirect(_tab_url(project.pk, request))
+    done = f"Dismissed {count} prediction{'s' if count != 1 else ''}."
+    if request.POST.get("from_review") and ids:
+        return _go_on_reviewing(request, project, ids[0], done)
+    messages.success(request, done)
     return redirect(_tab_url(project.pk, request))
 
 
@@ -258,12 +268,27 @@ def prediction_promote(request: HttpRequest, project_id: int, image_id: int) -> 
         messages.error(request, err.message)
         return redirect(_review_url(project.pk, image_id, _queue(request)))
     if promotion.already_done:
-        messages.info(request, "This image was already saved to the training data.")
+        done = "This image was already saved to the training data."
     else:
-        messages.success(request, "Saved to the training data.")
-    queue = [i for i in _queue(request) if i != image_id]
+        done = "Saved to the training data."
+    return _go_on_reviewing(request, project, image_id, done)
+
+
+def _go_on_reviewing(
+    request: HttpRequest, project: Project, image_id: int, done: str
+) -> HttpResponse:
+    """After a decision in review: the queue's next open prediction, or, when none is left,
+    the Predictions tab with the queue's summary ("12 added to training, 3 dismissed.")."""
+    queue = _queue(request)
+    next_id = next_in_review(project=project, queue=queue, after=image_id) if queue else None
+    if next_id is not None:
+        messages.success(request, done)
+        return redirect(_review_url(project.pk, next_id, queue))
     if queue:
-        return redirect(_review_url(project.pk, queue[0], queue[1:]))
+        summary = review_summary(project=project, queue=queue)
+        messages.success(request, f"Review done: {summary.describe()}")
+    else:
+        messages.success(request, done)
     return redirect("predictions:prediction-list", project.pk)
 
 

@@ -12,6 +12,7 @@ other silently: the second gets EditConflict and reloads.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -64,39 +65,71 @@ def set_image_tags(
     return image
 
 
+@dataclass(frozen=True)
+class TagChange:
+    """One edit of the tagging view: what the image had before and has now.
+
+    `before` is what undo puts back; `describe()` is what the annotator is told ("apple
+    removed"), so a key press never changes labels without saying so.
+    """
+
+    image: Image
+    before: tuple[Tag, ...]
+    after: tuple[Tag, ...]
+
+    @property
+    def added(self) -> tuple[Tag, ...]:
+        had = {tag.pk for tag in self.before}
+        return tuple(tag for tag in self.after if tag.pk not in had)
+
+    @property
+    def removed(self) -> tuple[Tag, ...]:
+        has = {tag.pk for tag in self.after}
+        return tuple(tag for tag in self.before if tag.pk not in has)
+
+    def describe(self) -> str:
+        parts = [f"{tag.name} added" for tag in self.added]
+        parts += [f"{tag.name} removed" for tag in self.removed]
+        return ", ".join(parts) or "No change"
+
+
 @transaction.atomic
-def toggle_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser, version: int | None) -> Image:
+def toggle_image_tag(
+    *, image: Image, tag: Tag, by: AbstractBaseUser, version: int | None
+) -> TagChange:
     """The tagging view's key press: add the tag, or remove it if present.
 
     Adding follows the kind's rules instead of refusing: in multiclass the new tag replaces the
     old one, and Negative replaces (or is replaced by) the regular tags.
     """
-    current = list(Tag.objects.filter(image_tags__image=image))
+    current = list(Tag.objects.filter(image_tags__image=image).order_by("pk"))
     if any(t.pk == tag.pk for t in current):
         tags = [t for t in current if t.pk != tag.pk]
     elif image.project.is_multiclass or tag.is_negative:
         tags = [tag]
     else:
         tags = [t for t in current if not t.is_negative] + [tag]
-    return set_image_tags(image=image, tags=tags, by=by, version=version)
+    image = set_image_tags(image=image, tags=tags, by=by, version=version)
+    return TagChange(image=image, before=tuple(current), after=tuple(tags))
 
 
 @transaction.atomic
-def choose_image_tag(*, image: Image, tag: Tag, by: AbstractBaseUser, version: int | None) -> Image:
-    """Multiclass with auto-advance: the key means "this image is `tag`", never "untag".
+def restore_image_tags(
+    *, image: Image, tag_ids: Sequence[int], by: AbstractBaseUser, version: int
+) -> TagChange:
+    """Undo (U, Ctrl+Z): give the image back the tags it had before the last change.
 
-    Pressing the key of the tag the image already has keeps it (no write, no new version), so
-    a second look at an image never silently removes its label on the way past.
+    `version` is the version that change produced. Compare-and-set on it, so an undo never
+    throws away a later edit (someone else's, or the annotator's own from another tab): that
+    answers EditConflict instead.
     """
-    if not image.project.is_multiclass:
-        return toggle_image_tag(image=image, tag=tag, by=by, version=version)
-    current = list(ImageTag.objects.filter(image=image).values_list("tag_id", flat=True))
-    if current == [tag.pk]:
-        require_role(by, image.project, Role.ANNOTATOR)
-        if version is not None and image.version != version:
-            raise EditConflict(CONFLICT_MESSAGE)
-        return image
-    return set_image_tags(image=image, tags=[tag], by=by, version=version)
+    wanted = list(dict.fromkeys(int(i) for i in tag_ids))
+    tags = list(Tag.objects.filter(project=image.project, pk__in=wanted).order_by("pk"))
+    if len(tags) != len(wanted):
+        raise NotFound("That tag does not belong to this project.")
+    current = list(Tag.objects.filter(image_tags__image=image).order_by("pk"))
+    image = set_image_tags(image=image, tags=tags, by=by, version=version)
+    return TagChange(image=image, before=tuple(current), after=tuple(tags))
 
 
 @transaction.atomic

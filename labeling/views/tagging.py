@@ -4,6 +4,11 @@ The page's moving part is the `tagging-stage` partial of labeling/tagging.html (
 buttons, the way to the neighbours). Navigation and saves swap only that partial with htmx and
 push the image's URL, so a key press costs one request and no page load. The gallery's filter
 rides along in the query string, so ← and → walk the same images in the same order.
+
+A stored prediction under review (an image that is not training data yet, opened from the
+Predictions tab with `?review=<image ids>`) is "review mode": a tag key never leaves the image
+(auto-advance is for training images), ← and → walk the review queue, and the prediction panel's
+Save and close (S) moves it into the training data and on to the next prediction.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ from django_htmx.http import (
 )
 
 from labeling.access import access_project, has_role
-from labeling.forms import ImageFilterForm, TagToggleForm
+from labeling.forms import ImageFilterForm, TagToggleForm, TagUndoForm
 from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.images import ImageFilter, Neighbours, delete_images, image_neighbours
-from labeling.services.tagging import choose_image_tag, toggle_image_tag
+from labeling.services.tagging import TagChange, restore_image_tags, toggle_image_tag
 from project.errors import EditConflict, LoupeError, NotFound
 
 TEMPLATE = "labeling/tagging.html"
@@ -47,7 +52,11 @@ def image_tag(request: HttpRequest, project_id: int, image_id: int) -> HttpRespo
 @require_POST
 @login_required
 def image_tag_toggle(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    """A tag key or button: toggle the tag; in multiclass with `advance`, tag and go next."""
+    """A tag key or button: toggle the tag; in multiclass with `advance`, tag and go next.
+
+    Only adding a tag advances: a key that removes one stays on the image and says so, so the
+    annotator sees the change and can undo it. A prediction under review never advances.
+    """
     project = access_project(request.user, project_id)
     view = _TaggingView(request, project)
     image = view.image(image_id)
@@ -56,10 +65,8 @@ def image_tag_toggle(request: HttpRequest, project_id: int, image_id: int) -> Ht
         return view.render(
             image, part="tag-form", status=422, error="Choose one of this project's tags."
         )
-    advance = form.cleaned_data["advance"] and project.is_multiclass
-    save = choose_image_tag if advance else toggle_image_tag
     try:
-        image = save(
+        change = toggle_image_tag(
             image=image,
             tag=form.cleaned_data["tag"],
             by=request.user,
@@ -69,6 +76,13 @@ def image_tag_toggle(request: HttpRequest, project_id: int, image_id: int) -> Ht
         return view.render(image, part="tag-form", status=err.http_status, conflict=err.message)
     except LoupeError as err:
         return view.render(image, part="tag-form", status=err.http_status, error=err.message)
+    image = change.image
+    advance = (
+        form.cleaned_data["advance"]
+        and project.is_multiclass
+        and bool(change.added)
+        and not view.is_review(image)
+    )
     shown = (view.neighbours(image).next or image) if advance else image
     if not request.htmx:  # without JavaScript: POST/redirect/GET
         return redirect(view.url(shown))
@@ -80,7 +94,38 @@ def image_tag_toggle(request: HttpRequest, project_id: int, image_id: int) -> Ht
         response = retarget(view.render(shown, notice=notice), "#tagging-stage")
         if shown is not image:
             push_url(response, view.url(shown))
-    return trigger_client_event(response, "tags-changed", {"image_id": image.pk})
+    return trigger_client_event(response, "tags-changed", view.change_event(change))
+
+
+@require_POST
+@login_required
+def image_tag_undo(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    """U / Ctrl+Z: put back the tags the image had before the last change, and show it."""
+    project = access_project(request.user, project_id)
+    view = _TaggingView(request, project)
+    image = view.image(image_id)
+    form = TagUndoForm(request.POST)
+    if not form.is_valid():
+        return view.render(image, status=422, error="The change to undo could not be read.")
+    try:
+        change = restore_image_tags(
+            image=image,
+            tag_ids=form.cleaned_data["tags"],
+            by=request.user,
+            version=form.cleaned_data["version"],
+        )
+    except EditConflict as err:
+        return view.render(image, status=err.http_status, conflict=err.message)
+    except LoupeError as err:
+        return view.render(image, status=err.http_status, error=err.message)
+    if not request.htmx:
+        return redirect(view.url(change.image))
+    response = view.render(change.image)
+    push_url(response, view.url(change.image))
+    event = view.change_event(change)
+    # The page says it in its change line; an undo is not itself undone by a second U.
+    event.update(message=f"Undone: {change.describe()}", undo=None)
+    return trigger_client_event(response, "tags-changed", event)
 
 
 @require_POST
@@ -106,15 +151,22 @@ def image_delete(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
 
 
 class _TaggingView:
-    """The request-scoped state the three views share: project, tags and the active filter."""
+    """The request-scoped state the views share: project, tags, the filter, the review queue."""
 
     def __init__(self, request: HttpRequest, project: Project) -> None:
         self.request = request
         self.project = project
         self.tags: list[Tag] = list(project.tags.all())
         self.filter: ImageFilter = ImageFilterForm(request.GET, tags=self.tags).image_filter()
-        query = urlencode(self.filter.as_query())
-        self.query = f"?{query}" if query else ""
+        # The predictions selected on the Predictions tab, in the tab's order ("Review selected").
+        self.review_ids: list[int] = [
+            int(part) for part in request.GET.get("review", "").split(",") if part.isdigit()
+        ]
+        params = self.filter.as_query()
+        self.filter_query = f"?{urlencode(params)}" if params else ""
+        if self.review_ids:
+            params = {**params, "review": ",".join(map(str, self.review_ids))}
+        self.query = f"?{urlencode(params, safe=',')}" if params else ""
 
     def image(self, image_id: int) -> Image:
         image = self.project.images.filter(pk=image_id).first()
@@ -127,11 +179,48 @@ class _TaggingView:
         return reverse("labeling:image-tag", args=[self.project.pk, image.pk]) + self.query
 
     def gallery_url(self) -> str:
-        return reverse("labeling:project-detail", args=[self.project.pk]) + self.query
+        return reverse("labeling:project-detail", args=[self.project.pk]) + self.filter_query
+
+    def is_review(self, image: Image) -> bool:
+        """A stored prediction (not training data yet), or one of the review queue's images."""
+        return not image.is_training or image.pk in self.review_ids
 
     def neighbours(self, image: Image) -> Neighbours:
+        if self.is_review(image):
+            return self._queue_neighbours(image)
         images = self.filter.apply(self.project.images.all())
         return image_neighbours(images, image, untagged=self.project.images.training().untagged())
+
+    def _queue_neighbours(self, image: Image) -> Neighbours:
+        """In review, ← and → walk the review queue: never off to the training images."""
+        if image.pk not in self.review_ids:
+            return Neighbours(previous=None, next=None, next_untagged=None)
+        at = self.review_ids.index(image.pk)
+        wanted = self.review_ids[max(at - 1, 0) : at + 2]
+        rows = self.project.images.filter(pk__in=wanted).only("pk", "file", "project_id")
+        found = {row.pk: row for row in rows}
+        before = self.review_ids[at - 1] if at > 0 else None
+        after = self.review_ids[at + 1] if at + 1 < len(self.review_ids) else None
+        return Neighbours(
+            previous=found.get(before) if before else None,
+            next=found.get(after) if after else None,
+            next_untagged=None,
+        )
+
+    def change_event(self, change: TagChange) -> dict[str, Any]:
+        """The `tags-changed` event's detail: what to tell the annotator and how to undo it."""
+        image = change.image
+        return {
+            "image_id": image.pk,
+            "image_name": str(image),
+            "message": change.describe(),
+            "undo": {
+                "url": reverse("labeling:image-tag-undo", args=[self.project.pk, image.pk])
+                + self.query,
+                "tags": ",".join(str(tag.pk) for tag in change.before),
+                "version": image.version,
+            },
+        }
 
     def render(
         self,
@@ -171,17 +260,21 @@ class _TaggingView:
                 for n, tag in enumerate(self.tags, start=1)
             ],
             "is_tagged": bool(current),
+            "is_review": self.is_review(image),
             "toggle_url": reverse("labeling:image-tag-toggle", args=[self.project.pk, image.pk])
             + self.query,
         }
 
     def _stage_context(self, image: Image) -> dict[str, Any]:
         around = self.neighbours(image)
+        review = self.is_review(image)
         return {
-            "filter_label": self._filter_label(),
+            "filter_label": self._review_label(image) if review else self._filter_label(),
             "delete_url": reverse("labeling:image-delete", args=[self.project.pk, image.pk])
             + self.query,
-            "can_delete": has_role(self.request.user, self.project, Role.REVIEWER),
+            # A prediction under review is dismissed, not deleted (the panel's D).
+            "can_delete": not review and has_role(self.request.user, self.project, Role.REVIEWER),
+            "show_delete": not review,
             "previous_url": self.url(around.previous) if around.previous else "",
             "next_url": self.url(around.next) if around.next else "",
             "next_untagged_url": self.url(around.next_untagged) if around.next_untagged else "",
@@ -194,6 +287,8 @@ class _TaggingView:
                 )
             ),
             "gallery_url": self.gallery_url(),
+            "back_url": self._predictions_url() if review else self.gallery_url(),
+            "back_label": "Predictions" if review else "Gallery",
             "boxes_url": self._boxes_url(image) if self.project.is_detection else "",
         }
 
@@ -203,6 +298,19 @@ class _TaggingView:
         return {"all": "All images", "tagged": "Tagged images", "untagged": "Untagged images"}[
             self.filter.status
         ]
+
+    def _review_label(self, image: Image) -> str:
+        if image.pk in self.review_ids:
+            at = self.review_ids.index(image.pk) + 1
+            return f"Review: prediction {at} of {len(self.review_ids)}"
+        return "Stored prediction" if not image.is_training else "Review"
+
+    def _predictions_url(self) -> str:
+        # The Predictions tab belongs to the predictions app; a URL name keeps the apps apart.
+        try:
+            return reverse("predictions:prediction-list", args=[self.project.pk])
+        except NoReverseMatch:
+            return self.gallery_url()
 
     def _boxes_url(self, image: Image) -> str:
         # The box editor is its own screen (another part of the app); link to it once it exists.

@@ -141,6 +141,52 @@ def _refuse_duplicate(project: Project, image: Image) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ReviewSummary:
+    """Where a "Review selected" queue stands: what was added, dismissed, and is still open."""
+
+    added: int
+    dismissed: int
+    left_open: int
+
+    def describe(self) -> str:
+        text = f"{self.added} added to training, {self.dismissed} dismissed"
+        if self.left_open:
+            text += f", {self.left_open} still open"
+        return text + "."
+
+
+def next_in_review(*, project: Project, queue: Sequence[int], after: int) -> int | None:
+    """The image id of the next open prediction of the review queue after `after`, wrapping
+    round to ones skipped earlier; None when every prediction in it has been decided."""
+    ids = [int(i) for i in queue]
+    open_ids = set(
+        Prediction.objects.open()
+        .filter(project=project, image_id__in=ids)
+        .values_list("image_id", flat=True)
+    )
+    at = ids.index(after) + 1 if after in ids else 0
+    for image_id in ids[at:] + ids[:at]:
+        if image_id in open_ids and image_id != after:
+            return image_id
+    return None
+
+
+def review_summary(*, project: Project, queue: Sequence[int]) -> ReviewSummary:
+    """Count the queue's predictions by outcome, from the database: a reload or a second tab
+    never makes the summary disagree with what happened."""
+    statuses = list(
+        Prediction.objects.filter(
+            project=project, image_id__in=[int(i) for i in queue]
+        ).values_list("status", flat=True)
+    )
+    return ReviewSummary(
+        added=statuses.count(Prediction.Status.PROMOTED),
+        dismissed=statuses.count(Prediction.Status.DISMISSED),
+        left_open=statuses.count(Prediction.Status.OPEN),
+    )
+
+
 def dismiss_predictions(*, project: Project, image_ids: Sequence[int], by: AbstractBaseUser) -> int:
     """Remove open predictions from the tab without training on them; returns how many."""
     require_role(by, project, Role.REVIEWER)

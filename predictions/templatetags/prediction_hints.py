@@ -2,7 +2,7 @@
 
 Labeling's tagging template loads this library, so labeling's Python never imports predictions
 (import-linter forbids it): for a stored prediction, its predicted tags with "Save and close"
-and "Dismiss" (reviewers and admins; `?review=` carries the rest of the selection); for an
+and "Dismiss" (reviewers and admins; `?review=` carries the whole selection); for an
 untagged training image with a suggestion, the suggested tags and a one-key Accept.
 """
 
@@ -36,9 +36,15 @@ def prediction_panel(context: dict[str, Any], image: Image) -> dict[str, Any]:
     if image.source == Image.Source.PREDICTION and has_role(request.user, project, Role.REVIEWER):
         prediction = Prediction.objects.filter(image=image).select_related("iteration").first()
         if prediction is not None:
-            queue = [p for p in request.GET.get("review", "").split(",") if p.strip().isdigit()]
-            queue = [p for p in queue if int(p) != image.pk]
-            result.update(prediction=prediction, queue=",".join(queue), queue_length=len(queue))
+            # `?review=` is the whole selection, in order; this image's place in it is shown.
+            queue = [int(p) for p in request.GET.get("review", "").split(",") if p.isdigit()]
+            position = queue.index(image.pk) + 1 if image.pk in queue else 0
+            result.update(
+                prediction=prediction,
+                queue=",".join(map(str, queue)),
+                queue_position=position,
+                queue_length=len(queue),
+            )
             return result
     result["suggestion"] = suggestion_for(image)
     return result

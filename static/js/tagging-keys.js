@@ -2,15 +2,22 @@
 //
 //   <div data-tagging-keys data-multiclass="true|false">
 //     <input type="checkbox" id="auto-advance" data-remember="loupe.autoAdvance">  (multiclass)
-//     <p id="save-status" hidden></p>
+//     <p id="save-status" hidden></p>  <p id="change-status" hidden></p>
 //   (sets data-pending-saves="<n>" and data-next-stage="pending|ready" on the root element)
-//     <button data-keymap-toggle>   <div id="keymap" hidden>…</div>
-//     <div id="tagging-stage" data-preload="url url" data-image-url="…">   (swapped by htmx)
+//     <div id="tagging-stage" data-preload="url url" data-image-url="…" data-review="true|false">
+//       (swapped by htmx)
 //       <form id="tag-form" [data-conflict]> <button data-key="1">…</button> … </form>
 //       <a data-nav="next|previous|next-untagged">  <button data-action="delete">
 //
-// Keys: 1–9 press the tag button with that key, → / ← / U follow the nav links, Delete presses
-// the delete button (htmx asks to confirm), ? toggles the keymap.
+// Keys: 1–9 press the tag button with that key, → / ← / N follow the nav links, U or Ctrl+Z
+// undoes the last change, Delete presses the delete button (htmx asks to confirm). The ? help
+// is static/js/keymap-dialog.js; while it is open these keys do nothing.
+//
+// Only a key that adds a tag moves on (multiclass, auto-advance): a key that removes one stays,
+// and every change is said in #change-status ("apple removed on cat_1.jpg") with an Undo. The
+// server sends what to undo with each save (the `tags-changed` event: the tags before and the
+// version the save made); undo posts them back, version-checked, and shows that image again.
+// A prediction under review (data-review="true") never moves on by a tag key: S saves it.
 //
 // Speed (goal: key press to next image ≤ 100 ms): the next image's file and its stage (HTML
 // partial) are fetched while the user looks at the current one. A multiclass tag key with
@@ -23,13 +30,15 @@
 const root = document.querySelector("[data-tagging-keys]");
 
 if (root) {
-  const keymap = document.getElementById("keymap");
   const saveStatus = document.getElementById("save-status");
   const isMulticlass = root.dataset.multiclass === "true";
   const STAGE_MAX_AGE_MS = 30_000; // an older fetched stage may show stale tags: fetch again
   const stages = new Map(); // url -> {html, at}
+  const changeStatus = document.getElementById("change-status");
   let busy = false;
   let pendingSaves = 0;
+  let lastSave = Promise.resolve();
+  let lastChange = null; // {url, tags, version, imageName}: what U puts back
 
   // Back/forward must never show a stage from a stale snapshot: reload the page instead.
   if (window.htmx) {
@@ -105,10 +114,11 @@ if (root) {
     const imageUrl = current.dataset.imageUrl;
     const imageName = current.querySelector("#stage-image")?.alt || "the previous image";
     reportSave("start");
-    fetch(form.action, { method: "POST", body, headers: { "HX-Request": "true" } })
+    lastSave = fetch(form.action, { method: "POST", body, headers: { "HX-Request": "true" } })
       .then(async (response) => {
         if (response.ok) {
-          document.body.dispatchEvent(new CustomEvent("tags-changed", { bubbles: true }));
+          const detail = triggerDetail(response, "tags-changed");
+          document.body.dispatchEvent(new CustomEvent("tags-changed", { bubbles: true, detail }));
         } else {
           showSaveProblem(await response.text(), imageUrl, imageName);
         }
@@ -119,15 +129,82 @@ if (root) {
     return true;
   }
 
+  function triggerDetail(response, name) {
+    try {
+      return JSON.parse(response.headers.get("HX-Trigger") || "{}")[name] ?? null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function noteChange(detail) {
+    if (!detail?.message) return;
+    lastChange = detail.undo ? { ...detail.undo, imageName: detail.image_name } : null;
+    const text = `${detail.message} · ${detail.image_name}.`;
+    const parts = [document.createTextNode(`${text} `)];
+    if (lastChange) {
+      const button = Object.assign(document.createElement("button"), { type: "button" });
+      button.className = "link";
+      button.dataset.action = "undo";
+      button.dataset.testid = "undo";
+      button.append("Undo ", Object.assign(document.createElement("kbd"), { textContent: "U" }));
+      button.addEventListener("click", undo);
+      parts.push(button);
+    }
+    changeStatus.replaceChildren(...parts);
+    changeStatus.hidden = false;
+  }
+
+  // U / Ctrl+Z: put back the labels the last changed image had, and show that image.
+  async function undo() {
+    await lastSave; // a background save still on its way is the change to undo
+    const change = lastChange;
+    if (!change) {
+      changeStatus.textContent = "Nothing to undo.";
+      changeStatus.hidden = false;
+      return;
+    }
+    lastChange = null;
+    const body = new FormData();
+    body.set("tags", change.tags);
+    body.set("version", String(change.version));
+    body.set("csrfmiddlewaretoken", csrfToken());
+    busy = true;
+    try {
+      const response = await fetch(change.url, {
+        method: "POST", body, headers: { "HX-Request": "true", "HX-Target": "tagging-stage" },
+      });
+      const html = await response.text();
+      if (response.ok || [404, 409, 422].includes(response.status)) {
+        htmx.swap(stage(), html, { swapStyle: "outerHTML", swapDelay: 0, settleDelay: 0 });
+        const url = response.headers.get("HX-Push-Url");
+        if (url) history.pushState({}, "", url);
+        noteChange(triggerDetail(response, "tags-changed"));
+        preloadNeighbours();
+      }
+    } catch (err) {
+      changeStatus.textContent = "The undo did not reach the server. Try again.";
+      lastChange = change;
+    } finally {
+      busy = false;
+    }
+  }
+
+  function csrfToken() {
+    const field = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (field) return field.value;
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers"))["x-csrftoken"];
+    } catch (err) {
+      return "";
+    }
+  }
+
   function rememberCheckbox(box) {
     const key = box.dataset.remember;
     const stored = localStorage.getItem(key);
     if (stored !== null) box.checked = stored === "true";
     box.addEventListener("change", () => localStorage.setItem(key, String(box.checked)));
-  }
-
-  function toggleKeymap(show) {
-    keymap.hidden = show === undefined ? !keymap.hidden : !show;
   }
 
   function usable(selector) {
@@ -143,18 +220,24 @@ if (root) {
   function tagKey(key) {
     const button = usable(`#tag-form button[data-key="${key}"]`);
     if (!button) return;
-    const advance = isMulticlass && document.getElementById("auto-advance")?.checked;
+    // Removing a tag, or any key on a prediction under review, stays on the image (the server
+    // applies the same rule to the plain request).
+    const advance = isMulticlass && document.getElementById("auto-advance")?.checked
+      && stage()?.dataset.review !== "true" && button.getAttribute("aria-pressed") !== "true";
     if (!(advance && tagAndAdvance(button))) button.click();
   }
 
   function onKey(event) {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (document.querySelector("dialog[open]")) return;
     if (event.target.closest("input:not([type=checkbox]), textarea, select, [contenteditable]")) return;
-    if (event.key === "?") {
-      toggleKeymap();
-    } else if (event.key === "Escape") {
-      toggleKeymap(false);
-    } else if (busy || stage()?.querySelector("[data-conflict]")) {
+    const ctrl = event.ctrlKey || event.metaKey;
+    if (ctrl && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "z") {
+      event.preventDefault();
+      if (!busy) undo();
+      return;
+    }
+    if (ctrl || event.altKey) return;
+    if (busy || stage()?.querySelector("[data-conflict]")) {
       return;
     } else if (/^[1-9]$/.test(event.key)) {
       tagKey(event.key);
@@ -164,8 +247,10 @@ if (root) {
       if (html) showStage(next, html); else press('[data-nav="next"]');
     } else if (event.key === "ArrowLeft") {
       press('[data-nav="previous"]');
-    } else if (event.key === "u" || event.key === "U") {
+    } else if (event.key === "n" || event.key === "N") {
       press('[data-nav="next-untagged"]');
+    } else if (event.key === "u" || event.key === "U") {
+      undo();
     } else if (event.key === "Delete") {
       press('[data-action="delete"]');
     } else {
@@ -178,9 +263,6 @@ if (root) {
   const inStage = (event) => ["tagging-stage", "tag-form"].includes(event.detail.target?.id);
 
   document.addEventListener("keydown", onKey);
-  for (const toggle of root.querySelectorAll("[data-keymap-toggle]")) {
-    toggle.addEventListener("click", () => toggleKeymap());
-  }
   for (const box of root.querySelectorAll("input[data-remember]")) rememberCheckbox(box);
   document.body.addEventListener("htmx:beforeRequest", (event) => { if (inStage(event)) busy = true; });
   document.body.addEventListener("htmx:afterRequest", (event) => { if (inStage(event)) busy = false; });
@@ -197,6 +279,7 @@ if (root) {
       preloadNeighbours();
     }
   });
+  document.body.addEventListener("tags-changed", (event) => noteChange(event.detail));
   root.dataset.pendingSaves = "0";
   preloadNeighbours();
 }

@@ -184,3 +184,74 @@ def test_select_all_on_page_then_untag(page, login, annotator_project):
         "document.querySelector('[data-testid=count-untagged]').textContent.trim() === '6'"
     )
     assert not ImageTag.objects.filter(image__project=project).exists()
+
+
+def pressed_names(page) -> list[str]:
+    return [
+        b.inner_text().split(maxsplit=1)[-1]
+        for b in page.locator('#tag-form button[aria-pressed="true"]').all()
+    ]
+
+
+def test_a_key_that_removes_a_tag_stays_says_so_and_u_undoes_it(page, login, annotator_project):
+    project, user, tags, images = annotator_project
+    set_image_tags(image=images[0], tags=[tags[0]], by=user, version=None)
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    page.wait_for_selector('[data-tagging-keys][data-next-stage="ready"]')
+    assert page.get_by_test_id("auto-advance").is_checked()  # the default
+
+    page.keyboard.press("1")  # apple is on: the key takes it off, and must not move on
+    status = page.get_by_test_id("change-status")
+    status.wait_for(state="visible")
+    assert "apple removed" in status.inner_text()
+    page.wait_for_timeout(300)  # an advance would have swapped the stage by now
+    assert shown_image_id(page) == images[0].id
+    assert pressed_names(page) == []
+    assert not ImageTag.objects.filter(image=images[0]).exists()
+
+    page.keyboard.press("u")
+    page.wait_for_selector('#tag-form button[aria-pressed="true"]')
+    assert pressed_names(page) == ["apple"]
+    assert shown_image_id(page) == images[0].id
+    stored = list(ImageTag.objects.filter(image=images[0]).values_list("tag__name", flat=True))
+    assert stored == ["apple"]
+
+
+def test_ctrl_z_after_auto_advance_goes_back_and_restores_the_last_image(
+    page, login, annotator_project
+):
+    project, user, _tags, images = annotator_project
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    page.wait_for_selector('[data-tagging-keys][data-next-stage="ready"]')
+    page.keyboard.press("2")
+    page.wait_for_selector(f'#tagging-stage[data-image-id="{images[1].id}"]')
+    status = page.get_by_test_id("change-status")
+    status.wait_for(state="visible")
+    assert "banana added" in status.inner_text()
+
+    page.keyboard.press("Control+z")
+    page.wait_for_selector(f'#tagging-stage[data-image-id="{images[0].id}"]')
+    page.wait_for_function("!document.querySelector('#tag-form button[aria-pressed=true]')")
+    assert page.url.endswith(f"/images/{images[0].id}/")
+    assert "Undone: banana removed" in page.get_by_test_id("change-status").inner_text()
+    assert not ImageTag.objects.filter(image=images[0]).exists()
+    # A second undo has nothing left to undo: it says so and changes nothing.
+    page.keyboard.press("u")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=change-status]').textContent === 'Nothing to undo.'"
+    )
+    assert not ImageTag.objects.filter(image=images[0]).exists()
+
+
+def test_key_help_lists_undo_and_the_review_keys(page, login, annotator_project):
+    project, user, _tags, images = annotator_project
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    page.keyboard.press("?")
+    keymap = page.get_by_test_id("keymap")
+    assert keymap.is_visible()
+    text = keymap.inner_text()
+    for needed in ("Undo", "Ctrl", "Next untagged image", "Save and next", "Dismiss", "Accept"):
+        assert needed in text, needed

@@ -175,6 +175,7 @@ MATRIX: list[Entry] = [
     # --- Tagging and boxes (HTML) -----------------------------------------------------------
     E("GET", "labeling:image-tag",                       "200 200 200 404 302"),
     E("POST", "labeling:image-tag-toggle",               "302 302 302 404 302", lambda w: {"tag": w.objects["dog"].id, "version": 1}),
+    E("POST", "labeling:image-tag-undo",                 "302 302 302 404 302", lambda w: {"tags": "", "version": 1}),
     E("POST", "labeling:image-delete",                   "302 302 403 404 302"),
     # The world's project is multiclass: members pass the role check, then get 422 (boxes are
     # for detection projects); tests/labeling/test_regions.py covers a detection project.

@@ -83,7 +83,15 @@ def test_multiclass_key_replaces_the_tag(client, users, tags, images):
     assert response.content.decode().lstrip().startswith('<form id="tag-form"')
     assert 'name="version" value="3"' in response.content.decode()
     assert 'aria-pressed="true"' in response.content.decode()
-    assert json.loads(response["HX-Trigger"])["tags-changed"] == {"image_id": image.id}
+    event = json.loads(response["HX-Trigger"])["tags-changed"]
+    assert event["image_id"] == image.id
+    assert event["message"] == "banana added, apple removed"
+    # What U / Ctrl+Z puts back: the tags before, guarded by the version this save made.
+    assert event["undo"] == {
+        "url": f"/projects/{image.project_id}/images/{image.id}/tags/undo/",
+        "tags": str(tags[0].id),
+        "version": 3,
+    }
 
 
 def test_multiclass_key_of_the_current_tag_toggles_it_off_without_advance(
@@ -150,13 +158,60 @@ def test_auto_advance_tags_and_shows_the_next_image_of_the_filter(client, users,
     assert f'value="{images[2].version}"' in response.content.decode()
 
 
-def test_auto_advance_on_the_current_tag_keeps_it(client, users, tags, images):
+def test_auto_advance_on_the_current_tag_removes_it_stays_and_says_so(client, users, tags, images):
     client.force_login(users["annotator"])
     toggle(client, images[1], tags[0], version=1)
     response = toggle(client, images[1], tags[0], version=2, advance=True)
+    assert tag_names(images[1]) == set()
+    assert response.content.decode().lstrip().startswith('<form id="tag-form"')
+    assert "HX-Push-Url" not in response and "HX-Retarget" not in response
+    assert json.loads(response["HX-Trigger"])["tags-changed"]["message"] == "apple removed"
+
+
+def undo(client, image, *, tags, version):
+    return client.post(
+        f"/projects/{image.project_id}/images/{image.id}/tags/undo/",
+        {"tags": ",".join(str(t.id) for t in tags), "version": version},
+        headers=HTMX,
+    )
+
+
+def test_undo_puts_back_the_tags_before_the_last_change_and_shows_the_image(
+    client, users, tags, images
+):
+    client.force_login(users["annotator"])
+    toggle(client, images[1], tags[0], version=1)
+    event = json.loads(toggle(client, images[1], tags[0], version=2)["HX-Trigger"])
+    assert tag_names(images[1]) == set()
+    response = undo(
+        client, images[1], tags=[tags[0]], version=event["tags-changed"]["undo"]["version"]
+    )
+    assert response.status_code == 200
     assert tag_names(images[1]) == {"apple"}
-    assert version(images[1]) == 2
-    assert stage_image_id(response) == images[0].id
+    assert Image.objects.get(pk=images[1].pk).is_tagged
+    assert stage_image_id(response) == images[1].id
+    event = json.loads(response["HX-Trigger"])["tags-changed"]
+    assert event["message"] == "Undone: apple added"
+    assert event["undo"] is None
+
+
+def test_undo_after_someone_else_changed_the_image_is_a_conflict(client, users, tags, images):
+    client.force_login(users["annotator"])
+    toggle(client, images[1], tags[0], version=1)  # version 2: apple
+    toggle(client, images[1], tags[1], version=2)  # version 3: banana, by someone else
+    response = undo(client, images[1], tags=[], version=2)
+    assert response.status_code == 409
+    assert 'data-testid="conflict"' in response.content.decode()
+    assert tag_names(images[1]) == {"banana"}
+
+
+def test_undo_refuses_a_tag_of_another_project(client, users, tags, images):
+    other = TagFactory(project=ProjectFactory(), name="elsewhere")
+    client.force_login(users["annotator"])
+    toggle(client, images[1], tags[0], version=1)
+    response = undo(client, images[1], tags=[other], version=2)
+    assert response.status_code == 404
+    assert tag_names(images[1]) == {"apple"}
 
 
 def test_auto_advance_on_the_last_image_stays_and_says_so(client, users, tags, images):
@@ -219,14 +274,14 @@ def test_next_and_previous_keep_the_tag_filter(client, users, tags, images):
     )
 
 
-def test_u_goes_to_the_next_untagged_image_and_wraps_round(client, users, tags, images):
+def test_n_goes_to_the_next_untagged_image_and_wraps_round(client, users, tags, images):
     for image in (images[3], images[1], images[0]):
         ImageTagFactory(image=image, tag=tags[0])
     Image.objects.filter(pk__in=[images[3].pk, images[1].pk, images[0].pk]).update(is_tagged=True)
     client.force_login(users["annotator"])
     response = client.get(f"/projects/{images[4].project_id}/images/{images[4].id}/")
     assert nav_url(response, "next-untagged").endswith(f"/images/{images[2].id}/")
-    # From images[2] nothing untagged follows: U wraps to the newest untagged image.
+    # From images[2] nothing untagged follows: N wraps to the newest untagged image.
     response = client.get(f"/projects/{images[2].project_id}/images/{images[2].id}/")
     assert nav_url(response, "next-untagged").endswith(f"/images/{images[4].id}/")
 

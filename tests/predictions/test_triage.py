@@ -119,14 +119,14 @@ def test_review_opens_the_tagging_view_prefilled_with_the_predicted_tag(
     assert response.status_code == 302
     assert response.url == (
         reverse("labeling:image-tag", args=[project.id, first.image_id])
-        + f"?review={second.image_id}"
+        + f"?review={first.image_id},{second.image_id}"
     )
     labels = ImageTag.objects.filter(image_id=first.image_id).values_list("tag__name", flat=True)
     assert list(labels) == ["dog"]
     page = client.get(response.url)
     html = page.content.decode()
     assert page.status_code == 200
-    assert 'data-testid="save-and-close"' in html and "1 more selected" in html
+    assert 'data-testid="save-and-close"' in html and "Prediction 1 of 2 selected" in html
     # Reopening keeps a reviewer's correction instead of pre-filling again.
     ImageTag.objects.filter(image_id=first.image_id).delete()
     review(client, project, first.image_id)
@@ -169,10 +169,83 @@ def test_save_and_close_goes_on_to_the_next_selected_image(client_for, project, 
     b = crafted_prediction(project, iteration, [0.55, 0.45])
     client = client_for(users["reviewer"])
     review(client, project, a.image_id, b.image_id)
-    response = save_and_close(client, project, a.image_id, queue=str(b.image_id))
-    assert response.url == reverse("labeling:image-tag", args=[project.id, b.image_id])
-    response = save_and_close(client, project, b.image_id)
+    queue = f"{a.image_id},{b.image_id}"
+    response = save_and_close(client, project, a.image_id, queue=queue)
+    assert response.url == (
+        reverse("labeling:image-tag", args=[project.id, b.image_id]) + f"?review={queue}"
+    )
+    response = save_and_close(client, project, b.image_id, queue=queue)
     assert response.url == reverse("predictions:prediction-list", args=[project.id])
+
+
+def dismiss_in_review(client, project, image_id, queue):
+    return client.post(
+        reverse("predictions:prediction-dismiss", args=[project.id]),
+        {"image_ids": str(image_id), "queue": queue, "from_review": "1"},
+    )
+
+
+def test_a_review_queue_ends_on_the_tab_with_a_summary(client_for, project, users, iteration):
+    a, b, c = (
+        crafted_prediction(project, iteration, p) for p in ([0.45, 0.55], [0.6, 0.4], [0.5, 0.5])
+    )
+    client = client_for(users["reviewer"])
+    review(client, project, a.image_id, b.image_id, c.image_id)
+    queue = f"{a.image_id},{b.image_id},{c.image_id}"
+    training_before = project.images.training().count()
+    assert save_and_close(client, project, a.image_id, queue=queue).url.endswith(
+        f"/images/{b.image_id}/?review={queue}"
+    )
+    response = dismiss_in_review(client, project, b.image_id, queue)
+    assert response.url.endswith(f"/images/{c.image_id}/?review={queue}")
+    response = save_and_close(client, project, c.image_id, queue=queue)
+    assert response.url == reverse("predictions:prediction-list", args=[project.id])
+    page = client.get(response.url)
+    assert "Review done: 2 added to training, 1 dismissed." in page.content.decode()
+    assert project.images.training().count() == training_before + 2
+    assert shown_ids(page) == []
+
+
+def test_a_skipped_prediction_comes_round_again_before_the_summary(
+    client_for, project, users, iteration
+):
+    a, b = (crafted_prediction(project, iteration, p) for p in ([0.45, 0.55], [0.6, 0.4]))
+    client = client_for(users["reviewer"])
+    review(client, project, a.image_id, b.image_id)
+    queue = f"{a.image_id},{b.image_id}"
+    # The reviewer skipped a (→) and saves b, the last one: a is still open, so it comes next.
+    response = save_and_close(client, project, b.image_id, queue=queue)
+    assert response.url.endswith(f"/images/{a.image_id}/?review={queue}")
+
+
+def test_a_tag_key_on_a_prediction_under_review_never_moves_on(
+    client_for, project, users, iteration
+):
+    from labeling.models import Tag
+
+    a, b = (crafted_prediction(project, iteration, p) for p in ([0.45, 0.55], [0.6, 0.4]))
+    client = client_for(users["reviewer"])
+    review(client, project, a.image_id, b.image_id)
+    cat = Tag.objects.get(project=project, name="cat")
+    image = Image.objects.get(pk=a.image_id)
+    response = client.post(
+        reverse("labeling:image-tag-toggle", args=[project.id, a.image_id])
+        + f"?review={a.image_id},{b.image_id}",
+        {"tag": cat.id, "version": image.version, "advance": "1"},
+        headers={"HX-Request": "true", "HX-Target": "tag-form"},
+    )
+    assert response.status_code == 200
+    assert "HX-Push-Url" not in response and "HX-Retarget" not in response
+    assert list(ImageTag.objects.filter(image=image).values_list("tag__name", flat=True)) == ["cat"]
+    page = client.get(
+        reverse("labeling:image-tag", args=[project.id, a.image_id])
+        + f"?review={a.image_id},{b.image_id}"
+    )
+    html = page.content.decode()
+    # No auto-advance in review, ← / → walk the queue, and the prediction is dismissed, not deleted.
+    assert 'data-testid="auto-advance"' not in html
+    assert 'data-testid="delete-image"' not in html
+    assert f'/images/{b.image_id}/?review={a.image_id},{b.image_id}" hx-get' in html
 
 
 def test_a_duplicate_of_a_training_image_is_reported_not_stored(
