@@ -8,6 +8,7 @@ app_name = "training"
 
 urlpatterns = [
     path("train/", views.train, name="train"),
+    path("performance/", views.performance, name="performance"),
     path("iterations/", views.iteration_list, name="iteration-list"),
     path("iterations/compare/", views.iteration_compare, name="iteration-compare"),
     path(

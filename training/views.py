@@ -29,8 +29,9 @@ from training.services.detection_performance import (
     detection_page_data,
     load_detection_table,
 )
+from training.services.figures import compare, headline
 from training.services.iterations import start_iteration
-from training.services.performance import compare_rows, figures_at, load_scores, page_data
+from training.services.performance import figures_at, load_scores, page_data
 from training.services.progress import clock, iteration_state, timing_summary
 
 
@@ -52,6 +53,7 @@ def _progress_context(iteration: Iteration | None) -> dict[str, object]:
         "timing": timing_summary(state),
         "duration": clock(state["elapsed_s"]),
         "ended": _ago(iteration.finished),
+        "headline": headline(iteration),
     }
 
 
@@ -123,6 +125,8 @@ def iteration_status(request: HttpRequest, project_id: int, iteration_id: int) -
 
 def _list_context(request: HttpRequest, project: Project) -> dict[str, object]:
     iterations = list(project.iterations.all())
+    for it in iterations:
+        it.headline = headline(it)  # type: ignore[attr-defined]
     return {
         "project": project,
         "iterations": iterations,
@@ -154,6 +158,12 @@ def _action(
         if err.http_status in (403, 404):
             raise
         error = err.message
+    if request.POST.get("next") == "performance":  # the action came from the iteration's page
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, done)
+        return redirect("training:iteration-performance", project.id, iteration.id)
     if request.htmx:
         context = {
             **_list_context(request, project),
@@ -260,9 +270,37 @@ def iteration_threshold(request: HttpRequest, project_id: int, iteration_id: int
 
 @require_GET
 @login_required
+def performance(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The Performance tab: the chosen (?iteration=), default or latest completed iteration."""
+    project = access_project(request.user, project_id)
+    chosen = request.GET.get("iteration", "")
+    if chosen.isdigit():
+        iteration = get_object_or_404(project.iterations, pk=int(chosen))
+    else:
+        completed = project.iterations.completed()
+        iteration = completed.filter(is_default=True).first() or completed.first()
+    if iteration is None:
+        return redirect("training:iteration-list", project.id)
+    return redirect("training:iteration-performance", project.id, iteration.id)
+
+
+def _page_context(
+    request: HttpRequest, project: Project, iteration: Iteration
+) -> dict[str, object]:
+    """What every performance page shows around its figures: the switcher and admin actions."""
+    return {
+        "project": project,
+        "iteration": iteration,
+        "iterations": list(project.iterations.only("id", "name", "number", "status", "is_default")),
+        "is_admin": has_role(request.user, project, Role.ADMIN),
+    }
+
+
+@require_GET
+@login_required
 def iteration_performance(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
     project, iteration = _iteration(request, project_id, iteration_id)
-    context: dict[str, object] = {"project": project, "iteration": iteration}
+    context = _page_context(request, project, iteration)
     if project.is_detection:
         return _detection_performance(request, project, iteration, context)
     if iteration.is_completed:
@@ -299,10 +337,10 @@ def iteration_compare(request: HttpRequest, project_id: int) -> HttpResponse:
     form = CompareForm(request.GET)
     if not form.is_valid():
         raise ValidationFailed("Choose two iterations to compare.")
-    first = get_object_or_404(project.iterations, pk=form.cleaned_data["a"])
-    second = get_object_or_404(project.iterations, pk=form.cleaned_data["b"])
+    first = get_object_or_404(project.iterations.completed(), pk=form.cleaned_data["a"])
+    second = get_object_or_404(project.iterations.completed(), pk=form.cleaned_data["b"])
     return TemplateResponse(
         request,
         "training/compare.html",
-        {"project": project, "first": first, "second": second, "rows": compare_rows(first, second)},
+        {"project": project, "first": first, "second": second, **compare(first, second)},
     )

@@ -33,7 +33,8 @@ PROJECT_TABS: list[Tab] = [
     Tab("upload", "Upload", "labeling:image-upload"),
     # Every member: reviewers and annotators see there why only admins can train, and whom to ask.
     Tab("train", "Train", "training:train"),
-    Tab("performance", "Performance", "training:iteration-list"),
+    # Opens the default (or latest completed) iteration's figures; its page switches iterations.
+    Tab("performance", "Performance", "training:performance"),
     Tab("predictions", "Predictions", "predictions:prediction-list", Role.REVIEWER),
     Tab("datasets", "Import/Export", "labeling:datasets", Role.REVIEWER),
     # Every member: non-admins see the settings read-only and manage their own API token there.

@@ -200,6 +200,7 @@ MATRIX: list[Entry] = [
     # --- Training (HTML) --------------------------------------------------------------------
     E("GET", "training:train",                           "200 200 200 404 302"),  # read-only below admin
     E("POST", "training:train",                          "422 403 403 404 302", lambda w: {"training_type": "quick"}),
+    E("GET", "training:performance",                     "302 302 302 404 302"),
     E("GET", "training:iteration-list",                  "200 200 200 404 302"),
     E("GET", "training:iteration-compare",               "200 200 200 404 302", query="?a={iteration_id}&b={iteration_id}"),
     E("GET", "training:iteration-performance",           "200 200 200 404 302"),

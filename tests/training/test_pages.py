@@ -66,26 +66,34 @@ def test_iteration_list_queries_do_not_grow_with_iterations(client_for, project,
     assert len(few) == len(many)
 
 
-def test_compare_shows_two_iterations_tag_by_tag(client_for, project, users):
-    per_tag = [
-        {"precision": 0.5, "recall": 0.25, "ap": 0.75},
-        {"precision": 1, "recall": 1, "ap": 1},
-    ]
-    first = make_iteration(project, number=1, metrics={"precision": 0.6, "per_tag": per_tag})
-    second = make_iteration(
-        project,
-        number=2,
-        tags=("cat", "owl"),
-        metrics={"precision": 0.7, "per_tag": [{"precision": 0.125, "recall": 0.5, "ap": 0.5}] * 2},
-    )
+def test_compare_shows_two_iterations_tag_by_tag_at_their_saved_thresholds(
+    client_for, project, users
+):
+    # At 0.5, ROWS give cat 1 of 1 predicted right, dog 2 of 3: precision 0.75, recall 0.75.
+    first = make_iteration(project, number=1, rows=ROWS)
+    # At 0.85 only image 0 is predicted (cat, right): precision 1.0, recall 0.25; owl none.
+    second = make_iteration(project, number=2, tags=("cat", "owl"), rows=ROWS)
+    second.suggested_threshold = 0.85
+    second.save()
     response = client_for(users["annotator"]).get(
         reverse("training:iteration-compare", args=[project.id]), {"a": first.id, "b": second.id}
     )
     assert response.status_code == 200
+    overall = response.context["overall"]
+    assert (overall["a"]["precision"], overall["b"]["precision"]) == (0.75, 1.0)
+    assert overall["change"]["precision"]["trend"] == "up"
+    assert overall["change"]["recall"]["trend"] == "down"
+    assert overall["change"]["ap"]["trend"] == "same"  # the same scores: AP does not move
     rows = {row["name"]: row for row in response.context["rows"]}
-    assert rows["cat"]["a"]["recall"] == 0.25 and rows["cat"]["b"]["precision"] == 0.125
+    assert rows["cat"]["a"]["recall"] == 0.5 and rows["cat"]["b"]["precision"] == 1.0
+    assert rows["owl"]["b"]["precision"] is None  # nothing predicted at 0.85
     assert "b" not in rows["dog"] and "a" not in rows["owl"]
-    assert "not in this iteration" in response.content.decode()
+    assert rows["dog"]["change"]["precision"] is None
+    html = response.content.decode()
+    assert "not in this iteration" in html
+    assert "Iteration 1 at 0.50</strong>, <strong>Iteration 2 at 0.85" in html
+    assert 'class="change-up" data-trend="up" data-testid="change-precision">▲ +0.250' in html
+    assert 'class="change-down" data-trend="down" data-testid="change-recall">▼ -0.500' in html
 
 
 def test_train_page_shows_the_running_iteration_and_its_socket(client_for, project, users):

@@ -131,14 +131,3 @@ def page_data(
         "can_save": can_save,
         "save_url": save_url,
     }
-
-
-def compare_rows(first: Iteration, second: Iteration) -> list[dict[str, Any]]:
-    """Tag-by-tag figures of two iterations side by side, matched by tag name."""
-    by_name: dict[str, dict[str, Any]] = {}
-    for side, iteration in (("a", first), ("b", second)):
-        tags = iteration.tags.order_by("index").values_list("name", "image_count")
-        per_tag = (iteration.metrics or {}).get("per_tag", [])
-        for (name, count), figures in zip(tags, per_tag, strict=False):
-            by_name.setdefault(name, {"name": name})[side] = {**figures, "image_count": count}
-    return sorted(by_name.values(), key=lambda row: row["name"].lower())

@@ -16,6 +16,7 @@ from labeling.access import require_role
 from labeling.models import Role
 from project.errors import LabelRuleError, ValidationFailed
 from training.models import Iteration
+from training.services.figures import remember_headline
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ def set_suggested_threshold(
     Iteration.objects.filter(pk=iteration.pk).update(
         suggested_threshold=iteration.suggested_threshold
     )
+    # The iterations list shows figures at this threshold without reading every score.
+    remember_headline(iteration)
     return iteration
 
 
