@@ -6,6 +6,7 @@
 //     <div class="box-stage"><svg class="box-canvas" viewBox="0 0 W H">
 //       <image class="box-image" width="W" height="H"/><g class="box-layer"/></svg></div>
 //     <button data-tag-id="7">…</button> …          tag list, in key order 1–9
+//     <p data-key-target/>                            says what keys 1–9 set right now
 //     <button data-action="no-objects">               the "No objects" mark (key 0)
 //     <ul class="box-list"/> <span data-testid="box-count"/>
 //     <p class="box-status"/> <div class="box-conflict" hidden><p class="box-conflict-message"/>
@@ -17,9 +18,16 @@
 //
 // Boxes live in image pixels inside the SVG (its viewBox is the image), and are sent to the
 // server as fractions of the image, Custom Vision's convention. Zoom and pan change the viewBox.
+//
+// Keys 1–9 set the tag of the *next* box, unless a box was explicitly clicked (on the image or in
+// the list): then they retag that box. A box just drawn stays selected (Del removes it, its
+// corners resize it) but is not "clicked", so the next key never silently retags it; the line
+// [data-key-target] always says which of the two a key will do.
 
 const SAVE_DELAY_MS = 250;
-const MIN_DRAG_SCREEN_PX = 4; // a click, not a drag: selects or deselects instead of drawing
+// A shorter drag is a click, not a box: selects or deselects instead of drawing. A hand that
+// clicks moves a few pixels; 6 px keeps those slips from leaving specks of boxes behind.
+const MIN_DRAG_SCREEN_PX = 6;
 const HANDLE_SCREEN_PX = 9;
 const NAV_START_KEY = "loupe-box-nav-start";
 const COLORS = ["#ff4d4f", "#40a9ff", "#52c41a", "#faad14", "#b37feb", "#13c2c2", "#eb2f96",
@@ -60,6 +68,7 @@ class BoxEditor {
     // drawing a box clears it (the server applies the same rule).
     this.noObjects = Boolean(data.noObjects) && !this.boxes.length;
     this.selected = -1;
+    this.clicked = false; // the selected box was clicked (keys retag it), not just drawn
     this.lastTagId = this.lastTagId ?? (data.tags.length ? data.tags[0].id : null);
     const remembered = Number(sessionStorage.getItem(this.tagKey()));
     if (this.tagIndex.has(remembered)) this.lastTagId = remembered;
@@ -232,6 +241,7 @@ class BoxEditor {
         this.change(() => {
           this.boxes.push({ tagId: this.lastTagId, ...d.rect });
           this.selected = this.boxes.length - 1;
+          this.clicked = false;
         });
       } else {
         this.select(-1);
@@ -278,7 +288,11 @@ class BoxEditor {
     } else if (e.key === "Delete" || e.key === "Backspace") {
       if (this.selected >= 0) {
         e.preventDefault();
-        this.change(() => { this.boxes.splice(this.selected, 1); this.selected = -1; });
+        this.change(() => {
+          this.boxes.splice(this.selected, 1);
+          this.selected = -1;
+          this.clicked = false;
+        });
       }
     } else if (e.key === "Escape") {
       this.select(-1);
@@ -298,7 +312,7 @@ class BoxEditor {
   // --- edits ------------------------------------------------------------------------------
   snapshot() { return JSON.stringify(this.boxes); }
 
-  restore(state) { this.boxes = JSON.parse(state); this.selected = -1; }
+  restore(state) { this.boxes = JSON.parse(state); this.selected = -1; this.clicked = false; }
 
   change(edit) {
     this.undoStack.push(this.snapshot());
@@ -324,7 +338,8 @@ class BoxEditor {
     this.scheduleSave();
   }
 
-  select(i) { this.selected = i; this.render(); }
+  // An explicit choice of a box (a click on it or on its line in the list), or -1 for none.
+  select(i) { this.selected = i; this.clicked = i >= 0; this.render(); }
 
   toggleNoObjects() {
     if (this.conflicted) return;
@@ -338,13 +353,15 @@ class BoxEditor {
   }
 
   pickTag(tagId) {
+    if (this.clicked && this.selected >= 0) {
+      if (this.boxes[this.selected].tagId !== tagId) {
+        this.change(() => { this.boxes[this.selected].tagId = tagId; });
+      }
+      return;
+    }
     this.lastTagId = tagId;
     sessionStorage.setItem(this.tagKey(), String(tagId));
-    if (this.selected >= 0 && this.boxes[this.selected].tagId !== tagId) {
-      this.change(() => { this.boxes[this.selected].tagId = tagId; });
-    } else {
-      this.render();
-    }
+    this.render();
   }
 
   setView(v) { this.view = v; this.svg.setAttribute("viewBox", `${v.x} ${v.y} ${v.w} ${v.h}`); this.render(); }
@@ -492,12 +509,20 @@ class BoxEditor {
       mark.setAttribute("aria-pressed", String(this.noObjects));
       mark.disabled = this.boxes.length > 0;
     }
+    const retag = this.clicked && this.selected >= 0;
+    const current = retag ? this.boxes[this.selected].tagId : this.lastTagId;
     this.root.querySelectorAll("[data-tag-id]").forEach((button) => {
       const id = Number(button.dataset.tagId);
-      const current = this.selected >= 0 ? this.boxes[this.selected].tagId : this.lastTagId;
       button.classList.toggle("active", id === current);
       button.setAttribute("aria-pressed", String(id === current));
     });
+    const target = this.root.querySelector("[data-key-target]");
+    if (target) {
+      target.textContent = retag
+        ? `Keys 1–9 retag the selected box (${tagName(current)}). Esc: back to the next box.`
+        : `Keys 1–9 choose the tag of the next box: ${current === null ? "none" : tagName(current)}.`;
+      target.dataset.mode = retag ? "selected-box" : "next-box";
+    }
   }
 }
 

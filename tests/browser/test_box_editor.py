@@ -79,7 +79,9 @@ def test_draw_two_boxes_retag_one_move_one_and_reload(page, login, setup):
     expect(page.get_by_test_id("box")).to_have_count(1)
     drag(page, (220, 160), (380, 280))
     expect(page.get_by_test_id("box")).to_have_count(2)
-    page.keyboard.press("2")  # the box just drawn is selected: it becomes a dog
+    page.mouse.click(*screen(page, 300, 220))  # click the second box: keys now retag it
+    expect(page.get_by_test_id("key-target")).to_contain_text("retag the selected box")
+    page.keyboard.press("2")  # it becomes a dog
     drag(page, (120, 90), (140, 100))  # move the first box by (+20, +10) image pixels
     wait_saved(page)
 
@@ -182,3 +184,51 @@ def test_boxes_drawn_after_zoom_and_pan_land_on_the_same_image_pixels(page, logi
     clipped = Region.objects.filter(image=image).order_by("-left").first()
     assert clipped.left + clipped.width == pytest.approx(1.0)
     assert clipped.top + clipped.height == pytest.approx(1.0)
+
+
+def test_a_key_after_drawing_sets_the_next_box_tag_not_the_drawn_one(page, login, setup):
+    project, image = setup["project"], setup["image"]
+    login(setup["user"])
+    open_editor(page, project, image)
+    target = page.get_by_test_id("key-target")
+    expect(target).to_contain_text("choose the tag of the next box: cat.")
+    drag(page, (40, 30), (200, 150))  # a cat
+    expect(page.get_by_test_id("box")).to_have_count(1)
+    page.keyboard.press("2")  # for the next box: the cat just drawn stays a cat
+    expect(target).to_contain_text("choose the tag of the next box: dog.")
+    drag(page, (220, 160), (380, 280))  # a dog
+    wait_saved(page)
+    tags = dict(Region.objects.filter(image=image).values_list("left", "tag__name"))
+    assert sorted(tags.values()) == ["cat", "dog"]
+    assert tags[min(tags)] == "cat"
+
+    # An explicit click on a box makes the keys retag that box, and the line says so.
+    page.mouse.click(*screen(page, 100, 80))
+    expect(target).to_contain_text("retag the selected box (cat)")
+    page.keyboard.press("2")
+    wait_saved(page)
+    assert list(Region.objects.filter(image=image).values_list("tag__name", flat=True)) == [
+        "dog",
+        "dog",
+    ]
+    page.keyboard.press("Escape")
+    expect(target).to_contain_text("choose the tag of the next box: dog.")
+
+
+def test_a_drag_shorter_than_six_pixels_is_a_click_not_a_box(page, login, setup):
+    project, image = setup["project"], setup["image"]
+    login(setup["user"])
+    open_editor(page, project, image)
+    x, y = screen(page, 100, 100)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 4, y + 3, steps=3)  # 5 px on screen
+    page.mouse.up()
+    page.wait_for_timeout(400)  # past the save delay: a box would be saving by now
+    expect(page.get_by_test_id("box")).to_have_count(0)
+    assert not Region.objects.filter(image=image).exists()
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 12, y + 10, steps=3)  # a real (small) drag draws a box
+    page.mouse.up()
+    expect(page.get_by_test_id("box")).to_have_count(1)
