@@ -9,7 +9,7 @@
 
 Datasets (bench/al_data.py; nothing is downloaded): "easy" = augmented crops of ten scikit-image
 photographs (a linear probe on lite0 features reaches ~98%); "hard" = ten digit classes drawn
-small onto crops of twenty photographs (frozen features mostly see the background); "imbalanced"
+onto crops of twenty photographs (frozen features mostly see the background); "imbalanced"
 = the easy set with class sizes falling from 1 to 1/10; or any folder-per-tag DIR (`--test DIR`
 for a held-out set; without it, a stratified 30% split per seed).
 

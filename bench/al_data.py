@@ -112,10 +112,13 @@ BACKGROUND_PHOTOS = (
     "cell",
 )
 GLYPHS = "0123456789"
+# Font size of the digit in a 128 px image. At 22-40 px a linear probe on lite0 features stayed
+# near chance (18% at 220 labels); at 70-100 px it reaches ~35% at 220 labels, ~45% at 400.
+GLYPH_SIZE_PX = (70, 100)
 
 
 def _glyph_image(glyph: str, background: Image.Image, rng: np.random.Generator) -> bytes:
-    """A small hand-drawn-looking digit composed onto a random crop of a cluttered photograph."""
+    """A digit in a random colour, stroke and angle composed onto a random crop of a photograph."""
     from PIL import ImageDraw, ImageFont
 
     width, height = background.size
@@ -125,13 +128,14 @@ def _glyph_image(glyph: str, background: Image.Image, rng: np.random.Generator) 
     canvas = background.crop((left, top, left + side, top + side)).resize(
         (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR
     )
-    size = int(rng.integers(22, 40))
+    size = int(rng.integers(*GLYPH_SIZE_PX))
     font = ImageFont.load_default(size=size)
     mark = Image.new("L", (size * 2, size * 2), 0)
     ImageDraw.Draw(mark).text(
         (size // 2, size // 4), glyph, fill=255, font=font, stroke_width=int(rng.integers(1, 3))
     )
     mark = mark.rotate(float(rng.uniform(-30, 30)), resample=Image.Resampling.BILINEAR)
+    mark = mark.crop(mark.getbbox())
     colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
     x = int(rng.integers(0, IMAGE_SIZE - mark.width + 1))
     y = int(rng.integers(0, IMAGE_SIZE - mark.height + 1))
@@ -144,7 +148,7 @@ def _glyph_image(glyph: str, background: Image.Image, rng: np.random.Generator) 
 
 
 def glyph_set(per_class: int = 150, seed: int = 0) -> PhotoSet:
-    """The hard set: ten digit classes, each a small mark on a random crop of one of twenty
+    """The hard set: ten digit classes, each drawn onto a random crop of one of twenty
     photographs, so the backbone's features mostly describe the background (a linear probe on
     frozen lite0 features stays well below 60%)."""
     rng = np.random.default_rng(seed)
