@@ -271,6 +271,7 @@ class BoxEditor {
   }
 
   onKey(e) {
+    if (document.querySelector("dialog[open]")) return; // the ? help is open (keymap-dialog.js)
     if (e.target.closest("input, textarea, select")) return;
     const ctrl = e.ctrlKey || e.metaKey;
     if (e.code === "Space") { this.spaceDown = true; e.preventDefault(); return; }
