@@ -127,6 +127,34 @@ def _send(task_name: str, args: tuple[object, ...], queue: str | None, options: 
         raise BrokerUnavailable(str(err) or type(err).__name__) from err
 
 
+def queued_count(queue: str) -> int | None:
+    """Messages waiting in `queue` (not those a worker holds), or None if the broker is down.
+
+    For sweeps: a queue with a backlog still holds the work a sweep would re-send.
+    """
+    if broker_is_down():
+        return None
+    from kombu.exceptions import ChannelError, OperationalError
+
+    from project.celery import app
+
+    timeout_s = settings.LOUPE_QUEUE_TIMEOUT_S
+    try:
+        with app.connection_for_read(
+            connect_timeout=timeout_s,
+            transport_options={"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s},
+        ) as connection:
+            connection.ensure_connection(max_retries=0, timeout=timeout_s)
+            channel = connection.default_channel
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # Redis drops an empty list's key: the queue "does not exist"
+                return 0
+    except (OperationalError, OSError, TimeoutError) as err:
+        logger.warning("Could not read the length of queue %s: %s", queue, err)
+        return None
+
+
 def _describe(args: tuple[object, ...]) -> str:
     text = repr(args)
     return text if len(text) <= 120 else text[:117] + "...)"

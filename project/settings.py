@@ -185,10 +185,11 @@ LOUPE_IMPORT_QUEUED_MAX_S = env_int("LOUPE_IMPORT_QUEUED_MAX_S", 6 * 3600)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
     "labeling-sweep-imports": {"task": "labeling.sweep_imports", "schedule": 60.0},
-    # Thumbnails whose task was never queued (broker down at upload time) or was lost.
+    # Thumbnails whose task was never queued (broker down at upload time) or was lost: every
+    # minute, so they appear soon after Redis is back (it skips while the queue has a backlog).
     "labeling-queue-missing-thumbnails": {
         "task": "labeling.queue_missing_thumbnails",
-        "schedule": 600.0,
+        "schedule": 60.0,
     },
 }
 

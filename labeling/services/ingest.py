@@ -30,7 +30,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Protocol, TypeVar
 
@@ -107,6 +107,8 @@ class Rejected:
     message: str
     # For `duplicate`: the image already in the project with the same content.
     image_id: int | None = None
+    # For a duplicate within the batch: the index of its first copy.
+    same_as: int | None = None
 
 
 @dataclass
@@ -198,9 +200,26 @@ def ingest_images(
             is_training=is_training,
             report=report,
         )
+    _name_images_of_batch_duplicates(report)
     report.accepted.sort(key=lambda item: item.index)
     report.rejected.sort(key=lambda item: item.index)
     return report
+
+
+def _name_images_of_batch_duplicates(report: IngestReport) -> None:
+    """A file repeated within the batch gets the image id its first copy ended up as, so a
+    client retrying an upload can treat every `duplicate` with an image id as stored."""
+    image_of = {item.index: item.image_id for item in report.accepted}
+    image_of.update(
+        {item.index: item.image_id for item in report.rejected if item.image_id is not None}
+    )
+    for position, item in enumerate(report.rejected):
+        if item.code == "duplicate" and item.image_id is None and item.same_as is not None:
+            image_id = image_of.get(item.same_as)
+            if image_id is not None:
+                report.rejected[position] = replace(
+                    item, image_id=image_id, message=f"{item.message[:-1]} (image {image_id})."
+                )
 
 
 def _resolve_tags(project: Project, tag_ids: Sequence[int]) -> list[Tag]:
@@ -228,10 +247,16 @@ def _fingerprint_all(
             candidate = _fingerprint(index, filename, upload)
             earlier = first_by_sha.get(candidate.sha256)
             if earlier is not None:
-                raise _Rejection(
-                    "duplicate",
-                    f"This file is the same as “{earlier.filename}” earlier in this upload.",
+                report.rejected.append(
+                    Rejected(
+                        index,
+                        filename,
+                        "duplicate",
+                        f"This file is the same as “{earlier.filename}” earlier in this upload.",
+                        same_as=earlier.index,
+                    )
                 )
+                continue
         except _Rejection as rejection:
             report.rejected.append(Rejected(index, filename, rejection.code, rejection.message))
             continue

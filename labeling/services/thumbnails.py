@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 
 from labeling.models import Image, Project
-from project.queue import enqueue, send
+from project.queue import enqueue, queued_count, send
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 THUMBNAIL_TASK_BATCH = 50
 THUMBNAIL_TASK = "labeling.make_thumbnails"
 THUMBNAIL_QUEUE = "thumbnails"
+# An image younger than this may have its task in flight (sent, not yet taken by a worker).
+SWEEP_MIN_AGE = timedelta(minutes=1)
 # Errors Pillow raises on a malformed file; anything else is logged with its traceback.
 _DECODE_ERRORS = (
     OSError,
@@ -61,21 +63,26 @@ def enqueue_thumbnails_after_commit(image_ids: Sequence[int]) -> None:
 def queue_missing_thumbnails(*, project: Project | None = None, limit: int = 5000) -> int:
     """Queue thumbnail tasks for recent images that still have none; returns how many.
 
-    Only images 5 minutes to 1 day old: younger ones are probably still in the queue, and an
-    older one without a thumbnail failed for good (its file is logged), so retrying it forever
-    would only burn worker time.
+    Runs every minute (beat), so thumbnails whose task was never sent (Redis down at upload
+    time) appear within a minute or two of the broker coming back. Only when the thumbnails
+    queue is empty: with a backlog, the missing ones are most likely still in it, and sending
+    them again would only grow it. Only images SWEEP_MIN_AGE to 1 day old: an older one without
+    a thumbnail failed for good (its file is logged), so retrying it forever would only burn
+    worker time.
     """
+    backlog = queued_count(THUMBNAIL_QUEUE)
+    if backlog is None or backlog > 0:
+        return 0  # the broker is down (the next sweep tries again), or the queue is busy
     now = timezone.now()
     images = Image.objects.filter(
-        thumbnail="", created__lt=now - timedelta(minutes=5), created__gte=now - timedelta(days=1)
+        thumbnail="", created__lt=now - SWEEP_MIN_AGE, created__gte=now - timedelta(days=1)
     )
     if project is not None:
         images = images.filter(project=project)
     ids = list(images.order_by("pk").values_list("pk", flat=True)[:limit])
     for start in range(0, len(ids), THUMBNAIL_TASK_BATCH):
-        if not send(
-            THUMBNAIL_TASK, ids[start : start + THUMBNAIL_TASK_BATCH], queue=THUMBNAIL_QUEUE
-        ):
+        batch = ids[start : start + THUMBNAIL_TASK_BATCH]
+        if not send(THUMBNAIL_TASK, batch, queue=THUMBNAIL_QUEUE):
             break  # the broker is down: the next sweep tries again
     return len(ids)
 
