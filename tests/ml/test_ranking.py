@@ -12,7 +12,6 @@ from training.ml.ranking import (
     kmeans,
     rank_for_review,
     review_weight,
-    sample_candidates,
 )
 from training.ml.uncertainty import classification_uncertainty
 
@@ -144,18 +143,6 @@ def test_rank_for_review_validates_its_inputs() -> None:
         rank_for_review(points, u, labeled_embeddings=np.zeros((1, 5)), weight=0.0, k=1)
     with pytest.raises(ValueError, match="weight"):
         rank_for_review(points, u, weight=1.5, k=1)
-
-
-def test_large_pools_are_sampled_keeping_the_unsure_share() -> None:
-    rng = np.random.default_rng(13)
-    u = rng.random(100_000) * 0.5
-    unsure = rng.choice(100_000, size=50, replace=False)
-    u[unsure] = 0.99
-    sample = sample_candidates(u, weight=1.0, max_points=2000, seed=7)
-    assert sample.size == 2000 and np.all(np.diff(sample) > 0)
-    assert set(unsure.tolist()) <= set(sample.tolist())  # a random 2% would keep about one
-    assert np.array_equal(sample, sample_candidates(u, weight=1.0, max_points=2000, seed=7))
-    assert sample_candidates(u[:10], weight=1.0, max_points=2000).tolist() == list(range(10))
 
 
 def test_a_page_of_2000_candidates_ranks_quickly() -> None:

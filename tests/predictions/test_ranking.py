@@ -160,3 +160,30 @@ def test_most_gain_page_reads_a_fixed_number_of_queries(
     with django_assert_max_num_queries(20):
         response = tab(client, project, iteration)
     assert len(shown(response)) == 40
+
+
+def test_a_large_open_set_is_ranked_from_a_sample_that_keeps_the_doubts(
+    client_for, project, users, monkeypatch
+):
+    from predictions.services import ranking
+
+    monkeypatch.setattr(ranking, "MAX_CANDIDATES", 20)
+    iteration = ranked_iteration(project, accuracy=0.98)
+    rng = np.random.default_rng(8)
+    sure = [
+        crafted_prediction(project, iteration, [0.97, 0.03], direction(8) + rng.normal(0, 0.3, 64))
+        for _ in range(60)
+    ]
+    unsure = crafted_prediction(project, iteration, [0.5, 0.5], direction(9))
+    page = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain", size=5)
+    assert page.predictions[0].pk == unsure.pk  # the least sure share is always read
+    assert len(page.predictions) == 5 and page.has_more
+    again = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain", size=5)
+    assert [p.pk for p in again.predictions] == [p.pk for p in page.predictions]
+    # Dismissing the top one changes the open set: the next request ranks afresh.
+    from predictions.services.triage import dismiss_predictions
+
+    dismiss_predictions(project=project, image_ids=[unsure.image_id], by=users["admin"])
+    after = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain", size=5)
+    assert unsure.pk not in [p.pk for p in after.predictions]
+    assert {p.pk for p in after.predictions} <= {p.pk for p in sure}

@@ -39,11 +39,9 @@ rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...
     Each pick carries why it was chosen: for the model's doubt (w >= 0.5) or as a typical image of
     its cluster (with the cluster's size and whether any labeled image is in it).
 
-sample_candidates(uncertainty, weight, max_points) -- which rows to read at scale
-    Past `max_points` candidates, the rule runs on a sample: the least sure share ``w / 2`` of it,
-    the rest drawn at random with a fixed seed (so the order is stable between requests). k-means
-    and typicality keep the density structure of a random sample; 100,000 stored predictions cost
-    the same as 2,000.
+At scale the caller ranks a sample (predictions.services.ranking reads at most 1,000 open
+predictions: the least sure share ``w / 2`` and an even spread of the rest); k-means and
+typicality keep the density structure of such a sample.
 """
 
 from __future__ import annotations
@@ -209,24 +207,6 @@ def review_weight(
     if model_quality is not None:
         by_quality = (float(model_quality) - quality_floor) / (quality_full - quality_floor)
     return float(np.clip(min(by_labels, by_quality), 0.0, 1.0))
-
-
-def sample_candidates(
-    uncertainty: np.ndarray, *, weight: float, max_points: int, seed: int = 0
-) -> np.ndarray:
-    """Sorted indices of the candidates the rule runs on: all, or `max_points` of them (the least
-    sure share ``weight / 2``, the rest drawn at random with `seed`)."""
-    u = np.asarray(uncertainty, dtype=np.float64)
-    n = u.size
-    if max_points < 1:
-        raise ValueError(f"max_points must be at least 1; got {max_points}.")
-    if n <= max_points:
-        return np.arange(n)
-    unsure = np.argsort(-u, kind="stable")[: round(min(max(weight, 0.0), 1.0) * max_points / 2)]
-    rest = np.setdiff1d(np.arange(n), unsure)
-    drawn = np.random.default_rng(seed).choice(rest, size=max_points - unsure.size, replace=False)
-    result: np.ndarray = np.sort(np.concatenate([unsure, drawn]))
-    return result
 
 
 def rank_for_review(
