@@ -8,7 +8,7 @@ from django import forms
 
 from labeling.models import Project, Tag
 from labeling.services.images import ImageFilter
-from project.ids import FormIdField, FormIdListField
+from project.ids import FormIdField, FormIdListField, InvalidId, parse_ids
 
 
 class ProjectForm(forms.Form):
@@ -109,5 +109,7 @@ class TagUndoForm(forms.Form):
     version = forms.IntegerField(min_value=1)
 
     def clean_tags(self) -> list[int]:
-        raw = self.cleaned_data["tags"]
-        return [int(part) for part in raw.split(",")] if raw else []
+        try:
+            return parse_ids(self.cleaned_data["tags"], field="tags")
+        except InvalidId as err:
+            raise forms.ValidationError(err.message) from None

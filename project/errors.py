@@ -66,22 +66,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF exception handler: every error becomes `{"code", "message", ...}` with its status.
 
     LoupeErrors keep their code; DRF's own errors get theirs; a validation error names its
-    first field in the message (and lists all in `errors`); anything unexpected is logged with
-    the view and answered as a JSON 500, so an API client never gets an HTML page.
+    first field in the message (and lists all in `errors`). Anything unexpected propagates:
+    Django logs it with the request and `handler500` answers JSON for /api/ paths.
     """
     if isinstance(exc, LoupeError):
         return Response(exc.as_dict(), status=exc.http_status)
     response = exception_handler(exc, context)
     if response is None:
-        view = context.get("view")
-        request = context.get("request")
-        logger.exception(
-            "Unexpected error in %s %s (%s)",
-            getattr(request, "method", "?"),
-            getattr(request, "path", "?"),
-            type(view).__name__ if view is not None else "?",
-        )
-        return Response(SERVER_ERROR, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return None  # unexpected: Django logs it and handler500 answers JSON under /api/
     if isinstance(response.data, dict) and "detail" in response.data:
         detail = response.data["detail"]
         code = getattr(detail, "code", "error")

@@ -36,6 +36,7 @@ from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.images import ImageFilter, Neighbours, delete_images, image_neighbours
 from labeling.services.tagging import TagChange, restore_image_tags, toggle_image_tag
 from project.errors import EditConflict, LoupeError, NotFound
+from project.ids import parse_optional_id
 
 TEMPLATE = "labeling/tagging.html"
 TAG_KEYS = 9  # keys 1-9 map to the project's first nine tags in display order
@@ -159,9 +160,9 @@ class _TaggingView:
         self.tags: list[Tag] = list(project.tags.all())
         self.filter: ImageFilter = ImageFilterForm(request.GET, tags=self.tags).image_filter()
         # The predictions selected on the Predictions tab, in the tab's order ("Review selected").
-        self.review_ids: list[int] = [
-            int(part) for part in request.GET.get("review", "").split(",") if part.isdigit()
-        ]
+        # A bad id in a shared link is dropped, not refused (project.ids checks the range).
+        review = (parse_optional_id(part) for part in request.GET.get("review", "").split(","))
+        self.review_ids: list[int] = [image_id for image_id in review if image_id is not None]
         params = self.filter.as_query()
         self.filter_query = f"?{urlencode(params)}" if params else ""
         if self.review_ids:

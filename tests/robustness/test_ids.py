@@ -211,3 +211,21 @@ def test_parse_ids_takes_lists_and_comma_separated_strings():
     assert parse_ids(["3", 4], field="ids") == [3, 4]
     with pytest.raises(InvalidId):
         parse_ids([1, 2, 3], field="ids", max_count=2)
+
+
+def test_tagging_view_drops_a_huge_id_from_the_review_queue(client, project, users):
+    image = ImageFactory(project=project)
+    client.force_login(users["admin"])
+    response = client.get(f"/projects/{project.pk}/images/{image.pk}/?review={image.pk},{HUGE}")
+    assert response.status_code == 200
+
+
+def test_tag_undo_with_a_huge_tag_id_is_refused_not_a_500(client, project, users):
+    image = ImageFactory(project=project)
+    client.force_login(users["admin"])
+    response = client.post(
+        f"/projects/{project.pk}/images/{image.pk}/tags/undo/",
+        {"tags": str(HUGE), "version": image.version + 1},
+    )
+    assert response.status_code < 500
+    assert not ImageTag.objects.exists()
