@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
-from django.db import transaction
 
 from labeling.access import require_role
 from labeling.models import Image, Project, Role, Tag
@@ -23,6 +22,7 @@ from labeling.services.tagging import set_image_tags
 from predictions.models import Suggestion
 from predictions.services.predict import CheckedImage, run_model, target_for
 from project.errors import LabelRuleError, LoupeError
+from project.queue import enqueue
 from training.models import Iteration
 
 logger = logging.getLogger(__name__)
@@ -39,19 +39,8 @@ def request_suggestions(*, project: Project, by: AbstractBaseUser) -> Iteration:
             "Suggestions come from the default iteration, and this project has none. "
             "Make a trained iteration the default first."
         )
-    transaction.on_commit(lambda: _send(project.pk))
+    enqueue("predictions.suggest_tags", project.pk, queue="predict")
     return iteration
-
-
-def _send(project_id: int) -> None:
-    from kombu.exceptions import OperationalError
-
-    from predictions.tasks import suggest_tags
-
-    try:
-        suggest_tags.delay(project_id)
-    except (OperationalError, OSError) as err:
-        logger.warning("Could not queue suggestions for project %s: %s", project_id, err)
 
 
 def suggest_for_untagged(
