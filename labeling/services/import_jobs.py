@@ -253,11 +253,7 @@ def sweep_imports(*, now: float | None = None) -> int:
                     f"attempt{'s' if job.attempts != 1 else ''}): it was killed or ran out of "
                     "memory. Nothing was imported; try again, or import the archive in parts.",
                 )
-        elif (
-            job.state == QUEUED
-            and job.created
-            and (now - job.created > settings.LOUPE_IMPORT_QUEUED_MAX_S)
-        ):
+        elif job.state == QUEUED and now - _created(job) > settings.LOUPE_IMPORT_QUEUED_MAX_S:
             changed += 1
             _finish(
                 job,
@@ -266,6 +262,17 @@ def sweep_imports(*, now: float | None = None) -> int:
                 "worker runs, then import again.",
             )
     return changed
+
+
+def _created(job: ImportJob) -> float:
+    if job.created:
+        return job.created
+    # A job written before `created` existed: its status file is at least that old.
+    name = f"{_folder(job.project_id, job.job_id)}/status.json"
+    try:
+        return default_storage.get_modified_time(name).timestamp()
+    except (OSError, NotImplementedError):
+        return time.time()
 
 
 def _job_folders() -> list[tuple[int, str]]:

@@ -296,3 +296,28 @@ def test_import_fails_at_once_with_a_reason_when_the_broker_is_down(
     assert job.state == FAILED
     assert "task queue (Redis) could not be reached" in job.message
     assert archives_left() == []
+
+
+def test_sweep_ends_jobs_left_running_by_the_old_code(
+    client, admin, django_capture_on_commit_callbacks
+):
+    """A job stuck before leases existed (no lease, no importer recorded) is failed, once."""
+    project = new_project(admin, Project.Kind.MULTILABEL)
+    job = _started_job(client, admin, project, django_capture_on_commit_callbacks)
+    job.user_id, job.created = None, 0.0
+    _as_if_running(job, attempts=1, lease_expires=0.0)
+    assert sweep_imports() == 1
+    job = get_import(project=project, job_id=job.job_id)
+    assert job.state == FAILED
+    assert archives_left() == []
+
+
+def test_sweep_fails_a_queued_job_from_the_old_code_once_it_is_old_enough(
+    client, admin, django_capture_on_commit_callbacks, settings
+):
+    project = new_project(admin, Project.Kind.MULTILABEL)
+    job = _started_job(client, admin, project, django_capture_on_commit_callbacks)
+    job.created = 0.0  # written before jobs recorded it: the file's age counts
+    import_jobs._write(job)
+    assert sweep_imports() == 0
+    assert sweep_imports(now=time.time() + settings.LOUPE_IMPORT_QUEUED_MAX_S + 5) == 1
