@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/predict/", include("predictions.api_urls")),
     path("api/", include("labeling.api_urls")),
+    path("api/", include("predictions.rest_urls")),
     path("projects/<int:project_id>/", include("training.urls")),
     path("projects/<int:project_id>/", include("predictions.urls")),
     path("", include("labeling.urls")),

@@ -215,6 +215,7 @@ MATRIX: list[Entry] = [
     E("GET", "predictions:key-list",                     "200 403 403 404 302"),
     E("POST", "predictions:key-list",                    "200 403 403 404 302", lambda w: {"name": "Mobile app"}),
     E("GET", "predictions:prediction-list",              "200 200 403 404 302"),
+    E("GET", "api-stored-prediction-list",               "200 200 403 404 401"),
     E("GET", "predictions:quick-test",                   "200 200 200 404 302"),
     E("POST", "predictions:quick-test",                  "422 422 422 404 302"),  # no file sent
     E("POST", "predictions:prediction-review",           "302 302 403 404 302"),
