@@ -187,3 +187,38 @@ def test_a_large_open_set_is_ranked_from_a_sample_that_keeps_the_doubts(
     after = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain", size=5)
     assert unsure.pk not in [p.pk for p in after.predictions]
     assert {p.pk for p in after.predictions} <= {p.pk for p in sure}
+
+
+def test_detection_puts_the_box_nearest_the_threshold_first_and_names_it(db):
+    import hashlib
+
+    from predictions.model_cache import ModelOutput
+    from predictions.services.predict import (
+        CheckedImage,
+        score_output,
+        store_prediction,
+        target_for,
+    )
+    from tests.conftest import make_image
+    from tests.factories import ProjectFactory, TagFactory
+
+    project = ProjectFactory(kind="detection")
+    tag = TagFactory(project=project, name="car")
+    iteration = make_iteration(project, tags=("car",), metrics={"map": 0.9})
+    iteration.tags.update(tag=tag, image_count=40)
+    iteration.artifact.save("model.pt", ContentFile(b"unused"), save=True)
+    target = target_for(project, iteration)
+
+    def detected(seed: int, probability: float):
+        data = make_image(16, 16, (seed, 3, 9))
+        checked = CheckedImage(data, hashlib.sha256(data).hexdigest(), "PNG", 16, 16)
+        box = (0, probability, 0.1, 0.1, 0.5, 0.5)
+        output = ModelOutput(np.array([probability], dtype=np.float32), [box], direction(seed))
+        return store_prediction(target=target, image=checked, outcome=score_output(target, output))
+
+    sure = [detected(seed, 0.97) for seed in range(10, 16)]
+    doubtful = detected(20, 0.52)
+    page = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain")
+    assert page.predictions[0].pk == doubtful.pk
+    assert page.predictions[0].gain_reason == "A “car” box near the threshold (0.52)."
+    assert {p.pk for p in page.predictions[1:]} == {p.pk for p in sure}
