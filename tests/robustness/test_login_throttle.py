@@ -147,3 +147,24 @@ def test_a_forged_forwarded_for_header_does_not_give_a_fresh_address(alice, bob,
         HTTP_X_FORWARDED_FOR=f"192.0.2.250, {ATTACKER}",
     )
     assert response.status_code == 429
+
+
+def test_the_lockout_holds_under_asgi_too(alice, settings):
+    """uvicorn serves Loupe: there the middleware chain runs async (axes' other code path)."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+
+    def post(password: str):
+        return async_to_sync(client.post)(
+            "/accounts/login/",
+            {"username": "alice", "password": password},
+            REMOTE_ADDR=ATTACKER,
+        )
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        post("wrong password")
+    response = post(PASSWORD)
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()
