@@ -229,3 +229,20 @@ def test_tag_undo_with_a_huge_tag_id_is_refused_not_a_500(client, project, users
     )
     assert response.status_code < 500
     assert not ImageTag.objects.exists()
+
+
+def test_api_answers_json_400_for_a_request_django_refuses(setup, settings, image_bytes):
+    """A SuspiciousOperation (here: too many files) is answered by handler400, in JSON."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client, project, _, _ = setup
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    client.raise_request_exception = False
+    response = client.post(
+        f"/api/projects/{project.pk}/images/upload/",
+        {"files": [SimpleUploadedFile(f"{i}.png", image_bytes()) for i in range(3)]},
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["code"] in {"bad_request", "parse_error", "invalid"}
