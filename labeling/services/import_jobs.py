@@ -194,8 +194,9 @@ def _import(job: ImportJob, *, user_id: int, format_name: str) -> None:
         job.state, job.message = FAILED, "The project, its importer or the archive is gone."
     except SoftTimeLimitExceeded:
         job.state = FAILED
-        job.message = "The import ran past its time limit; nothing was imported. Import the "
-        job.message += "archive in parts."
+        job.message = (
+            "The import ran past its time limit; nothing was imported. Import the archive in parts."
+        )
     except Exception:
         # Whatever the archive holds, the job ends: details go to the log, not to the user.
         logger.exception(
