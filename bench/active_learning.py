@@ -49,7 +49,7 @@ import torch
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from bench.al_data import PhotoSet, folder_set, glyph_set, photo_set  # noqa: E402
+from bench.al_data import PhotoSet, folder_set, glyph_set, mosaic_set, photo_set  # noqa: E402
 from training.ml.features import FeatureCache, embed_images  # noqa: E402
 from training.ml.metrics import classification_metrics  # noqa: E402
 from training.ml.quick import QuickResult, train_quick  # noqa: E402
@@ -91,7 +91,8 @@ def random_pick(round_: Round, budget: int) -> np.ndarray:
 
 
 def margin(round_: Round, budget: int) -> np.ndarray:
-    scores = classification_uncertainty(round_.pool_probabilities(), multilabel=False)
+    multilabel = round_.labels.ndim == 2
+    scores = classification_uncertainty(round_.pool_probabilities(), multilabel=multilabel)
     return np.argsort(-scores, kind="stable")[:budget]
 
 
@@ -134,8 +135,10 @@ class ProductLoop:
         from predictions.models import Prediction
 
         user, _ = get_user_model().objects.get_or_create(username="bench")
+        self.multilabel = data.labels.ndim == 2
+        kind = Project.Kind.MULTILABEL if self.multilabel else Project.Kind.MULTICLASS
         self.project = Project.objects.create(
-            name=f"al {seed} {time.time_ns()}", kind=Project.Kind.MULTICLASS, owner=user
+            name=f"al {seed} {time.time_ns()}", kind=kind, owner=user
         )
         self.tags = [Tag.objects.create(project=self.project, name=n) for n in data.class_names]
         self.features = features
@@ -171,10 +174,9 @@ class ProductLoop:
         from training.services.embeddings import save_training_embeddings
 
         self.iteration_number += 1
-        tags = len(self.tags)
-        truth = np.eye(tags, dtype=np.int64)[round_.labels[round_.labeled]]
+        truth = targets(round_.labels[round_.labeled], len(self.tags)).astype(np.int64)
         metrics = classification_metrics(
-            truth, round_.result.oof_scores, threshold=0.5, multiclass=True
+            truth, round_.result.oof_scores, threshold=0.5, multiclass=not self.multilabel
         )
         iteration = Iteration.objects.create(
             project=self.project,
@@ -182,7 +184,7 @@ class ProductLoop:
             name=f"Iteration {self.iteration_number}",
             status=Iteration.Status.COMPLETED,
             backbone=BACKBONE,
-            is_multilabel=False,
+            is_multilabel=self.multilabel,
             image_count=int(round_.labeled.size),
             metrics=metrics,
             artifact=f"bench/{self.project.pk}/{self.iteration_number}/model.pt",
@@ -251,21 +253,43 @@ def first_page(project: Any, iteration_id: int, size: int) -> list[int]:
 # --- The protocol ------------------------------------------------------------------------------
 
 
+def targets(labels: np.ndarray, tags: int) -> np.ndarray:
+    """(N, T) float32 0/1 targets from class ids (N,) or a multilabel 0/1 matrix (N, T)."""
+    if labels.ndim == 2:
+        return labels.astype(np.float32)
+    return np.eye(tags, dtype=np.float32)[labels]
+
+
 def split(
     labels: np.ndarray, seed: int, test_fraction: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(pool, test, starting labeled) indices for one seed, stratified by class."""
+    """(pool, test, starting labeled) indices for one seed, stratified by class (multilabel: by
+    each image's first tag; the start then holds 2 images of every tag)."""
     rng = np.random.default_rng(seed)
+    strata = labels.argmax(axis=1) if labels.ndim == 2 else labels
     pool: list[int] = []
     test: list[int] = []
-    start: list[int] = []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
+    for label in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == label))
         cut = round(test_fraction * members.size)
         test.extend(members[:cut].tolist())
         pool.extend(members[cut:].tolist())
-        start.extend(members[cut : cut + 2].tolist())
-    return np.array(sorted(pool)), np.array(sorted(test)), np.array(start)
+    pool_array = np.array(sorted(pool))
+    start: list[int] = []
+    columns = targets(labels, int(labels.max()) + 1 if labels.ndim == 1 else labels.shape[1])
+    for tag in range(columns.shape[1]):
+        having = [int(i) for i in rng.permutation(pool_array) if columns[i, tag] and i not in start]
+        start.extend(having[:2])
+    return pool_array, np.array(sorted(test)), np.array(start)
+
+
+def score(result: QuickResult, features: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy (multiclass) or macro average precision (multilabel) on the test split."""
+    probabilities = result.head.probabilities(features)
+    if labels.ndim == 2:
+        figures = classification_metrics(labels, probabilities, threshold=0.5, multiclass=False)
+        return float(figures["map"])
+    return float((probabilities.argmax(axis=1) == labels).mean())
 
 
 def run_seed(
@@ -277,20 +301,22 @@ def run_seed(
     fixed_test: np.ndarray | None,
 ) -> tuple[list[int], list[float]]:
     labels = data.labels
+    multilabel = labels.ndim == 2
     if fixed_test is None:
         pool, test, labeled = split(labels, seed, 0.3)
     else:  # the pool is the --dataset part only
         pool, _, labeled = split(labels[: fixed_test[0]], seed, 0.0)
         test = fixed_test
-    eye = np.eye(int(labels.max()) + 1, dtype=np.float32)
+    tags = labels.shape[1] if multilabel else int(labels.max()) + 1
     strategy: Strategy = STRATEGIES.get(name) or ProductLoop(data, features, pool, seed).pick
     counts: list[int] = []
     accuracy: list[float] = []
     for number in range(args.rounds + 1):
-        result = train_quick(features[labeled], eye[labels[labeled]], multilabel=False, seed=seed)
-        predicted = result.head.probabilities(features[test]).argmax(axis=1)
+        result = train_quick(
+            features[labeled], targets(labels[labeled], tags), multilabel=multilabel, seed=seed
+        )
         counts.append(int(labeled.size))
-        accuracy.append(float((predicted == labels[test]).mean()))
+        accuracy.append(score(result, features[test], labels[test]))
         if number == args.rounds:
             break
         unlabeled = np.setdiff1d(pool, labeled)
@@ -326,6 +352,8 @@ def load(dataset: str, per_class: int, test_dir: str | None) -> tuple[PhotoSet, 
         return PhotoSet([data.refs[i] for i in keep], data.labels[keep], data.class_names), None
     if dataset == "hard":
         return glyph_set(per_class=per_class), None
+    if dataset == "multilabel":
+        return mosaic_set(count=10 * per_class), None
     data = folder_set(dataset)
     if test_dir is None:
         return data, None
@@ -413,21 +441,22 @@ def markdown(figures: dict[str, Any], data: PhotoSet, args: argparse.Namespace, 
             text += f" ({100 * entry['share_of_random']:.0f}% of random's)"
         text += f"; worst paired round vs random {100 * entry['worst_paired_vs_random']:+.1f} pts"
         lines.append(f"- {name}: {text}")
-    sizes = np.bincount(data.labels)
+    multilabel = data.labels.ndim == 2
+    sizes = data.labels.sum(axis=0) if multilabel else np.bincount(data.labels)
+    measure = "macro AP (%)" if multilabel else "accuracy (%)"
     return "\n".join(
         [
             f"Command: `{cmd}`",
             "",
-            f"Data: {args.dataset}, {sizes.sum()} images, {sizes.size} classes of "
+            f"Data: {args.dataset}, {len(data.refs)} images, {sizes.size} tags of "
             f"{sizes.min()}-{sizes.max()} images; lite0 features; start 2 labels per tag, "
-            f"{args.rounds} rounds of {args.budget}, {args.seeds} seeds. Test accuracy (%) of "
+            f"{args.rounds} rounds of {args.budget}, {args.seeds} seeds. Test {measure} of "
             "quick training's final head, mean ± std over seeds (paired difference from random "
             "in brackets):",
             "",
             *rows,
             "",
-            f"Labels needed to reach random's final mean accuracy "
-            f"({100 * figures['random_final']:.1f}%):"
+            f"Labels needed to reach random's final mean ({100 * figures['random_final']:.1f}%):"
             if figures["random_final"] is not None
             else "",
             *lines,
@@ -437,7 +466,9 @@ def markdown(figures: dict[str, Any], data: PhotoSet, args: argparse.Namespace, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="easy", help="easy, hard, imbalanced or a DIR")
+    parser.add_argument(
+        "--dataset", default="easy", help="easy, hard, imbalanced, multilabel or a DIR"
+    )
     parser.add_argument("--test", default=None, help="held-out folder-per-tag DIR")
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--seeds", type=int, default=5)

@@ -181,3 +181,27 @@ def folder_set(root: str) -> PhotoSet:
             refs.append(_ref(path.read_bytes()))
             labels.append(label)
     return PhotoSet(refs, np.array(labels, dtype=np.int64), tuple(names))
+
+
+def mosaic_set(count: int = 1500, seed: int = 0) -> PhotoSet:
+    """The multilabel set: 2x2 mosaics of augmented crops of the ten photographs; an image's
+    tags are the photographs it shows (one to four of them). `labels` is (N, 10) of 0/1."""
+    rng = np.random.default_rng(seed)
+    photos = [_photo(name) for name in CLASS_PHOTOS]
+    half = IMAGE_SIZE // 2
+    refs: list[ImageRef] = []
+    labels = np.zeros((count, len(CLASS_PHOTOS)), dtype=np.int64)
+    for row in range(count):
+        canvas = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+        # Two or three photographs per mosaic, so tags co-occur in varied combinations.
+        shown = rng.choice(len(CLASS_PHOTOS), size=int(rng.integers(2, 4)), replace=False)
+        cells = [int(c) for c in shown] + [int(c) for c in rng.choice(shown, 4 - shown.size)]
+        for position, cls in enumerate(rng.permutation(cells)):
+            tile = Image.open(io.BytesIO(_augmented_crop(photos[int(cls)], rng)))
+            tile = tile.convert("RGB").resize((half, half), Image.Resampling.BILINEAR)
+            canvas.paste(tile, ((position % 2) * half, (position // 2) * half))
+            labels[row, int(cls)] = 1
+        buffer = io.BytesIO()
+        canvas.save(buffer, format="JPEG", quality=90)
+        refs.append(_ref(buffer.getvalue()))
+    return PhotoSet(refs, labels, CLASS_PHOTOS)
