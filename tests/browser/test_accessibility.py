@@ -142,6 +142,16 @@ def test_classification_project_pages_have_no_serious_violations(page, login):
         page.goto(url)
         scan(page, name, report)
 
+    # Reviewing a stored prediction (the tagging view in review mode), and the keyboard help.
+    page.goto(pages["predictions"])
+    page.get_by_test_id("prediction-thumb").first.locator("a.thumb-link").click()
+    page.get_by_test_id("tagging-stage").wait_for()
+    scan(page, "review", report)
+    page.goto(pages["tagging"])
+    page.get_by_test_id("keymap-button").click()
+    page.locator("#keymap").wait_for()
+    scan(page, "tagging-keys-help", report)
+
     # The keys page right after creating one: the secret is shown once, with its copy button.
     page.goto(pages["keys"])
     page.get_by_test_id("key-create").get_by_label("Name").fill("Mobile app")
