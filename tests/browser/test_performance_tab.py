@@ -76,6 +76,6 @@ def test_compare_colours_changes_and_names_its_thresholds(page, login):
     expect(up).to_have_text("▲ +0.250")
     expect(down).to_have_text("▼ -0.500")
     colour = "el => getComputedStyle(el).color"
-    assert up.evaluate(colour) == "rgb(31, 138, 76)"  # --ok
-    assert down.evaluate(colour) == "rgb(210, 60, 60)"  # --bad
+    assert up.evaluate(colour) == "rgb(23, 112, 61)"  # --ok
+    assert down.evaluate(colour) == "rgb(180, 35, 35)"  # --bad
     shot(page, "compare")
