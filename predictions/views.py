@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labeling.access import access_project
+from labeling.access import access_image, access_project
 from labeling.models import Project, Role
 from predictions.models import Prediction
 from predictions.services.keys import create_key, revoke_key, rotate_key
@@ -317,10 +317,7 @@ def suggestions_run(request: HttpRequest, project_id: int) -> HttpResponse:
 def suggestion_accept(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
     """One key in the tagging view: take the suggested tags for this image."""
     project = access_project(request.user, project_id)
-    image = project.images.filter(pk=image_id).first()
-    if image is None:
-        raise NotFound("This image does not exist in this project.")
-    image.project = project
+    image = access_image(request.user, project, image_id)
     version = _optional_int(request.POST.get("version"))
     try:
         accept_suggestion(image=image, by=request.user, version=version)

@@ -30,12 +30,12 @@ from django_htmx.http import (
     trigger_client_event,
 )
 
-from labeling.access import access_project, has_role
+from labeling.access import access_image, access_project, has_role, visible_images
 from labeling.forms import ImageFilterForm, TagToggleForm, TagUndoForm
 from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.images import ImageFilter, Neighbours, delete_images, image_neighbours
 from labeling.services.tagging import TagChange, restore_image_tags, toggle_image_tag
-from project.errors import EditConflict, LoupeError, NotFound
+from project.errors import EditConflict, LoupeError
 from project.ids import parse_optional_id
 
 TEMPLATE = "labeling/tagging.html"
@@ -170,11 +170,9 @@ class _TaggingView:
         self.query = f"?{urlencode(params, safe=',')}" if params else ""
 
     def image(self, image_id: int) -> Image:
-        image = self.project.images.filter(pk=image_id).first()
-        if image is None:
-            raise NotFound("This image does not exist in this project.")
-        image.project = self.project  # the services read the project's kind and roles from it
-        return image
+        # The funnel: 404 for no such image, 403 for a stored prediction below reviewer. It sets
+        # image.project, so the services read the project's kind and roles from it.
+        return access_image(self.request.user, self.project, image_id)
 
     def url(self, image: Image) -> str:
         return reverse("labeling:image-tag", args=[self.project.pk, image.pk]) + self.query
@@ -198,7 +196,8 @@ class _TaggingView:
             return Neighbours(previous=None, next=None, next_untagged=None)
         at = self.review_ids.index(image.pk)
         wanted = self.review_ids[max(at - 1, 0) : at + 2]
-        rows = self.project.images.filter(pk__in=wanted).only("pk", "file", "project_id")
+        rows = visible_images(self.request.user, self.project).filter(pk__in=wanted)
+        rows = rows.only("pk", "file", "project_id")
         found = {row.pk: row for row in rows}
         before = self.review_ids[at - 1] if at > 0 else None
         after = self.review_ids[at + 1] if at + 1 < len(self.review_ids) else None
