@@ -104,3 +104,17 @@ def test_the_api_still_answers_json_errors(client, monkeypatch):
 def test_every_page_links_the_favicon(client):
     html = client.get("/accounts/login/").content.decode()
     assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in html
+
+
+@pytest.mark.django_db
+def test_stale_form_answers_the_apps_403_page_not_djangos_csrf_page():
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(
+        "/accounts/login/", {"username": "someone", "password": "password123"}
+    )
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert_app_page(html)
+    assert "<h1>This form expired</h1>" in html
+    assert "CSRF verification failed" not in html
