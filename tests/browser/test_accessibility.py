@@ -182,3 +182,22 @@ def test_detection_project_pages_have_no_serious_violations(page, login):
         page.goto(url)
         scan(page, name, report)
     assert_clean(report)
+
+
+def test_error_pages_have_no_serious_violations(page, login, monkeypatch):
+    from django.core.exceptions import PermissionDenied
+
+    admin = UserFactory(username="a11y-errors")
+    login(admin)
+    report: dict[str, list[str]] = {}
+    for name, error in (("403", PermissionDenied()), ("500", RuntimeError("crash"))):
+
+        def fail(user, error=error):
+            raise error
+
+        # The live server runs in this process: the project list now fails this way.
+        monkeypatch.setattr("labeling.views.projects.can_create_projects", fail)
+        response = page.goto("/")
+        assert response.status == int(name)
+        scan(page, name, report)
+    assert_clean(report)
