@@ -9,13 +9,23 @@
 // S waits for it, so the image is saved into the training data with the tag the reviewer chose.
 const KEYS = { s: "[data-save-close]", d: "[data-dismiss-prediction]", a: "[data-suggestion-accept]" };
 
+// Requests in flight, counted from htmx's events: beforeSend (a request really sent, past
+// hx-confirm and hx-sync) and afterRequest (it reaches the body even when the requesting element
+// was swapped out, and also ends failed requests). Not the .htmx-request class: during the settle after an outerHTML
+// swap htmx puts the old element's classes, htmx-request included, on the new one for ~20 ms.
+let inFlight = 0;
+let waiting = [];
+document.body.addEventListener("htmx:beforeSend", () => { inFlight += 1; });
+document.body.addEventListener("htmx:afterRequest", () => {
+  inFlight = Math.max(0, inFlight - 1);
+  if (inFlight) return;
+  const ready = waiting;
+  waiting = [];
+  for (const run of ready) run();
+});
+
 function whenIdle(run) {
-  if (!document.querySelector(".htmx-request")) {
-    run();
-    return;
-  }
-  document.body.addEventListener("htmx:afterRequest", () => setTimeout(() => whenIdle(run), 0),
-    { once: true });
+  if (inFlight) waiting.push(run); else run();
 }
 
 document.addEventListener("keydown", (event) => {

@@ -52,7 +52,7 @@ def test_review_the_top_prediction_fix_its_tag_and_save(page, login, triage_proj
 
     page.get_by_test_id("save-and-close").click()
     page.wait_for_url(f"**/projects/{project.id}/predictions/")
-    assert "Saved to the training data." in page.content()
+    assert "Review done: 1 added to training, 0 dismissed." in page.content()
     remaining = page.get_by_test_id("prediction-thumb")
     assert remaining.count() == 1
     assert remaining.first.get_attribute("data-image-id") == str(sure.image_id)
