@@ -1,9 +1,10 @@
 """/media/<path>: uploaded images and their thumbnails, streamed to members of their project only.
 
 WhiteNoise serves static files, but media are private data: a file is served when it is the file
-or the thumbnail of an Image in a project the user may see (through labeling.access, the one
-permission funnel), else 404, so file names don't leak which projects exist. With S3-compatible
-storage the storage's own URLs are used instead and this view is not reached.
+or the thumbnail of an Image the user may open (through labeling.access, the one permission
+funnel: stored predictions only from the reviewer role up), else 404, so file names don't leak
+which projects exist. With S3-compatible storage the storage's own URLs are used instead and this
+view is not reached.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from django.db.models import Q
 from django.http import FileResponse, HttpRequest
 from django.views.decorators.http import require_GET
 
-from labeling.access import visible_projects
-from labeling.models import Image
+from labeling.access import media_images
 from project.errors import NotFound
 
 # Stored names are never reused for other content (ingest names files by content hash, thumbnails
@@ -26,11 +26,8 @@ MEDIA_MAX_AGE_S = 3600
 @require_GET
 @login_required
 def serve_media(request: HttpRequest, path: str) -> FileResponse:
-    is_known = (
-        Image.objects.filter(project__in=visible_projects(request.user))
-        .filter(Q(file=path) | Q(thumbnail=path))
-        .exists()
-    )
+    # Through the funnel: an annotator's images leave out stored predictions (reviewer and up).
+    is_known = media_images(request.user).filter(Q(file=path) | Q(thumbnail=path)).exists()
     if not is_known:
         raise NotFound("This file does not exist or you are not a member of its project.")
     try:

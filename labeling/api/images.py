@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.access import access_project
+from labeling.access import access_image, access_project
 from labeling.api.common import errors
 from labeling.api.upload import IngestReportSerializer, UploadInputSerializer, upload_images
 from labeling.models import Image, ImageQuerySet, ImageTag, Project, Role
@@ -29,8 +29,7 @@ from labeling.services.tagging import (
     remove_tags_from_images,
     set_image_tags,
 )
-from project.errors import NotFound
-from project.ids import IdField, id_list_field, parse_optional_id
+from project.ids import IdField, id_list_field
 
 # A page of images is at most this many; 50 is the default (the upload batch size too).
 MAX_PAGE_SIZE = 200
@@ -47,17 +46,13 @@ def images_for_listing(project: Project) -> ImageQuerySet:
     )
 
 
-def get_image(project: Project, image_id: int | str) -> Image:
-    # An id from the path: one no image can have is simply not found.
-    pk = parse_optional_id(image_id)
-    image = images_for_listing(project).filter(pk=pk).first() if pk else None
-    if image is None:
-        raise NotFound("This image does not exist in this project.")
-    return image
+def get_image(request: Request, project: Project, image_id: int | str) -> Image:
+    # Through the funnel: 404 for an id no image has, 403 for a stored prediction below reviewer.
+    return access_image(request.user, project, image_id, images=images_for_listing(project))
 
 
 def _image_response(request: Request, project: Project, image_id: int) -> Response:
-    image = get_image(project, image_id)
+    image = get_image(request, project, image_id)
     return Response(ImageOutputSerializer(image, context={"request": request}).data)
 
 
@@ -151,7 +146,7 @@ class ImageDetailApi(APIView):
     @extend_schema(operation_id="images_destroy", responses={204: None, **errors(403)})
     def delete(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.REVIEWER)
-        image = get_image(project, image_id)
+        image = get_image(request, project, image_id)
         delete_images(project=project, image_ids=[image.pk], by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -183,7 +178,7 @@ class ImageTagsApi(APIView):
     )
     def put(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
-        image = get_image(project, image_id)
+        image = get_image(request, project, image_id)
         data = self.ReplaceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         set_image_tags(
@@ -203,7 +198,7 @@ class ImageTagsApi(APIView):
     )
     def post(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
-        image = get_image(project, image_id)
+        image = get_image(request, project, image_id)
         data = self.OneTagSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tag = get_tag(project, data.validated_data["tag_id"])
@@ -224,7 +219,7 @@ class ImageTagsApi(APIView):
     )
     def delete(self, request: Request, project_id: int, image_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
-        image = get_image(project, image_id)
+        image = get_image(request, project, image_id)
         source = request.data if "tag_id" in request.data else request.query_params
         data = self.OneTagSerializer(data={"tag_id": source.get("tag_id")})
         data.is_valid(raise_exception=True)

@@ -26,8 +26,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from labeling.access import require_role
-from labeling.models import Image, ImageTag, Project, Region, Role, Tag
+from labeling.access import require_image_role
+from labeling.models import Image, ImageTag, Project, Region, Tag
 from project.errors import EditConflict, LabelRuleError, NotFound, ValidationFailed
 
 # How far (in the image's pixels) a box may overshoot an edge and still be clipped rather than
@@ -112,7 +112,7 @@ def set_image_regions(
     keeps it; any box clears it. Returns the image with its new version and `is_tagged`.
     """
     project = image.project
-    require_role(by, project, Role.ANNOTATOR)
+    require_image_role(by, image)
     if not project.is_detection:
         raise LabelRuleError("Only object detection projects have boxes; tag this image instead.")
     if no_objects and regions:

@@ -18,7 +18,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
-from labeling.access import require_role
+from labeling.access import require_image_role, require_role, visible_images
 from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.labels import refresh_is_tagged
 from project.errors import EditConflict, LabelRuleError, NotFound
@@ -51,7 +51,7 @@ def set_image_tags(
     `version` is the image version the editor saw; None skips the conflict check (bulk and API
     callers that mean "whatever is there now").
     """
-    require_role(by, image.project, Role.ANNOTATOR)
+    require_image_role(by, image)
     check_tag_rules(image.project, tags)
     _bump_version(image, version)
     wanted = {tag.pk for tag in tags}
@@ -145,7 +145,8 @@ def add_tags_to_images(
     check_tag_rules(project, tags)
     if not tags:
         return 0
-    images = list(project.images.filter(pk__in=image_ids).values_list("pk", flat=True))
+    # Stored predictions an annotator may not see are skipped like ids of other projects.
+    images = list(visible_images(by, project).filter(pk__in=image_ids).values_list("pk", flat=True))
     replace = project.is_multiclass or any(t.is_negative for t in tags)
     if replace:
         ImageTag.objects.filter(image_id__in=images).delete()
@@ -167,7 +168,8 @@ def remove_tags_from_images(
     require_role(by, project, Role.ANNOTATOR)
     if any(tag.project_id != project.pk for tag in tags):
         raise NotFound("That tag does not belong to this project.")
-    images = list(project.images.filter(pk__in=image_ids).values_list("pk", flat=True))
+    # Stored predictions an annotator may not see are skipped like ids of other projects.
+    images = list(visible_images(by, project).filter(pk__in=image_ids).values_list("pk", flat=True))
     labels = ImageTag.objects.filter(image_id__in=images)
     if tags:
         labels = labels.filter(tag__in=tags)

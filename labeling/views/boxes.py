@@ -15,13 +15,12 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from labeling.access import access_project
+from labeling.access import access_image, access_project
 from labeling.models import Image, Project, Role, Tag
 from labeling.services.regions import RegionSpec, is_marked_no_objects, set_image_regions
 from project.errors import LabelRuleError, LoupeError, NotFound, ValidationFailed
@@ -38,7 +37,7 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
     project = access_project(request.user, project_id, min_role=Role.ANNOTATOR)
     if not project.is_detection:
         raise LabelRuleError("This project labels whole images with tags, not with boxes.")
-    image = get_object_or_404(project.images, pk=image_id)
+    image = access_image(request.user, project, image_id)
     if request.method == "POST":
         return _save_boxes(request, project, image)
     tags = list(project.tags.filter(kind=Tag.Kind.REGULAR))

@@ -26,7 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
-from labeling.models import Membership, Role
+from labeling.models import Image, Membership, Role
 from tests.conftest import make_image
 from tests.factories import ImageFactory, ImageTagFactory, MembershipFactory, TagFactory
 
@@ -229,6 +229,29 @@ MATRIX: list[Entry] = [
     E("POST", "api-predict-detect",                      "401 401 401 401 401"),
     E("POST", "api-predict-detect-nostore",              "401 401 401 401 401"),
 ]
+
+# The same calls when the image is a stored prediction (source "prediction", not training data
+# yet): reviewer-and-up, as the Predictions tab is, so annotators get 403 where they got 200.
+# Every route that names one image (by id or by file path) needs a line here too.
+# One line per (method, route): the codes are for      admin rev  ann  non  anon
+STORED_PREDICTION_MATRIX: list[Entry] = [
+    E("GET", "media",                                    "200 200 404 404 302"),
+    E("GET", "api-image-detail",                         "200 200 403 404 401"),
+    E("DELETE", "api-image-detail",                      "204 204 403 404 401"),
+    E("PUT", "api-image-tags",                           "200 200 403 404 401", lambda w: {"tag_ids": [], "version": None}),
+    E("POST", "api-image-tags",                          "200 200 403 404 401", _dog),
+    E("DELETE", "api-image-tags",                        "200 200 403 404 401", lambda w: {"tag_id": w.kwargs["tag_id"]}),
+    E("GET", "labeling:image-tag",                       "200 200 403 404 302"),
+    E("POST", "labeling:image-tag-toggle",               "302 302 403 404 302", lambda w: {"tag": w.objects["dog"].id, "version": 1}),
+    E("POST", "labeling:image-tag-undo",                 "302 302 403 404 302", lambda w: {"tags": "", "version": 1}),
+    E("POST", "labeling:image-delete",                   "302 302 403 404 302"),
+    # Multiclass world: 422 before the image is looked up; test_stored_predictions.py has the
+    # box editor of a detection project.
+    E("GET", "labeling:image-boxes",                     "422 422 422 404 302"),
+    E("POST", "labeling:image-boxes",                    "422 422 422 404 302"),
+    E("POST", "predictions:prediction-promote",          "302 302 403 404 302"),
+    E("POST", "predictions:suggestion-accept",           "302 302 403 404 302"),
+]
 # fmt: on
 
 
@@ -276,6 +299,27 @@ def world(project, users) -> World:
         },
         objects={"dog": dog, "project_name": project.name},
     )
+
+
+@pytest.fixture
+def prediction_world(world: World, project) -> World:
+    """The world, with its image a stored prediction (with a thumbnail) of the same project."""
+    from django.core.files.base import ContentFile
+
+    image = ImageFactory(
+        project=project,
+        source=Image.Source.PREDICTION,
+        is_training=False,
+        thumbnail=ContentFile(make_image(8, 8, (1, 2, 3)), name="thumb.png"),
+    )
+    ImageTagFactory(image=image, tag=world.objects["dog"])
+    from predictions.models import Prediction
+
+    Prediction.objects.create(
+        project=project, iteration_id=world.kwargs["iteration_id"], image=image
+    )
+    kwargs = {**world.kwargs, "image_id": image.id, "path": image.file.name}
+    return World(kwargs=kwargs, objects={**world.objects, "thumbnail": image.thumbnail.name})
 
 
 def _request(client: APIClient, entry: Entry, world: World, url: str) -> int:
@@ -346,6 +390,45 @@ def test_role_matrix(entry: Entry, role: str, world: World, users) -> None:
     status = _request(client, entry, world, _url(entry, world))
     expected = entry.codes[ROLES.index(role)]
     assert status == expected, f"{entry.id} as {role}: {status}, expected {expected}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(
+    "entry", STORED_PREDICTION_MATRIX, ids=[entry.id for entry in STORED_PREDICTION_MATRIX]
+)
+def test_stored_prediction_matrix(entry: Entry, role: str, prediction_world: World, users) -> None:
+    client = APIClient()
+    _login(client, users, role)
+    status = _request(client, entry, prediction_world, _url(entry, prediction_world))
+    expected = entry.codes[ROLES.index(role)]
+    assert status == expected, (
+        f"{entry.id} on a stored prediction as {role}: {status}, expected {expected}"
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+def test_stored_prediction_thumbnail(role: str, prediction_world: World, users) -> None:
+    client = APIClient()
+    _login(client, users, role)
+    url = reverse("media", kwargs={"path": prediction_world.objects["thumbnail"]})
+    expected = {"admin": 200, "reviewer": 200, "annotator": 404, "non_member": 404}.get(role, 302)
+    assert client.get(url).status_code == expected
+
+
+def test_every_image_route_has_a_stored_prediction_line() -> None:
+    """A route that names one image (by id or file path) must say what it does for a stored one."""
+    lines = {(entry.method, entry.name) for entry in STORED_PREDICTION_MATRIX}
+    names = {
+        name for name, route in _routes().items() if {"image_id", "path"} & set(route.converters)
+    }
+    missing = sorted(
+        f"{entry.method} {entry.name}"
+        for entry in MATRIX
+        if entry.name in names and (entry.method, entry.name) not in lines
+    )
+    assert not missing, f"image routes without a stored-prediction line: {missing}"
 
 
 @pytest.mark.django_db
