@@ -147,7 +147,7 @@ class Neighbours:
 def image_neighbours(images: ImageQuerySet, image: Image, *, untagged: ImageQuerySet) -> Neighbours:
     """The images before and after `image` in `images`, and the next untagged one.
 
-    `untagged` is where U looks (the project's untagged training images): the next one after
+    `untagged` is where N looks (the project's untagged training images): the next one after
     `image` in gallery order, wrapping round to the newest so U never dead-ends while work is
     left.
     """
