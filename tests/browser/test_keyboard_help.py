@@ -70,10 +70,7 @@ def test_adding_tags_in_settings_keeps_the_focus_in_the_name_field(page, login):
         page.keyboard.press("Enter")
         page.locator(f'[data-testid=tag-row] input[name=name][value="{tag}"]').wait_for()
         # Focus is back in the (new, empty) name field: the next name can be typed at once.
-        page.wait_for_function(
-            "document.activeElement?.name === 'name'"
-            " && document.activeElement.closest('#tags-section form:has([data-testid=add-tag])')"
-        )
+        expect(name).to_be_focused()
     names = set(Tag.objects.filter(project=project).values_list("name", flat=True))
     assert {"heron", "egret", "stork"} <= names
     assert project.name == "Birds"

@@ -4,6 +4,7 @@ a reload; and a non-member sees 404."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from labeling.models import ImageTag, Project, Role
 from labeling.services.tagging import set_image_tags
@@ -40,9 +41,7 @@ def test_tag_five_images_by_keyboard_with_auto_advance(page, login, annotator_pr
         page.wait_for_selector(f'#tagging-stage[data-image-id="{images[n + 1].id}"]')
     assert page.url.endswith(f"/projects/{project.id}/images/{images[5].id}/")
     # Saves run beside the navigation; wait for the last one before reading the database.
-    page.wait_for_function(
-        "document.querySelector('[data-tagging-keys]').dataset.pendingSaves === '0'"
-    )
+    expect(page.locator("[data-tagging-keys]")).to_have_attribute("data-pending-saves", "0")
     assert page.get_by_test_id("save-status").is_hidden()
 
     expected = {images[n].id: tags[int(key) - 1].name for n, key in enumerate(keys)}
@@ -135,9 +134,7 @@ def test_multilabel_keys_toggle_tags_on_the_same_image(page, login, annotator_pr
     assert page.get_by_test_id("auto-advance").count() == 0
     for key, pressed in (("1", 1), ("3", 2), ("1", 1)):
         page.keyboard.press(key)
-        page.wait_for_function(
-            f"document.querySelectorAll('#tag-form button[aria-pressed=true]').length === {pressed}"
-        )
+        expect(page.locator('#tag-form button[aria-pressed="true"]')).to_have_count(pressed)
     assert shown_image_id(page) == images[0].id
     page.reload()
     pressed = page.locator('#tag-form button[aria-pressed="true"]')
@@ -157,9 +154,7 @@ def test_gallery_shift_click_selects_a_range_and_bulk_tags_it(page, login, annot
     page.get_by_test_id("bulk-tag-button").click()
     page.get_by_test_id("bulk-notice").wait_for()
     # The filter bar reloads its counts on the gallery-changed event.
-    page.wait_for_function(
-        "document.querySelector('[data-testid=count-tagged]').textContent.trim() === '4'"
-    )
+    expect(page.get_by_test_id("count-tagged")).to_have_text("4")
     assert page.get_by_test_id(f"count-tag-{tags[1].id}").inner_text() == "4"
     tagged = set(ImageTag.objects.filter(tag=tags[1]).values_list("image_id", flat=True))
     assert tagged == {image.id for image in images[1:5]}
@@ -174,15 +169,11 @@ def test_select_all_on_page_then_untag(page, login, annotator_project):
     assert page.get_by_test_id("selected-count").inner_text() == "6 selected"
     page.get_by_test_id("bulk-tag").select_option(str(tags[0].id))
     page.get_by_test_id("bulk-tag-button").click()
-    page.wait_for_function(
-        "document.querySelector('[data-testid=count-untagged]').textContent.trim() === '0'"
-    )
+    expect(page.get_by_test_id("count-untagged")).to_have_text("0")
     page.get_by_test_id("select-all").check()
     page.get_by_test_id("bulk-tag").select_option("")
     page.get_by_test_id("bulk-untag-button").click()
-    page.wait_for_function(
-        "document.querySelector('[data-testid=count-untagged]').textContent.trim() === '6'"
-    )
+    expect(page.get_by_test_id("count-untagged")).to_have_text("6")
     assert not ImageTag.objects.filter(image__project=project).exists()
 
 
@@ -233,15 +224,13 @@ def test_ctrl_z_after_auto_advance_goes_back_and_restores_the_last_image(
 
     page.keyboard.press("Control+z")
     page.wait_for_selector(f'#tagging-stage[data-image-id="{images[0].id}"]')
-    page.wait_for_function("!document.querySelector('#tag-form button[aria-pressed=true]')")
+    expect(page.locator('#tag-form button[aria-pressed="true"]')).to_have_count(0)
     assert page.url.endswith(f"/images/{images[0].id}/")
     assert "Undone: banana removed" in page.get_by_test_id("change-status").inner_text()
     assert not ImageTag.objects.filter(image=images[0]).exists()
     # A second undo has nothing left to undo: it says so and changes nothing.
     page.keyboard.press("u")
-    page.wait_for_function(
-        "document.querySelector('[data-testid=change-status]').textContent === 'Nothing to undo.'"
-    )
+    expect(page.get_by_test_id("change-status")).to_have_text("Nothing to undo.")
     assert not ImageTag.objects.filter(image=images[0]).exists()
 
 
