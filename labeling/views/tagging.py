@@ -217,6 +217,7 @@ class _TaggingView:
             "undo": {
                 "url": reverse("labeling:image-tag-undo", args=[self.project.pk, image.pk])
                 + self.query,
+                "image_url": self.url(image),
                 "tags": ",".join(str(tag.pk) for tag in change.before),
                 "version": image.version,
             },

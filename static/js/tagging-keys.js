@@ -38,7 +38,7 @@ if (root) {
   let busy = false;
   let pendingSaves = 0;
   let lastSave = Promise.resolve();
-  let lastChange = null; // {url, tags, version, imageName}: what U puts back
+  let lastChange = null; // {url, image_url, tags, version, imageName}: what U puts back
 
   // Back/forward must never show a stage from a stale snapshot: reload the page instead.
   if (window.htmx) {
@@ -176,11 +176,18 @@ if (root) {
       });
       const html = await response.text();
       if (response.ok || [404, 409, 422].includes(response.status)) {
+        // The answer is that image's stage: with its labels put back, or with the reason not
+        // (409: someone changed it since, with a Reload).
         htmx.swap(stage(), html, { swapStyle: "outerHTML", swapDelay: 0, settleDelay: 0 });
-        const url = response.headers.get("HX-Push-Url");
-        if (url) history.pushState({}, "", url);
-        noteChange(triggerDetail(response, "tags-changed"));
+        if (change.image_url && `${location.pathname}${location.search}` !== change.image_url) {
+          history.pushState({}, "", change.image_url);
+        }
+        if (response.ok) noteChange(triggerDetail(response, "tags-changed"));
+        else changeStatus.hidden = true;
         preloadNeighbours();
+      } else {
+        changeStatus.textContent = "The server refused the undo.";
+        lastChange = change;
       }
     } catch (err) {
       changeStatus.textContent = "The undo did not reach the server. Try again.";

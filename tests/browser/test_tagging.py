@@ -244,3 +244,22 @@ def test_key_help_lists_undo_and_the_review_keys(page, login, annotator_project)
     text = keymap.inner_text()
     for needed in ("Undo", "Ctrl", "Next untagged image", "Save and next", "Dismiss", "Accept"):
         assert needed in text, needed
+
+
+def test_undo_never_overwrites_a_later_change_by_someone_else(page, login, annotator_project):
+    project, user, tags, images = annotator_project
+    login(user)
+    page.goto(f"/projects/{project.id}/images/{images[0].id}/")
+    page.wait_for_selector('[data-tagging-keys][data-next-stage="ready"]')
+    page.keyboard.press("1")
+    page.wait_for_selector(f'#tagging-stage[data-image-id="{images[1].id}"]')
+    expect(page.locator("[data-tagging-keys]")).to_have_attribute("data-pending-saves", "0")
+    other = MembershipFactory(project=project, role=Role.ANNOTATOR).user
+    set_image_tags(image=images[0], tags=[tags[2]], by=other, version=2)  # after the key's save
+
+    page.keyboard.press("u")
+    page.wait_for_selector(f'#tagging-stage[data-image-id="{images[0].id}"]')
+    expect(page.get_by_test_id("conflict")).to_contain_text("Someone else changed")
+    assert page.url.endswith(f"/images/{images[0].id}/")
+    stored = list(ImageTag.objects.filter(image=images[0]).values_list("tag__name", flat=True))
+    assert stored == ["cherry"]

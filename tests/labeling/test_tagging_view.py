@@ -89,6 +89,7 @@ def test_multiclass_key_replaces_the_tag(client, users, tags, images):
     # What U / Ctrl+Z puts back: the tags before, guarded by the version this save made.
     assert event["undo"] == {
         "url": f"/projects/{image.project_id}/images/{image.id}/tags/undo/",
+        "image_url": f"/projects/{image.project_id}/images/{image.id}/",
         "tags": str(tags[0].id),
         "version": 3,
     }
