@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,6 +68,7 @@ INSTALLED_APPS = [
     "template_partials",
     "channels",
     "axes",
+    "csp",
     "labeling",
     "training",
     "predictions",
@@ -76,6 +78,7 @@ MIDDLEWARE = [
     # First: it must wrap a multipart body before anything (CSRF, DRF) parses it.
     "project.multipart.MultipartSanitizerMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -234,6 +237,55 @@ AUTHENTICATION_BACKENDS = [
 # Who may create projects: "staff" (staff accounts and superusers), "superusers", or "everyone"
 # (any signed-in user). Members of a project are invited by its admins either way.
 LOUPE_PROJECT_CREATORS = env_str("LOUPE_PROJECT_CREATORS", "staff")
+
+# --- HTTPS and browser security --------------------------------------------------------------
+# LOUPE_HTTPS=1 when users reach Loupe over https (directly or through a TLS-terminating proxy):
+# plain-http requests are redirected, browsers are told to use https only (HSTS), and the
+# session and CSRF cookies are sent over https only. `manage.py check --deploy` is clean with it.
+LOUPE_HTTPS = env_bool("LOUPE_HTTPS", False)
+if LOUPE_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # A load balancer's health probe may come over plain http inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env_int("LOUPE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+
+def _proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """ "X-Forwarded-Proto" or "X-Forwarded-Proto: https" -> Django's SECURE_PROXY_SSL_HEADER."""
+    if not value.strip():
+        return None
+    name, _, expected = value.partition(":")
+    return "HTTP_" + name.strip().upper().replace("-", "_"), expected.strip() or "https"
+
+
+# Behind a TLS-terminating proxy: the header it sets to say the client used https (e.g.
+# "X-Forwarded-Proto"). Set it only if the proxy always sets or overwrites that header: a client
+# could otherwise claim https itself. Unset (the default), request.is_secure() is the connection's.
+_ssl_header = _proxy_ssl_header(env_str("LOUPE_PROXY_SSL_HEADER"))
+if _ssl_header:
+    SECURE_PROXY_SSL_HEADER = _ssl_header
+
+# Content-Security-Policy (django-csp) on every response: scripts and styles from Loupe's own
+# origin only (static/js modules, static/css, static/vendor), no inline script, handler or
+# <style>, no eval; websockets and fetches to the same origin; nothing may frame Loupe.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- Static and media -----------------------------------------------------------------------
 STATIC_URL = "/static/"

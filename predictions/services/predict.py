@@ -109,14 +109,15 @@ class PredictionOutcome:
 def resolve_target(*, project_id: int, publish_name: str, secret: str | None, kind: str) -> Target:
     """Check the key, then find the iteration published under `publish_name`.
 
-    Unknown project: NotFound (404); wrong or revoked key: Unauthorized (401); unknown publish
-    name: NotFound; `kind` that does not match the project (classify on a detection project):
-    WrongModelKind (400).
+    The key comes first: a missing, wrong or revoked key is Unauthorized (401) whether or not
+    the project exists, so the API tells no one without a key which project ids exist. With a
+    live key: unknown publish name: NotFound (404); `kind` that does not match the project
+    (classify on a detection project): WrongModelKind (400).
     """
+    authenticate_key(project_id=project_id, secret=secret)
     project = Project.objects.filter(pk=project_id).only("pk", "kind").first()
-    if project is None:
+    if project is None:  # deleted since the key was checked
         raise NotFound("This project does not exist.", code="NotFoundProject")
-    authenticate_key(project_id=project.pk, secret=secret)
     iteration = (
         Iteration.objects.completed()
         .filter(project_id=project.pk, published_name=publish_name)

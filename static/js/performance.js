@@ -103,9 +103,16 @@ function renderConfusionTable(matrix) {
   const labels = [...data.tags.map((t) => t.name), NEGATIVE];
   const max = Math.max(1, ...matrix.flat());
   const head = `<tr><th></th>${labels.map((l) => `<th>${escape(l)}</th>`).join("")}</tr>`;
-  const rows = matrix.map((row, i) => `<tr><th>${escape(labels[i])}</th>${row.map((n, j) =>
-    `<td style="background: rgba(${i === j ? "31,138,76" : "210,60,60"}, ${(n / max) * 0.6})">${n}</td>`).join("")}</tr>`);
+  const rows = matrix.map((row, i) => `<tr><th>${escape(labels[i])}</th>${row.map((n) =>
+    `<td>${n}</td>`).join("")}</tr>`);
   table.innerHTML = head + rows.join("");
+  // Shading from script, not style="…" in the markup: the Content-Security-Policy refuses those.
+  table.querySelectorAll("tr").forEach((tr, r) => {
+    tr.querySelectorAll("td").forEach((td, j) => {
+      const i = r - 1;
+      td.style.background = `rgba(${i === j ? "31,138,76" : "210,60,60"}, ${(matrix[i][j] / max) * 0.6})`;
+    });
+  });
 }
 
 function escape(text) {

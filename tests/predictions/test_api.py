@@ -100,9 +100,11 @@ def test_a_key_of_another_project_is_401(trained, django_user_model):
     assert post(trained.url(), colour_png(RED), foreign).status_code == 401
 
 
-def test_unknown_project_and_publish_name_are_404(trained):
+def test_unknown_publish_name_is_404_and_unknown_project_401(trained):
+    # A key is a key of one project: on a project that does not exist it is a wrong key (401),
+    # so the API does not tell who holds no key which project ids exist.
     missing_project = post(trained.url(project_id=999999), colour_png(RED), trained.key)
-    assert missing_project.status_code == 404
+    assert missing_project.status_code == 401
     unknown_name = post(trained.url(name="nope"), colour_png(RED), trained.key)
     assert unknown_name.status_code == 404
     assert "nope" in unknown_name.json()["message"]
