@@ -149,6 +149,7 @@ class _GainOrder:
     like_it: list[int]  # unlabeled images in the pick's cluster, scaled to all open predictions
     is_covered: list[bool]  # a labeled image is in the pick's cluster
     total: int  # open predictions of the iteration
+    by_density: bool = True  # picks are a cluster's most typical image (else any member)
 
 
 def _most_gain(
@@ -175,6 +176,7 @@ def _most_gain(
             for_doubt=order.for_doubt[i],
             like_it=order.like_it[i],
             is_covered=order.is_covered[i],
+            by_density=order.by_density,
         )
         for i in shown
     }
@@ -188,7 +190,12 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainO
     highest id of the open rows name the set; the iteration's figures and training embeddings
     never change once it completed. `created` tells apart iterations that reuse an id (tests).
     """
-    from training.ml.ranking import compact_embeddings, rank_for_review, review_weight
+    from training.ml.ranking import (
+        compact_embeddings,
+        density_trust,
+        rank_for_review,
+        review_weight,
+    )
     from training.services.embeddings import training_embeddings
 
     state = open_rows.aggregate(total=Count("id"), top=Max("id"))
@@ -199,6 +206,7 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainO
         return cached
     signals = model_signals(iteration)
     weight = review_weight(model_quality=signals.quality, labels_per_tag=signals.labels_per_tag)
+    trust = density_trust(model_quality=signals.quality)
     candidates = _candidates(open_rows, iteration, weight, total)
     if not candidates:
         return _GainOrder([], [], [], [], 0)
@@ -213,6 +221,7 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainO
         np.array([u for _, u in candidates], dtype=np.float64),
         labeled_embeddings=labeled,
         weight=weight,
+        density_trust=trust,
         k=len(ids),
         batch=PAGE_SIZE,
         seed=iteration.pk,
@@ -224,6 +233,7 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainO
         like_it=[round(int(v) * scale) for v in ranking.cluster_size],
         is_covered=[bool(v) for v in ranking.cluster_labeled],
         total=total,
+        by_density=trust >= 0.5,
     )
     cache.set(key, order, ORDER_CACHE_S)
     return order
@@ -278,12 +288,17 @@ def _reason(
     for_doubt: bool,
     like_it: int,
     is_covered: bool,
+    by_density: bool,
 ) -> str:
     """One line for the reviewer: why this prediction is worth a label now."""
     if not for_doubt:
         others = max(like_it - 1, 0)
-        text = f"Typical of {others} other unlabeled image{'s' if others != 1 else ''} like it"
-        return text + ("" if is_covered else ", none like it labeled yet") + "."
+        images = f"{others} other unlabeled image{'s' if others != 1 else ''} like it"
+        text = f"Typical of {images}" if by_density else f"One of {images}"
+        text += "" if is_covered else ", none like it labeled yet"
+        if not by_density:  # the spread sample of a weak model (ml.ranking.density_trust)
+            text += "; the model is too weak yet to tell which teaches it most"
+        return text + "."
     threshold = iteration.suggested_threshold
     ranked = sorted(results, key=lambda row: -float(row.get("probability", 0.0)))
     if uncertainty < SURE_BELOW:  # far down the page: do not call a confident answer a doubt

@@ -9,6 +9,7 @@ import pytest
 
 from training.ml.ranking import (
     compact_embeddings,
+    density_trust,
     kmeans,
     rank_for_review,
     review_weight,
@@ -155,3 +156,22 @@ def test_a_page_of_2000_candidates_ranks_quickly() -> None:
     elapsed = time.perf_counter() - started
     assert ranking.order.size == 40
     assert elapsed < 1.0, f"rank_for_review took {elapsed * 1000:.0f} ms on 2,000 candidates"
+
+
+def test_density_is_trusted_only_for_a_model_well_above_chance() -> None:
+    assert density_trust(model_quality=0.05) == 0.0  # features do not follow the tags
+    assert density_trust(model_quality=0.9) == 1.0
+    assert density_trust(model_quality=None) == 1.0
+    assert 0.0 < density_trust(model_quality=0.5) < 1.0
+
+
+def test_without_trust_in_density_a_cluster_gives_any_member_not_its_most_typical() -> None:
+    points, ids = blobs(4, 60, seed=16)
+    u = np.zeros(points.shape[0])
+    typical = rank_for_review(points, u, weight=0.0, k=4, batch=4, seed=0)
+    spread = [
+        rank_for_review(points, u, weight=0.0, density_trust=0.0, k=4, batch=4, seed=s).order
+        for s in range(3)
+    ]
+    assert all(sorted(ids[order].tolist()) == [0, 1, 2, 3] for order in spread)  # still covers
+    assert any(set(order.tolist()) != set(typical.order.tolist()) for order in spread)
