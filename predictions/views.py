@@ -38,6 +38,7 @@ from predictions.services.triage import (
     review_summary,
 )
 from project.errors import LoupeError, NotFound
+from project.ids import parse_ids, parse_optional_id
 
 # --- Prediction keys (admins) ----------------------------------------------------------------
 
@@ -82,10 +83,10 @@ def key_list(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise NotFound("Choose an item of this project.") from None
+    number = parse_optional_id(value)
+    if number is None:
+        raise NotFound("Choose an item of this project.")
+    return number
 
 
 # --- Quick test (members) --------------------------------------------------------------------
@@ -154,7 +155,8 @@ def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
     tag_id = _optional_int(request.GET.get("tag"))
     if sort in ("lowest", "highest") and tag_id is None and tags:
         tag_id = tags[0].pk
-    page_number = _optional_int(request.GET.get("page")) or 1
+    # A page past the last one is empty; one past this bound is surely a typo.
+    page_number = min(_optional_int(request.GET.get("page")) or 1, 100_000)
     page, open_count = None, 0
     if chosen is not None:
         page = ranked_predictions(
@@ -183,10 +185,11 @@ def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _optional_int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
+    """A whole number from a query or form field (ids, versions, pages: all within the
+    database's 64-bit range), or None for a missing or bad one."""
+    if value == "0":
+        return 0
+    return parse_optional_id(value)
 
 
 def _chosen_iteration(request: HttpRequest, project: Any, iterations: list[Any]) -> Any:
@@ -199,9 +202,10 @@ def _chosen_iteration(request: HttpRequest, project: Any, iterations: list[Any])
 
 
 def _image_ids(request: HttpRequest) -> list[int]:
-    ids = []
+    """The ticked images; InvalidId (a LoupeError naming the field) for one that is no id."""
+    ids: list[int] = []
     for value in request.POST.getlist("image_ids"):
-        ids.extend(int(part) for part in value.split(",") if part.strip().isdigit())
+        ids.extend(parse_ids(value, field="image_ids"))
     return ids
 
 
@@ -235,8 +239,9 @@ def prediction_review(request: HttpRequest, project_id: int) -> HttpResponse:
 def prediction_dismiss(request: HttpRequest, project_id: int) -> HttpResponse:
     """Dismiss the ticked predictions (the tab), or the one under review (D in the review)."""
     project = access_project(request.user, project_id, min_role=Role.REVIEWER)
-    ids = _image_ids(request)
+    ids: list[int] = []
     try:
+        ids = _image_ids(request)
         count = dismiss_predictions(project=project, image_ids=ids, by=request.user)
     except LoupeError as err:
         messages.error(request, err.message)
@@ -252,7 +257,8 @@ def prediction_dismiss(request: HttpRequest, project_id: int) -> HttpResponse:
 
 def _queue(request: HttpRequest) -> list[int]:
     raw = request.POST.get("queue", "")
-    return [int(part) for part in raw.split(",") if part.strip().isdigit()]
+    parsed = (parse_optional_id(part) for part in raw.split(","))
+    return [image_id for image_id in parsed if image_id is not None]
 
 
 @require_POST
