@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from labeling.models import Image, Membership, Project, Role, Tag
+from project.hosts import absolute_url
 
 
 class ProjectOutputSerializer(serializers.ModelSerializer):
@@ -140,7 +141,8 @@ class ImageOutputSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
 
         def absolute(url: str) -> str:
-            return request.build_absolute_uri(url) if request is not None else url
+            # Only on a host the admin named: a forged Host header is never echoed.
+            return absolute_url(request, url) if request is not None else url
 
         return ImageUrlsSerializer(
             {

@@ -49,7 +49,13 @@ if not SECRET_KEY:
         _key_file.write_text(SECRET_KEY)
         _key_file.chmod(0o600)
 
-ALLOWED_HOSTS = [h for h in env_str("LOUPE_ALLOWED_HOSTS", "*").split(",") if h]
+# Host names Loupe answers to. Unset: this machine's local names only (`up` binds 127.0.0.1);
+# "*" serves any Host, and then absolute URLs stay root-relative (project/hosts.py).
+ALLOWED_HOSTS = [h.strip() for h in env_str("LOUPE_ALLOWED_HOSTS").split(",") if h.strip()] or [
+    "localhost",
+    "127.0.0.1",
+    "[::1]",
+]
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("LOUPE_CSRF_TRUSTED_ORIGINS").split(",") if o]
 
 INSTALLED_APPS = [

@@ -17,13 +17,16 @@ Invariants:
 
 Environment: HOST, PORT (default 127.0.0.1:8000), LOUPE_DATA_DIR (default ./var: database, media,
 Redis socket and files, beat schedule), REDIS_URL (external broker; no embedded Redis then),
-LOUPE_WORKER_CONCURRENCY (default 2), LOUPE_ACCESS_LOG (1 to log every request).
+LOUPE_WORKER_CONCURRENCY (default 2), LOUPE_ACCESS_LOG (1 to log every request). Serving on an
+address other than loopback with LOUPE_ALLOWED_HOSTS unset prints a warning: Django then answers
+only to local names (localhost, 127.0.0.1, [::1]).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import os
 import signal
 import socket
@@ -332,8 +335,33 @@ def _port_open(config: Config) -> bool:
         return False
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (HOST: a name or an address) is reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def hosts_warning(config: Config, environ: dict[str, str]) -> str | None:
+    """The warning for serving on a non-loopback address while LOUPE_ALLOWED_HOSTS is unset."""
+    if is_loopback(config.host) or environ.get("LOUPE_ALLOWED_HOSTS", "").strip(", "):
+        return None
+    return (
+        f"loupe up: warning: serving on {config.host}:{config.port} but LOUPE_ALLOWED_HOSTS is "
+        "not set, so only localhost, 127.0.0.1 and [::1] are accepted as host names: requests "
+        "for this machine's name or network address get 400. Set LOUPE_ALLOWED_HOSTS to the "
+        "names users type (e.g. LOUPE_ALLOWED_HOSTS=loupe.example.com)."
+    )
+
+
 def run(config: Config) -> int:
     """Start everything, supervise until a stop request or a child's death; the exit status."""
+    warning = hosts_warning(config, dict(os.environ))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     supervisor = Supervisor()
     # SIGHUP too: a closed terminal must not leave the children running.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

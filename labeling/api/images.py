@@ -29,6 +29,7 @@ from labeling.services.tagging import (
     remove_tags_from_images,
     set_image_tags,
 )
+from project.hosts import absolute_url
 from project.ids import IdField, id_list_field
 
 # A page of images is at most this many; 50 is the default (the upload batch size too).
@@ -108,7 +109,7 @@ class ImageListApi(APIView):
         if page.older_cursor is not None:
             query_params = request.query_params.copy()
             query_params["after"] = str(page.older_cursor)
-            next_url = request.build_absolute_uri(f"{request.path}?{query_params.urlencode()}")
+            next_url = absolute_url(request, f"{request.path}?{query_params.urlencode()}")
         body = {
             "count": images.count(),
             "next_cursor": page.older_cursor,
