@@ -38,6 +38,7 @@ from predictions.services.triage import (
     review_summary,
 )
 from project.errors import LoupeError, NotFound
+from project.hosts import absolute_url
 from project.ids import parse_ids, parse_optional_id
 
 # --- Prediction keys (admins) ----------------------------------------------------------------
@@ -76,7 +77,7 @@ def key_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "keys": list(project.prediction_keys.all()),
         "issued": issued,
         "error": error,
-        "endpoint": request.build_absolute_uri(f"/api/predict/{project.pk}/"),
+        "endpoint": absolute_url(request, f"/api/predict/{project.pk}/"),
         "iterations": list(project.iterations.published()),
     }
     return TemplateResponse(request, "predictions/keys.html", context, status=status)
