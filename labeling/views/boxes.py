@@ -6,6 +6,10 @@ load; POST takes the image's complete
 list of boxes and the version the editor started from (and optionally `no_objects`, the "No
 objects" mark), and answers the stored boxes, the mark and the new version, or
 `{"code", "message"}` with 409 (someone else saved first), 404 or 422.
+
+The gallery's query string (`?filter=untagged`, `?tag=3`) rides along: Previous/Next walk the
+images that filter shows, and "Back to the gallery" returns to it. The project's counts of
+images with and without boxes come with every answer, saves included, so they stay live.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from labeling.access import access_image, access_project
+from labeling.forms import ImageFilterForm
 from labeling.models import Image, Project, Role, Tag
+from labeling.services.images import ImageFilter
 from labeling.services.regions import RegionSpec, is_marked_no_objects, set_image_regions
 from project.errors import LabelRuleError, LoupeError, NotFound, ValidationFailed
 
@@ -40,7 +47,11 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
     image = access_image(request.user, project, image_id)
     if request.method == "POST":
         return _save_boxes(request, project, image)
-    tags = list(project.tags.filter(kind=Tag.Kind.REGULAR))
+    all_tags = list(project.tags.all())
+    tags = [tag for tag in all_tags if tag.kind == Tag.Kind.REGULAR]
+    image_filter = ImageFilterForm(request.GET, tags=all_tags).image_filter()
+    query = urlencode(image_filter.as_query())
+    gallery_url = reverse("labeling:project-detail", args=[project.pk])
     editor_data = {
         "name": str(image),
         "version": image.version,
@@ -51,8 +62,9 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
         "regions": _regions_payload(image),
         "noObjects": is_marked_no_objects(image),
         "saveUrl": request.path,
-        "untaggedLeft": project.images.training().untagged().count(),
-        **_neighbours(project, image),
+        "galleryUrl": f"{gallery_url}?{query}" if query else gallery_url,
+        **_image_counts(project),
+        **_neighbours(project, image, image_filter, query),
     }
     # The editor moves between images without reloading the page: it asks for this as JSON.
     if request.headers.get("Accept", "").startswith("application/json"):
@@ -80,6 +92,7 @@ def _save_boxes(request: HttpRequest, project: Project, image: Image) -> JsonRes
             "is_tagged": image.is_tagged,
             "regions": _regions_payload(image),
             "no_objects": is_marked_no_objects(image),
+            **_image_counts(project),
         }
     )
 
@@ -123,20 +136,30 @@ def _regions_payload(image: Image) -> list[dict[str, Any]]:
     ]
 
 
-def _neighbours(project: Project, image: Image) -> dict[str, Any]:
-    """Editor URLs of the previous, next and next-unlabeled image in gallery order, and the
-    pixels of the next two so the browser has them before the annotator presses the key."""
-    training = project.images.training()
-    prev_image = training.newer_than(image.pk).only("pk", "file").first()
-    next_image = training.older_than(image.pk).only("pk", "file").first()
+def _image_counts(project: Project) -> dict[str, int]:
+    """The project's training images with boxes (or marked "No objects") and without."""
+    counts = project.images.training().label_counts()
+    return {"taggedCount": counts["tagged"], "untaggedLeft": counts["untagged"]}
+
+
+def _neighbours(
+    project: Project, image: Image, image_filter: ImageFilter, query: str
+) -> dict[str, Any]:
+    """Editor URLs of the previous, next (in the gallery's order, within its filter) and
+    next-unlabeled image, and the pixels of the next two so the browser has them before the
+    annotator presses the key."""
+    shown = image_filter.apply(project.images.all())
+    prev_image = shown.newer_than(image.pk).only("pk", "file").first()
+    next_image = shown.older_than(image.pk).only("pk", "file").first()
     # N wraps around: after the oldest image it continues from the newest.
-    untagged = training.untagged().exclude(pk=image.pk).only("pk", "file")
+    untagged = project.images.training().untagged().exclude(pk=image.pk).only("pk", "file")
     next_untagged = untagged.older_than(image.pk).first() or untagged.order_by("-pk").first()
 
     def url(other: Image | None) -> str | None:
         if other is None:
             return None
-        return reverse("labeling:image-boxes", args=[project.pk, other.pk])
+        url = reverse("labeling:image-boxes", args=[project.pk, other.pk])
+        return f"{url}?{query}" if query else url
 
     preload = {image_file_url(i) for i in (next_image, next_untagged) if i is not None}
     return {

@@ -139,6 +139,8 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
         "newer_url": link(before=page.newer_cursor) if page.newer_cursor else "",
         "older_url": link(after=page.older_cursor) if page.older_cursor else "",
         "can_delete": has_role(request.user, project, Role.REVIEWER),
+        # Boxes are drawn one image at a time: a detection project has no bulk Tag/Untag.
+        "can_bulk_tag": bool(tags) and not project.is_detection,
     }
 
 

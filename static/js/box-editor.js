@@ -8,13 +8,13 @@
 //     <button data-tag-id="7">…</button> …          tag list, in key order 1–9
 //     <p data-key-target/>                            says what keys 1–9 set right now
 //     <button data-action="no-objects">               the "No objects" mark (key 0)
-//     <ul class="box-list"/> <span data-testid="box-count"/>
+//     <ul class="box-list"/> <span data-testid="box-count"/> <span data-info="counts"/>
 //     <p class="box-status"/> <div class="box-conflict" hidden><p class="box-conflict-message"/>
 //       <button data-action="reload"/></div>
 //   </div>
 //   <script id="ID-OF-JSON-SCRIPT" type="application/json">{version, imageUrl, width, height,
 //     tags: [{id, name}], regions: [{tag_id, left, top, width, height}], noObjects, saveUrl,
-//     prevUrl, nextUrl, nextUntaggedUrl, preload: [url]}</script>
+//     prevUrl, nextUrl, nextUntaggedUrl, preload: [url], taggedCount, untaggedLeft}</script>
 //
 // Boxes live in image pixels inside the SVG (its viewBox is the image), and are sent to the
 // server as fractions of the image, Custom Vision's convention. Zoom and pan change the viewBox.
@@ -89,7 +89,7 @@ class BoxEditor {
   }
 
   showNeighbours(data) {
-    for (const key of ["prevUrl", "nextUrl", "nextUntaggedUrl", "untaggedLeft", "preload"]) {
+    for (const key of ["prevUrl", "nextUrl", "nextUntaggedUrl", "preload"]) {
       this.data[key] = data[key];
     }
     this.root.querySelectorAll("[data-nav]").forEach((a) => {
@@ -97,8 +97,16 @@ class BoxEditor {
       a.hidden = !url;
       if (url) a.href = url; else a.removeAttribute("href");
     });
-    this.root.querySelector("[data-info=untagged]").textContent =
-      `${data.untaggedLeft} without boxes`;
+    this.showCounts(data);
+  }
+
+  // The project's images with and without boxes: every answer carries them, saves included, so
+  // the line follows the annotator's own work (and everyone else's) without a reload.
+  showCounts({ taggedCount, untaggedLeft }) {
+    if (taggedCount === undefined || untaggedLeft === undefined) return;
+    Object.assign(this.data, { taggedCount, untaggedLeft });
+    this.root.querySelector("[data-info=counts]").textContent =
+      `${taggedCount} with boxes · ${untaggedLeft} without`;
   }
 
   tagKey() { return `loupe-box-tag-${this.data.saveUrl.split("/")[2]}`; }
@@ -407,6 +415,7 @@ class BoxEditor {
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
       this.version = body.version;
+      this.showCounts(body);
       if (!this.dirty) this.setStatus("Saved.", "ok");
     } else if (response.status === 409) {
       this.conflicted = true;
