@@ -27,6 +27,7 @@ from predictions.services.ranking import (
     SORTS,
     default_iteration,
     iterations_with_predictions,
+    other_open_iterations,
     ranked_predictions,
 )
 from predictions.services.suggestions import accept_suggestion, request_suggestions
@@ -40,6 +41,7 @@ from predictions.services.triage import (
 from project.errors import LoupeError, NotFound
 from project.hosts import absolute_url
 from project.ids import parse_ids, parse_optional_id
+from training.services.publishing import current_iteration
 
 # --- Prediction keys (admins) ----------------------------------------------------------------
 
@@ -100,7 +102,9 @@ class QuickTestForm(forms.Form):
 
     def __init__(self, *args: Any, iterations: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["iteration"].choices = [(it.pk, str(it)) for it in iterations]
+        self.fields["iteration"].choices = [
+            (it.pk, f"{it} (default)" if it.is_default else str(it)) for it in iterations
+        ]
 
 
 @require_http_methods(["GET", "POST"])
@@ -108,11 +112,20 @@ class QuickTestForm(forms.Form):
 def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id)
     iterations = list(project.iterations.completed().exclude(artifact="").order_by("-number"))
+    current = current_iteration(project, with_model=True)
     bound = request.method == "POST"
     form = QuickTestForm(
-        request.POST if bound else None, request.FILES if bound else None, iterations=iterations
+        request.POST if bound else None,
+        request.FILES if bound else None,
+        iterations=iterations,
+        initial={"iteration": current.pk if current else None},
     )
-    context: dict[str, Any] = {"project": project, "form": form, "iterations": iterations}
+    context: dict[str, Any] = {
+        "project": project,
+        "form": form,
+        "iterations": iterations,
+        "current": current,
+    }
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -158,17 +171,23 @@ def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
         tag_id = tags[0].pk
     # A page past the last one is empty; one past this bound is surely a typo.
     page_number = min(_optional_int(request.GET.get("page")) or 1, 100_000)
-    page, open_count = None, 0
+    page, open_count, open_elsewhere = None, 0, []
     if chosen is not None:
         page = ranked_predictions(
             project=project, iteration_id=chosen.pk, sort=sort, tag_id=tag_id, page=page_number
         )
         # One COUNT on prediction_newest_idx: how much is left to review, shown above the grid.
         open_count = Prediction.objects.open().filter(iteration_id=chosen.pk).count()
+        if not open_count:  # nothing to review here: point at the iterations that have some
+            open_elsewhere = other_open_iterations(iterations, chosen)
     context = {
         "project": project,
         "iterations": iterations,
         "iteration": chosen,
+        "current": current_iteration(project),
+        # Suggest tags runs a model: the current iteration among those with a model file.
+        "suggest_with": current_iteration(project, with_model=True),
+        "open_elsewhere": open_elsewhere,
         "sorts": SORTS,
         "sort": sort,
         "tags": tags,

@@ -277,8 +277,7 @@ def performance(request: HttpRequest, project_id: int) -> HttpResponse:
     if chosen.isdigit():
         iteration = get_object_or_404(project.iterations, pk=int(chosen))
     else:
-        completed = project.iterations.completed()
-        iteration = completed.filter(is_default=True).first() or completed.first()
+        iteration = publishing.current_iteration(project)
     if iteration is None:
         return redirect("training:iteration-list", project.id)
     return redirect("training:iteration-performance", project.id, iteration.id)

@@ -1,6 +1,7 @@
-"""Suggested tags ("smart labeler"): the default iteration's guesses for untagged images.
+"""Suggested tags ("smart labeler"): the current iteration's guesses for untagged images.
 
-A worker task (`predictions.suggest_tags`) runs the project's default iteration over its
+A worker task (`predictions.suggest_tags`) runs the project's current iteration (its default,
+else its latest completed: training.services.publishing.current_iteration) over its
 untagged training images in batches and stores one Suggestion per image: for multiclass the top
 tag, for multilabel every tag at or above the iteration's threshold (the top tag if none is),
 for detection the boxes at or above it. The tagging view shows them; one key accepts them
@@ -24,6 +25,7 @@ from predictions.services.predict import CheckedImage, run_model, target_for
 from project.errors import LabelRuleError, LoupeError
 from project.queue import enqueue
 from training.models import Iteration
+from training.services.publishing import current_iteration
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +33,13 @@ SUGGEST_BATCH = 200  # images per task run; the task re-queues itself for the re
 
 
 def request_suggestions(*, project: Project, by: AbstractBaseUser) -> Iteration:
-    """Queue the suggestion task for the project's default iteration (reviewers and admins)."""
+    """Queue the suggestion task for the project's current iteration (reviewers and admins)."""
     require_role(by, project, Role.REVIEWER)
-    iteration = project.iterations.completed().filter(is_default=True).exclude(artifact="").first()
+    iteration = current_iteration(project, with_model=True)
     if iteration is None:
         raise LabelRuleError(
-            "Suggestions come from the default iteration, and this project has none. "
-            "Make a trained iteration the default first."
+            "Suggestions come from a trained iteration, and this project has none yet. "
+            "Train one first."
         )
     enqueue("predictions.suggest_tags", project.pk, queue="predict")
     return iteration
@@ -52,7 +54,7 @@ def suggest_for_untagged(
     has a suggestion from this iteration is skipped, so a redelivered task repeats nothing.
     """
     project = Project.objects.get(pk=project_id)
-    iteration = project.iterations.completed().filter(is_default=True).exclude(artifact="").first()
+    iteration = current_iteration(project, with_model=True)
     if iteration is None:
         return 0, False
     target = target_for(project, iteration)

@@ -104,8 +104,8 @@ def test_suggested_tags_show_in_the_tagging_view_and_one_post_accepts_them(
     assert not Suggestion.objects.exists()
 
 
-def test_suggestions_need_a_default_iteration(client_for, users, trained):
+def test_suggestions_need_a_trained_iteration(client_for, project, users):
     client = client_for(users["reviewer"])
-    response = client.post(reverse("predictions:suggestions-run", args=[trained.project.id]))
+    response = client.post(reverse("predictions:suggestions-run", args=[project.id]))
     page = client.get(response.url)
-    assert "has none" in page.content.decode()
+    assert "has none yet" in page.content.decode()

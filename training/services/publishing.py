@@ -1,4 +1,6 @@
-"""Publishing, default choice, renaming, thresholds and deletion of iterations (admins only).
+"""Publishing, the default and current iteration, renaming, thresholds and deletion of iterations.
+
+Every write is for admins; `current_iteration` is a read any member's page asks.
 
 The publish name is what the prediction API calls an iteration by; it is unique per project
 (a database constraint). A published iteration cannot be deleted: clients may be calling it.
@@ -13,7 +15,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from labeling.access import require_role
-from labeling.models import Role
+from labeling.models import Project, Role
 from project.errors import LabelRuleError, ValidationFailed
 from training.models import Iteration
 from training.services.figures import remember_headline
@@ -24,6 +26,19 @@ MAX_NAME_LENGTH = 100
 # The publish name is a path segment of the prediction URL (…/classify/iterations/<name>/image), so,
 # as in Custom Vision, it takes only characters that never need escaping in a URL.
 PUBLISH_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def current_iteration(project: Project, *, with_model: bool = False) -> Iteration | None:
+    """The project's current iteration: its default, else its latest completed one; or None.
+
+    The one rule behind every place that preselects an iteration (the Performance tab, the
+    Predictions tab, Quick test, Suggest tags), so they never disagree about which model "the"
+    model is. `with_model` keeps only iterations with a model file, for the places that run it.
+    """
+    completed = project.iterations.completed()
+    if with_model:
+        completed = completed.exclude(artifact="")
+    return completed.filter(is_default=True).first() or completed.order_by("-number").first()
 
 
 def _clean_name(name: str, what: str) -> str:
@@ -84,7 +99,7 @@ def unpublish_iteration(*, iteration: Iteration, by: AbstractBaseUser) -> Iterat
 
 @transaction.atomic
 def make_default_iteration(*, iteration: Iteration, by: AbstractBaseUser) -> Iteration:
-    """Make the iteration the project's default (used for suggested tags); one per project."""
+    """Make the iteration the project's default (the current one everywhere); one per project."""
     require_role(by, iteration.project, Role.ADMIN)
     _require_completed(iteration, "the default")
     Iteration.objects.filter(project_id=iteration.project_id, is_default=True).exclude(
