@@ -36,6 +36,8 @@ class ImageFilterForm(forms.Form):
     def __init__(self, data: object, *, tags: Sequence[Tag]) -> None:
         super().__init__(data)
         self.tag_ids = {tag.pk for tag in tags}
+        # Other apps' filters register once the apps are ready: read them per form.
+        self.fields["filter"].choices = [(s, s) for s in ImageFilter.statuses()]  # type: ignore[attr-defined]
 
     def clean_tag(self) -> int | None:
         tag_id = self.cleaned_data.get("tag")

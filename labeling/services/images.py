@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from labeling.access import require_role
+from labeling.gallery_extensions import extra_filter, extra_filters
 from labeling.models import Image, ImageQuerySet, ImageTag, Project, Role
 
 logger = logging.getLogger(__name__)
@@ -45,17 +46,25 @@ GALLERY_PAGE_SIZE = 30
 
 @dataclass(frozen=True)
 class ImageFilter:
-    """Which training images a gallery or tagging view walks: all, tagged, untagged or one tag."""
+    """Which training images a gallery or tagging view walks: all, tagged, untagged, one tag,
+    or a filter another app registered (labeling.gallery_extensions, e.g. "suggested")."""
 
-    status: str = "all"  # "all" | "tagged" | "untagged"
+    status: str = "all"  # "all" | "tagged" | "untagged" | an extra filter's key
     tag_id: int | None = None
 
     STATUSES = ("all", "tagged", "untagged")
+
+    @classmethod
+    def statuses(cls) -> list[str]:
+        return [*cls.STATUSES, *(extra.key for extra in extra_filters())]
 
     def apply(self, images: ImageQuerySet) -> ImageQuerySet:
         images = images.training()
         if self.tag_id is not None:
             return images.for_tag(self.tag_id)
+        extra = extra_filter(self.status)
+        if extra is not None:
+            return extra.narrow(images)
         if self.status == "tagged":
             return images.tagged()
         if self.status == "untagged":
@@ -72,6 +81,16 @@ class ImageFilter:
     def key(self) -> str:
         """A stable name for the active filter ("all", "tagged", "untagged", "tag-<id>")."""
         return f"tag-{self.tag_id}" if self.tag_id is not None else self.status
+
+    @property
+    def status_label(self) -> str:
+        """What the tagging view calls a status filter ("Untagged images")."""
+        extra = extra_filter(self.status)
+        if extra is not None:
+            return extra.label
+        return {"tagged": "Tagged images", "untagged": "Untagged images"}.get(
+            self.status, "All images"
+        )
 
 
 def count_training_images_per_tag(project: Project) -> dict[int, int]:

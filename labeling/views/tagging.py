@@ -9,6 +9,11 @@ A stored prediction under review (an image that is not training data yet, opened
 Predictions tab with `?review=<image ids>`) is "review mode": a tag key never leaves the image
 (auto-advance is for training images), ← and → walk the review queue, and the prediction panel's
 Save and close (S) moves it into the training data and on to the next prediction.
+
+An image opened from another app's list of images (a performance page's mispredicted images:
+`?mispredicted=<iteration id>&threshold=…`, see labeling.image_sets) keeps that context: ← and →
+walk that set, "back" returns to the page it came from, and the panel shows what the model
+predicted beside the true labels.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from django_htmx.http import (
 
 from labeling.access import access_image, access_project, has_role, visible_images
 from labeling.forms import ImageFilterForm, TagToggleForm, TagUndoForm
+from labeling.image_sets import ImageSet, image_set_for
 from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.images import ImageFilter, Neighbours, delete_images, image_neighbours
 from labeling.services.tagging import TagChange, restore_image_tags, toggle_image_tag
@@ -163,7 +169,9 @@ class _TaggingView:
         # A bad id in a shared link is dropped, not refused (project.ids checks the range).
         review = (parse_optional_id(part) for part in request.GET.get("review", "").split(","))
         self.review_ids: list[int] = [image_id for image_id in review if image_id is not None]
-        params = self.filter.as_query()
+        # A set from another app (labeling.image_sets) replaces the gallery's filter.
+        self.image_set: ImageSet | None = image_set_for(request.user, project, request.GET)
+        params = self.image_set.params if self.image_set else self.filter.as_query()
         self.filter_query = f"?{urlencode(params)}" if params else ""
         if self.review_ids:
             params = {**params, "review": ",".join(map(str, self.review_ids))}
@@ -187,6 +195,8 @@ class _TaggingView:
     def neighbours(self, image: Image) -> Neighbours:
         if self.is_review(image):
             return self._queue_neighbours(image)
+        if self.image_set is not None:
+            return self._set_neighbours(image, self.image_set)
         images = self.filter.apply(self.project.images.all())
         return image_neighbours(images, image, untagged=self.project.images.training().untagged())
 
@@ -201,6 +211,18 @@ class _TaggingView:
         found = {row.pk: row for row in rows}
         before = self.review_ids[at - 1] if at > 0 else None
         after = self.review_ids[at + 1] if at + 1 < len(self.review_ids) else None
+        return Neighbours(
+            previous=found.get(before) if before else None,
+            next=found.get(after) if after else None,
+            next_untagged=None,
+        )
+
+    def _set_neighbours(self, image: Image, image_set: ImageSet) -> Neighbours:
+        """In a set from another app, ← and → walk that set (N has no place in it)."""
+        before, after = image_set.neighbours(image.pk)
+        wanted = [i for i in (before, after) if i is not None]
+        rows = self.project.images.training().filter(pk__in=wanted).only("pk", "file", "project_id")
+        found = {row.pk: row for row in rows}
         return Neighbours(
             previous=found.get(before) if before else None,
             next=found.get(after) if after else None,
@@ -269,8 +291,10 @@ class _TaggingView:
     def _stage_context(self, image: Image) -> dict[str, Any]:
         around = self.neighbours(image)
         review = self.is_review(image)
+        in_set = self.image_set is not None and not review
         return {
             "filter_label": self._review_label(image) if review else self._filter_label(),
+            **(self._set_context(image) if in_set else {}),
             "delete_url": reverse("labeling:image-delete", args=[self.project.pk, image.pk])
             + self.query,
             # A prediction under review is dismissed, not deleted (the panel's D).
@@ -296,9 +320,19 @@ class _TaggingView:
     def _filter_label(self) -> str:
         if self.filter.tag_id is not None:
             return next((f"Tag “{t.name}”" for t in self.tags if t.pk == self.filter.tag_id), "")
-        return {"all": "All images", "tagged": "Tagged images", "untagged": "Untagged images"}[
-            self.filter.status
-        ]
+        return self.filter.status_label
+
+    def _set_context(self, image: Image) -> dict[str, Any]:
+        """Where the image came from and what the model said about it (labeling.image_sets)."""
+        image_set = self.image_set
+        assert image_set is not None
+        position = image_set.position(image.pk)
+        return {
+            "filter_label": f"{image_set.label} · {position or 'not in this set'}",
+            "back_url": image_set.back_url,
+            "back_label": image_set.back_label,
+            "model_prediction": image_set.prediction(image.pk),
+        }
 
     def _review_label(self, image: Image) -> str:
         if image.pk in self.review_ids:
