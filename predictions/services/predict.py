@@ -35,6 +35,7 @@ from labeling.services.thumbnails import enqueue_thumbnails_after_commit
 from predictions.models import Prediction, PredictionScore
 from predictions.services.keys import authenticate_key
 from project.errors import Forbidden, LoupeError, NotFound
+from project.ids import parse_optional_id
 from training.models import Iteration
 
 if TYPE_CHECKING:
@@ -114,8 +115,10 @@ def resolve_target(*, project_id: int, publish_name: str, secret: str | None, ki
     live key: unknown publish name: NotFound (404); `kind` that does not match the project
     (classify on a detection project): WrongModelKind (400).
     """
-    authenticate_key(project_id=project_id, secret=secret)
-    project = Project.objects.filter(pk=project_id).only("pk", "kind").first()
+    # An id past the ids' range has no key either: the same 401, without a query.
+    pk = parse_optional_id(project_id)
+    authenticate_key(project_id=pk or 0, secret=secret if pk else None)
+    project = Project.objects.filter(pk=pk).only("pk", "kind").first()
     if project is None:  # deleted since the key was checked
         raise NotFound("This project does not exist.", code="NotFoundProject")
     iteration = (

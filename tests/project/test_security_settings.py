@@ -128,7 +128,7 @@ def test_prediction_api_is_no_oracle_for_project_ids(kind):
     the fast lane (ASGI) and through the Django view."""
     project = ProjectFactory()
     answers = []
-    for pid in (project.pk, project.pk + 1000):
+    for pid in (project.pk, project.pk + 1000, 2**64):
         path = f"/api/predict/{pid}/{kind}/iterations/prod/image"
         answers.append(_predict(path, "lpk_wrong"))
         view = Client().post(
