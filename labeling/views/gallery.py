@@ -22,6 +22,7 @@ from django_htmx.http import trigger_client_event
 
 from labeling.access import access_project, has_role
 from labeling.forms import BulkActionForm, ImageFilterForm
+from labeling.image_sets import image_set_for
 from labeling.models import Image, ImageTag, Project, Role
 from labeling.services.images import (
     browse_images,
@@ -89,17 +90,24 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
     tags = list(project.tags.all())
     form = ImageFilterForm(query, tags=tags)
     image_filter = form.image_filter()
-    page = browse_images(image_filter.apply(project.images.all()), **form.cursors())
+    images = image_filter.apply(project.images.all())
+    # A set another app names (`?mispredicted=<iteration id>&threshold=…`: labeling.image_sets)
+    # narrows the grid to it, and every link below keeps it.
+    image_set = image_set_for(request.user, project, query)
+    if image_set is not None:
+        images = images.filter(pk__in=image_set.image_ids)
+    base_query = image_set.params if image_set else image_filter.as_query()
+    page = browse_images(images, **form.cursors())
     _attach_tag_names(page.images, project)
     training = project.images.training()
     counts = training.label_counts()
     per_tag = count_training_images_per_tag(project)
     gallery_url = reverse("labeling:project-detail", args=[project.pk])
-    filter_query = urlencode(image_filter.as_query())
+    filter_query = urlencode(base_query)
     cursor = {k: v for k, v in form.cursors().items() if v is not None}
 
     def link(**params: Any) -> str:
-        return _with_query(gallery_url, {**image_filter.as_query(), **params})
+        return _with_query(gallery_url, {**base_query, **params})
 
     filters = [
         {"key": "all", "label": "All", "count": counts["all"], "query": ""},
@@ -132,8 +140,9 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
         "gallery_url": gallery_url,
         "filter_query": filter_query,
         "bulk_url": _with_query(
-            reverse("labeling:image-bulk", args=[project.pk]), {**image_filter.as_query(), **cursor}
+            reverse("labeling:image-bulk", args=[project.pk]), {**base_query, **cursor}
         ),
+        "image_set": image_set,
         "refresh_url": link(),
         "first_url": link() if page.newer_cursor else "",
         "newer_url": link(before=page.newer_cursor) if page.newer_cursor else "",
