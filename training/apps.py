@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class TrainingConfig(AppConfig):
     name = "training"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # labeling walks "the images iteration N mispredicted" without importing training: it
+        # asks its image-set registry, and this is the provider (labeling/image_sets.py).
+        from labeling.image_sets import register_image_set
+        from training.services.mispredicted import QUERY_KEY, mispredicted_set
+
+        register_image_set(QUERY_KEY, mispredicted_set)

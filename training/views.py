@@ -25,12 +25,16 @@ from training.forms import CompareForm, NameForm, ThresholdForm, TrainForm
 from training.models import Iteration
 from training.services import publishing
 from training.services.detection_performance import (
+    DEFAULT_OVERLAP,
+    OVERLAP_MAX,
+    OVERLAP_MIN,
     detection_figures_at,
     detection_page_data,
     load_detection_table,
 )
 from training.services.figures import compare, headline
 from training.services.iterations import start_iteration
+from training.services.mispredicted import parse_fraction
 from training.services.performance import figures_at, load_scores, page_data
 from training.services.progress import clock, iteration_state, timing_summary
 
@@ -306,9 +310,15 @@ def iteration_performance(request: HttpRequest, project_id: int, iteration_id: i
         table = load_scores(iteration)
         can_save = has_role(request.user, project, Role.ADMIN)
         save_url = reverse("training:iteration-threshold", args=[project.id, iteration.id])
+        # ?threshold= (the editor's way back) starts the slider where the user left it.
+        threshold = parse_fraction(
+            request.GET.get("threshold"), default=iteration.suggested_threshold
+        )
         context.update(
-            figures=figures_at(iteration, table, iteration.suggested_threshold),
-            data=page_data(iteration, table, can_save=can_save, save_url=save_url),
+            figures=figures_at(iteration, table, threshold),
+            data=page_data(
+                iteration, table, can_save=can_save, save_url=save_url, threshold=threshold
+            ),
             can_save=can_save,
         )
     return TemplateResponse(request, "training/performance.html", context)
@@ -321,9 +331,22 @@ def _detection_performance(
         table = load_detection_table(iteration)
         can_save = has_role(request.user, project, Role.ADMIN)
         save_url = reverse("training:iteration-threshold", args=[project.id, iteration.id])
+        threshold = parse_fraction(
+            request.GET.get("threshold"), default=iteration.suggested_threshold
+        )
+        overlap = parse_fraction(
+            request.GET.get("overlap"), default=DEFAULT_OVERLAP, low=OVERLAP_MIN, high=OVERLAP_MAX
+        )
         context.update(
-            figures=detection_figures_at(iteration, table, iteration.suggested_threshold),
-            data=detection_page_data(iteration, table, can_save=can_save, save_url=save_url),
+            figures=detection_figures_at(iteration, table, threshold, overlap),
+            data=detection_page_data(
+                iteration,
+                table,
+                can_save=can_save,
+                save_url=save_url,
+                threshold=threshold,
+                overlap=overlap,
+            ),
             can_save=can_save,
         )
     return TemplateResponse(request, "training/performance_detection.html", context)

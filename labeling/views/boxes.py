@@ -10,6 +10,11 @@ objects" mark), and answers the stored boxes, the mark and the new version, or
 The gallery's query string (`?filter=untagged`, `?tag=3`) rides along: Previous/Next walk the
 images that filter shows, and "Back to the gallery" returns to it. The project's counts of
 images with and without boxes come with every answer, saves included, so they stay live.
+
+An image opened from another app's set (a performance page's mispredicted images,
+`?mispredicted=<iteration id>&threshold=…&overlap=…`: labeling.image_sets) keeps that context
+instead: Previous/Next walk the set, "back" returns to that page, and the editor data carries
+the model's predicted boxes (static/js/box-prediction.js draws them beside the true ones).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import access_image, access_project
 from labeling.forms import ImageFilterForm
+from labeling.image_sets import ImagePrediction, ImageSet, image_set_for
 from labeling.models import Image, Project, Role, Tag
 from labeling.services.images import ImageFilter
 from labeling.services.regions import RegionSpec, is_marked_no_objects, set_image_regions
@@ -50,7 +56,8 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
     all_tags = list(project.tags.all())
     tags = [tag for tag in all_tags if tag.kind == Tag.Kind.REGULAR]
     image_filter = ImageFilterForm(request.GET, tags=all_tags).image_filter()
-    query = urlencode(image_filter.as_query())
+    image_set = image_set_for(request.user, project, request.GET)
+    query = urlencode(image_set.params if image_set else image_filter.as_query())
     gallery_url = reverse("labeling:project-detail", args=[project.pk])
     editor_data = {
         "name": str(image),
@@ -65,7 +72,11 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
         "galleryUrl": f"{gallery_url}?{query}" if query else gallery_url,
         **_image_counts(project),
         **_neighbours(project, image, image_filter, query),
+        "backUrl": f"{gallery_url}?{query}" if query else gallery_url,
+        "backLabel": "Gallery",
     }
+    if image_set is not None:
+        editor_data.update(_set_data(project, image, image_set, query))
     # The editor moves between images without reloading the page: it asks for this as JSON.
     if request.headers.get("Accept", "").startswith("application/json"):
         return JsonResponse(editor_data)
@@ -140,6 +151,56 @@ def _image_counts(project: Project) -> dict[str, int]:
     """The project's training images with boxes (or marked "No objects") and without."""
     counts = project.images.training().label_counts()
     return {"taggedCount": counts["tagged"], "untaggedLeft": counts["untagged"]}
+
+
+def _set_data(project: Project, image: Image, image_set: ImageSet, query: str) -> dict[str, Any]:
+    """In a set from another app: its way back, its neighbours and the model's boxes."""
+    before, after = image_set.neighbours(image.pk)
+    found = {
+        row.pk: row
+        for row in project.images.training()
+        .filter(pk__in=[i for i in (before, after) if i])
+        .only("pk", "file")
+    }
+
+    def url(image_id: int | None) -> str | None:
+        if image_id not in found:
+            return None
+        return reverse("labeling:image-boxes", args=[project.pk, image_id]) + f"?{query}"
+
+    position = image_set.position(image.pk) or "not in this set"
+    return {
+        "backUrl": image_set.back_url,
+        "backLabel": image_set.back_label,
+        "setLabel": f"{image_set.label} · {position}",
+        "prevUrl": url(before),
+        "nextUrl": url(after),
+        "nextUntaggedUrl": None,  # N would leave the set
+        "preload": sorted(image_file_url(found[i]) for i in (after,) if i in found),
+        "prediction": _prediction_payload(image_set.prediction(image.pk)),
+    }
+
+
+def _prediction_payload(prediction: ImagePrediction | None) -> dict[str, Any] | None:
+    if prediction is None:
+        return None
+    return {
+        "source": prediction.source,
+        "threshold": prediction.threshold,
+        "summary": prediction.summary,
+        "trueLabels": prediction.true_labels,
+        "boxes": [
+            {
+                "name": box.name,
+                "probability": box.probability,
+                "left": box.left,
+                "top": box.top,
+                "width": box.width,
+                "height": box.height,
+            }
+            for box in prediction.boxes
+        ],
+    }
 
 
 def _neighbours(

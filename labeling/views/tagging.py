@@ -291,10 +291,8 @@ class _TaggingView:
     def _stage_context(self, image: Image) -> dict[str, Any]:
         around = self.neighbours(image)
         review = self.is_review(image)
-        in_set = self.image_set is not None and not review
-        return {
+        context = {
             "filter_label": self._review_label(image) if review else self._filter_label(),
-            **(self._set_context(image) if in_set else {}),
             "delete_url": reverse("labeling:image-delete", args=[self.project.pk, image.pk])
             + self.query,
             # A prediction under review is dismissed, not deleted (the panel's D).
@@ -316,6 +314,9 @@ class _TaggingView:
             "back_label": "Predictions" if review else "Gallery",
             "boxes_url": self._boxes_url(image) if self.project.is_detection else "",
         }
+        if self.image_set is not None and not review:
+            context.update(self._set_context(image))
+        return context
 
     def _filter_label(self) -> str:
         if self.filter.tag_id is not None:

@@ -86,6 +86,8 @@ class BoxEditor {
     info("name", data.name);
     info("size", `${this.W}×${this.H} px`);
     document.title = document.title.replace(/^[^·]*·/, `${data.name} ·`);
+    // Other modules that show something per image (box-prediction.js) follow the editor.
+    this.root.dispatchEvent(new CustomEvent("box-editor:load", { detail: data }));
   }
 
   showNeighbours(data) {

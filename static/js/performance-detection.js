@@ -14,9 +14,12 @@
 //     [data-overall-precision] [data-overall-recall]
 //     <td data-tag-precision="i"> <td data-tag-recall="i"> <td data-tag-found="i"> <td data-tag-wrong="i">
 //   </section>
-//   <div data-mispredicted> [data-mispredicted-count]
+//   <div data-mispredicted> [data-mispredicted-count] <a data-mispredicted-gallery>
 //   <script id="detection-performance-data" type="application/json">{tags, images: [{id, name,
 //     url, gt: [[tag, l, t, w, h]], dets: [[tag, p, l, t, w, h]]}], boxes_url, id_placeholder}</script>
+// Each mispredicted image links to the box editor with ?mispredicted=<iteration>&threshold=<t>
+// &overlap=<o>: the editor walks the same set, computed on the server by the same rule
+// (training.services.mispredicted), and its "back" returns here at those thresholds.
 
 const MAX_MISPREDICTED = 60;
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -104,11 +107,18 @@ function svgRect(box, className) {
   return rect;
 }
 
-function imageCard({ image, predicted, missed, wrong }) {
+// The query naming this iteration's mispredicted set at the two thresholds (labeling.image_sets).
+const setQuery = (threshold, overlap) => new URLSearchParams({
+  [data.set_key]: String(data.iteration_id), threshold: String(threshold), overlap: String(overlap),
+}).toString();
+
+function imageCard({ image, predicted, missed, wrong }, query) {
   const card = document.createElement(image.id && data.boxes_url ? "a" : "div");
   card.className = "mispredicted-image detection";
   card.dataset.testid = "mispredicted-image";
-  if (card.tagName === "A") card.href = data.boxes_url.replace(data.id_placeholder, String(image.id));
+  if (card.tagName === "A") {
+    card.href = `${data.boxes_url.replace(data.id_placeholder, String(image.id))}?${query}`;
+  }
   const figure = document.createElement("div");
   figure.className = "det-figure";
   const img = document.createElement("img");
@@ -152,15 +162,26 @@ function render(threshold, overlap) {
   const hidden = document.querySelector("[data-threshold-input]");
   if (hidden) hidden.value = String(threshold);
   document.querySelector("[data-mispredicted-count]").textContent = String(result.wrongImages.length);
+  const query = setQuery(threshold, overlap);
+  const gallery = document.querySelector("[data-mispredicted-gallery]");
+  if (gallery) gallery.href = `${data.gallery_url}?${query}`;
   document.querySelector("[data-mispredicted]").replaceChildren(
-    ...result.wrongImages.slice(0, MAX_MISPREDICTED).map(imageCard));
+    ...result.wrongImages.slice(0, MAX_MISPREDICTED).map((wrong) => imageCard(wrong, query)));
 }
 
 const slider = document.querySelector("[data-threshold]");
 const overlapSlider = document.querySelector("[data-overlap]");
 const update = () => render(Number(slider.value), Number(overlapSlider.value));
-slider.addEventListener("input", update);
-overlapSlider.addEventListener("input", update);
+// The URL keeps both thresholds, so the browser's Back from the editor returns to them too.
+const remember = () => {
+  update();
+  const url = new URL(window.location.href);
+  url.searchParams.set("threshold", String(Number(slider.value)));
+  url.searchParams.set("overlap", String(Number(overlapSlider.value)));
+  history.replaceState(history.state, "", url);
+};
+slider.addEventListener("input", remember);
+overlapSlider.addEventListener("input", remember);
 
 const form = document.querySelector("[data-threshold-form]");
 if (form) {

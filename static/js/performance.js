@@ -11,8 +11,11 @@
 //     [data-overall-precision] [data-overall-recall] <td data-tag-precision="i"> <td data-tag-recall="i">
 //   </section>
 //   <canvas data-pr-chart> <canvas data-confusion-chart> <table data-confusion-table>
-//   <div data-mispredicted> [data-mispredicted-count]
+//   <div data-mispredicted> [data-mispredicted-count] <a data-mispredicted-gallery>
 //   <script id="performance-data" type="application/json">{tags, images, multiclass, ...}</script>
+// Each mispredicted image links to the editor with ?mispredicted=<iteration>&threshold=<t>: the
+// editor then walks the same set, computed on the server by the same rule
+// (training.services.mispredicted), and its "back" returns here at that threshold.
 
 const MAX_MISPREDICTED = 60;
 const MAX_CURVE_POINTS = 200;
@@ -77,15 +80,23 @@ function mispredicted(threshold) {
 const NEGATIVE = "Negative";
 const names = (indexes) => (indexes.length ? indexes.map((j) => data.tags[j].name).join(", ") : NEGATIVE);
 
+// The query naming this iteration's mispredicted set at `threshold` (labeling.image_sets).
+const setQuery = (threshold) => new URLSearchParams(
+  { [data.set_key]: String(data.iteration_id), threshold: String(threshold) }).toString();
+
 function renderMispredicted(threshold) {
   const grid = document.querySelector("[data-mispredicted]");
   const wrong = mispredicted(threshold);
   document.querySelector("[data-mispredicted-count]").textContent = String(wrong.length);
+  const gallery = document.querySelector("[data-mispredicted-gallery]");
+  if (gallery) gallery.href = `${data.gallery_url}?${setQuery(threshold)}`;
   grid.replaceChildren(...wrong.slice(0, MAX_MISPREDICTED).map(({ image, guess }) => {
     const cell = document.createElement(image.id && data.tag_url ? "a" : "div");
     cell.className = "mispredicted-image";
     cell.dataset.testid = "mispredicted-image";
-    if (cell.tagName === "A") cell.href = data.tag_url.replace(data.id_placeholder, String(image.id));
+    if (cell.tagName === "A") {
+      cell.href = `${data.tag_url.replace(data.id_placeholder, String(image.id))}?${setQuery(threshold)}`;
+    }
     const img = document.createElement("img");
     img.src = image.url;
     img.alt = image.name;
@@ -192,7 +203,13 @@ function render(threshold) {
 }
 
 const slider = document.querySelector("[data-threshold]");
-slider.addEventListener("input", () => render(Number(slider.value)));
+slider.addEventListener("input", () => {
+  render(Number(slider.value));
+  // The URL keeps the threshold, so the browser's Back from the editor returns to it too.
+  const url = new URL(window.location.href);
+  url.searchParams.set("threshold", String(Number(slider.value)));
+  history.replaceState(history.state, "", url);
+});
 
 const form = document.querySelector("[data-threshold-form]");
 if (form) {

@@ -27,7 +27,7 @@ from training.ml.detection_metrics import (
     precision_recall_at,
 )
 from training.models import Iteration, IterationScore, IterationTag
-from training.services.performance import _ID_PLACEHOLDER, _url_builder
+from training.services.performance import _ID_PLACEHOLDER, _url_builder, mispredicted_link
 
 # The overlap (IoU) a detection needs to count as finding a true box, before the user moves the
 # overlap slider: 0.5, Custom Vision's and PASCAL VOC's convention.
@@ -146,8 +146,30 @@ def load_detection_table(iteration: Iteration) -> DetectionTable:
     return DetectionTable(tags=tags, ground_truth=ground_truth, detections=detections, rows=rows)
 
 
+def detection_mispredicted_rows(
+    table: DetectionTable, probability_threshold: float, overlap_threshold: float
+) -> list[bool]:
+    """Per held-out image: a missed or a wrong box at the two thresholds, the images the
+    detection performance page outlines (performance-detection.js `figures().wrongImages`)."""
+    num_tags = len(table.tags)
+    wrong = []
+    for gts, dets in zip(table.ground_truth, table.detections, strict=True):
+        counts = precision_recall_at(
+            [gts],
+            [dets],
+            num_tags=num_tags,
+            probability_threshold=probability_threshold,
+            overlap_threshold=overlap_threshold,
+        )
+        wrong.append(any(c.false_positives or c.false_negatives for c in counts))
+    return wrong
+
+
 def detection_figures_at(
-    iteration: Iteration, table: DetectionTable, probability_threshold: float
+    iteration: Iteration,
+    table: DetectionTable,
+    probability_threshold: float,
+    overlap_threshold: float = DEFAULT_OVERLAP,
 ) -> dict[str, Any]:
     """The page's first figures (before a slider moves), with each tag's box counts beside."""
     names = [tag.name for tag in table.tags]
@@ -158,6 +180,7 @@ def detection_figures_at(
         table.detections,
         tag_names=names,
         probability_threshold=probability_threshold,
+        overlap_threshold=overlap_threshold,
     )
     # How many boxes the threshold keeps: with none, the page shows precision as "—", not 0.
     figures["kept"] = sum(t["true_positives"] + t["false_positives"] for t in figures["per_tag"])
@@ -169,16 +192,24 @@ def detection_figures_at(
 
 
 def detection_page_data(
-    iteration: Iteration, table: DetectionTable, *, can_save: bool, save_url: str
+    iteration: Iteration,
+    table: DetectionTable,
+    *,
+    can_save: bool,
+    save_url: str,
+    threshold: float | None = None,
+    overlap: float = DEFAULT_OVERLAP,
 ) -> dict[str, Any]:
-    """The JSON embedded in the detection performance page for the sliders and the image grid."""
+    """The JSON embedded in the detection performance page for the sliders and the image grid;
+    the sliders start at `threshold` (default: the saved one) and `overlap`."""
     try:
         boxes_url = reverse("labeling:image-boxes", args=[iteration.project_id, _ID_PLACEHOLDER])
     except NoReverseMatch:  # the box editor is not installed: images get no link
         boxes_url = ""
     return {
-        "threshold": iteration.suggested_threshold,
-        "overlap": DEFAULT_OVERLAP,
+        **mispredicted_link(iteration),
+        "threshold": iteration.suggested_threshold if threshold is None else threshold,
+        "overlap": overlap,
         "tags": [{"name": tag.name, "count": tag.image_count} for tag in table.tags],
         "images": table.rows,
         "boxes_url": boxes_url,

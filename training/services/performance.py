@@ -113,21 +113,66 @@ def figures_at(iteration: Iteration, table: ScoreTable, threshold: float) -> dic
     return figures
 
 
+def predicted_tags(scores: np.ndarray, threshold: float, *, multiclass: bool) -> np.ndarray:
+    """(M, T) bool: the tags each image is predicted to have at `threshold`.
+
+    static/js/performance.js `predictedTags` is the same rule: multiclass predicts the best tag
+    (the first of equal ones) if its score >= threshold, else nothing (Negative); multilabel
+    every tag whose score >= threshold.
+    """
+    if not multiclass:
+        return scores >= threshold
+    predicted = np.zeros(scores.shape, dtype=bool)
+    if scores.size:
+        rows = np.arange(scores.shape[0])
+        best = scores.argmax(axis=1)
+        predicted[rows, best] = scores[rows, best] >= threshold
+    return predicted
+
+
+def mispredicted_rows(table: ScoreTable, threshold: float, *, multiclass: bool) -> np.ndarray:
+    """(M,) bool: the images whose predicted tags differ from their true ones at `threshold`,
+    the ones the performance page outlines in red (performance.js `mispredicted`)."""
+    predicted = predicted_tags(table.scores, threshold, multiclass=multiclass)
+    return (predicted != (table.y_true > 0.5)).any(axis=1)
+
+
 def page_data(
-    iteration: Iteration, table: ScoreTable, *, can_save: bool, save_url: str
+    iteration: Iteration,
+    table: ScoreTable,
+    *,
+    can_save: bool,
+    save_url: str,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """The JSON embedded in the performance page for the slider, charts and mispredictions."""
+    """The JSON embedded in the performance page for the slider, charts and mispredictions.
+
+    `threshold` is where the slider starts (the saved one unless the URL names another, as the
+    editor's "back" link does). A mispredicted image's link carries the iteration and threshold
+    (`mispredicted_link`), so the editor walks the same set (training.services.mispredicted).
+    """
     try:
         tag_url = reverse("labeling:image-tag", args=[iteration.project_id, _ID_PLACEHOLDER])
     except NoReverseMatch:  # the tagging view is not installed: images get no link
         tag_url = ""
     return {
+        **mispredicted_link(iteration),
         "multiclass": not iteration.is_multilabel,
-        "threshold": iteration.suggested_threshold,
+        "threshold": iteration.suggested_threshold if threshold is None else threshold,
         "tags": [{"name": tag.name, "count": tag.image_count} for tag in table.tags],
         "images": table.rows,
         "tag_url": tag_url,
         "id_placeholder": str(_ID_PLACEHOLDER),
         "can_save": can_save,
         "save_url": save_url,
+    }
+
+
+def mispredicted_link(iteration: Iteration) -> dict[str, Any]:
+    """What the page's script needs to link the mispredicted set: the query key naming it
+    (training.services.mispredicted.QUERY_KEY), the iteration and the gallery showing them."""
+    return {
+        "set_key": "mispredicted",
+        "iteration_id": iteration.pk,
+        "gallery_url": reverse("labeling:project-detail", args=[iteration.project_id]),
     }
