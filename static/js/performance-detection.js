@@ -172,16 +172,17 @@ function render(threshold, overlap) {
 const slider = document.querySelector("[data-threshold]");
 const overlapSlider = document.querySelector("[data-overlap]");
 const update = () => render(Number(slider.value), Number(overlapSlider.value));
-// The URL keeps both thresholds, so the browser's Back from the editor returns to them too.
-const remember = () => {
-  update();
+slider.addEventListener("input", update);
+overlapSlider.addEventListener("input", update);
+// Leaving for the editor or the gallery, the URL takes both thresholds, so the browser's Back
+// returns to them too (set on leaving, not per move: Chromium refetches the favicon per change).
+document.addEventListener("click", (event) => {
+  if (!event.target.closest("[data-mispredicted] a, a[data-mispredicted-gallery]")) return;
   const url = new URL(window.location.href);
   url.searchParams.set("threshold", String(Number(slider.value)));
   url.searchParams.set("overlap", String(Number(overlapSlider.value)));
   history.replaceState(history.state, "", url);
-};
-slider.addEventListener("input", remember);
-overlapSlider.addEventListener("input", remember);
+});
 
 const form = document.querySelector("[data-threshold-form]");
 if (form) {

@@ -203,9 +203,11 @@ function render(threshold) {
 }
 
 const slider = document.querySelector("[data-threshold]");
-slider.addEventListener("input", () => {
-  render(Number(slider.value));
-  // The URL keeps the threshold, so the browser's Back from the editor returns to it too.
+slider.addEventListener("input", () => render(Number(slider.value)));
+// Leaving for the editor or the gallery, the URL takes the threshold, so the browser's Back
+// returns to it too (set on leaving, not per move: Chromium refetches the favicon per change).
+document.addEventListener("click", (event) => {
+  if (!event.target.closest("[data-mispredicted] a, a[data-mispredicted-gallery]")) return;
   const url = new URL(window.location.href);
   url.searchParams.set("threshold", String(Number(slider.value)));
   history.replaceState(history.state, "", url);

@@ -99,7 +99,9 @@ def test_both_sliders_recompute_per_tag_figures_in_the_page_like_python(page, lo
     assert card.locator("rect.det-true").count() >= 1
     assert card.locator("rect.det-predicted").count() >= 1
     href = card.get_attribute("href")
-    assert re.fullmatch(rf"/projects/{project.id}/images/\d+/boxes/", href), href
+    # The link names the set the editor walks: this iteration at the page's two thresholds.
+    pattern = rf"/projects/{project.id}/images/\d+/boxes/\?mispredicted={iteration.id}"
+    assert re.fullmatch(pattern + r"&threshold=[\d.]+&overlap=[\d.]+", href), href
     if os.environ.get("LOUPE_SCREENSHOT"):
         page.screenshot(path=os.environ["LOUPE_SCREENSHOT"], full_page=True)
     assert errors == []
