@@ -172,3 +172,21 @@ class Suggestion(models.Model):
 
     def __str__(self) -> str:
         return f"suggestion for image {self.image_id}"
+
+
+class SuggestionRun(models.Model):
+    """A project's latest "Suggest tags" run, so the gallery can say how far it has got.
+
+    `finished` is set when the task stops re-queueing itself (nothing left, or nothing more it
+    could suggest). A worker that dies leaves it unset: `updated` then stops moving, and the
+    progress line says so instead of promising progress (predictions.services.suggestions).
+    """
+
+    project = models.OneToOneField("labeling.Project", on_delete=models.CASCADE, related_name="+")
+    iteration = models.ForeignKey("training.Iteration", on_delete=models.CASCADE, related_name="+")
+    started = models.DateTimeField()
+    updated = models.DateTimeField()  # the last batch stored (or the start)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"suggestion run of project {self.project_id}"

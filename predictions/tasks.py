@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from project.queue import enqueue
+
 
 @shared_task(
     name="predictions.suggest_tags",
@@ -15,10 +17,15 @@ from celery import shared_task
     ignore_result=True,
 )
 def suggest_tags(project_id: int) -> int:
-    """Suggest tags for the next batch of untagged images; re-queue itself while more remain."""
-    from predictions.services.suggestions import suggest_for_untagged
+    """Suggest tags for the next batch of untagged images; re-queue itself while more remain.
+
+    Each batch records its progress on the project's SuggestionRun (what the gallery polls);
+    the batch that does not re-queue marks the run finished.
+    """
+    from predictions.services.suggestions import record_suggestion_batch, suggest_for_untagged
 
     stored, remaining = suggest_for_untagged(project_id)
+    record_suggestion_batch(project_id, stored=stored, remaining=remaining)
     if remaining and stored:
-        suggest_tags.delay(project_id)
+        enqueue("predictions.suggest_tags", project_id, queue="predict")
     return stored

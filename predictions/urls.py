@@ -13,6 +13,8 @@ urlpatterns = [
     path("predictions/review/", views.prediction_review, name="prediction-review"),
     path("predictions/dismiss/", views.prediction_dismiss, name="prediction-dismiss"),
     path("predictions/suggestions/", views.suggestions_run, name="suggestions-run"),
+    path("predictions/suggestions/status/", views.suggestions_status, name="suggestions-status"),
+    path("predictions/suggestions/accept/", views.suggestions_accept, name="suggestions-accept"),
     path("predictions/<int:image_id>/save/", views.prediction_promote, name="prediction-promote"),
     path(
         "images/<int:image_id>/suggestion/accept/",

@@ -17,9 +17,11 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from labeling.access import access_image, access_project
 from labeling.models import Project, Role
+from predictions.gallery import suggestion_panel
 from predictions.models import Prediction
 from predictions.services.keys import create_key, revoke_key, rotate_key
 from predictions.services.predict import quick_test as run_quick_test
@@ -30,7 +32,11 @@ from predictions.services.ranking import (
     other_open_iterations,
     ranked_predictions,
 )
-from predictions.services.suggestions import accept_suggestion, request_suggestions
+from predictions.services.suggestions import (
+    accept_suggestion,
+    accept_suggestions_above,
+    request_suggestions,
+)
 from predictions.services.triage import (
     dismiss_predictions,
     next_in_review,
@@ -332,8 +338,8 @@ def suggestions_run(request: HttpRequest, project_id: int) -> HttpResponse:
     else:
         messages.success(
             request,
-            f"{iteration} is suggesting tags for the untagged images; they appear in the "
-            "tagging view as they are made.",
+            f"{iteration} is suggesting tags for the untagged images; the Images tab shows "
+            "how far it has got, and each suggestion as it is made.",
         )
     return redirect("predictions:prediction-list", project.pk)
 
@@ -350,5 +356,45 @@ def suggestion_accept(request: HttpRequest, project_id: int, image_id: int) -> H
     except LoupeError as err:
         messages.error(request, err.message)
     url = reverse("labeling:image-tag", args=[project.pk, image.pk])
+    query = request.POST.get("return_query", "")
+    return redirect(f"{url}?{query}" if query else url)
+
+
+@require_GET
+@login_required
+def suggestions_status(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The gallery's suggestion progress line, polled by htmx while a run is going."""
+    project = access_project(request.user, project_id)
+    panel = suggestion_panel(request, project)
+    if panel is None:
+        return HttpResponse("")
+    response = TemplateResponse(
+        request, "predictions/_suggestion_panel.html#suggestion-progress", {"panel": panel}
+    )
+    if request.GET.get("was") == "running" and not panel["progress"].is_running:
+        # The run just ended: the gallery's filter bar recounts "Has a suggestion".
+        trigger_client_event(response, "gallery-changed")
+    return response
+
+
+@require_POST
+@login_required
+def suggestions_accept(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Accept every waiting suggestion at or above a confidence (the gallery; reviewers and up)."""
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    try:
+        min_confidence = float(request.POST.get("min_confidence", ""))
+    except ValueError:
+        messages.error(request, "The confidence is a number from 0 to 1.")
+    else:
+        try:
+            report = accept_suggestions_above(
+                project=project, min_confidence=min_confidence, by=request.user
+            )
+        except LoupeError as err:
+            messages.error(request, err.message)
+        else:
+            messages.success(request, report.describe())
+    url = reverse("labeling:project-detail", args=[project.pk])
     query = request.POST.get("return_query", "")
     return redirect(f"{url}?{query}" if query else url)

@@ -3,6 +3,9 @@
 htmx requests get only the part they target (`HX-Target`: gallery-body, filter-bar or
 image-grid), rendered from the inline partials of labeling/gallery.html; bulk actions answer
 with the refreshed grid and fire `gallery-changed`, on which the filter bar reloads its counts.
+
+Apps built on labeling add filters, thumbnail badges and panels through
+labeling.gallery_extensions (predictions: suggested tags), never by being imported here.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from django_htmx.http import trigger_client_event
 
 from labeling.access import access_project, has_role
 from labeling.forms import BulkActionForm, ImageFilterForm
+from labeling.gallery_extensions import ThumbNote, extra_filters, gallery_extensions
 from labeling.image_sets import image_set_for
 from labeling.models import Image, ImageTag, Project, Role
 from labeling.services.images import (
@@ -99,6 +103,7 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
     base_query = image_set.params if image_set else image_filter.as_query()
     page = browse_images(images, **form.cursors())
     _attach_tag_names(page.images, project)
+    _attach_notes(page.images)
     training = project.images.training()
     counts = training.label_counts()
     per_tag = count_training_images_per_tag(project)
@@ -118,7 +123,13 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
             "count": counts["untagged"],
             "query": "filter=untagged",
         },
-    ] + [
+    ]
+    for extra in extra_filters():
+        count = extra.narrow(training).count()
+        if count or not extra.hide_when_empty or image_filter.key == extra.key:
+            query = urlencode({"filter": extra.key})
+            filters.append({"key": extra.key, "label": extra.label, "count": count, "query": query})
+    filters += [
         {
             "key": f"tag-{tag.pk}",
             "label": tag.name,
@@ -150,6 +161,7 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
         "can_delete": has_role(request.user, project, Role.REVIEWER),
         # Boxes are drawn one image at a time: a detection project has no bulk Tag/Untag.
         "can_bulk_tag": bool(tags) and not project.is_detection,
+        "panels": _panels(request, project),
     }
 
 
@@ -162,6 +174,28 @@ def _attach_tag_names(images: list[Image], project: Project) -> None:
             names[image_id].append(name)
     for image in images:
         image.tag_names = names[image.pk]  # type: ignore[attr-defined]
+
+
+def _attach_notes(images: list[Image]) -> None:
+    """`image.notes`: the badges other apps put on the thumbnails (labeling.gallery_extensions)."""
+    notes: dict[int, list[ThumbNote]] = {image.pk: [] for image in images}
+    for extension in gallery_extensions():
+        if extension.notes is not None and images:
+            for image_id, added in extension.notes(images).items():
+                notes.setdefault(image_id, []).extend(added)
+    for image in images:
+        image.notes = notes[image.pk]  # type: ignore[attr-defined]
+
+
+def _panels(request: HttpRequest, project: Project) -> list[dict[str, Any]]:
+    """Other apps' blocks above the grid: `{"template", "panel"}` for each that has one."""
+    panels = []
+    for extension in gallery_extensions():
+        if extension.panel_template and extension.panel_context is not None:
+            context = extension.panel_context(request, project)
+            if context is not None:
+                panels.append({"template": extension.panel_template, "panel": context})
+    return panels
 
 
 def _render(

@@ -6,23 +6,33 @@ untagged training images in batches and stores one Suggestion per image: for mul
 tag, for multilabel every tag at or above the iteration's threshold (the top tag if none is),
 for detection the boxes at or above it. The tagging view shows them; one key accepts them
 through labeling's own tagging services, so every rule and the version check still apply.
+
+The gallery shows them too, through labeling.gallery_extensions (predictions/gallery.py): a
+badge with the confidence on each thumbnail (low ones marked), a "Has a suggestion" filter,
+the run's progress (`suggestion_progress`, polled while the task runs) and "accept all at or
+above a confidence" (`accept_suggestions_above`, reviewers and admins, one image at a time
+through the same path as one Accept).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from labeling.access import require_role
-from labeling.models import Image, Project, Role, Tag
+from labeling.models import Image, ImageQuerySet, Project, Role, Tag
 from labeling.services.regions import set_image_regions
 from labeling.services.tagging import set_image_tags
-from predictions.models import Suggestion
+from predictions.models import Suggestion, SuggestionRun
 from predictions.services.predict import CheckedImage, run_model, target_for
-from project.errors import LabelRuleError, LoupeError
+from project.errors import LabelRuleError, LoupeError, ValidationFailed
 from project.queue import enqueue
 from training.models import Iteration
 from training.services.publishing import current_iteration
@@ -41,6 +51,11 @@ def request_suggestions(*, project: Project, by: AbstractBaseUser) -> Iteration:
             "Suggestions come from a trained iteration, and this project has none yet. "
             "Train one first."
         )
+    now = timezone.now()
+    SuggestionRun.objects.update_or_create(
+        project=project,
+        defaults={"iteration": iteration, "started": now, "updated": now, "finished": None},
+    )
     enqueue("predictions.suggest_tags", project.pk, queue="predict")
     return iteration
 
@@ -112,6 +127,20 @@ def accept_suggestion(*, image: Image, by: AbstractBaseUser, version: int | None
     if suggestion is None:
         raise LabelRuleError("There are no suggested tags for this image.")
     tags = {tag.pk: tag for tag in project.tags.all()}
+    return _apply(suggestion, image=image, tags=tags, by=by, version=version)
+
+
+def _apply(
+    suggestion: Suggestion,
+    *,
+    image: Image,
+    tags: dict[int, Tag],
+    by: AbstractBaseUser,
+    version: int | None,
+) -> Image:
+    """Label the image as suggested through labeling's services (their rules, their version
+    check), then drop the suggestion: it has become the image's labels."""
+    project = image.project
     if project.is_detection:
         regions = [
             (tags[b["tagId"]], *(b["boundingBox"][k] for k in ("left", "top", "width", "height")))
@@ -126,3 +155,130 @@ def accept_suggestion(*, image: Image, by: AbstractBaseUser, version: int | None
         image = set_image_tags(image=image, tags=chosen, by=by, version=version)
     suggestion.delete()
     return image
+
+
+# --- Confidence, the gallery's view of suggestions, accepting many at once ----------------------
+
+# Below even odds a guess is marked "low" whatever the iteration's threshold: the model itself
+# thinks it more likely wrong than right.
+LOW_CONFIDENCE = 0.5
+
+
+def suggestion_confidence(suggestion: Suggestion) -> float:
+    """How sure the model is of the whole suggestion: its least sure tag (or box), 0..1.
+
+    The weakest part, not the best: accepting a suggestion takes all of it, so "accept all
+    above 0.9" must mean every tag or box it adds was at least 0.9.
+    """
+    rows = suggestion.boxes if suggestion.boxes else suggestion.tags
+    return min((float(row["probability"]) for row in rows), default=0.0)
+
+
+def is_low_confidence(suggestion: Suggestion) -> bool:
+    """Below the iteration's own threshold (a multiclass top tag, a multilabel fallback tag) or
+    below even odds."""
+    threshold = max(suggestion.iteration.suggested_threshold, LOW_CONFIDENCE)
+    return suggestion_confidence(suggestion) < threshold
+
+
+def open_suggestions(project: Project) -> QuerySet[Suggestion]:
+    """The suggestions still waiting: on the project's untagged training images."""
+    return Suggestion.objects.filter(
+        image__project=project, image__is_training=True, image__is_tagged=False
+    )
+
+
+def has_suggestion(images: ImageQuerySet) -> ImageQuerySet:
+    """The gallery filter "Has a suggestion": untagged images with a suggestion waiting."""
+    return images.untagged().filter(suggestion__isnull=False)
+
+
+@dataclass(frozen=True)
+class AcceptReport:
+    accepted: int
+    skipped: int  # changed meanwhile (version conflict) or refused by a labeling rule
+
+    def describe(self) -> str:
+        text = f"Accepted {self.accepted} suggestion{'s' if self.accepted != 1 else ''}."
+        if self.skipped:
+            text += (
+                f" {self.skipped} skipped: the image changed meanwhile or its suggested tags"
+                " no longer apply."
+            )
+        return text
+
+
+def accept_suggestions_above(
+    *, project: Project, min_confidence: float, by: AbstractBaseUser
+) -> AcceptReport:
+    """Accept every waiting suggestion whose confidence is at least `min_confidence` (0..1).
+
+    Reviewers and admins, as suggesting is: it labels many images at once. Each image goes
+    through the same path as one Accept (labeling's services, with the version read here), in
+    its own transaction: an image someone tagged meanwhile is skipped, never overwritten, and
+    one refusal does not undo the others.
+    """
+    require_role(by, project, Role.REVIEWER)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValidationFailed("The confidence is a number from 0 to 1.")
+    tags = {tag.pk: tag for tag in project.tags.all()}
+    suggestions = open_suggestions(project).select_related("image", "image__project")
+    accepted = skipped = 0
+    for suggestion in suggestions.order_by("-image_id").iterator(chunk_size=500):
+        if suggestion_confidence(suggestion) < min_confidence:
+            continue
+        image = suggestion.image
+        try:
+            _apply(suggestion, image=image, tags=tags, by=by, version=image.version)
+        except LoupeError as err:
+            logger.info("Suggestion for image %s not accepted: %s", image.pk, err.code)
+            skipped += 1
+        else:
+            accepted += 1
+    return AcceptReport(accepted=accepted, skipped=skipped)
+
+
+@dataclass(frozen=True)
+class SuggestionProgress:
+    """What the gallery's suggestion line says; every number is counted, none estimated."""
+
+    run: SuggestionRun | None
+    waiting: int  # untagged training images with a suggestion
+    without: int  # untagged training images without one (from the run's iteration, if any)
+    is_running: bool
+    is_stalled: bool  # a run whose worker has not stored anything for STALLED_AFTER
+
+
+# A batch of SUGGEST_BATCH images has 900 s (the task's time limit): past that without a
+# stored batch, the worker is gone or stuck.
+STALLED_AFTER = timedelta(seconds=960)
+
+
+def suggestion_progress(project: Project) -> SuggestionProgress:
+    run = SuggestionRun.objects.filter(project=project).select_related("iteration").first()
+    # "Without" counts against the run's iteration: a suggestion from an older model is
+    # replaced by this run, so it is still to do. Both numbers in one query.
+    has_current = Q(suggestion__iteration=run.iteration) if run else Q(suggestion__isnull=False)
+    counts = project.images.training().untagged().aggregate(
+        waiting=Count("pk", filter=Q(suggestion__isnull=False)),
+        without=Count("pk", filter=~has_current),
+    )
+    waiting, without = counts["waiting"], counts["without"]
+    unfinished = run is not None and run.finished is None
+    stalled = unfinished and timezone.now() - run.updated > STALLED_AFTER  # type: ignore[union-attr]
+    return SuggestionProgress(
+        run=run,
+        waiting=waiting,
+        without=without,
+        is_running=unfinished and not stalled,
+        is_stalled=stalled,
+    )
+
+
+def record_suggestion_batch(project_id: int, *, stored: int, remaining: bool) -> None:
+    """The task's bookkeeping after each batch: progress moved, and whether the run ends."""
+    now = timezone.now()
+    ends = not (remaining and stored)  # the task re-queues itself only for more of the same
+    SuggestionRun.objects.filter(project_id=project_id).update(
+        updated=now, finished=now if ends else None
+    )

@@ -221,6 +221,8 @@ MATRIX: list[Entry] = [
     E("POST", "predictions:prediction-review",           "302 302 403 404 302"),
     E("POST", "predictions:prediction-dismiss",          "302 302 403 404 302"),
     E("POST", "predictions:suggestions-run",             "302 302 403 404 302"),
+    E("GET", "predictions:suggestions-status",           "200 200 200 404 302"),
+    E("POST", "predictions:suggestions-accept",          "302 302 403 404 302"),
     # The world's image is a training image, not a stored prediction: 404 past the role check.
     E("POST", "predictions:prediction-promote",          "404 404 403 404 302"),
     E("POST", "predictions:suggestion-accept",           "302 302 302 404 302"),
