@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from labeling.models import Role
 from predictions.models import Suggestion, SuggestionRun
 from predictions.services.suggestions import record_suggestion_batch
+from tests.browser.test_accessibility import assert_clean, scan
 from tests.factories import ImageFactory, MembershipFactory, ProjectFactory, TagFactory
 from tests.training.conftest import make_iteration
 
@@ -68,6 +69,9 @@ def test_gallery_shows_suggestions_their_progress_and_accepts_all_above_a_confid
     expect(progress).to_contain_text("Suggesting tags with Iteration 1")
     expect(page.get_by_test_id("suggestion-without")).to_have_text("1")
     page.screenshot(path=tmp_path / "gallery-suggesting.png", full_page=True)
+    report: dict[str, list[str]] = {}
+    scan(page, "gallery-suggestions", report)
+    assert_clean(report)
 
     # The worker stores the last suggestion and ends the run: the page follows without a reload.
     suggest(waiting, iteration, colours["red"], 0.97)
