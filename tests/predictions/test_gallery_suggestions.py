@@ -174,3 +174,34 @@ def test_badges_cost_the_same_queries_for_one_suggestion_or_a_page_of_them(
         html = gallery(client, project)
     assert html.count('data-testid="suggestion-badge"') == 13
     assert len(many) == len(one)
+
+
+def test_detection_suggestions_show_their_boxes_and_accept_all_draws_them(client_for):
+    from labeling.models import Project, Role
+    from tests.factories import MembershipFactory, ProjectFactory, TagFactory
+    from tests.training.conftest import make_iteration
+
+    project = ProjectFactory(kind=Project.Kind.DETECTION)
+    reviewer = MembershipFactory(project=project, role=Role.REVIEWER).user
+    cat = TagFactory(project=project, name="cat")
+    iteration = make_iteration(project, tags=("cat",))
+    image = ImageFactory(project=project)
+    box = {"left": 0.1, "top": 0.2, "width": 0.3, "height": 0.4}
+    Suggestion.objects.create(
+        image=image,
+        iteration=iteration,
+        boxes=[
+            {"tagId": cat.pk, "tagName": "cat", "probability": p, "boundingBox": box}
+            for p in (0.96, 0.91)
+        ],
+    )
+    client = client_for(reviewer)
+    assert "2 boxes? 0.91</span>" in gallery(client, project)
+
+    url = reverse("predictions:suggestions-accept", args=[project.pk])
+    client.post(url, {"min_confidence": "0.9"})
+    image.refresh_from_db()
+    assert image.is_tagged and image.regions.count() == 2
+    region = image.regions.first()
+    assert (region.left, region.top, region.width, region.height) == (0.1, 0.2, 0.3, 0.4)
+    assert not Suggestion.objects.exists()
