@@ -313,7 +313,7 @@ def _reason(
         text = f"Typical of {images}" if by_density else f"One of {images}"
         text += "" if is_covered else ", none like it labeled yet"
         if not by_density:  # the spread sample of a weak model (ml.ranking.density_trust)
-            text += "; the model is too weak yet to tell which teaches it most"
+            text += "; the model is near chance, so its doubt only half counts"
         return text + "."
     threshold = iteration.suggested_threshold
     ranked = sorted(results, key=lambda row: -float(row.get("probability", 0.0)))

@@ -49,8 +49,10 @@ def test_compact_embeddings_keep_the_order_of_distances() -> None:
     assert np.array_equal(compact, compact_embeddings(points))  # the same projection every call
 
 
-def test_weight_is_zero_for_a_weak_model_and_grows_with_labels_for_a_good_one() -> None:
-    assert review_weight(model_quality=0.2, labels_per_tag=50) == 0.0  # weak: coverage only
+def test_weight_grows_with_quality_and_labels_and_keeps_half_near_chance() -> None:
+    assert review_weight(model_quality=0.65, labels_per_tag=50) == pytest.approx(0.857, abs=1e-3)
+    # Near chance the features do not follow the tags: coverage buys little, doubt keeps half.
+    assert review_weight(model_quality=0.05, labels_per_tag=50) == 0.5
     assert review_weight(model_quality=0.95, labels_per_tag=2) == pytest.approx(0.2)
     assert review_weight(model_quality=0.95, labels_per_tag=30) == 1.0
     assert review_weight(model_quality=None, labels_per_tag=5) == pytest.approx(0.5)

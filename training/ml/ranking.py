@@ -19,9 +19,14 @@ by how representative the image is (density-weighted uncertainty) and spread one
 
 review_weight(model_quality, labels_per_tag) -> w in [0, 1]
     ``min(labels_per_tag / labels_for_full_weight, (quality - quality_floor) / (quality_full -
-    quality_floor))`` clipped to [0, 1]. Quality is the iteration's held-out accuracy above chance
-    (0 = chance, 1 = perfect). A weak model (the hard benchmark set stays below 0.35) keeps
-    w = 0: pure coverage.
+    quality_floor))`` clipped to [0, 1], and at least ``(1 - density_trust) / 2``. Quality is the
+    iteration's held-out accuracy above chance (0 = chance, 1 = perfect).
+
+density_trust(model_quality) -> t in [0, 1]
+    How far a cluster's most typical image beats any of its members. Density only helps where
+    the feature space follows the tags; a model near chance says it does not (the hard bench
+    set: digits on photographs, clusters = backgrounds). Then picks are a spread sample (a
+    random member of each uncovered cluster) and the doubt keeps half the weight.
 
 rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...)
     1. Cluster candidates + labeled embeddings with k-means (k-means++ seeding) into
@@ -31,16 +36,17 @@ rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...
        first half of page one of 40.
     2. Typicality = 1 / mean distance to the `typicality_neighbours` nearest points of the same
        cluster (a density estimate).
-    3. Each candidate's score ``(1 - w) * typicality rank in its cluster + w * uncertainty rank``
-       (ranks scaled to [0, 1]).
+    3. Each candidate's score ``(1 - w) * member score + w * uncertainty rank``, the member
+       score ``t * typicality rank in its cluster + (1 - t) * a seeded random draw`` (t =
+       `density_trust`; ranks scaled to [0, 1]).
     4. Clusters are visited by priority ``(1 - w) * (open + size rank / 2) + w * best score``
        (open = holds no labeled image, so at w = 0 every open cluster comes before a covered
        one, largest first) and each gives its best-scoring candidate. When the clusters run out,
        the best remaining scores follow.
     5. A near copy of an image earlier in the order (closer than `duplicate_distance` on the unit
        sphere: a re-encoded or resized copy) moves to the end.
-    Each pick carries why it was chosen: for the model's doubt (w >= 0.5) or as a typical image of
-    its cluster (with the cluster's size and whether any labeled image is in it).
+    Each pick carries why it was chosen: for the model's doubt (w > 0.5) or for its cluster (with
+    the cluster's size and whether any labeled image is in it).
 
 At scale the caller ranks a sample (predictions.services.ranking reads at most 1,000 open
 predictions: the least sure share ``w / 2`` and an even spread of the rest); k-means and
@@ -189,6 +195,21 @@ class Ranking:
     density_trust: float  # 1 = a cluster's most typical image first, 0 = any of its members
 
 
+def density_trust(*, model_quality: float | None, floor: float = 0.35, full: float = 0.6) -> float:
+    """How far a cluster's most typical image is preferred over any of its members.
+
+    Density in the backbone's feature space helps only where that space follows the tags. When
+    it does not (the hard benchmark set: digits on photographs, where clusters are backgrounds
+    and a model stays near chance), the most typical image of a cluster is the one whose mark
+    moves the features least, and picking it did worse than random (-3.6 points at 220 labels);
+    a random member of each uncovered cluster is a stratified random sample, which random
+    sampling cannot beat on average. `model_quality` None (not measured) trusts density fully.
+    """
+    if model_quality is None:
+        return 1.0
+    return float(np.clip((float(model_quality) - floor) / (full - floor), 0.0, 1.0))
+
+
 def review_weight(
     *,
     model_quality: float | None,
@@ -210,22 +231,12 @@ def review_weight(
     by_quality = 1.0
     if model_quality is not None:
         by_quality = (float(model_quality) - quality_floor) / (quality_full - quality_floor)
-    return float(np.clip(min(by_labels, by_quality), 0.0, 1.0))
-
-
-def density_trust(*, model_quality: float | None, floor: float = 0.35, full: float = 0.6) -> float:
-    """How far a cluster's most typical image is preferred over any of its members.
-
-    Density in the backbone's feature space helps only where that space follows the tags. When
-    it does not (the hard benchmark set: digits on photographs, where clusters are backgrounds
-    and a model stays near chance), the most typical image of a cluster is the one whose mark
-    moves the features least, and picking it did worse than random (-3.6 points at 220 labels);
-    a random member of each uncovered cluster is a stratified random sample, which random
-    sampling cannot beat on average. `model_quality` None (not measured) trusts density fully.
-    """
-    if model_quality is None:
-        return 1.0
-    return float(np.clip((float(model_quality) - floor) / (full - floor), 0.0, 1.0))
+    weight = float(np.clip(min(by_labels, by_quality), 0.0, 1.0))
+    # Where density is not trusted (features that do not follow the tags), coverage buys little
+    # and the doubt keeps half the say. Measured on the hard bench set: weight 0 with a spread
+    # sample fell to -3.3 points against random, pure cluster-margin to -2.2, half and half
+    # stayed within -0.8 (bench/RESULTS.md, issue 14).
+    return max(weight, 0.5 * (1.0 - density_trust(model_quality=model_quality)))
 
 
 def rank_for_review(
@@ -292,7 +303,7 @@ def rank_for_review(
     sizes = np.bincount(labels[:n], minlength=clusters)
     return Ranking(
         order=order,
-        for_doubt=np.full(order.size, weight >= 0.5),
+        for_doubt=np.full(order.size, weight > 0.5),
         cluster_size=sizes[labels[order]].astype(np.int64),
         cluster_labeled=covered[labels[order]],
         weight=weight,
