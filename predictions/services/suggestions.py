@@ -259,9 +259,13 @@ def suggestion_progress(project: Project) -> SuggestionProgress:
     # "Without" counts against the run's iteration: a suggestion from an older model is
     # replaced by this run, so it is still to do. Both numbers in one query.
     has_current = Q(suggestion__iteration=run.iteration) if run else Q(suggestion__isnull=False)
-    counts = project.images.training().untagged().aggregate(
-        waiting=Count("pk", filter=Q(suggestion__isnull=False)),
-        without=Count("pk", filter=~has_current),
+    counts = (
+        project.images.training()
+        .untagged()
+        .aggregate(
+            waiting=Count("pk", filter=Q(suggestion__isnull=False)),
+            without=Count("pk", filter=~has_current),
+        )
     )
     waiting, without = counts["waiting"], counts["without"]
     unfinished = run is not None and run.finished is None
