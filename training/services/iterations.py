@@ -24,6 +24,7 @@ from django.utils import timezone
 from labeling.access import require_role
 from labeling.models import Project, Role
 from project.errors import LabelRuleError, ValidationFailed
+from project.queue import enqueue
 from training.models import Iteration, IterationImage, IterationTag
 from training.services.checks import Snapshot, check_trainable, take_snapshot
 from training.services.progress import lease_deadline, push_iteration_state
@@ -174,35 +175,30 @@ def task_time_limit_s(iteration: Iteration) -> int:
 
 
 def _enqueue(iteration: Iteration) -> None:
-    # After commit: a worker must find the row and its snapshot when the message arrives.
-    transaction.on_commit(
-        lambda: _send(iteration.pk, iteration.task_id, task_time_limit_s(iteration))
+    """Queue the training task by name once the row and its snapshot are committed (a worker must
+    find them when the message arrives); an unreachable broker fails the iteration with a reason
+    instead of leaving it queued for good."""
+    limit_s = task_time_limit_s(iteration)
+    iteration_id = iteration.pk
+    enqueue(
+        "training.run_iteration",
+        iteration_id,
+        queue=QUEUE,
+        on_error=lambda err: _fail_unqueued(iteration_id),
+        task_id=iteration.task_id,
+        time_limit=limit_s,
+        soft_time_limit=limit_s - 60,
     )
 
 
-def _send(iteration_id: int, task_id: str, limit_s: int) -> None:
-    from kombu.exceptions import OperationalError
-
-    from training.tasks import run_iteration
-
-    try:
-        run_iteration.apply_async(
-            (iteration_id,),
-            queue=QUEUE,
-            task_id=task_id,
-            time_limit=limit_s,
-            soft_time_limit=limit_s - 60,
-        )
-    except OperationalError as err:
-        # No broker, no worker will ever see it: say so instead of leaving it queued for good.
-        logger.error("Could not enqueue iteration %s: %s", iteration_id, err)
-        Iteration.objects.filter(pk=iteration_id, status=Iteration.Status.QUEUED).update(
-            status=Iteration.Status.FAILED,
-            failure_reason=Iteration.FailureReason.UNEXPECTED,
-            failure_message="The task queue (Redis) could not be reached, so no worker got this "
-            "training. Check that Redis and the worker run, then train again.",
-            finished=timezone.now(),
-        )
+def _fail_unqueued(iteration_id: int) -> None:
+    Iteration.objects.filter(pk=iteration_id, status=Iteration.Status.QUEUED).update(
+        status=Iteration.Status.FAILED,
+        failure_reason=Iteration.FailureReason.UNEXPECTED,
+        failure_message="The task queue (Redis) could not be reached, so no worker got this "
+        "training. Check that Redis and the worker run, then train again.",
+        finished=timezone.now(),
+    )
 
 
 def claim_iteration(iteration_id: int) -> Iteration | None:
