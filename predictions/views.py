@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
+from PIL import Image as PILImage
 
 from labeling.access import access_image, access_project
 from labeling.models import Project, Role
@@ -103,7 +104,9 @@ def _int(value: Any) -> int:
 
 class QuickTestForm(forms.Form):
     iteration = forms.TypedChoiceField(coerce=int)
-    image = forms.FileField()
+    image = forms.FileField(required=False)
+    # Checked by predictions.services.fetch (scheme, public address), not by a URL regex.
+    url = forms.CharField(required=False, max_length=2000, strip=True)
     store = forms.BooleanField(required=False)
 
     def __init__(self, *args: Any, iterations: list[Any], **kwargs: Any) -> None:
@@ -111,6 +114,12 @@ class QuickTestForm(forms.Form):
         self.fields["iteration"].choices = [
             (it.pk, f"{it} (default)" if it.is_default else str(it)) for it in iterations
         ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if bool(data.get("image")) == bool(data.get("url")):
+            raise forms.ValidationError("Choose an image file or give an image URL (one of them).")
+        return data
 
 
 @require_http_methods(["GET", "POST"])
@@ -135,25 +144,28 @@ def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            data = form.cleaned_data["image"].read()
+            upload, url = form.cleaned_data["image"], form.cleaned_data["url"]
             try:
-                target, outcome, prediction = run_quick_test(
+                result = run_quick_test(
                     project=project,
                     iteration_id=form.cleaned_data["iteration"],
-                    data=data,
+                    data=upload.read() if upload else None,
+                    name=upload.name if upload else "",
+                    url=url,
                     store=form.cleaned_data["store"],
                     by=request.user,
                 )
             except LoupeError as err:
-                form.add_error("image", err.message)
+                form.add_error("url" if url else "image", err.message)
             else:
-                mime = form.cleaned_data["image"].content_type or "image/jpeg"
+                mime = PILImage.MIME.get(result.image.format, "image/jpeg")
                 context.update(
-                    results=outcome.results,
-                    is_detection=target.is_detection,
-                    uncertainty=outcome.uncertainty,
-                    prediction=prediction,
-                    preview=f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}",
+                    results=result.outcome.results,
+                    is_detection=result.target.is_detection,
+                    uncertainty=result.outcome.uncertainty,
+                    prediction=result.prediction,
+                    tested_name=result.name,
+                    preview=f"data:{mime};base64,{base64.b64encode(result.image.data).decode()}",
                 )
         if form.errors:
             status = 422

@@ -319,6 +319,11 @@ LOUPE_THUMBNAIL_PX = 256
 LOUPE_MAX_PREDICTION_BYTES = env_int("LOUPE_MAX_PREDICTION_BYTES", 4 * 1024 * 1024)
 LOUPE_PREDICTION_MODELS_CACHED = env_int("LOUPE_PREDICTION_MODELS_CACHED", 4)
 LOUPE_PREDICTION_THREADS = env_int("LOUPE_PREDICTION_THREADS", 1)
+# Images fetched from a URL (quick test; predictions/services/fetch.py): only public addresses,
+# unless listed here (comma-separated networks, e.g. "10.1.0.0/16" for an intranet image
+# server), within LOUPE_FETCH_TIMEOUT_S seconds and LOUPE_MAX_PREDICTION_BYTES.
+LOUPE_FETCH_ALLOW_NETWORKS = env_str("LOUPE_FETCH_ALLOW_NETWORKS")
+LOUPE_FETCH_TIMEOUT_S = float(env_str("LOUPE_FETCH_TIMEOUT_S", "10"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -278,15 +278,24 @@ def _box_result(target: Target, box: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def store_prediction(
-    *, target: Target, image: CheckedImage, outcome: PredictionOutcome, application: str = ""
+    *,
+    target: Target,
+    image: CheckedImage,
+    outcome: PredictionOutcome,
+    application: str = "",
+    original_name: str = "",
 ) -> Prediction:
-    """Keep the image (not training data), the results and the ranking columns."""
+    """Keep the image (not training data), the results and the ranking columns.
+
+    `original_name` is the file's own name when the caller knows it (the quick test's file or
+    URL), so a reviewer sees "sku-1234.jpg" rather than a hash; otherwise one is made up.
+    """
     extension = SUPPORTED_FORMATS[image.format]
     name = f"images/{target.project_id}/{image.sha256[:2]}/{image.sha256}.{extension}"
     stored = default_storage.save(name, ContentFile(image.data))
     try:
         with transaction.atomic():
-            prediction = _insert(target, image, outcome, stored, application)
+            prediction = _insert(target, image, outcome, stored, application, original_name)
     except BaseException:
         default_storage.delete(stored)  # no row points at it
         raise
@@ -299,11 +308,13 @@ def _insert(
     outcome: PredictionOutcome,
     stored: str,
     application: str,
+    original_name: str,
 ) -> Prediction:
+    default_name = f"prediction-{image.sha256[:12]}.{SUPPORTED_FORMATS[image.format]}"
     row = Image.objects.create(
         project_id=target.project_id,
         file=stored,
-        original_name=f"prediction-{image.sha256[:12]}.{SUPPORTED_FORMATS[image.format]}",
+        original_name=_base_name(original_name) or default_name,
         sha256=image.sha256,
         format=image.format,
         size_bytes=len(image.data),
@@ -340,6 +351,11 @@ def _insert(
     return prediction
 
 
+def _base_name(name: str) -> str:
+    """The last path segment, as ingest keeps it (a browser may send "folder/a.jpg")."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1].strip()[:255]
+
+
 def api_response(
     target: Target, outcome: PredictionOutcome, prediction: Prediction | None
 ) -> dict[str, Any]:
@@ -356,16 +372,35 @@ def api_response(
     }
 
 
+@dataclass(frozen=True)
+class QuickTestResult:
+    target: Target
+    image: CheckedImage
+    outcome: PredictionOutcome
+    prediction: Prediction | None
+    name: str  # the file's or the URL's name
+
+
 def quick_test(
-    *, project: Project, iteration_id: int, data: bytes, store: bool, by: Any
-) -> tuple[Target, PredictionOutcome, Prediction | None]:
+    *,
+    project: Project,
+    iteration_id: int,
+    by: Any,
+    store: bool,
+    data: bytes | None = None,
+    name: str = "",
+    url: str = "",
+) -> QuickTestResult:
     """The browser's quick test: any completed iteration (published or not), any member.
 
+    The image is `data` (an uploaded file called `name`) or, when `url` is given, fetched
+    from there by predictions.services.fetch (public addresses only, size and time capped).
     Storing the result puts an image in the Predictions tab, which is reviewers' work: an
-    annotator may test but not store (refused before the model runs, with the reason).
+    annotator may test but not store (refused before anything is fetched or run).
     """
     from labeling.access import has_role, require_role
     from labeling.models import Role
+    from predictions.services.fetch import fetch_image
 
     require_role(by, project, Role.ANNOTATOR)
     if store and not has_role(by, project, Role.REVIEWER):
@@ -377,6 +412,13 @@ def quick_test(
     if iteration is None:
         raise NotFound("Choose a completed iteration of this project.")
     target = target_for(project, iteration)
-    image, outcome = predict_bytes(target, data)
-    prediction = store_prediction(target=target, image=image, outcome=outcome) if store else None
-    return target, outcome, prediction
+    if url:
+        fetched = fetch_image(url, max_bytes=settings.LOUPE_MAX_PREDICTION_BYTES)
+        data, name = fetched.data, fetched.name
+    image, outcome = predict_bytes(target, data or b"")
+    prediction = (
+        store_prediction(target=target, image=image, outcome=outcome, original_name=name)
+        if store
+        else None
+    )
+    return QuickTestResult(target, image, outcome, prediction, _base_name(name))
