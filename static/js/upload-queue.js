@@ -17,7 +17,11 @@
 //     <div role="progressbar" aria-valuenow="0" data-upload-progress><div data-upload-bar></div></div>
 //     <p data-upload-summary></p>
 //     <ul data-upload-results></ul>
+//     <p data-upload-done hidden><a href="/projects/1/">Go to the images</a></p>
 //   </form>
+//
+// When the queue is done, the chosen files are cleared (a second Upload never resends them)
+// and the "Go to the images" link appears if any image landed.
 
 const RETRIES = 1;
 
@@ -87,6 +91,7 @@ class UploadQueue {
     this.bar = form.querySelector("[data-upload-bar]");
     this.summary = form.querySelector("[data-upload-summary]");
     this.results = form.querySelector("[data-upload-results]");
+    this.done = form.querySelector("[data-upload-done]");
     this.dropped = [];
     this.busy = false;
     this.totals = { accepted: 0, warnings: 0, rejected: 0 };
@@ -152,6 +157,7 @@ class UploadQueue {
     this.startButton.disabled = true;
     this.results.replaceChildren();
     delete this.summary.dataset.done;
+    if (this.done) this.done.hidden = true;
     this.totals = { accepted: 0, warnings: 0, rejected: 0 };
     const tagIds = this.tagIds();
     const totalBytes = Math.max(1, files.reduce((sum, file) => sum + file.size, 0));
@@ -170,6 +176,8 @@ class UploadQueue {
     this.showSummary();
     for (const input of this.inputs) input.value = "";
     this.dropped = [];
+    this.showSelection();
+    if (this.done) this.done.hidden = this.totals.accepted === 0;
     this.busy = false;
     this.startButton.disabled = false;
   }
