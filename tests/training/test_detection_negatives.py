@@ -61,7 +61,14 @@ def test_an_annotator_marks_an_image_no_objects_and_the_negative_tag_appears(
     response = save(client_for(users["annotator"]), image, version=1, no_objects=True)
 
     assert response.status_code == 200
-    assert response.json() == {"version": 2, "is_tagged": True, "regions": [], "no_objects": True}
+    assert response.json() == {
+        "version": 2,
+        "is_tagged": True,
+        "regions": [],
+        "no_objects": True,
+        "taggedCount": 1,  # the box editor's live counts
+        "untaggedLeft": 0,
+    }
     negative = Tag.objects.get(project=detection)
     assert (negative.name, negative.kind) == ("Negative", Tag.Kind.NEGATIVE)
     assert marks(image) == 1
@@ -107,7 +114,14 @@ def test_clearing_the_mark_leaves_the_image_untouched_and_a_save_without_it_keep
     assert kept.json()["no_objects"] is True and marks(image) == 1
 
     cleared = save(client, image, version=3, no_objects=False)
-    assert cleared.json() == {"version": 4, "is_tagged": False, "regions": [], "no_objects": False}
+    assert cleared.json() == {
+        "version": 4,
+        "is_tagged": False,
+        "regions": [],
+        "no_objects": False,
+        "taggedCount": 0,
+        "untaggedLeft": 1,
+    }
     assert marks(image) == 0
     assert not Image.objects.get(pk=image.pk).is_tagged
 

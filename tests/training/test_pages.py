@@ -103,7 +103,7 @@ def test_train_page_shows_the_running_iteration_and_its_socket(client_for, proje
     response = client_for(users["admin"]).get(reverse("training:train", args=[project.id]))
     html = response.content.decode()
     assert f'data-ws-path="/ws/projects/{project.id}/iterations/{iteration.id}/"' in html
-    assert "width: 42%" in html and "fold 2/5" in html
+    assert 'data-percent-width="42"' in html and "fold 2/5" in html
     assert "disabled" in html.split('data-testid="train-button"')[1].split(">")[0]
 
 

@@ -6,42 +6,16 @@ so later tagging never changes what a queued or running iteration learns from.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from labeling.models import ImageTag, Project, Tag
 from project.errors import LabelRuleError
+from training.services.detection_checks import check_detection_trainable, take_detection_snapshot
+from training.services.snapshot import Snapshot, SnapshotImage, SnapshotTag, snapshot_hash
 
 # Custom Vision's floor: below it a tag's cross-validated figures mean nothing.
 MIN_IMAGES_PER_TAG = 5
 MIN_TAGS = 2
-
-
-@dataclass(frozen=True)
-class SnapshotTag:
-    tag_id: int
-    name: str
-    image_count: int
-
-
-@dataclass(frozen=True)
-class SnapshotImage:
-    image_id: int
-    sha256: str
-    file_name: str
-    original_name: str
-    labels: tuple[int, ...]  # indexes into Snapshot.tags
-    is_negative: bool
-    # Detection only: (tag index, left, top, width, height), fractions of the image.
-    boxes: tuple[tuple[int, float, float, float, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    tags: list[SnapshotTag]
-    images: list[SnapshotImage]
-    hash: str = field(default="")
 
 
 def take_snapshot(project: Project) -> Snapshot:
@@ -52,9 +26,6 @@ def take_snapshot(project: Project) -> Snapshot:
     Detection projects snapshot boxes instead (training.services.detection_checks).
     """
     if project.is_detection:
-        # Imported here: detection_checks builds on this module's dataclasses.
-        from training.services.detection_checks import take_detection_snapshot
-
         return take_detection_snapshot(project)
     tags = {tag.pk: tag for tag in project.tags.all()}
     labels_by_image: dict[int, list[int]] = defaultdict(list)
@@ -97,31 +68,9 @@ def take_snapshot(project: Project) -> Snapshot:
     return Snapshot(tags=snapshot_tags, images=images, hash=snapshot_hash(snapshot_tags, images))
 
 
-def snapshot_hash(tags: list[SnapshotTag], images: list[SnapshotImage]) -> str:
-    """sha256 over what the model learns from, for the "nothing changed" refusal."""
-    # Content hashes and tag names, not row ids: re-uploading the same pictures with the same
-    # labels is "nothing changed", renaming a tag is a change (the model reports names).
-    digest = hashlib.sha256()
-    names = [tag.name for tag in tags]
-    for image in sorted(images, key=lambda i: i.sha256):
-        labels = ",".join(sorted(names[i] for i in image.labels))
-        line = f"{image.sha256}:{labels}:{int(image.is_negative)}"
-        if image.boxes:  # detection: moving a box by a pixel is a change too
-            line += ":" + ";".join(
-                sorted(
-                    f"{names[b[0]]}@{b[1]:.6f},{b[2]:.6f},{b[3]:.6f},{b[4]:.6f}"
-                    for b in image.boxes
-                )
-            )
-        digest.update(f"{line}\n".encode())
-    return digest.hexdigest()
-
-
 def check_trainable(project: Project, snapshot: Snapshot) -> None:
     """Raise LabelRuleError when the snapshot cannot make a model, saying what to fix."""
     if project.is_detection:
-        from training.services.detection_checks import check_detection_trainable
-
         check_detection_trainable(snapshot)
         return
     if len(snapshot.tags) < MIN_TAGS:

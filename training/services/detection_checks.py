@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from labeling.models import ImageTag, Project, Region, Tag
 from project.errors import LabelRuleError
-from training.services.checks import Snapshot, SnapshotImage, SnapshotTag, snapshot_hash
+from training.services.snapshot import Snapshot, SnapshotImage, SnapshotTag, snapshot_hash
 
 # Custom Vision asks for 15 images per tag for detection. We refuse below 5 (as for
 # classification): with the 20% held-out split that still leaves one image of a 5-image tag to

@@ -26,8 +26,9 @@ from labeling.models import Project, Role
 from project.errors import LabelRuleError, ValidationFailed
 from project.queue import enqueue
 from training.models import Iteration, IterationImage, IterationTag
-from training.services.checks import Snapshot, check_trainable, take_snapshot
+from training.services.checks import check_trainable, take_snapshot
 from training.services.progress import lease_deadline, push_iteration_state
+from training.services.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
 
