@@ -318,20 +318,25 @@ def _empty_ranking(weight: float) -> Ranking:
 
 def _duplicates_last(points: np.ndarray, order: np.ndarray, distance: float) -> np.ndarray:
     """`order` with every near copy (closer than `distance` on the unit sphere to an image
-    earlier in it) moved to the end, in its own order: a copy teaches nothing its twin did not."""
+    kept earlier in it) moved to the end, in its own order: a copy teaches nothing its twin did
+    not. One Gram matrix finds the close pairs (usually none), then a walk over the order."""
+    sq_norms = np.einsum("ij,ij->i", points, points)
+    close = sq_norms[:, None] + sq_norms[None, :] - 2.0 * (points @ points.T) < distance**2
+    np.fill_diagonal(close, False)
+    if not close.any():
+        return order
+    partners = {
+        int(i): set(np.flatnonzero(close[i]).tolist()) for i in np.flatnonzero(close.any(1))
+    }
     kept: list[int] = []
+    kept_set: set[int] = set()
     copies: list[int] = []
-    kept_points = np.empty((order.size, points.shape[1]), dtype=np.float32)
-    limit = distance * distance
-    for index in order:
-        point = points[index]
-        if kept:
-            gaps = kept_points[: len(kept)] - point
-            if float(np.einsum("ij,ij->i", gaps, gaps).min()) < limit:
-                copies.append(int(index))
-                continue
-        kept_points[len(kept)] = point
-        kept.append(int(index))
+    for index in (int(i) for i in order):
+        if partners.get(index, set()) & kept_set:
+            copies.append(index)
+        else:
+            kept.append(index)
+            kept_set.add(index)
     return np.array(kept + copies, dtype=np.int64)
 
 
