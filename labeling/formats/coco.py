@@ -258,5 +258,10 @@ def _short(value: Any) -> str:
 
 
 FORMAT = DatasetFormat(
-    name="coco", label="COCO JSON (boxes)", is_detection=True, parse=parse, render=render
+    name="coco",
+    label="COCO JSON (boxes)",
+    is_detection=True,
+    parse=parse,
+    render=render,
+    names_images=True,
 )

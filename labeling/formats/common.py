@@ -105,6 +105,9 @@ class DatasetFormat:
     is_detection: bool  # True: boxes (COCO, VOC, YOLO); False: image tags (folders, CSV)
     parse: Callable[[SafeArchive], ParsedDataset]
     render: Callable[[Sequence[ExportItem], Sequence[str]], list[Entry]]
+    # The annotation file names each image file (through `SafeArchive.resolve`), so it can
+    # label images already stored elsewhere (LabelsOnlyArchive); YOLO and folders cannot.
+    names_images: bool = False
 
 
 class SafeArchive:
@@ -221,6 +224,21 @@ class SafeArchive:
 
     def close(self) -> None:
         self._zip.close()
+
+
+class LabelsOnlyArchive(SafeArchive):
+    """An archive of annotation files alone, for images stored already (matched by file name).
+
+    Every image an annotation file names resolves to its bare file name, whether or not such an
+    image exists: the caller matches names to stored images and reports each one it cannot
+    find. The archive itself holds no images.
+    """
+
+    def resolve(self, name: str, base_dir: str = "") -> str | None:
+        return posixpath.basename(name.replace("\\", "/")) or None
+
+    def image_paths(self) -> list[str]:
+        return []
 
 
 def format_number(value: float, places: int) -> str:

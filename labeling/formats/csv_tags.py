@@ -115,4 +115,5 @@ FORMAT = DatasetFormat(
     is_detection=False,
     parse=parse,
     render=render,
+    names_images=True,
 )

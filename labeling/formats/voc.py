@@ -170,5 +170,10 @@ def _sub(parent: ElementTree.Element, tag: str, text: str | None = None) -> Elem
 
 
 FORMAT = DatasetFormat(
-    name="voc", label="Pascal VOC XML (boxes)", is_detection=True, parse=parse, render=render
+    name="voc",
+    label="Pascal VOC XML (boxes)",
+    is_detection=True,
+    parse=parse,
+    render=render,
+    names_images=True,
 )

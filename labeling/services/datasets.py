@@ -10,6 +10,12 @@ Import is all or nothing, and says item by item what stopped it:
    any problem (a rejected image, a size that differs from the annotation file, a box under
    1 px) rolls the transaction back and removes every file stored so far.
 
+Labels only (`import_labels`): an annotation file (COCO, VOC, CSV) whose images are in the
+project already, matched by file name (Image.original_name) among its training images. A
+problem in the file itself stops it as above; an image the file names that the project lacks,
+or has twice, is skipped and reported item by item, and the rest are labeled (their boxes or
+tags replaced by the file's). Images the file does not name keep their labels.
+
 Export writes the project's training images and labels in one of `labeling.formats`; export →
 import into a new project → export gives the same annotation files and images.
 """
@@ -36,6 +42,7 @@ from labeling.formats.common import (
     BoxItem,
     DatasetItem,
     ExportItem,
+    LabelsOnlyArchive,
     Problem,
     SafeArchive,
     unique_names,
@@ -67,6 +74,8 @@ class ImportReport:
     labeled_images: int = 0
     tags_created: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Labels only: items left out (image not in the project, or its name on several images).
+    skipped: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -80,10 +89,13 @@ class ImportReport:
             "boxes": self.boxes,
             "labeled_images": self.labeled_images,
             "tags_created": self.tags_created,
-            "problems": [
-                {"item": p.item, "code": p.code, "message": p.message} for p in self.problems
-            ],
+            "problems": _problem_dicts(self.problems),
+            "skipped": _problem_dicts(self.skipped),
         }
+
+
+def _problem_dicts(problems: Sequence[Problem]) -> list[dict[str, str]]:
+    return [{"item": p.item, "code": p.code, "message": p.message} for p in problems]
 
 
 class _RollBack(Exception):
@@ -136,13 +148,125 @@ def import_dataset(
     return report
 
 
+def import_labels(
+    *,
+    project: Project,
+    archive: IO[bytes],
+    format_name: str,
+    by: AbstractBaseUser,
+    on_progress: ProgressCallback = lambda fraction, message: None,
+) -> ImportReport:
+    """Label images already in the project from a zip of annotation files (no images).
+
+    Same checks and same all-or-nothing write as `import_dataset` for the file's own problems;
+    items whose image is missing or ambiguous go to `report.skipped`, one each.
+    """
+    require_role(by, project, Role.ADMIN)  # it may create tags, which only admins do
+    fmt = dataset_format(project, format_name)
+    if not fmt.names_images:
+        raise ValidationFailed(
+            f"{fmt.label} does not name each image file, so it cannot label images already "
+            "in the project; import it in a zip with the images."
+        )
+    report = ImportReport(format=fmt.name)
+    on_progress(0.0, "Reading the annotation file.")
+    safe = LabelsOnlyArchive(archive)
+    try:
+        parsed = fmt.parse(safe)
+        report.problems = [*safe.problems, *parsed.problems]
+        report.problems += _check_items(project, safe, parsed.items, on_progress, read=False)
+    finally:
+        safe.close()
+    if report.problems:
+        return report
+    matched = _match_stored_images(project, parsed.items, report)
+    _write_labels(project, matched, parsed.tag_names, by, report, on_progress)
+    on_progress(1.0, "Imported." if report.ok else "Nothing was imported.")
+    return report
+
+
+def _match_stored_images(
+    project: Project, items: Sequence[DatasetItem], report: ImportReport
+) -> list[tuple[DatasetItem, Image]]:
+    """Each item's training image by original name; the rest go to `report.skipped`."""
+    names = {item.name for item in items}
+    by_name: dict[str, list[Image]] = {}
+    for image in project.images.training().filter(original_name__in=names).order_by("pk"):
+        by_name.setdefault(image.original_name, []).append(image)
+    listed: dict[str, int] = {}
+    for item in items:
+        listed[item.name] = listed.get(item.name, 0) + 1
+    matched = []
+    for item in items:
+        found = by_name.get(item.name, [])
+        if listed[item.name] > 1:
+            report.skipped.append(
+                Problem(
+                    item.name,
+                    "listed_twice",
+                    f"The annotation file lists “{item.name}” {listed[item.name]} times; "
+                    "none of them was applied.",
+                )
+            )
+        elif not found:
+            report.skipped.append(
+                Problem(
+                    item.name, "not_found", f"No training image of this project is “{item.name}”."
+                )
+            )
+        elif len(found) > 1:
+            ids = ", ".join(str(image.pk) for image in found[:5])
+            report.skipped.append(
+                Problem(
+                    item.name,
+                    "ambiguous_name",
+                    f"{len(found)} images of this project are called “{item.name}” (ids {ids}); "
+                    "rename all but one, or label them by hand.",
+                )
+            )
+        else:
+            image = found[0]
+            image.project = project  # shares the role cache: no query per label write
+            matched.append((item, image))
+    return matched
+
+
+def _write_labels(
+    project: Project,
+    matched: Sequence[tuple[DatasetItem, Image]],
+    tag_names: Sequence[str],
+    by: AbstractBaseUser,
+    report: ImportReport,
+    on_progress: ProgressCallback,
+) -> None:
+    """One transaction: tags, then each matched image's labels; any problem rolls it back."""
+    items = [item for item, _ in matched]
+    try:
+        with transaction.atomic():
+            tags = _ensure_tags(project, tag_names, items, by, report)
+            for number, (item, image) in enumerate(matched, start=1):
+                if all(name in tags for name in (*item.tags, *(b.tag for b in item.boxes))):
+                    _label(item, image, tags, by, report, replace=True)
+                if number % INGEST_BATCH == 0:
+                    on_progress(0.1 + 0.9 * number / len(matched), f"Labeled {number} images.")
+            report.images = len(matched)
+            if report.problems:
+                raise _RollBack
+    except _RollBack:
+        report.images = report.boxes = report.labeled_images = 0
+        report.tags_created = []
+
+
 def _check_items(
     project: Project,
     archive: SafeArchive,
     items: Sequence[DatasetItem],
     on_progress: ProgressCallback,
+    *,
+    read: bool = True,
 ) -> list[Problem]:
-    """Phase 1: everything that can be checked without writing."""
+    """Phase 1: everything that can be checked without writing (`read`: the image members
+    too; labels only has none)."""
     problems: list[Problem] = []
     for number, item in enumerate(items, start=1):
         if posixpath.splitext(item.path)[1].lower() not in IMAGE_EXTENSIONS:
@@ -167,7 +291,8 @@ def _check_items(
         if item.width_px and item.height_px:
             problems += _box_problems(item, item.width_px, item.height_px)
         try:
-            _read_through(archive, item.path)
+            if read:
+                _read_through(archive, item.path)
         except ArchiveError as err:
             problems.append(Problem(item.path, err.code, err.message))
         if number % 20 == 0:
@@ -341,8 +466,11 @@ def _label(
     tags: dict[str, Tag],
     by: AbstractBaseUser,
     report: ImportReport,
+    *,
+    replace: bool = False,
 ) -> None:
-    """Give one stored image its labels through the editors' services."""
+    """Give one stored image its labels through the editors' services (`replace`: an image
+    that has labels already gets the file's, none included, instead of keeping its own)."""
     if item.width_px and (item.width_px, item.height_px) != (image.width, image.height):
         report.problems.append(
             Problem(
@@ -356,10 +484,10 @@ def _label(
         return
     try:
         if image.project.is_detection:
-            if item.boxes:
+            if item.boxes or replace:
                 regions = [(tags[b.tag], b.left, b.top, b.width, b.height) for b in item.boxes]
                 set_image_regions(image=image, regions=regions, by=by, version=None)
-        elif item.tags:
+        elif item.tags or replace:
             set_image_tags(
                 image=image, tags=[tags[name] for name in item.tags], by=by, version=None
             )

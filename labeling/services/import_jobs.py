@@ -1,5 +1,9 @@
 """Dataset import jobs: the uploaded archive and the job's status, kept in the configured storage.
 
+A job imports images with their labels (`import_dataset`), or labels alone onto images the
+project has (`labels_only`: `import_labels`; a bare annotation file is kept zipped, so both
+kinds read `archive.zip` and share everything below).
+
 Invariant: job `<job_id>` of project `<project_id>` is the folder `imports/<project_id>/<job_id>/`
 of the default storage, holding `archive.zip` (removed when the job ends) and `status.json`
 (written by the web when the job starts, then by the worker at most once a second and at the
@@ -26,8 +30,10 @@ set); the worst case is a job re-queued whose rerun finds it finished or leased 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import posixpath
 import threading
 import time
 import uuid
@@ -44,7 +50,7 @@ from django.core.files.storage import default_storage
 
 from labeling.access import require_role
 from labeling.models import Project, Role
-from labeling.services.datasets import dataset_format, import_dataset
+from labeling.services.datasets import dataset_format, import_dataset, import_labels
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.queue import enqueue, send
 
@@ -80,6 +86,8 @@ class ImportJob:
     user_id: int | None = None  # the importer: a re-queued job runs as them
     created: float = 0.0  # epoch seconds
     lease_expires: float = 0.0  # epoch seconds; a running job's worker keeps it in the future
+    labels_only: bool = False  # annotations for images the project has (import_labels)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # labels only: items left out
 
     @property
     def is_finished(self) -> bool:
@@ -95,12 +103,28 @@ def _folder(project_id: int, job_id: str) -> str:
 
 
 def start_import(
-    *, project: Project, upload: IO[bytes], format_name: str, by: AbstractBaseUser
+    *,
+    project: Project,
+    upload: IO[bytes],
+    format_name: str,
+    by: AbstractBaseUser,
+    labels_only: bool = False,
 ) -> ImportJob:
-    """Keep the uploaded zip in storage and queue the worker task; returns the queued job."""
+    """Keep the uploaded zip in storage and queue the worker task; returns the queued job.
+
+    `labels_only`: the upload holds annotations for images already in the project, as a zip
+    or as the bare annotation file (zipped here, under its own name).
+    """
     require_role(by, project, Role.ADMIN)
     fmt = dataset_format(project, format_name)
-    if not zipfile.is_zipfile(upload):
+    if labels_only and not fmt.names_images:
+        raise ValidationFailed(
+            f"{fmt.label} does not name each image file, so it cannot label images already "
+            "in the project; import it in a zip with the images."
+        )
+    if labels_only and not zipfile.is_zipfile(upload):
+        upload = _zipped(upload)
+    elif not zipfile.is_zipfile(upload):
         raise ValidationFailed(
             "The upload is not a zip archive; zip the images together with the annotation file."
         )
@@ -111,6 +135,7 @@ def start_import(
         format=fmt.name,
         user_id=by.pk,
         created=time.time(),
+        labels_only=labels_only,
     )
     default_storage.save(f"{_folder(project.pk, job.job_id)}/archive.zip", upload)
     _write(job)
@@ -121,6 +146,17 @@ def start_import(
         on_error=lambda err: _fail_if_queued(project.pk, job.job_id, _NOT_QUEUED),
     )
     return job
+
+
+def _zipped(upload: IO[bytes]) -> IO[bytes]:
+    """A bare annotation file as a one-member zip, so the worker reads every job one way."""
+    name = posixpath.basename(str(getattr(upload, "name", "") or "annotations").replace("\\", "/"))
+    upload.seek(0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name or "annotations", upload.read())
+    buffer.seek(0)
+    return buffer
 
 
 def _task_args(job: ImportJob) -> tuple[int, str, int | None, str]:
@@ -179,8 +215,9 @@ def _import(job: ImportJob, *, user_id: int, format_name: str) -> None:
     try:
         project = Project.objects.get(pk=job.project_id)
         user = get_user_model().objects.get(pk=user_id)
+        importer = import_labels if job.labels_only else import_dataset
         with default_storage.open(archive, "rb") as handle:
-            report = import_dataset(
+            report = importer(
                 project=project,
                 archive=handle,
                 format_name=format_name,
@@ -211,13 +248,22 @@ def _import(job: ImportJob, *, user_id: int, format_name: str) -> None:
     else:
         job.report = report.as_dict()
         job.problems = job.report.pop("problems")  # type: ignore[assignment]
+        job.skipped = job.report.pop("skipped")  # type: ignore[assignment]
         job.state = DONE if report.ok else FAILED
         job.message = (
-            f"Imported {report.images} images."
+            _done_message(job, report.images)
             if report.ok
             else f"Nothing was imported: {len(report.problems)} problem"
             f"{'s' if len(report.problems) != 1 else ''} to fix."
         )
+
+
+def _done_message(job: ImportJob, images: int) -> str:
+    if not job.labels_only:
+        return f"Imported {images} images."
+    skipped = len(job.skipped)
+    left_out = f"; {skipped} listed image{'s' if skipped != 1 else ''} skipped" if skipped else ""
+    return f"Labeled {images} image{'s' if images != 1 else ''} of the project{left_out}."
 
 
 def sweep_imports(*, now: float | None = None) -> int:

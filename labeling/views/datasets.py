@@ -1,4 +1,8 @@
-"""Dataset import (a zip, processed by the worker, with progress) and export (a zip download)."""
+"""Dataset import (a zip, processed by the worker, with progress) and export (a zip download).
+
+An import holds images and their annotations, or (`contents=labels`) annotations alone for
+images already in the project, as a zip or the bare annotation file.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +35,13 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
         try:
             upload = request.FILES.get("archive")
             if upload is None:
-                raise ValidationFailed("Choose a zip archive to import.")
+                raise ValidationFailed("Choose a zip archive or an annotation file to import.")
             job = start_import(
                 project=project,
                 upload=upload,
                 format_name=request.POST.get("format", ""),
                 by=request.user,
+                labels_only=request.POST.get("contents") == "labels",
             )
         except LoupeError as err:
             error, status = err.message, err.http_status
@@ -88,6 +93,7 @@ def _context(request: HttpRequest, project: Project, **extra: object) -> dict[st
     return {
         "project": project,
         "formats": formats_for(project),
+        "label_formats": [fmt for fmt in formats_for(project) if fmt.names_images],
         "can_import": has_role(request.user, project, Role.ADMIN),
         **extra,
     }
