@@ -180,7 +180,8 @@ def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
 def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id, min_role=Role.REVIEWER)
     iterations = iterations_with_predictions(project)
-    chosen = _chosen_iteration(request, project, iterations)
+    current = current_iteration(project)
+    chosen = _chosen_iteration(request, project, iterations, current)
     sort = request.GET.get("sort", "gain")
     sort = sort if sort in SORTS else "gain"
     tags = list(project.tags.all())
@@ -202,9 +203,11 @@ def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project,
         "iterations": iterations,
         "iteration": chosen,
-        "current": current_iteration(project),
+        "current": current,
         # Suggest tags runs a model: the current iteration among those with a model file.
-        "suggest_with": current_iteration(project, with_model=True),
+        "suggest_with": current
+        if current is not None and current.artifact
+        else current_iteration(project, with_model=True),
         "open_elsewhere": open_elsewhere,
         "sorts": SORTS,
         "sort": sort,
@@ -230,13 +233,15 @@ def _optional_int(value: str | None) -> int | None:
     return parse_optional_id(value)
 
 
-def _chosen_iteration(request: HttpRequest, project: Any, iterations: list[Any]) -> Any:
+def _chosen_iteration(
+    request: HttpRequest, project: Any, iterations: list[Any], current: Any
+) -> Any:
     wanted = _optional_int(request.GET.get("iteration"))
     if wanted is not None:
         for iteration in iterations:
             if iteration.pk == wanted:
                 return iteration
-    return default_iteration(project, iterations)
+    return default_iteration(project, iterations, current)
 
 
 def _image_ids(request: HttpRequest) -> list[int]:

@@ -68,7 +68,9 @@ def iterations_with_predictions(project: Project) -> list[Iteration]:
     return list(project.iterations.completed().order_by("-number"))
 
 
-def default_iteration(project: Project, iterations: Sequence[Iteration]) -> Iteration | None:
+def default_iteration(
+    project: Project, iterations: Sequence[Iteration], current: Iteration | None = None
+) -> Iteration | None:
     """The iteration the tab opens on: the project's current one (its default, else its latest
     completed: training.services.publishing.current_iteration), as on every other page.
 
@@ -76,7 +78,7 @@ def default_iteration(project: Project, iterations: Sequence[Iteration]) -> Iter
     model here than in Quick test and Suggest tags. `other_open_iterations` names the ones with
     open work, and the dropdown still chooses any of `iterations`.
     """
-    current = current_iteration(project)
+    current = current or current_iteration(project)
     if current is not None and any(it.pk == current.pk for it in iterations):
         return current
     return iterations[0] if iterations else None
@@ -110,12 +112,14 @@ def ranked_predictions(
     page = max(1, page)
     start, stop = (page - 1) * size, page * size
     open_rows = Prediction.objects.open().filter(project=project, iteration_id=iteration_id)
-    reasons: dict[int, str] = {}
+    gain: _GainOrder | None = None
     if sort == "gain":
         iteration = Iteration.objects.filter(project=project, pk=iteration_id).first()
         if iteration is None:
             return PredictionPage([], False, page)
-        ids, has_more, reasons = _most_gain(project, iteration, open_rows, start, stop)
+        gain = _gain_order(iteration, open_rows)
+        ids = gain.ids[start:stop]
+        has_more = min(gain.total, len(gain.ids)) > stop
     elif sort == "newest":
         ids = list(open_rows.newest().values_list("pk", flat=True)[start : stop + 1])
         has_more, ids = len(ids) > size, ids[:size]
@@ -131,6 +135,12 @@ def ranked_predictions(
     rows = Prediction.objects.filter(pk__in=ids).select_related("image").defer("embedding")
     by_id = {row.pk: row for row in rows}
     shown = [by_id[i] for i in ids if i in by_id]
+    reasons: dict[int, str] = {}
+    if gain is not None:
+        position = {pk: start + i for i, pk in enumerate(ids)}
+        reasons = {
+            row.pk: _gain_reason(project, iteration, gain, position[row.pk], row) for row in shown
+        }
     for row in shown:  # for the template, which cannot look a row up in `reasons`
         row.gain_reason = reasons.get(row.pk, "")
     return PredictionPage(shown, has_more, page, reasons)
@@ -168,35 +178,19 @@ class _GainOrder:
     by_density: bool = True  # picks are a cluster's most typical image (else any member)
 
 
-def _most_gain(
-    project: Project,
-    iteration: Iteration,
-    open_rows: QuerySet[Prediction],
-    start: int,
-    stop: int,
-) -> tuple[list[int], bool, dict[int, str]]:
-    order = _gain_order(iteration, open_rows)
-    shown = range(start, min(stop, len(order.ids)))
-    page_ids = [order.ids[i] for i in shown]
-    results = {
-        pk: (rows, uncertainty)
-        for pk, rows, uncertainty in Prediction.objects.filter(pk__in=page_ids).values_list(
-            "pk", "results", "uncertainty"
-        )
-    }
-    reasons = {
-        order.ids[i]: _reason(
-            project,
-            iteration,
-            *results.get(order.ids[i], ([], 0.0)),
-            for_doubt=order.for_doubt[i],
-            like_it=order.like_it[i],
-            is_covered=order.is_covered[i],
-            by_density=order.by_density,
-        )
-        for i in shown
-    }
-    return page_ids, min(order.total, len(order.ids)) > stop, reasons
+def _gain_reason(
+    project: Project, iteration: Iteration, gain: _GainOrder, position: int, row: Prediction
+) -> str:
+    return _reason(
+        project,
+        iteration,
+        row.results or [],
+        row.uncertainty,
+        for_doubt=gain.for_doubt[position],
+        like_it=gain.like_it[position],
+        is_covered=gain.is_covered[position],
+        by_density=gain.by_density,
+    )
 
 
 def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainOrder:

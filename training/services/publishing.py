@@ -38,7 +38,8 @@ def current_iteration(project: Project, *, with_model: bool = False) -> Iteratio
     completed = project.iterations.completed()
     if with_model:
         completed = completed.exclude(artifact="")
-    return completed.filter(is_default=True).first() or completed.order_by("-number").first()
+    # One query: the default first, then the newest.
+    return completed.order_by("-is_default", "-number").first()
 
 
 def _clean_name(name: str, what: str) -> str:
