@@ -52,6 +52,7 @@ from labeling.access import require_role
 from labeling.models import Project, Role
 from labeling.services.datasets import dataset_format, import_dataset, import_labels
 from project.errors import LoupeError, NotFound, ValidationFailed
+from project.heartbeat import Heartbeat
 from project.queue import enqueue, send
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
     job.state, job.message = RUNNING, "Reading the archive."
     job.lease_expires = _lease_deadline()
     _write(job)
-    with _LeaseHeartbeat(job):
+    with _lease_heartbeat(job):
         _import(job, user_id=user_id, format_name=format_name)
     return _finish(job, job.state, job.message)
 
@@ -347,35 +348,16 @@ def _lease_deadline() -> float:
     return time.time() + settings.LOUPE_IMPORT_LEASE_S
 
 
-class _LeaseHeartbeat:
-    """A daemon thread renewing the job's lease every third of the lease, until stopped.
+def _lease_heartbeat(job: ImportJob) -> Heartbeat:
+    """Renews the job's lease every third of it; progress writes renew it too."""
 
-    Progress writes renew it too; this covers long silent phases (one big image batch).
-    """
+    def renew() -> None:
+        job.lease_expires = _lease_deadline()
+        _write(job)
 
-    def __init__(self, job: ImportJob) -> None:
-        self.job = job
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"import-{job.job_id}", daemon=True)
-
-    def __enter__(self) -> _LeaseHeartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        interval = max(settings.LOUPE_IMPORT_LEASE_S / 3, 0.2)
-        while not self._stop.wait(interval):
-            try:
-                self.job.lease_expires = _lease_deadline()
-                _write(self.job)
-            except Exception:
-                logger.warning(
-                    "Lease heartbeat of import %s failed", self.job.job_id, exc_info=True
-                )
+    return Heartbeat(
+        renew, interval_s=settings.LOUPE_IMPORT_LEASE_S / 3, name=f"import-{job.job_id}"
+    )
 
 
 def _finish(job: ImportJob, state: str, message: str) -> ImportJob:

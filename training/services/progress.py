@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -20,9 +19,9 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from project.heartbeat import Heartbeat
 from training.models import Iteration
 
 logger = logging.getLogger(__name__)
@@ -142,36 +141,15 @@ class ProgressReporter:
             push_iteration_state(self.iteration)
 
 
-class LeaseHeartbeat:
-    """A daemon thread renewing the iteration's lease every third of the lease, until stopped."""
+def lease_heartbeat(iteration: Iteration) -> Heartbeat:
+    """Renews the iteration's lease every third of it while this attempt still holds it."""
+    iteration_id, attempt = iteration.pk, iteration.attempts
 
-    def __init__(self, iteration: Iteration) -> None:
-        self.iteration_id = iteration.pk
-        self.attempt = iteration.attempts
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{iteration.pk}", daemon=True)
+    def renew() -> None:
+        Iteration.objects.filter(
+            pk=iteration_id, status=Iteration.Status.TRAINING, attempts=attempt
+        ).update(lease_expires=lease_deadline())
 
-    def __enter__(self) -> LeaseHeartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        interval = max(settings.LOUPE_TRAIN_LEASE_S / 3, 0.2)
-        try:
-            while not self._stop.wait(interval):
-                close_old_connections()
-                Iteration.objects.filter(
-                    pk=self.iteration_id,
-                    status=Iteration.Status.TRAINING,
-                    attempts=self.attempt,
-                ).update(lease_expires=lease_deadline())
-        except Exception:
-            logger.warning(
-                "Lease heartbeat of iteration %s stopped", self.iteration_id, exc_info=True
-            )
-        finally:
-            connection.close()
+    return Heartbeat(
+        renew, interval_s=settings.LOUPE_TRAIN_LEASE_S / 3, name=f"lease-{iteration_id}"
+    )

@@ -32,7 +32,7 @@ from training.ml.preprocessing import PREPROCESSING_VERSION
 from training.models import Iteration, IterationImage, IterationScore, artifact_path
 from training.services.embeddings import save_training_embeddings
 from training.services.iterations import fail_iteration
-from training.services.progress import LeaseHeartbeat, ProgressReporter, push_iteration_state
+from training.services.progress import ProgressReporter, lease_heartbeat, push_iteration_state
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def train_iteration(iteration: Iteration) -> None:
     report = ProgressReporter(iteration)
     started = time.monotonic()
     try:
-        with LeaseHeartbeat(iteration):
+        with lease_heartbeat(iteration):
             if iteration.project.is_detection:
                 from training.services.detection import train_detection
 
