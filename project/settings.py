@@ -317,6 +317,9 @@ LOUPE_THUMBNAIL_PX = 256
 # forward pass uses. 1 is fastest under load: concurrent requests already fill every core, and
 # a second thread per image costs 20-65% more CPU for 0-20% less latency (see build_engine).
 LOUPE_MAX_PREDICTION_BYTES = env_int("LOUPE_MAX_PREDICTION_BYTES", 4 * 1024 * 1024)
+# The pixels one prediction may decode (after a JPEG's reduced-scale decode): a 24 MP camera
+# photo passes, a 49 MP PNG (147 MB of RGB, 1.35 GB of web-process RSS before) is refused (413).
+LOUPE_MAX_PREDICTION_PIXELS = env_int("LOUPE_MAX_PREDICTION_PIXELS", 25_000_000)
 LOUPE_PREDICTION_MODELS_CACHED = env_int("LOUPE_PREDICTION_MODELS_CACHED", 4)
 LOUPE_PREDICTION_THREADS = env_int("LOUPE_PREDICTION_THREADS", 1)
 # Images fetched from a URL (quick test; predictions/services/fetch.py): only public addresses,

@@ -28,8 +28,9 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Protocol, TypeVar
@@ -450,16 +451,65 @@ def _open_header(data: bytes) -> PILImage.Image:
 
 
 def _decode(image: PILImage.Image) -> _Inspection:
-    """Decode every pixel (the first frame of a GIF): a truncated or damaged file fails here."""
+    """Decode every pixel (the first frame of a GIF): a truncated or damaged file fails here.
+
+    A JPEG decodes at 1/8 scale (libjpeg's DCT scaling): every byte of its entropy-coded data
+    is still read, so a truncated or damaged file fails the same way, with 1/64 of the memory.
+    Its size and orientation come from the header, before the reduced decode changes `size`.
+    """
     with image:
         width, height = image.size
+        inspection = _upright_inspection(image) if image.format == "JPEG" else None
+        if inspection is not None:
+            image.draft(None, (max(1, width // 8), max(1, height // 8)))
         try:
-            image.load()
+            with decode_budget(image.size[0] * image.size[1]):
+                image.load()
         except PILImage.DecompressionBombError:
             raise _too_many_pixels((width, height)) from None
         except _DECODE_ERRORS:
             raise corrupt_rejection() from None
-        return _upright_inspection(image)
+        return inspection or _upright_inspection(image)
+
+
+class _PixelBudget:
+    """How many pixels this process decodes at once, across upload threads and predictions.
+
+    Invariant: the pixels held by running decodes stay within LOUPE_MAX_IMAGE_PIXELS, except
+    that one image over it (possible when the setting was lowered) runs alone. Small images
+    share the budget and decode in parallel; an image near the limit waits for the others and
+    then decodes alone, so four 49 MP PNGs in one upload never hold 4 x 147 MB of RGB together.
+    A waiting thread is released when a holder leaves its `with` block, also by an exception.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = 0
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        limit = settings.LOUPE_MAX_IMAGE_PIXELS
+        with self._changed:
+            self._changed.wait_for(lambda: self._held == 0 or self._held + pixels <= limit)
+            self._held += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held -= pixels
+                self._changed.notify_all()
+
+
+_pixel_budget = _PixelBudget()
+
+
+def decode_budget(pixels: int) -> AbstractContextManager[None]:
+    """Hold `pixels` of the process's decode budget for the `with` block (see _PixelBudget).
+
+    Uploads and predictions decode under it, so the web process's memory for pixels stays
+    bounded whatever a burst of large images asks for.
+    """
+    return _pixel_budget.hold(pixels)
 
 
 def _upright_inspection(image: PILImage.Image) -> _Inspection:

@@ -14,6 +14,7 @@ Uncertainty is computed here, once, with the ranking core's rules
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,12 +24,14 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from PIL import Image as PILImage
 
 from labeling.models import Image, Project
 from labeling.services.ingest import (
     SUPPORTED_FORMATS,
     FileRejected,
     corrupt_rejection,
+    decode_budget,
     inspect_header,
 )
 from labeling.services.thumbnails import enqueue_thumbnails_after_commit
@@ -55,6 +58,13 @@ class BadImage(LoupeError):
 
 class ImageTooLarge(LoupeError):
     code = "BadRequestImageSizeBytes"
+    http_status = 413
+
+
+class ImageTooManyPixels(LoupeError):
+    """More pixels than one prediction may decode (LOUPE_MAX_PREDICTION_PIXELS)."""
+
+    code = "BadRequestImageDimensions"
     http_status = 413
 
 
@@ -213,12 +223,42 @@ def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
     # size, as training's embedding pipeline does (training.ml.features): same pixels, a
     # fraction of the decode time. The detector sees the whole picture at its own size.
     draft = None if target.is_detection else get_backbone(model.backbone).input_size
-    try:
-        picture = load_rgb(image.data, key=image.sha256, draft_size=draft)
-    except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode
-        rejection = corrupt_rejection()
-        raise BadImage(rejection.message, reason=rejection.code) from None
-    return score_output(target, model.run(picture))
+    pixels = _decoded_pixels(image, draft)
+    if pixels > settings.LOUPE_MAX_PREDICTION_PIXELS:
+        raise too_many_pixels(image)
+    # The decoded picture lives until the model has run: hold its pixels in the process's
+    # decode budget that long, so concurrent large images take turns instead of piling up.
+    with decode_budget(pixels):
+        try:
+            picture = load_rgb(image.data, key=image.sha256, draft_size=draft)
+        except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode
+            rejection = corrupt_rejection()
+            raise BadImage(rejection.message, reason=rejection.code) from None
+        output = model.run(picture)
+        del picture
+    return score_output(target, output)
+
+
+def _decoded_pixels(image: CheckedImage, draft_size: int | None) -> int:
+    """The pixels decoding `image` holds: a JPEG's reduced-scale size when it is drafted."""
+    pixels = image.width * image.height
+    if draft_size is None or image.format != "JPEG" or pixels <= draft_size * draft_size:
+        return pixels
+    with PILImage.open(io.BytesIO(image.data)) as header:  # the header only: no pixels
+        header.draft("RGB", (draft_size, draft_size))
+        return header.size[0] * header.size[1]
+
+
+def too_many_pixels(image: CheckedImage) -> ImageTooManyPixels:
+    """The 413 for an image over LOUPE_MAX_PREDICTION_PIXELS."""
+    limit = settings.LOUPE_MAX_PREDICTION_PIXELS
+    return ImageTooManyPixels(
+        f"The image is {image.width} x {image.height} pixels "
+        f"({image.width * image.height / 1_000_000:.1f} million); predictions take at most "
+        f"{limit / 1_000_000:g} million pixels. Scale it down and send it again.",
+        reason="too_many_pixels",
+        max_pixels=limit,
+    )
 
 
 def score_output(target: Target, output: ModelOutput) -> PredictionOutcome:
