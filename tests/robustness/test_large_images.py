@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
 
 from labeling.models import Image
-from labeling.services.ingest import FileRejected, decode_budget, inspect_image
+from labeling.services import ingest
+from labeling.services.ingest import FileRejected, decode_budget, inspect_header, inspect_image
 from predictions.models import Prediction
 from predictions.services.predict import ImageTooManyPixels, quick_test
 from tests.predictions import conftest as prediction_fixtures
@@ -130,3 +133,30 @@ def test_readme_lists_the_prediction_pixel_setting_with_its_default(settings):
     row = re.search(r"^\| `LOUPE_MAX_PREDICTION_PIXELS` \| ([\d,]+) \|", readme, re.MULTILINE)
     assert row is not None
     assert int(row.group(1).replace(",", "")) == settings.LOUPE_MAX_PREDICTION_PIXELS
+
+
+def _png_with_trailing_exif(width: int, height: int, orientation: int) -> bytes:
+    """A PNG whose eXIf chunk comes after the image data (legal; Pillow finds it on load)."""
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    content = exif.tobytes()[len(b"Exif\0\0") :]
+    chunk = struct.pack(">I", len(content)) + b"eXIf" + content
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + content) & 0xFFFFFFFF)
+    data = big_png(width, height)
+    return data[:-12] + chunk + data[-12:]  # before IEND
+
+
+def test_the_header_check_of_a_png_reads_no_pixels():
+    # Pillow's PNG getexif() decodes the whole image; the header check must not.
+    data = big_png(2000, 1000)
+    image = ingest._open_header(data)
+    inspection = ingest._upright_inspection(image, data)
+    assert image.tile, "the pixels were decoded"
+    assert (inspection.width, inspection.height) == (2000, 1000)
+
+
+def test_a_png_rotated_by_a_trailing_exif_chunk_reports_its_upright_size():
+    data = _png_with_trailing_exif(300, 200, orientation=6)
+    header = inspect_header(data)
+    assert (header.width, header.height) == (200, 300)
+    assert (inspect_image(data).width, inspect_image(data).height) == (200, 300)
