@@ -92,6 +92,9 @@ def photo_jpeg() -> bytes:
 
 def connect_django(data_dir: Path) -> None:
     os.environ.update(LOUPE_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="project.settings")
+    # In-process page renders come from Django's test client, whose host is "testserver".
+    hosts = os.environ.get("LOUPE_ALLOWED_HOSTS", "localhost,127.0.0.1")
+    os.environ["LOUPE_ALLOWED_HOSTS"] = f"{hosts},testserver"
     import django
 
     django.setup()
