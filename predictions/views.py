@@ -195,8 +195,10 @@ def prediction_list(request: HttpRequest, project_id: int) -> HttpResponse:
         page = ranked_predictions(
             project=project, iteration_id=chosen.pk, sort=sort, tag_id=tag_id, page=page_number
         )
-        # One COUNT on prediction_newest_idx: how much is left to review, shown above the grid.
-        open_count = Prediction.objects.open().filter(iteration_id=chosen.pk).count()
+        # How much is left to review, shown above the grid (Most gain counted it already).
+        open_count = page.open_count
+        if open_count is None:  # one COUNT on prediction_newest_idx
+            open_count = Prediction.objects.open().filter(iteration_id=chosen.pk).count()
         if not open_count:  # nothing to review here: point at the iterations that have some
             open_elsewhere = other_open_iterations(iterations, chosen)
     context = {

@@ -53,6 +53,8 @@ class PredictionPage:
     page: int
     # Most gain only: why each shown prediction is there, by prediction id.
     reasons: dict[int, str] = field(default_factory=dict)
+    # Open predictions of the iteration, when the sort had to count them (Most gain).
+    open_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def ranked_predictions(
         }
     for row in shown:  # for the template, which cannot look a row up in `reasons`
         row.gain_reason = reasons.get(row.pk, "")
-    return PredictionPage(shown, has_more, page, reasons)
+    return PredictionPage(shown, has_more, page, reasons, gain.total if gain else None)
 
 
 def model_signals(iteration: Iteration) -> ModelSignals:
