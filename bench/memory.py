@@ -1,0 +1,282 @@
+"""The web process's memory through a corpus of large and bad images (issue 16, item 9).
+
+    .venv/bin/python bench/memory.py [--no-record]
+
+What it does:
+1. Fits a real classifier in this process (bench.prediction_api.build_artifact: EfficientNet-
+   Lite0, the production engine) and starts the whole stack as `make run` does
+   (bench.common.LoupeServer: uvicorn, Celery workers, embedded Redis, SQLite WAL, fresh data
+   directory); seeds a project with that model published and a prediction key.
+2. Warms the web process with one small prediction (the model is loaded), and reads its RSS.
+3. Sends the corpus, generated in memory, through every entry point that decodes in the web
+   process: the prediction API (stored and not), the upload API (the whole corpus in one
+   request, and four 49 MP PNGs in one request), the quick test page (a logged-in form post),
+   and four concurrent predictions of the largest accepted PNG.
+4. Prints each request's status and the uvicorn process's peak RSS (VmHWM from
+   /proc/<pid>/status, the kernel's high-water mark, so no spike between samples is missed).
+Goal: peak under 600 MB; every answer a 2xx or a 4xx with a reason, never a 500.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import zlib
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+import httpx  # noqa: E402
+
+from bench.common import (  # noqa: E402  (run as a script: the repo root is put on the path)
+    LoupeServer,
+    _cmdline,
+    _descendants,
+    append_result,
+    command_line,
+    machine_line,
+)
+from bench.prediction_api import (  # noqa: E402
+    PUBLISH_NAME,
+    build_artifact,
+    connect_django,
+    seed,
+)
+
+GOAL_MB = 600
+
+
+def _png(width: int, height: int, mode: str = "RGB") -> bytes:
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.new(mode, (width, height), (90, 140, 200)[: len(mode)]).save(
+        buffer, format="PNG", compress_level=1
+    )
+    return buffer.getvalue()
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    # A gradient with a little noise: a photo-like 1-3 MB file, not a flat few kB.
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    noise = np.random.default_rng(0).normal(0, 6, (height, 1, 3)).astype(np.float32)
+    pixels = (x * 0.6 + y * 0.3 + noise).clip(0, 255).astype("uint8")
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.broadcast_to(pixels, (height, width, 3)).copy()).save(
+        buffer, "JPEG", quality=80
+    )
+    return buffer.getvalue()
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG whose header claims width x height (a decompression-bomb header)."""
+    data = bytearray(_png(1, 1))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12 : ihdr + 13])) & 0xFFFFFFFF
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def corpus() -> dict[str, bytes]:
+    png49 = _png(7000, 7000)
+    jpeg12 = _jpeg(4000, 3000)
+    return {
+        "png-49MP-7000x7000.png": png49,
+        "png-24MP-6000x4000.png": _png(6000, 4000),
+        "png-24MP-RGBA.png": _png(6000, 4000, "RGBA"),
+        "jpeg-12MP-4000x3000.jpg": jpeg12,
+        "jpeg-49MP-7000x7000.jpg": _jpeg(7000, 7000),
+        "bomb-100000x100000.png": _bomb_png(100_000, 100_000),
+        "bomb-7000x7000-header.png": _bomb_png(7000, 7000),
+        "truncated-49MP.png": png49[: len(png49) // 2],
+        "truncated-12MP.jpg": jpeg12[: len(jpeg12) // 2],
+        "zero-bytes.png": b"",
+    }
+
+
+def web_pid(server: LoupeServer) -> int:
+    pids = [p for p in _descendants(server.process.pid) if "uvicorn" in _cmdline(p)]
+    if len(pids) != 1:
+        raise RuntimeError(f"Expected one uvicorn process, found {pids}.")
+    return pids[0]
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of `pid` in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+    return rss / 1024, hwm / 1024
+
+
+def _reason(response: httpx.Response) -> str:
+    if response.headers.get("content-type", "").startswith("application/json"):
+        body = response.json()
+        if isinstance(body, dict):
+            return str(body.get("reason") or body.get("code") or "")
+    return ""
+
+
+def predict(server: LoupeServer, world: dict, data: bytes, *, store: bool) -> httpx.Response:
+    suffix = "" if store else "/nostore"
+    url = (
+        f"{server.url}/api/predict/{world['project'].pk}/classify/iterations/"
+        f"{PUBLISH_NAME}/image{suffix}"
+    )
+    headers = {"Prediction-Key": world["key"], "Content-Type": "application/octet-stream"}
+    return httpx.post(url, content=data, headers=headers, timeout=300)
+
+
+def upload(server: LoupeServer, world: dict, files: dict[str, bytes]) -> httpx.Response:
+    token = server.token("bench", "bench-password")
+    return httpx.post(
+        f"{server.url}/api/projects/{world['project'].pk}/images/upload/",
+        files=[("files", (name, data)) for name, data in files.items()],
+        headers={"Authorization": f"Token {token}"},
+        timeout=600,
+    )
+
+
+def quick_tester(server: LoupeServer) -> httpx.Client:
+    """A browser-like session logged in as the project's admin."""
+    client = httpx.Client(base_url=server.url, timeout=300, follow_redirects=False)
+    page = client.get("/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    client.post(
+        "/accounts/login/",
+        data={"username": "bench", "password": "bench-password", "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{server.url}/accounts/login/"},
+    )
+    return client
+
+
+def quick_test(client: httpx.Client, world: dict, name: str, data: bytes) -> httpx.Response:
+    url = f"/projects/{world['project'].pk}/predictions/quick-test/"
+    token = client.cookies.get("csrftoken")
+    return client.post(
+        url,
+        data={"iteration": str(world["iteration"].pk), "store": "on"},
+        files={"image": (name, data)},
+        headers={"X-CSRFToken": token, "Referer": f"{client.base_url}{url}"},
+    )
+
+
+def run(record: bool, env: dict[str, str]) -> None:
+    artifact = build_artifact()
+    files = corpus()
+    # Pages render through the manifest storage: collect this checkout's static files into a
+    # private directory, so a stale ./staticfiles cannot fail the quick test page.
+    static_root = tempfile.mkdtemp(prefix="loupe-static-")
+    env = {**env, "LOUPE_STATIC_ROOT": static_root}
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=BASE_DIR,
+        env={**os.environ, **env},
+        check=True,
+    )
+    rows: list[tuple[str, str, int, str, float]] = []
+    with LoupeServer.start(env=env) as server:
+        connect_django(server.data_dir)
+        world = seed(artifact)
+        pid = web_pid(server)
+        warm = predict(server, world, _jpeg(640, 480), store=False)
+        assert warm.status_code == 200, warm.text
+        baseline, _ = memory_mb(pid)
+
+        def note(entry: str, name: str, response: httpx.Response) -> None:
+            peak = memory_mb(pid)[1]
+            if response.status_code >= 500 and not any(row[2] >= 500 for row in rows):
+                print(f"First 5xx; the server's log:\n{server.log_tail(60)}", flush=True)
+            rows.append((entry, name, response.status_code, _reason(response), peak))
+            print(
+                f"{entry:<22} {name:<28} {response.status_code} {_reason(response):<22} "
+                f"peak {peak:6.0f} MB",
+                flush=True,
+            )
+
+        for name, data in files.items():
+            note("predict (nostore)", name, predict(server, world, data, store=False))
+        for name, data in files.items():
+            note("predict (store)", name, predict(server, world, data, store=True))
+        note("upload API", f"all {len(files)} in one request", upload(server, world, files))
+        four = {f"big{n}.png": _png(7000, 7000 - n) for n in range(4)}
+        note("upload API", "4 x 49 MP PNG in one request", upload(server, world, four))
+        tester = quick_tester(server)
+        for name, data in files.items():
+            note("quick test", name, quick_test(tester, world, name, data))
+
+        answers: list[httpx.Response] = []
+        png24 = files["png-24MP-6000x4000.png"]
+        threads = [
+            threading.Thread(
+                target=lambda: answers.append(predict(server, world, png24, store=False))
+            )
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for response in answers:
+            note("predict x4 concurrent", "png-24MP-6000x4000.png", response)
+        _, peak = memory_mb(pid)
+
+    shutil.rmtree(static_root, ignore_errors=True)
+    errors = [row for row in rows if row[2] >= 500]
+    extra = "".join(f", {k}={v}" for k, v in env.items() if k != "LOUPE_STATIC_ROOT")
+    print(
+        f"\nWeb process RSS after warm-up {baseline:.0f} MB; peak {peak:.0f} MB "
+        f"(goal < {GOAL_MB} MB); {len(errors)} responses of 5xx."
+    )
+    if record:
+        table = "\n".join(
+            f"| {entry} | {name} | {status} {reason} | {row_peak:.0f} |"
+            for entry, name, status, reason, row_peak in rows
+        )
+        append_result(
+            "Issue 16: reliability and security",
+            f"""### Web-process memory through large and bad images (bench/memory.py)
+
+`{command_line()}` on {machine_line()}{extra}. The whole stack as `make run` starts it; the uvicorn
+process's peak RSS is the kernel's high-water mark (VmHWM). Services measured: the prediction
+API's `predict_bytes` (check_image, run_model), the upload API's `ingest_images`, the quick
+test's `quick_test`, as their views call them.
+
+| entry point | image | answer | peak RSS so far (MB) |
+|---|---|---|---|
+{table}
+
+**RSS after warm-up {baseline:.0f} MB; peak {peak:.0f} MB (goal < {GOAL_MB} MB); {len(errors)}
+responses of 5xx.** Before this change the 49 MP PNG alone took the process to 1.35 GB.""",
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="KEY=VALUE for the server (e.g. MALLOC_ARENA_MAX=2)",
+    )
+    args = parser.parse_args()
+    run(record=not args.no_record, env=dict(item.split("=", 1) for item in args.env))
+
+
+if __name__ == "__main__":
+    main()
