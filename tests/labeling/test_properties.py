@@ -237,7 +237,7 @@ wild_box = st.tuples(st.integers(0, 2), coordinate, coordinate, coordinate, coor
 @st.composite
 def fitting_box(draw):
     """A box of a regular tag inside the image, or overshooting an edge by up to 1e-4."""
-    left, top = draw(st.floats(0, 0.8)), draw(st.floats(0, 0.8))
+    left, top = draw(st.floats(0, 0.75)), draw(st.floats(0, 0.75))
     width, height = draw(st.floats(0.2, 1 - left)), draw(st.floats(0.2, 1 - top))
     overshoot = draw(st.sampled_from([0.0, 0.0, 1e-4, -1e-4]))
     return (draw(st.integers(0, 1)), left + overshoot, top, width, height)
