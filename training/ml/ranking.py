@@ -31,9 +31,8 @@ density_trust(model_quality) -> t in [0, 1]
 rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...)
     1. Cluster candidates + labeled embeddings with k-means (k-means++ seeding) into
        ``|labeled| + batch`` clusters (at most `max_clusters`, and at most one per
-       `min_cluster_size` points). `batch` is fixed (a page), not
-       `k`, so the order is the same however many rows a caller asks for: page one of 20 is the
-       first half of page one of 40.
+       `min_cluster_size` points). `batch` is fixed (a page), not `k`, so the order is the same
+       however many rows a caller asks for: page one of 20 is the first half of page one of 40.
     2. Typicality = 1 / mean distance to the `typicality_neighbours` nearest points of the same
        cluster (a density estimate).
     3. Each candidate's score ``(1 - w) * member score + w * uncertainty rank``, the member
