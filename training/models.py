@@ -47,6 +47,7 @@ class Iteration(models.Model):
         BUDGET_NOT_ENOUGH = "budget_not_enough", "Budget not enough"
         WORKER_LOST = "worker_lost", "Worker lost"
         UNEXPECTED = "unexpected", "Unexpected error"
+        CANCELLED = "cancelled", "Cancelled"
 
     ACTIVE_STATUSES: ClassVar[tuple[str, str]] = (Status.QUEUED, Status.TRAINING)
 

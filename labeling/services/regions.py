@@ -28,7 +28,7 @@ from django.db.models import F
 
 from labeling.access import require_image_role
 from labeling.models import Image, ImageTag, Project, Region, Tag
-from project.errors import EditConflict, LabelRuleError, NotFound, ValidationFailed
+from project.errors import EditConflict, LabelRuleError, LoupeError, NotFound, ValidationFailed
 
 # How far (in the image's pixels) a box may overshoot an edge and still be clipped rather than
 # refused: rounding in editors and exporters stays well under half a pixel.
@@ -112,31 +112,15 @@ def set_image_regions(
     keeps it; any box clears it. Returns the image with its new version and `is_tagged`.
     """
     project = image.project
-    require_image_role(by, image)
-    if not project.is_detection:
-        raise LabelRuleError("Only object detection projects have boxes; tag this image instead.")
+    _check_editable(image, by)
     if no_objects and regions:
         raise LabelRuleError(
             "An image with boxes has objects: delete its boxes before marking it “No objects”."
         )
-    rows = []
-    for number, (tag, left, top, width, height) in enumerate(regions, start=1):
-        label = f"Box {number}"
-        check_box_tag(project, tag, label=label)
-        box = normalize_box(
-            left, top, width, height, width_px=image.width, height_px=image.height, label=label
-        )
-        rows.append(
-            Region(
-                image=image,
-                tag=tag,
-                left=box.left,
-                top=box.top,
-                width=box.width,
-                height=box.height,
-                created_by=by,
-            )
-        )
+    rows = [
+        _checked_region(image, spec, by=by, label=f"Box {number}")
+        for number, spec in enumerate(regions, start=1)
+    ]
     _bump_version(image, version)
     Region.objects.filter(image=image).delete()
     Region.objects.bulk_create(rows)
@@ -149,6 +133,116 @@ def set_image_regions(
         )
     Image.objects.filter(pk=image.pk).update(is_tagged=bool(rows) or marks.exists())
     image.refresh_from_db(fields=["version", "is_tagged"])
+    return image
+
+
+def _checked_region(image: Image, spec: RegionSpec, *, by: AbstractBaseUser, label: str) -> Region:
+    """An unsaved Region of `image` from (tag, left, top, width, height), by the rules above."""
+    tag, left, top, width, height = spec
+    check_box_tag(image.project, tag, label=label)
+    box = normalize_box(
+        left, top, width, height, width_px=image.width, height_px=image.height, label=label
+    )
+    return Region(
+        image=image,
+        tag=tag,
+        left=box.left,
+        top=box.top,
+        width=box.width,
+        height=box.height,
+        created_by=by,
+    )
+
+
+def _check_editable(image: Image, by: AbstractBaseUser) -> None:
+    require_image_role(by, image)
+    if not image.project.is_detection:
+        raise LabelRuleError("Only object detection projects have boxes; tag this image instead.")
+
+
+def _after_box_change(image: Image) -> None:
+    """A box drawn clears "No objects"; the image is labeled while it has a box or the mark."""
+    has_boxes = Region.objects.filter(image=image).exists()
+    marks = ImageTag.objects.filter(image=image, tag__kind=Tag.Kind.NEGATIVE)
+    if has_boxes:
+        marks.delete()
+    Image.objects.filter(pk=image.pk).update(is_tagged=has_boxes or marks.exists())
+    image.refresh_from_db(fields=["version", "is_tagged"])
+
+
+# --- One box at a time (the REST API, Custom Vision's create/delete image regions) ------------
+# The same rules as `set_image_regions`, but existing boxes keep their ids: a client that
+# created a box deletes or edits it later by the id it was given.
+
+
+@dataclass(frozen=True)
+class RejectedRegion:
+    index: int  # position in the request, from 0
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RegionBatchReport:
+    created: list[Region]
+    rejected: list[RejectedRegion]
+
+
+def add_regions(
+    *, entries: Sequence[tuple[Image, RegionSpec]], by: AbstractBaseUser
+) -> RegionBatchReport:
+    """Add boxes to images (each entry: an image and its new box), keeping the boxes there.
+
+    Each entry is checked and written on its own (its image's version goes up by one), so one
+    refused box (outside its image, a Negative tag, a classification project, a stored
+    prediction below reviewer) is reported by its index and the others still land.
+    """
+    created: list[Region] = []
+    rejected: list[RejectedRegion] = []
+    for index, (image, spec) in enumerate(entries):
+        try:
+            with transaction.atomic():
+                _check_editable(image, by)
+                region = _checked_region(image, spec, by=by, label=f"Region {index + 1}")
+                _bump_version(image, None)
+                region.save()
+                _after_box_change(image)
+        except LoupeError as err:
+            rejected.append(RejectedRegion(index, err.code, err.message))
+        else:
+            created.append(region)
+    return RegionBatchReport(created=created, rejected=rejected)
+
+
+@transaction.atomic
+def update_region(
+    *, region: Region, spec: RegionSpec, by: AbstractBaseUser, version: int | None = None
+) -> Region:
+    """Move, resize or retag one box; `version` as in `set_image_regions`."""
+    image = region.image
+    _check_editable(image, by)
+    checked = _checked_region(image, spec, by=by, label="This box")
+    _bump_version(image, version)
+    Region.objects.filter(pk=region.pk).update(
+        tag=checked.tag,
+        left=checked.left,
+        top=checked.top,
+        width=checked.width,
+        height=checked.height,
+    )
+    region.refresh_from_db()
+    image.refresh_from_db(fields=["version", "is_tagged"])
+    return region
+
+
+@transaction.atomic
+def delete_region(*, region: Region, by: AbstractBaseUser, version: int | None = None) -> Image:
+    """Delete one box; the image stays labeled while another box (or "No objects") remains."""
+    image = region.image
+    _check_editable(image, by)
+    _bump_version(image, version)
+    Region.objects.filter(pk=region.pk).delete()
+    _after_box_change(image)
     return image
 
 

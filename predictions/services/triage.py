@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from labeling.access import require_role
 from labeling.models import Image, Project, Role, Tag
-from labeling.services.regions import set_image_regions
+from labeling.services.regions import RegionSpec, set_image_regions
 from labeling.services.tagging import set_image_tags
 from predictions.models import Prediction, PredictionScore
 from project.errors import LabelRuleError, NotFound, ValidationFailed
@@ -99,11 +99,21 @@ class Promotion:
     already_done: bool  # a second "Save and close" of the same image: nothing changed
 
 
-def promote_prediction(*, project: Project, image_id: int, by: AbstractBaseUser) -> Promotion:
+def promote_prediction(
+    *,
+    project: Project,
+    image_id: int,
+    by: AbstractBaseUser,
+    tags: Sequence[Tag] | None = None,
+    regions: Sequence[RegionSpec] | None = None,
+) -> Promotion:
     """ "Save and close": the prediction's image becomes a training image with its current
     labels, and leaves the Predictions tab. Exactly once: the row is locked and its status is
     moved open -> promoted by a compare-and-set, so a double submit changes nothing the second
-    time. An image whose content is already training data is reported, not stored twice."""
+    time. An image whose content is already training data is reported, not stored twice.
+
+    `tags` (classification) or `regions` (detection) first replace the image's labels through
+    labeling's services, in the same transaction (the REST API labels and saves in one call)."""
     require_role(by, project, Role.REVIEWER)
     with transaction.atomic():
         prediction = _open_prediction(project, image_id, lock=True)
@@ -112,6 +122,11 @@ def promote_prediction(*, project: Project, image_id: int, by: AbstractBaseUser)
         if prediction.status == Prediction.Status.DISMISSED:
             raise LabelRuleError("This prediction was dismissed, so it cannot be saved.")
         image = Image.objects.get(pk=prediction.image_id)
+        image.project = project
+        if tags is not None:
+            image = set_image_tags(image=image, tags=tags, by=by, version=None)
+        if regions is not None:
+            image = set_image_regions(image=image, regions=regions, by=by, version=None)
         if not project.is_detection and not image.is_tagged:
             raise LabelRuleError("Choose at least one tag before saving this image.")
         _refuse_duplicate(project, image)

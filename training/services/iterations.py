@@ -202,6 +202,40 @@ def _fail_unqueued(iteration_id: int) -> None:
     )
 
 
+def cancel_iteration(*, iteration: Iteration, by: AbstractBaseUser) -> Iteration:
+    """Stop a queued or training iteration: it ends failed, with the reason `cancelled`.
+
+    Admins only. A queued one is never claimed (`claim_iteration` takes queued rows only). A
+    training one's worker loses its hold: its next progress write raises IterationReleased and
+    it stops, and a completion racing this stores nothing (`complete_iteration` checks the
+    same status and attempt).
+    """
+    require_role(by, iteration.project, Role.ADMIN)
+    with transaction.atomic():
+        locked = Iteration.objects.select_for_update().get(pk=iteration.pk)
+        if not locked.is_active:
+            raise LabelRuleError(
+                f"{locked.name} is {locked.get_status_display().lower()}: only a queued or "
+                "training iteration can be cancelled."
+            )
+        locked.status = Iteration.Status.FAILED
+        locked.failure_reason = Iteration.FailureReason.CANCELLED
+        locked.failure_message = f"Cancelled by {by.get_username()}."
+        locked.finished = timezone.now()
+        locked.lease_expires = None
+        locked.save(
+            update_fields=[
+                "status",
+                "failure_reason",
+                "failure_message",
+                "finished",
+                "lease_expires",
+            ]
+        )
+    push_iteration_state(locked)
+    return locked
+
+
 def claim_iteration(iteration_id: int) -> Iteration | None:
     """Move a queued iteration to training under a fresh lease; None when there is nothing to do.
 

@@ -115,8 +115,16 @@ def timing_summary(state: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+class IterationReleased(Exception):
+    """This attempt no longer holds its iteration (cancelled, or given up by the sweep): the
+    worker stops training it. Raised from the progress callback, so it unwinds the ML core."""
+
+
 class ProgressReporter:
-    """`reporter(phase, fraction)`: the callback handed to the ML core, throttled to 1/s."""
+    """`reporter(phase, fraction)`: the callback handed to the ML core, throttled to 1/s.
+
+    A write that finds the row no longer training under this attempt raises IterationReleased.
+    """
 
     def __init__(self, iteration: Iteration) -> None:
         self.iteration = iteration
@@ -135,10 +143,11 @@ class ProgressReporter:
         ).update(
             progress_fraction=fraction, progress_phase=phase[:200], lease_expires=lease_deadline()
         )
-        if updated:
-            self.iteration.progress_fraction = fraction
-            self.iteration.progress_phase = phase[:200]
-            push_iteration_state(self.iteration)
+        if not updated:
+            raise IterationReleased(f"iteration {self.iteration.pk} was cancelled or given up")
+        self.iteration.progress_fraction = fraction
+        self.iteration.progress_phase = phase[:200]
+        push_iteration_state(self.iteration)
 
 
 def lease_heartbeat(iteration: Iteration) -> Heartbeat:

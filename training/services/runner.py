@@ -32,7 +32,12 @@ from training.ml.preprocessing import PREPROCESSING_VERSION
 from training.models import Iteration, IterationImage, IterationScore, artifact_path
 from training.services.embeddings import save_training_embeddings
 from training.services.iterations import fail_iteration
-from training.services.progress import ProgressReporter, lease_heartbeat, push_iteration_state
+from training.services.progress import (
+    IterationReleased,
+    ProgressReporter,
+    lease_heartbeat,
+    push_iteration_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +104,9 @@ def train_iteration(iteration: Iteration) -> None:
         # check_trainable refuses most of these before a worker is involved; what is left (a
         # held-out split without boxes) is the data's fault, not a bug: no traceback.
         fail_iteration(iteration, reason=Iteration.FailureReason.UNEXPECTED, message=err.message)
+    except IterationReleased:
+        # Cancelled by an admin, or given up by the sweep: the row's verdict stands.
+        logger.info("Iteration %s released by this attempt; training stopped", iteration.pk)
     except SoftTimeLimitExceeded:
         fail_iteration(
             iteration,
