@@ -277,3 +277,43 @@ class Region(models.Model):
 
     def __str__(self) -> str:
         return f"box of tag {self.tag_id} on image {self.image_id}"
+
+
+class ApiKey(models.Model):
+    """An account's key for the Custom Vision APIs (the "API keys" page). Only its SHA-256 is
+    stored; the secret is shown once, when it is made or rotated.
+
+    A training key acts as its user, with that user's roles in each project (Custom Vision's
+    training key belongs to a resource, ours to an account). A prediction key calls the
+    prediction API of every project where its user may (predictions.services.keys). Projects'
+    own prediction keys are `predictions.PredictionKey`.
+    """
+
+    class Kind(models.TextChoices):
+        TRAINING = "training", "Training"
+        PREDICTION = "prediction", "Prediction"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    # The first characters of the key, shown in the list so its owner can tell keys apart.
+    prefix = models.CharField(max_length=12)
+    # 256-bit random secrets: an unsalted SHA-256 cannot be reversed, and the per-request
+    # lookup is one indexed equality match.
+    key_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    rotated = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["user", "-created"], name="apikey_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked is not None

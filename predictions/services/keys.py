@@ -1,4 +1,5 @@
-"""Prediction keys: admins create, rotate and revoke them; the API authenticates with them.
+"""Prediction keys: a project's own (admins create, rotate and revoke them) and, through
+`authenticate_prediction_key`, accounts' prediction keys (labeling.services.api_keys).
 
 A key is shown once, when it is made (or rotated); only its SHA-256 is stored. Rotating gives
 the same key row a new secret (the old one stops working at once); revoking ends it for good.
@@ -6,7 +7,6 @@ the same key row a new secret (the old one stops working at once); revoking ends
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -14,18 +14,20 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.access import require_role
-from labeling.models import Project, Role
+from labeling.access import ROLE_RANK, require_role, role_in
+from labeling.models import ApiKey, Project, Role
+from labeling.services.api_keys import Unauthorized, hash_key, user_for_key
 from predictions.models import PredictionKey
-from project.errors import LoupeError, NotFound, ValidationFailed
+from project.errors import Forbidden, NotFound, ValidationFailed
 
 KEY_PREFIX = "lpk_"
 PREFIX_SHOWN = 10  # "lpk_" and 6 random characters: enough to tell keys apart in a list
 
-
-class Unauthorized(LoupeError):
-    code = "Unauthorized"
-    http_status = 401
+# Calling a project's prediction API with an account key needs a member; storing the result
+# needs the reviewer role, as the quick test's "Store it" does: stored predictions fill the
+# Predictions tab, which reviewers triage.
+PREDICT_ROLE = Role.ANNOTATOR
+STORE_PREDICTION_ROLE = Role.REVIEWER
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,7 @@ class IssuedKey:
     secret: str
 
 
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+__all__ = ["Unauthorized", "hash_key"]  # re-exported: one hash and one 401 for every key
 
 
 def _new_secret() -> str:
@@ -92,12 +93,42 @@ def revoke_key(*, project: Project, key_id: int, by: AbstractBaseUser) -> Predic
     return key
 
 
-def authenticate_key(*, project_id: int, secret: str | None) -> None:
-    """Raise Unauthorized unless `secret` is a live key of the project (one indexed query)."""
-    if secret:
-        live = PredictionKey.objects.filter(
-            key_hash=hash_key(secret.strip()), project_id=project_id, revoked__isnull=True
-        ).exists()
-        if live:
-            return
+@dataclass(frozen=True)
+class PredictionCaller:
+    """Who a Prediction-Key lets in: a project key (`project_key`) or an account's key, which
+    acts as its user (`user`)."""
+
+    project_key: PredictionKey | None = None
+    user: AbstractBaseUser | None = None
+
+
+def authenticate_prediction_key(
+    secret: str | None, project: Project | int, *, store: bool = True
+) -> PredictionCaller:
+    """Raise Unauthorized (401) unless `secret` is a live key for `project`: one of the
+    project's own keys, or an account prediction key whose user is a member of it. Storing
+    the result with an account key needs the reviewer role (Forbidden, 403, below it).
+
+    A non-member's account key is the same 401 as a wrong key: the API tells no one which
+    project ids exist. `project` may be an id whose project is gone (a 401 then).
+    """
+    project_id = project.pk if isinstance(project, Project) else project
+    if secret and secret.strip() and project_id:
+        key = PredictionKey.objects.filter(
+            key_hash=hash_key(secret), project_id=project_id, revoked__isnull=True
+        ).first()
+        if key is not None:
+            return PredictionCaller(project_key=key)
+        user = user_for_key(secret, ApiKey.Kind.PREDICTION)
+        if user is not None:
+            if not isinstance(project, Project):
+                project = Project.objects.filter(pk=project_id).first()  # type: ignore[assignment]
+            role = role_in(user, project) if isinstance(project, Project) else None
+            if role is not None and ROLE_RANK[role] >= ROLE_RANK[PREDICT_ROLE]:
+                if store and ROLE_RANK[role] < ROLE_RANK[STORE_PREDICTION_ROLE]:
+                    raise Forbidden(
+                        "Your key may call this project's model but not store the image: "
+                        "stored predictions need the reviewer role. Use the /nostore endpoint."
+                    )
+                return PredictionCaller(user=user)
     raise Unauthorized("The Prediction-Key header is missing, wrong or revoked for this project.")

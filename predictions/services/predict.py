@@ -36,7 +36,7 @@ from labeling.services.ingest import (
 )
 from labeling.services.thumbnails import enqueue_thumbnails_after_commit
 from predictions.models import Prediction, PredictionScore
-from predictions.services.keys import authenticate_key
+from predictions.services.keys import authenticate_prediction_key
 from project.errors import Forbidden, LoupeError, NotFound
 from project.ids import parse_optional_id
 from training.models import Iteration
@@ -117,17 +117,20 @@ class PredictionOutcome:
     embedding: np.ndarray  # (D,) float32
 
 
-def resolve_target(*, project_id: int, publish_name: str, secret: str | None, kind: str) -> Target:
+def resolve_target(
+    *, project_id: int | None, publish_name: str, secret: str | None, kind: str, store: bool = True
+) -> Target:
     """Check the key, then find the iteration published under `publish_name`.
 
     The key comes first: a missing, wrong or revoked key is Unauthorized (401) whether or not
-    the project exists, so the API tells no one without a key which project ids exist. With a
-    live key: unknown publish name: NotFound (404); `kind` that does not match the project
-    (classify on a detection project): WrongModelKind (400).
+    the project exists, so the API tells no one without a key which project ids exist (an
+    account key storing below the reviewer role: Forbidden, 403). With a live key: unknown
+    publish name: NotFound (404); `kind` that does not match the project (classify on a
+    detection project): WrongModelKind (400).
     """
-    # An id past the ids' range has no key either: the same 401, without a query.
+    # An id past the ids' range (or None: not an id at all) has no key either: the same 401.
     pk = parse_optional_id(project_id)
-    authenticate_key(project_id=pk or 0, secret=secret if pk else None)
+    authenticate_prediction_key(secret if pk else None, pk or 0, store=store)
     project = Project.objects.filter(pk=pk).only("pk", "kind").first()
     if project is None:  # deleted since the key was checked
         raise NotFound("This project does not exist.", code="NotFoundProject")
