@@ -303,6 +303,26 @@ STORAGES = {
 }
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
+# Media on S3-compatible object storage (project/storage.py) when LOUPE_S3_BUCKET is set, for web
+# and worker hosts that share no disk; MEDIA_ROOT is then unused. Credentials come from boto3's
+# usual chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, an instance role, ~/.aws. The bucket
+# stays private: /media/ checks membership and streams the object.
+LOUPE_S3_BUCKET = env_str("LOUPE_S3_BUCKET")
+LOUPE_S3_TIMEOUT_S = float(env_str("LOUPE_S3_TIMEOUT_S", "30"))
+if LOUPE_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "project.storage.MediaS3Storage",
+        "OPTIONS": {
+            "bucket_name": LOUPE_S3_BUCKET,
+            # Unset: AWS itself. MinIO, Ceph, R2...: their URL, e.g. http://minio:9000.
+            "endpoint_url": env_str("LOUPE_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("LOUPE_S3_REGION") or None,
+            # "path" for servers without bucket subdomains (MinIO); unset lets boto3 choose.
+            "addressing_style": env_str("LOUPE_S3_ADDRESSING_STYLE") or None,
+            # A key prefix, so one bucket can hold several installations.
+            "location": env_str("LOUPE_S3_PREFIX"),
+        },
+    }
 
 # Uploads: many files per request; each file is checked by content in labeling.services.ingest.
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("LOUPE_MAX_FILES_PER_REQUEST", 1000)
