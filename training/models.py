@@ -208,3 +208,66 @@ class IterationScore(models.Model):
 
     def __str__(self) -> str:
         return f"scores of {self.iteration_image_id}"
+
+
+def export_path(export: ModelExport, filename: str) -> str:
+    # One file per export row: a re-export replaces its own zip, never another's.
+    return f"exports/{export.iteration_id}/{export.pk}/{filename}"
+
+
+class ModelExport(models.Model):
+    """One export of an iteration's model to a platform (ONNX, TorchScript): a worker job.
+
+    Rules and the job's life (lease, sweep, every job ends) live in
+    training.services.model_export.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        EXPORTING = "exporting", "Exporting"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Platform(models.TextChoices):
+        ONNX = "ONNX", "ONNX"
+        TORCHSCRIPT = "TorchScript", "TorchScript"
+
+    iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="exports")
+    platform = models.CharField(max_length=20, choices=Platform.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    progress_fraction = models.FloatField(default=0.0)
+    progress_phase = models.CharField(max_length=200, blank=True)
+    failure_reason = models.CharField(max_length=30, blank=True)
+    failure_message = models.TextField(blank=True)
+    file = models.FileField(upload_to=export_path, max_length=300, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    # The threshold the manifest carries: a later change on the performance page makes the
+    # export stale, and exporting again rebuilds it.
+    threshold = models.FloatField(default=0.5)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    lease_expires = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["iteration", "platform"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["iteration", "platform"], name="one_export_per_iteration_platform"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "lease_expires"], name="export_lease_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.platform} export of {self.iteration_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def progress_percent(self) -> int:
+        return round(100 * self.progress_fraction)
