@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from labeling.views import api_keys as api_key_views
 from labeling.views import boxes as box_views
 from labeling.views import datasets as dataset_views
 from labeling.views import gallery, projects, tagging
@@ -12,6 +13,7 @@ app_name = "labeling"
 
 urlpatterns = [
     path("", projects.project_list, name="project-list"),
+    path("account/api-keys/", api_key_views.api_keys, name="api-keys"),
     path("projects/new/", projects.project_create, name="project-create"),
     path("projects/<int:project_id>/", gallery.gallery, name="project-detail"),
     path("projects/<int:project_id>/delete/", projects.project_delete, name="project-delete"),
