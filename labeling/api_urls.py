@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from labeling.api import exports as export_api
 from labeling.api import images as image_api
 from labeling.api import projects as project_api
 from labeling.api import upload as upload_api
@@ -27,5 +28,16 @@ urlpatterns = [
     path(P + "images/<int:image_id>/", image_api.ImageDetailApi.as_view(), name="api-image-detail"),
     path(
         P + "images/<int:image_id>/tags/", image_api.ImageTagsApi.as_view(), name="api-image-tags"
+    ),
+    path(P + "exports/", export_api.ExportListApi.as_view(), name="api-export-list"),
+    path(
+        P + "exports/<uuid:export_id>/",
+        export_api.ExportDetailApi.as_view(),
+        name="api-export-detail",
+    ),
+    path(
+        P + "exports/<uuid:export_id>/download/",
+        export_api.ExportDownloadApi.as_view(),
+        name="api-export-download",
     ),
 ]

@@ -92,8 +92,18 @@ urlpatterns = [
         name="dataset-import-status",
     ),
     path(
-        "projects/<int:project_id>/datasets/export/",
+        "projects/<int:project_id>/datasets/exports/",
         dataset_views.dataset_export,
         name="dataset-export",
+    ),
+    path(
+        "projects/<int:project_id>/datasets/exports/<uuid:export_id>/",
+        dataset_views.dataset_export_status,
+        name="dataset-export-status",
+    ),
+    path(
+        "projects/<int:project_id>/datasets/exports/<uuid:export_id>/download/",
+        dataset_views.dataset_export_download,
+        name="dataset-export-download",
     ),
 ]

@@ -11,3 +11,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # labeling/tasks_import.py (dataset import) sits beside labeling/tasks.py.
 app.autodiscover_tasks(related_name="tasks_import")
+# labeling/tasks_export.py (dataset export) too.
+app.autodiscover_tasks(related_name="tasks_export")

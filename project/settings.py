@@ -191,9 +191,13 @@ LOUPE_DETECTION_MAX_EPOCHS = env_int("LOUPE_DETECTION_MAX_EPOCHS", 200)
 # nobody took within LOUPE_IMPORT_QUEUED_MAX_S fails (its message was lost with Redis).
 LOUPE_IMPORT_LEASE_S = env_int("LOUPE_IMPORT_LEASE_S", 90)
 LOUPE_IMPORT_QUEUED_MAX_S = env_int("LOUPE_IMPORT_QUEUED_MAX_S", 6 * 3600)
+# Dataset exports (labeling/services/export_jobs.py) follow the import rules above; a finished
+# export's archive is kept this long for download, then the sweep deletes it.
+LOUPE_EXPORT_KEEP_S = env_int("LOUPE_EXPORT_KEEP_S", 24 * 3600)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
     "labeling-sweep-imports": {"task": "labeling.sweep_imports", "schedule": 60.0},
+    "labeling-sweep-exports": {"task": "labeling.sweep_exports", "schedule": 60.0},
     # Thumbnails whose task was never queued (broker down at upload time) or was lost: every
     # minute, so they appear soon after Redis is back (it skips while the queue has a backlog).
     "labeling-queue-missing-thumbnails": {

@@ -197,15 +197,15 @@ def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]
             }
         )
         for box in item.boxes:
-            x, y = pixels(box.left * item.width_px), pixels(box.top * item.height_px)
-            w, h = pixels(box.width * item.width_px), pixels(box.height * item.height_px)
+            x, y = pixels(box.left * item.width_px, 6), pixels(box.top * item.height_px, 6)
+            w, h = pixels(box.width * item.width_px, 6), pixels(box.height * item.height_px, 6)
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": category_ids[box.tag],
                     "bbox": [x, y, w, h],
-                    "area": pixels(w * h),
+                    "area": pixels(w * h, 6),
                     "iscrowd": 0,
                 }
             )

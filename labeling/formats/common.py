@@ -69,6 +69,8 @@ class DatasetItem:
     # The size the annotation file says the image has (COCO, VOC); checked against the image.
     width_px: int | None = None
     height_px: int | None = None
+    # Detection: a reviewer marked it "No objects" (from a Loupe export's manifest).
+    negative: bool = False
 
     @property
     def name(self) -> str:
@@ -84,14 +86,19 @@ class ParsedDataset:
 
 @dataclass(frozen=True)
 class ExportItem:
-    """One image of an export: its unique file name, size, labels and a way to read its bytes."""
+    """One image of an export: its unique file name, size, labels and a way to open its bytes.
+
+    `open` returns a binary stream the caller closes: the exporter copies it into the archive
+    in chunks, so no image is ever held whole in memory.
+    """
 
     name: str
     width_px: int
     height_px: int
     tags: tuple[str, ...]
     boxes: tuple[BoxItem, ...]
-    read: Callable[[], bytes]
+    open: Callable[[], IO[bytes]]
+    negative: bool = False  # detection: marked "No objects"
 
 
 # An export archive entry: a path and either the bytes of an annotation file or an image.

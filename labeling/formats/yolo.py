@@ -134,7 +134,7 @@ def render(items: Sequence[ExportItem], tag_names: Sequence[str]) -> list[Entry]
         lines = []
         for box in item.boxes:
             values = (box.left + box.width / 2, box.top + box.height / 2, box.width, box.height)
-            lines.append(" ".join([str(index[box.tag]), *(format_number(v, 6) for v in values)]))
+            lines.append(" ".join([str(index[box.tag]), *(format_number(v, 9) for v in values)]))
         stem = posixpath.splitext(item.name)[0]
         entries.append((f"labels/{stem}.txt", "".join(f"{line}\n" for line in lines).encode()))
         entries.append((f"images/{item.name}", item))

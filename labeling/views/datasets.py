@@ -1,12 +1,13 @@
-"""Dataset import (a zip, processed by the worker, with progress) and export (a zip download).
+"""Dataset import and export: both run in the worker, with progress on the datasets page.
 
 An import holds images and their annotations, or (`contents=labels`) annotations alone for
-images already in the project, as a zip or the bare annotation file.
+images already in the project, as a zip or the bare annotation file. An export writes the
+project's images and labels (optionally only some tags' images, or a gallery filter's) to a zip
+the page then links to.
 """
 
 from __future__ import annotations
 
-import tempfile
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -14,12 +15,13 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.text import slugify
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.access import access_project, has_role
 from labeling.models import Project, Role
-from labeling.services.datasets import export_dataset, formats_for
+from labeling.services.datasets import ExportSelection, formats_for
+from labeling.services.export_jobs import get_export, open_export, recent_exports, start_export
+from labeling.services.images import ImageFilter
 from labeling.services.import_jobs import get_import, start_import
 from project.errors import LoupeError, ValidationFailed
 
@@ -61,6 +63,53 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
     )
 
 
+@require_POST
+@login_required
+def dataset_export(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Start an export job, then show its progress on the datasets page."""
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    try:
+        job = start_export(
+            project=project,
+            format_name=request.POST.get("format", ""),
+            by=request.user,
+            selection=_selection(request),
+        )
+    except LoupeError as err:
+        context = _context(request, project, export_error=err.message)
+        return TemplateResponse(request, "labeling/datasets.html", context, status=err.http_status)
+    return redirect(reverse("labeling:datasets", args=[project.pk]) + f"?export={job.job_id}")
+
+
+def _selection(request: HttpRequest) -> ExportSelection:
+    try:
+        tag_ids = tuple(int(value) for value in request.POST.getlist("tags"))
+    except ValueError:
+        raise ValidationFailed("Tags are chosen by their ids.") from None
+    return ExportSelection(tag_ids=tag_ids, status=request.POST.get("filter") or "all")
+
+
+@require_GET
+@login_required
+def dataset_export_status(request: HttpRequest, project_id: int, export_id: UUID) -> HttpResponse:
+    """The export's progress partial, polled until the job finishes."""
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    export = get_export(project=project, job_id=str(export_id))
+    return TemplateResponse(
+        request, "labeling/datasets.html#export-status", {"project": project, "export": export}
+    )
+
+
+@require_GET
+@login_required
+def dataset_export_download(request: HttpRequest, project_id: int, export_id: UUID) -> HttpResponse:
+    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
+    job, archive = open_export(project=project, job_id=str(export_id))
+    return FileResponse(
+        archive, as_attachment=True, filename=job.download_name, content_type="application/zip"
+    )
+
+
 @require_GET
 @login_required
 def dataset_import_status(request: HttpRequest, project_id: int, job_id: UUID) -> HttpResponse:
@@ -72,28 +121,30 @@ def dataset_import_status(request: HttpRequest, project_id: int, job_id: UUID) -
     )
 
 
-@require_GET
-@login_required
-def dataset_export(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = access_project(request.user, project_id, min_role=Role.REVIEWER)
-    format_name = request.GET.get("format", "")
-    # Spooled to disk past 32 MB: a large project is not held in memory.
-    out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 - the response closes it
-    try:
-        export_dataset(project=project, format_name=format_name, by=request.user, out=out)
-    except BaseException:
-        out.close()
-        raise
-    out.seek(0)
-    name = f"{slugify(project.name) or 'project'}-{format_name}.zip"
-    return FileResponse(out, as_attachment=True, filename=name, content_type="application/zip")
-
-
 def _context(request: HttpRequest, project: Project, **extra: object) -> dict[str, object]:
     return {
         "project": project,
         "formats": formats_for(project),
         "label_formats": [fmt for fmt in formats_for(project) if fmt.names_images],
         "can_import": has_role(request.user, project, Role.ADMIN),
+        "export_tags": project.tags.all(),
+        "export_filters": _filter_choices(),
+        "exports": recent_exports(project=project),
+        "export": _requested_export(request, project),
         **extra,
     }
+
+
+def _filter_choices() -> list[tuple[str, str]]:
+    labels = {"all": "All images", "tagged": "Tagged images", "untagged": "Untagged images"}
+    return [
+        (status, labels.get(status) or ImageFilter(status=status).status_label)
+        for status in ImageFilter.statuses()
+    ]
+
+
+def _requested_export(request: HttpRequest, project: Project) -> object:
+    try:
+        return get_export(project=project, job_id=str(UUID(request.GET.get("export", ""))))
+    except (ValueError, LoupeError):
+        return None

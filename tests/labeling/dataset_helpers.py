@@ -69,3 +69,30 @@ def stored_image_files() -> list[Path]:
         for p in (root / sub).rglob("*")
         if p.is_file()
     ]
+
+
+def export_through_page(client, project, format_name: str, capture, **form) -> bytes:
+    """POST the export form, run the queued worker task, then download the zip from the page.
+
+    `form` adds fields (`tags=[ids]`, `filter="tagged"`); the job must end done.
+    """
+    from labeling.services.export_jobs import get_export
+    from labeling.tasks_export import export_dataset_task
+
+    with capture(execute=False) as callbacks:
+        response = client.post(
+            f"/projects/{project.pk}/datasets/exports/", {"format": format_name, **form}
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert len(callbacks) == 1  # the enqueue, after the commit
+    job_id = parse_qs(urlparse(response.url).query)["export"][0]
+    assert export_dataset_task(project.pk, job_id) == "done", get_export(
+        project=project, job_id=job_id
+    ).message
+    page = client.get(response.url)
+    download = f"/projects/{project.pk}/datasets/exports/{job_id}/download/"
+    assert download in page.content.decode()
+    archive = client.get(download)
+    assert archive.status_code == 200
+    assert archive["Content-Type"] == "application/zip"
+    return b"".join(archive.streaming_content)

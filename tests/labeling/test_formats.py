@@ -7,7 +7,7 @@ import pytest
 from labeling.models import Image, ImageTag, Membership, Project, Region, Role
 from tests.conftest import make_image
 from tests.factories import ImageFactory, ProjectFactory, TagFactory, UserFactory
-from tests.labeling.dataset_helpers import import_through_page, read_zip
+from tests.labeling.dataset_helpers import export_through_page, import_through_page, read_zip
 
 pytestmark = pytest.mark.django_db
 
@@ -35,11 +35,12 @@ def add_image(project, name, width, height, color):
     )
 
 
-def export(client, project, format_name):
-    response = client.get(f"/projects/{project.pk}/datasets/export/?format={format_name}")
-    assert response.status_code == 200
-    assert response["Content-Type"] == "application/zip"
-    return b"".join(response.streaming_content)
+@pytest.fixture
+def export(django_capture_on_commit_callbacks):
+    def run(client, project, format_name):
+        return export_through_page(client, project, format_name, django_capture_on_commit_callbacks)
+
+    return run
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def boxes_of(project):
 
 @pytest.mark.parametrize("format_name", ["coco", "voc", "yolo"])
 def test_detection_format_round_trips(
-    client, admin, detection_project, format_name, django_capture_on_commit_callbacks
+    client, admin, detection_project, format_name, django_capture_on_commit_callbacks, export
 ):
     first = export(client, detection_project, format_name)
     copy = new_project(admin, Project.Kind.DETECTION)
@@ -86,7 +87,7 @@ def test_detection_format_round_trips(
         assert box_b == pytest.approx(box_a, abs=0.01 / 64)
 
 
-def test_coco_export_has_pixel_bboxes_and_categories(client, admin, detection_project):
+def test_coco_export_has_pixel_bboxes_and_categories(client, admin, detection_project, export):
     files = read_zip(export(client, detection_project, "coco"))
     document = json.loads(files["annotations.json"])
     assert [c["name"] for c in document["categories"]] == ["cat", "dog"]
@@ -94,11 +95,11 @@ def test_coco_export_has_pixel_bboxes_and_categories(client, admin, detection_pr
     street = next(i for i in images.values() if i["file_name"] == "images/street.png")
     assert (street["width"], street["height"]) == (64, 48)
     bboxes = sorted(a["bbox"] for a in document["annotations"] if a["image_id"] == street["id"])
-    assert bboxes == [[6.4, 9.6, 19.2, 19.2], [33.107, 15.893, 12.8, 24.0]]
+    assert bboxes == [[6.4, 9.6, 19.2, 19.2], [33.1072, 15.8928, 12.8, 24.0]]
     assert "images/empty.png" in files and "images/park.jpg" in files
 
 
-def test_yolo_and_voc_exports_use_their_conventions(client, admin, detection_project):
+def test_yolo_and_voc_exports_use_their_conventions(client, admin, detection_project, export):
     yolo = read_zip(export(client, detection_project, "yolo"))
     assert yolo["classes.txt"] == b"cat\ndog\n"
     assert yolo["labels/street.txt"].decode().splitlines() == [
@@ -136,7 +137,7 @@ def tags_of(project):
 
 @pytest.mark.parametrize("format_name", ["folders", "csv"])
 def test_classification_format_round_trips(
-    client, admin, multilabel_project, format_name, django_capture_on_commit_callbacks
+    client, admin, multilabel_project, format_name, django_capture_on_commit_callbacks, export
 ):
     first = export(client, multilabel_project, format_name)
     copy = new_project(admin, Project.Kind.MULTILABEL)
@@ -150,7 +151,7 @@ def test_classification_format_round_trips(
 
 
 def test_folders_export_puts_a_multilabel_image_in_each_tag_folder(
-    client, admin, multilabel_project
+    client, admin, multilabel_project, export
 ):
     files = read_zip(export(client, multilabel_project, "folders"))
     assert set(files) == {
@@ -159,11 +160,12 @@ def test_folders_export_puts_a_multilabel_image_in_each_tag_folder(
         "round/apple.png",
         "round/ball.png",
         "unknown.png",
+        "loupe.json",
     }
     assert files["red/apple.png"] == files["round/apple.png"]
 
 
-def test_csv_export_lists_tags_per_file(client, admin, multilabel_project):
+def test_csv_export_lists_tags_per_file(client, admin, multilabel_project, export):
     files = read_zip(export(client, multilabel_project, "csv"))
     assert files["labels.csv"].decode().splitlines() == [
         "file,tags",
@@ -177,11 +179,11 @@ def test_csv_export_lists_tags_per_file(client, admin, multilabel_project):
 def test_format_must_fit_the_project_kind_and_reviewer_role(
     client, admin, client_for, multilabel_project
 ):
-    response = client.get(f"/projects/{multilabel_project.pk}/datasets/export/?format=coco")
+    url = f"/projects/{multilabel_project.pk}/datasets/exports/"
+    response = client.post(url, {"format": "coco"})
     assert response.status_code == 422
+    assert "does not fit a classification project" in response.content.decode()
     annotator = UserFactory()
     Membership.objects.create(project=multilabel_project, user=annotator, role=Role.ANNOTATOR)
-    response = client_for(annotator).get(
-        f"/projects/{multilabel_project.pk}/datasets/export/?format=csv"
-    )
+    response = client_for(annotator).post(url, {"format": "csv"})
     assert response.status_code == 403

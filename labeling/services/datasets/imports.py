@@ -1,4 +1,4 @@
-"""Dataset import and export: a project's images and labels in and out of a zip archive.
+"""Dataset import: a project's images and labels from a zip archive.
 
 Import is all or nothing, and says item by item what stopped it:
 1. read (phase 1, nothing written): unsafe archive members (`../`, absolute, symlinks), the
@@ -16,16 +16,15 @@ problem in the file itself stops it as above; an image the file names that the p
 or has twice, is skipped and reported item by item, and the rest are labeled (their boxes or
 tags replaced by the file's). Images the file does not name keep their labels.
 
-Export writes the project's training images and labels in one of `labeling.formats`; export →
-import into a new project → export gives the same annotation files and images.
+A Loupe export's manifest (`loupe.json`, see `common`) adds what the formats cannot say: tags
+with no image, which tag is Negative, and the detection images marked "No objects".
 """
 
 from __future__ import annotations
 
 import logging
 import posixpath
-import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -34,25 +33,27 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from labeling.access import require_role
-from labeling.formats import FORMATS, DatasetFormat
 from labeling.formats.common import (
     IMAGE_EXTENSIONS,
     MEMBER_READ_ERRORS,
     ArchiveError,
-    BoxItem,
     DatasetItem,
-    ExportItem,
     LabelsOnlyArchive,
     Problem,
     SafeArchive,
-    unique_names,
 )
 from labeling.models import Image, Project, Role, Tag
-from labeling.services.ingest import SUPPORTED_FORMATS, ingest_images
+from labeling.services.datasets.common import (
+    Manifest,
+    ProgressCallback,
+    dataset_format,
+    read_manifest,
+)
+from labeling.services.ingest import ingest_images
 from labeling.services.projects import create_tag
 from labeling.services.regions import normalize_box, set_image_regions
 from labeling.services.tagging import set_image_tags
-from project.errors import LabelRuleError, LoupeError, ValidationFailed
+from project.errors import LoupeError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,6 @@ logger = logging.getLogger(__name__)
 # holds one batch's candidates at most.
 INGEST_BATCH = 50
 _READ_CHUNK_BYTES = 1024 * 1024
-# Fixed timestamps make two exports of the same labels byte-identical.
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-ProgressCallback = Callable[[float, str], None]
 
 
 @dataclass
@@ -102,21 +99,6 @@ class _RollBack(Exception):
     pass
 
 
-def dataset_format(project: Project, name: str) -> DatasetFormat:
-    """The format called `name`, if it fits the project's kind."""
-    fmt = FORMATS.get(name)
-    if fmt is None:
-        raise ValidationFailed(f"Unknown dataset format “{name}”.")
-    if fmt.is_detection != project.is_detection:
-        what = "object detection" if project.is_detection else "classification"
-        raise LabelRuleError(f"{fmt.label} does not fit a {what} project.")
-    return fmt
-
-
-def formats_for(project: Project) -> list[DatasetFormat]:
-    return [f for f in FORMATS.values() if f.is_detection == project.is_detection]
-
-
 def import_dataset(
     *,
     project: Project,
@@ -137,15 +119,42 @@ def import_dataset(
     safe = SafeArchive(archive)
     try:
         parsed = fmt.parse(safe)
-        report.problems = [*safe.problems, *parsed.problems]
+        manifest, manifest_problems = read_manifest(safe)
+        report.problems = [*safe.problems, *parsed.problems, *manifest_problems]
         report.problems += _check_items(project, safe, parsed.items, on_progress)
+        if manifest is not None:
+            report.problems += _apply_manifest(project, manifest, parsed.items)
         if report.problems:
             return report
-        _write(project, safe, parsed.items, parsed.tag_names, by, report, on_progress)
+        manifest = manifest or Manifest()
+        tag_names = [*manifest.tags, *parsed.tag_names]
+        _write(project, safe, parsed.items, tag_names, by, report, on_progress, manifest)
     finally:
         safe.close()
     on_progress(1.0, "Imported." if report.ok else "Nothing was imported.")
     return report
+
+
+def _apply_manifest(
+    project: Project, manifest: Manifest, items: Sequence[DatasetItem]
+) -> list[Problem]:
+    """Mark the detection items the manifest lists as "No objects"; a listed image that has
+    boxes contradicts it."""
+    if not project.is_detection or not manifest.negative_images:
+        return []
+    problems = []
+    for item in items:
+        if item.name in manifest.negative_images:
+            if item.boxes:
+                problems.append(
+                    Problem(
+                        item.path,
+                        "malformed",
+                        f"“{item.name}” has boxes, but the manifest marks it “No objects”.",
+                    )
+                )
+            item.negative = True
+    return problems
 
 
 def import_labels(
@@ -341,12 +350,15 @@ def _write(
     by: AbstractBaseUser,
     report: ImportReport,
     on_progress: ProgressCallback,
+    manifest: Manifest,
 ) -> None:
     """Phase 2: one transaction; any problem rolls it back and removes the stored files."""
     stored: list[str] = []
     try:
         with transaction.atomic():
-            tags = _ensure_tags(project, tag_names, items, by, report)
+            tags = _ensure_tags(
+                project, tag_names, items, by, report, negative=manifest.negative_tag
+            )
             for start in range(0, len(items), INGEST_BATCH):
                 batch = items[start : start + INGEST_BATCH]
                 stored_batch = _ingest(project, archive, batch, by, report)
@@ -380,9 +392,14 @@ def _ensure_tags(
     items: Sequence[DatasetItem],
     by: AbstractBaseUser,
     report: ImportReport,
+    *,
+    negative: str | None = None,
 ) -> dict[str, Tag]:
     """The project's tag for each name (case-insensitive), creating the missing ones in the
-    annotation file's order, so category order and keys 1-9 survive a round trip."""
+    annotation file's order, so category order and keys 1-9 survive a round trip.
+
+    `negative` (from a manifest) names the exported project's Negative tag: it maps onto this
+    project's Negative tag, whatever that is called, or is created as one."""
     names = list(
         dict.fromkeys(
             [
@@ -393,12 +410,15 @@ def _ensure_tags(
         )
     )
     existing = {tag.name.lower(): tag for tag in project.tags.all()}
+    own_negative = next((tag for tag in existing.values() if tag.is_negative), None)
     tags: dict[str, Tag] = {}
     for name in names:
-        tag = existing.get(name.strip().lower())
+        is_negative = negative is not None and name.strip().lower() == negative.strip().lower()
+        tag = (own_negative if is_negative else None) or existing.get(name.strip().lower())
         if tag is None:
+            kind = Tag.Kind.NEGATIVE if is_negative else Tag.Kind.REGULAR
             try:
-                tag = create_tag(project=project, name=name, by=by)
+                tag = create_tag(project=project, name=name, by=by, kind=kind)
             except LoupeError as err:
                 report.problems.append(Problem(f"tag {name}", err.code, err.message))
                 continue
@@ -484,9 +504,15 @@ def _label(
         return
     try:
         if image.project.is_detection:
-            if item.boxes or replace:
+            if item.boxes or item.negative or replace:
                 regions = [(tags[b.tag], b.left, b.top, b.width, b.height) for b in item.boxes]
-                set_image_regions(image=image, regions=regions, by=by, version=None)
+                set_image_regions(
+                    image=image,
+                    regions=regions,
+                    by=by,
+                    version=None,
+                    no_objects=True if item.negative else None,
+                )
         elif item.tags or replace:
             set_image_tags(
                 image=image, tags=[tags[name] for name in item.tags], by=by, version=None
@@ -495,7 +521,7 @@ def _label(
         report.problems.append(Problem(item.path, err.code, f"“{item.name}”: {err.message}"))
         return
     report.boxes += len(item.boxes)
-    report.labeled_images += bool(item.boxes or item.tags)
+    report.labeled_images += bool(item.boxes or item.tags or item.negative)
 
 
 def _delete_files(names: Sequence[str]) -> None:
@@ -504,65 +530,3 @@ def _delete_files(names: Sequence[str]) -> None:
             default_storage.delete(name)
         except OSError:
             logger.warning("Could not remove %s after a failed import", name, exc_info=True)
-
-
-# --- Export ---------------------------------------------------------------------------------
-
-
-def export_dataset(
-    *, project: Project, format_name: str, by: AbstractBaseUser, out: IO[bytes]
-) -> int:
-    """Write the project's training images and labels as a zip to `out`; returns the count."""
-    require_role(by, project, Role.REVIEWER)
-    fmt = dataset_format(project, format_name)
-    images = list(
-        project.images.training().order_by("pk").prefetch_related("image_tags__tag", "regions__tag")
-    )
-    names = unique_names([_file_name(image) for image in images], [i.pk for i in images])
-    tags = project.tags.all()
-    if project.is_detection:
-        tags = tags.filter(kind=Tag.Kind.REGULAR)
-    items = sorted(
-        (_export_item(image, name) for image, name in zip(images, names, strict=True)),
-        key=lambda item: item.name,
-    )
-    entries = fmt.render(items, [tag.name for tag in tags])
-    with zipfile.ZipFile(out, "w") as zf:
-        for path, content in entries:
-            if isinstance(content, ExportItem):
-                # Images are compressed already: stored as they are.
-                zf.writestr(
-                    zipfile.ZipInfo(path, _ZIP_DATE),
-                    content.read(),
-                    compress_type=zipfile.ZIP_STORED,
-                )
-            else:
-                zf.writestr(
-                    zipfile.ZipInfo(path, _ZIP_DATE), content, compress_type=zipfile.ZIP_DEFLATED
-                )
-    return len(items)
-
-
-def _file_name(image: Image) -> str:
-    """The image's original name, with the extension of its actual format if it lacks one."""
-    name = image.original_name or f"image-{image.pk}"
-    if posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-        name += "." + SUPPORTED_FORMATS.get(image.format.upper(), "png")
-    return name
-
-
-def _export_item(image: Image, name: str) -> ExportItem:
-    def read() -> bytes:
-        with default_storage.open(image.file.name, "rb") as handle:
-            return handle.read()
-
-    return ExportItem(
-        name=name,
-        width_px=image.width,
-        height_px=image.height,
-        tags=tuple(t.tag.name for t in sorted(image.image_tags.all(), key=lambda t: t.tag_id)),
-        boxes=tuple(
-            BoxItem(r.tag.name, r.left, r.top, r.width, r.height) for r in image.regions.all()
-        ),
-        read=read,
-    )
