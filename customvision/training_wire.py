@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -98,8 +98,8 @@ def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.utc)
-    text = moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        moment = timezone.make_aware(moment, UTC)
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
 
 
@@ -315,7 +315,7 @@ def body_date(value: object, field: str) -> datetime | None:
     parsed = parse_datetime(value) if isinstance(value, str) else None
     if parsed is None:
         raise cv_error("BadRequest", f"“{field}” must be an ISO-8601 date and time.")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.utc)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from labeling.api import exports as export_api
 from labeling.api import images as image_api
+from labeling.api import jobs as job_api
 from labeling.api import projects as project_api
+from labeling.api import regions as region_api
 from labeling.api import upload as upload_api
 from project.auth import TokenLoginApi
 
@@ -29,15 +30,17 @@ urlpatterns = [
     path(
         P + "images/<int:image_id>/tags/", image_api.ImageTagsApi.as_view(), name="api-image-tags"
     ),
-    path(P + "exports/", export_api.ExportListApi.as_view(), name="api-export-list"),
     path(
-        P + "exports/<uuid:export_id>/",
-        export_api.ExportDetailApi.as_view(),
-        name="api-export-detail",
+        P + "images/<int:image_id>/regions/",
+        region_api.ImageRegionListApi.as_view(),
+        name="api-image-regions",
     ),
+    path(P + "regions/", region_api.RegionBatchApi.as_view(), name="api-region-batch"),
     path(
-        P + "exports/<uuid:export_id>/download/",
-        export_api.ExportDownloadApi.as_view(),
-        name="api-export-download",
+        P + "regions/<int:region_id>/",
+        region_api.RegionDetailApi.as_view(),
+        name="api-region-detail",
     ),
+    path(P + "imports/", job_api.ImportStartApi.as_view(), name="api-import-list"),
+    path(P + "imports/<uuid:job_id>/", job_api.ImportDetailApi.as_view(), name="api-import-detail"),
 ]

@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/predict/", include("predictions.api_urls")),
     path("api/", include("labeling.api_urls")),
     path("api/", include("predictions.rest_urls")),
+    path("api/", include("training.api_urls")),
     path("projects/<int:project_id>/", include("training.urls")),
     path("projects/<int:project_id>/", include("predictions.urls")),
     path("", include("labeling.urls")),

@@ -28,7 +28,13 @@ from rest_framework.test import APIClient
 
 from labeling.models import Image, Membership, Role
 from tests.conftest import make_image
-from tests.factories import ImageFactory, ImageTagFactory, MembershipFactory, TagFactory
+from tests.factories import (
+    ImageFactory,
+    ImageTagFactory,
+    MembershipFactory,
+    RegionFactory,
+    TagFactory,
+)
 
 ROLES = ("admin", "reviewer", "annotator", "non_member", "anonymous")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -123,6 +129,14 @@ def _dog(w: World) -> dict[str, Any]:
     return {"tag_id": w.objects["dog"].id}
 
 
+def _box(w: World) -> dict[str, Any]:
+    return {"tag_id": w.objects["dog"].id, "left": 0.1, "top": 0.1, "width": 0.5, "height": 0.5}
+
+
+def _new_box(w: World) -> dict[str, Any]:
+    return {"regions": [{"image_id": w.kwargs["image_id"], **_box(w)}]}
+
+
 # One line per (method, route): the codes are for      admin rev  ann  non  anon
 # fmt: off
 MATRIX: list[Entry] = [
@@ -162,11 +176,44 @@ MATRIX: list[Entry] = [
     E("PUT", "api-image-tags",                           "200 200 200 404 401", lambda w: {"tag_ids": [], "version": None}),
     E("POST", "api-image-tags",                          "200 200 200 404 401", _dog),
     E("DELETE", "api-image-tags",                        "200 200 200 404 401", lambda w: {"tag_id": w.kwargs["tag_id"]}),
-    # --- REST API: dataset exports (reviewer and up, as on the datasets page) ---------------
-    E("GET", "api-export-list",                          "200 200 403 404 401"),
-    E("POST", "api-export-list",                         "202 202 403 404 401", lambda w: {"format": "folders"}),
-    E("GET", "api-export-detail",                        "200 200 403 404 401"),
-    E("GET", "api-export-download",                      "200 200 403 404 401"),
+    # --- REST API: boxes (the world's project is multiclass: 422 past the role check, as the
+    # box editor; tests/labeling/test_api_regions.py covers a detection project) -------------
+    E("GET", "api-image-regions",                        "422 422 422 404 401"),
+    E("POST", "api-region-batch",                        "422 422 422 404 401", _new_box),
+    E("GET", "api-region-detail",                        "422 422 422 404 401"),
+    E("PUT", "api-region-detail",                        "422 422 422 404 401", _box),
+    E("DELETE", "api-region-detail",                     "422 422 422 404 401"),
+    # --- REST API: dataset imports (start: admins; poll: reviewers, as the datasets page) --
+    E("POST", "api-import-list",                         "202 403 403 404 401", lambda w: {"format": "folders", "archive": _folders_zip()}, "multipart"),
+    E("GET", "api-import-detail",                        "200 200 403 404 401"),
+    # --- REST API: iterations and performance (members read, admins act) ------------------
+    E("GET", "api-iteration-list",                       "200 200 200 404 401"),
+    # One image cannot make a model: the admin passes the role check and gets 422.
+    E("POST", "api-iteration-list",                      "422 403 403 404 401", lambda w: {"training_type": "quick"}),
+    E("GET", "api-iteration-detail",                     "200 200 200 404 401"),
+    E("PATCH", "api-iteration-detail",                   "200 403 403 404 401", lambda w: {"name": "Best"}),
+    E("DELETE", "api-iteration-detail",                  "204 403 403 404 401"),
+    E("POST", "api-iteration-cancel",                    "422 403 403 404 401"),  # completed already
+    E("POST", "api-iteration-publish",                   "200 403 403 404 401", lambda w: {"name": "prod"}),
+    E("DELETE", "api-iteration-publish",                 "422 403 403 404 401"),  # not published
+    E("POST", "api-iteration-default",                   "200 403 403 404 401"),
+    E("PUT", "api-iteration-threshold",                  "200 403 403 404 401", lambda w: {"threshold": 0.4}),
+    E("GET", "api-iteration-performance",                "200 200 200 404 401"),
+    E("GET", "api-iteration-image-results",              "200 200 200 404 401"),
+    # --- REST API: predictions (triage and suggestions as the tabs; keys: admins) ----------
+    # The world's image is a training image, not a stored prediction: 404 past the role check.
+    E("POST", "api-prediction-promote",                  "404 404 403 404 401"),
+    E("POST", "api-prediction-dismiss",                  "200 200 403 404 401", lambda w: {"image_ids": [w.kwargs["image_id"]]}),
+    E("GET", "api-suggestion-list",                      "200 200 200 404 401"),
+    E("POST", "api-suggestion-list",                     "422 422 403 404 401"),  # no model yet
+    E("GET", "api-suggestion-status",                    "200 200 200 404 401"),
+    E("POST", "api-suggestion-accept-all",               "200 200 403 404 401", lambda w: {"min_confidence": 0.9}),
+    E("POST", "api-suggestion-accept",                   "422 422 422 404 401"),  # none waiting
+    E("POST", "api-quick-test",                          "400 400 400 404 401"),  # no image sent
+    E("GET", "api-prediction-key-list",                  "200 403 403 404 401"),
+    E("POST", "api-prediction-key-list",                 "201 403 403 404 401", lambda w: {"name": "Mobile app"}),
+    E("DELETE", "api-prediction-key-detail",             "200 403 403 404 401"),
+    E("POST", "api-prediction-key-rotate",               "200 403 403 404 401"),
     # --- Projects, gallery, upload (HTML) ---------------------------------------------------
     E("GET", "labeling:project-list",                    "200 200 200 200 302"),
     E("GET", "labeling:project-create",                  "403 403 403 403 302"),
@@ -190,9 +237,7 @@ MATRIX: list[Entry] = [
     E("GET", "labeling:datasets",                        "200 200 403 404 302"),
     E("POST", "labeling:datasets",                       "302 403 403 404 302", lambda w: {"format": "folders", "archive": _folders_zip()}, "multipart"),
     E("GET", "labeling:dataset-import-status",           "200 200 403 404 302"),
-    E("POST", "labeling:dataset-export",                 "302 302 403 404 302", lambda w: {"format": "folders"}, "form"),
-    E("GET", "labeling:dataset-export-status",           "200 200 403 404 302"),
-    E("GET", "labeling:dataset-export-download",         "200 200 403 404 302"),
+    E("GET", "labeling:dataset-export",                  "200 200 403 404 302", query="?format=folders"),
     # --- Project settings (HTML) ------------------------------------------------------------
     E("GET", "labeling:project-settings",                "200 200 200 404 302"),
     E("POST", "labeling:project-update",                 "302 403 403 404 302", lambda w: {"name": "New", "domain": "general"}),
@@ -260,6 +305,9 @@ STORED_PREDICTION_MATRIX: list[Entry] = [
     E("POST", "labeling:image-boxes",                    "422 422 422 404 302"),
     E("POST", "predictions:prediction-promote",          "302 302 403 404 302"),
     E("POST", "predictions:suggestion-accept",           "302 302 403 404 302"),
+    E("GET", "api-image-regions",                        "422 422 422 404 401"),
+    E("POST", "api-prediction-promote",                  "200 200 403 404 401", lambda w: {"tag_ids": [w.objects["dog"].id]}),
+    E("POST", "api-suggestion-accept",                   "422 422 403 404 401"),
 ]
 # fmt: on
 
@@ -288,12 +336,10 @@ def _import_job(project: Any, user: Any) -> str:
     ).job_id
 
 
-def _export_job(project: Any, user: Any) -> str:
-    """A finished export (run here as the worker would), so its download answers 200."""
-    from labeling.services.export_jobs import run_export, start_export
+def _prediction_key(project: Any, user: Any) -> int:
+    from predictions.services.keys import create_key
 
-    job = start_export(project=project, format_name="folders", by=user)
-    return run_export(project_id=project.pk, job_id=job.job_id).job_id
+    return create_key(project=project, name="World", by=user).key.pk
 
 
 @pytest.fixture
@@ -310,8 +356,9 @@ def world(project, users) -> World:
             "image_id": image.id,
             "membership_id": extra.id,
             "iteration_id": _iteration(project, users["admin"]).id,
+            "region_id": RegionFactory(image=image, tag=cat).id,
+            "key_id": _prediction_key(project, users["admin"]),
             "job_id": uuid.UUID(_import_job(project, users["admin"])),
-            "export_id": uuid.UUID(_export_job(project, users["admin"])),
             "path": image.file.name,
             "publish_name": "prod",
         },

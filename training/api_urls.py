@@ -1,0 +1,36 @@
+"""REST API routes of training under /api/: iterations and their performance."""
+
+from django.urls import path
+
+from training.api import iterations as iteration_api
+from training.api import performance as performance_api
+
+P = "projects/<int:project_id>/iterations/"
+IT = P + "<int:iteration_id>/"
+
+urlpatterns = [
+    path(P, iteration_api.IterationListApi.as_view(), name="api-iteration-list"),
+    path(IT, iteration_api.IterationDetailApi.as_view(), name="api-iteration-detail"),
+    path(IT + "cancel/", iteration_api.IterationCancelApi.as_view(), name="api-iteration-cancel"),
+    path(
+        IT + "publish/", iteration_api.IterationPublishApi.as_view(), name="api-iteration-publish"
+    ),
+    path(
+        IT + "default/", iteration_api.IterationDefaultApi.as_view(), name="api-iteration-default"
+    ),
+    path(
+        IT + "threshold/",
+        iteration_api.IterationThresholdApi.as_view(),
+        name="api-iteration-threshold",
+    ),
+    path(
+        IT + "performance/",
+        performance_api.PerformanceApi.as_view(),
+        name="api-iteration-performance",
+    ),
+    path(
+        IT + "performance/images/",
+        performance_api.ImageResultListApi.as_view(),
+        name="api-iteration-image-results",
+    ),
+]
