@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from labeling.api import exports as export_api
 from labeling.api import images as image_api
 from labeling.api import jobs as job_api
 from labeling.api import projects as project_api
@@ -43,4 +44,15 @@ urlpatterns = [
     ),
     path(P + "imports/", job_api.ImportStartApi.as_view(), name="api-import-list"),
     path(P + "imports/<uuid:job_id>/", job_api.ImportDetailApi.as_view(), name="api-import-detail"),
+    path(P + "exports/", export_api.ExportListApi.as_view(), name="api-export-list"),
+    path(
+        P + "exports/<uuid:export_id>/",
+        export_api.ExportDetailApi.as_view(),
+        name="api-export-detail",
+    ),
+    path(
+        P + "exports/<uuid:export_id>/download/",
+        export_api.ExportDownloadApi.as_view(),
+        name="api-export-download",
+    ),
 ]

@@ -214,6 +214,11 @@ MATRIX: list[Entry] = [
     E("POST", "api-prediction-key-list",                 "201 403 403 404 401", lambda w: {"name": "Mobile app"}),
     E("DELETE", "api-prediction-key-detail",             "200 403 403 404 401"),
     E("POST", "api-prediction-key-rotate",               "200 403 403 404 401"),
+    # --- REST API: dataset exports (reviewer and up, as on the datasets page) ---------------
+    E("GET", "api-export-list",                          "200 200 403 404 401"),
+    E("POST", "api-export-list",                         "202 202 403 404 401", lambda w: {"format": "folders"}),
+    E("GET", "api-export-detail",                        "200 200 403 404 401"),
+    E("GET", "api-export-download",                      "200 200 403 404 401"),
     # --- Projects, gallery, upload (HTML) ---------------------------------------------------
     E("GET", "labeling:project-list",                    "200 200 200 200 302"),
     E("GET", "labeling:project-create",                  "403 403 403 403 302"),
@@ -237,7 +242,9 @@ MATRIX: list[Entry] = [
     E("GET", "labeling:datasets",                        "200 200 403 404 302"),
     E("POST", "labeling:datasets",                       "302 403 403 404 302", lambda w: {"format": "folders", "archive": _folders_zip()}, "multipart"),
     E("GET", "labeling:dataset-import-status",           "200 200 403 404 302"),
-    E("GET", "labeling:dataset-export",                  "200 200 403 404 302", query="?format=folders"),
+    E("POST", "labeling:dataset-export",                 "302 302 403 404 302", lambda w: {"format": "folders"}, "form"),
+    E("GET", "labeling:dataset-export-status",           "200 200 403 404 302"),
+    E("GET", "labeling:dataset-export-download",         "200 200 403 404 302"),
     # --- Project settings (HTML) ------------------------------------------------------------
     E("GET", "labeling:project-settings",                "200 200 200 404 302"),
     E("POST", "labeling:project-update",                 "302 403 403 404 302", lambda w: {"name": "New", "domain": "general"}),
@@ -336,6 +343,14 @@ def _import_job(project: Any, user: Any) -> str:
     ).job_id
 
 
+def _export_job(project: Any, user: Any) -> str:
+    """A finished export (run here as the worker would), so its download answers 200."""
+    from labeling.services.export_jobs import run_export, start_export
+
+    job = start_export(project=project, format_name="folders", by=user)
+    return run_export(project_id=project.pk, job_id=job.job_id).job_id
+
+
 def _prediction_key(project: Any, user: Any) -> int:
     from predictions.services.keys import create_key
 
@@ -359,6 +374,7 @@ def world(project, users) -> World:
             "region_id": RegionFactory(image=image, tag=cat).id,
             "key_id": _prediction_key(project, users["admin"]),
             "job_id": uuid.UUID(_import_job(project, users["admin"])),
+            "export_id": uuid.UUID(_export_job(project, users["admin"])),
             "path": image.file.name,
             "publish_name": "prod",
         },
