@@ -48,13 +48,13 @@ class DuplicateGroup:
 
 def near_duplicate_pairs(
     embeddings: np.ndarray, *, threshold: float = DUPLICATE_SIMILARITY
-) -> np.ndarray:
-    """(P, 2) int64 row pairs (i < j) whose cosine similarity is >= `threshold`.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 2) int64 row pairs (i < j) whose cosine similarity is >= `threshold`, and their
+    (P,) float32 similarities.
 
     embeddings: (N, D) float, any scale, finite. threshold in (0, 1].
     """
-    pairs, _ = _pairs(embeddings, threshold)
-    return pairs
+    return _pairs(embeddings, threshold)
 
 
 def near_duplicate_groups(
@@ -66,7 +66,12 @@ def near_duplicate_groups(
     user fixing copies wants to see them together.
     """
     pairs, sims = _pairs(embeddings, threshold)
-    n = np.asarray(embeddings).shape[0]
+    return group_pairs(pairs, sims)
+
+
+def group_pairs(pairs: np.ndarray, similarities: np.ndarray) -> list[DuplicateGroup]:
+    """The connected groups of `near_duplicate_pairs`' answer, largest first."""
+    n = int(pairs.max()) + 1 if pairs.size else 0
     parent = np.arange(n)
 
     def root(i: int) -> int:
@@ -81,7 +86,7 @@ def near_duplicate_groups(
             parent[max(ra, rb)] = min(ra, rb)
     best: dict[int, float] = {}
     members: dict[int, list[int]] = {}
-    for (a, _b), sim in zip(pairs.tolist(), sims.tolist(), strict=True):
+    for (a, _b), sim in zip(pairs.tolist(), similarities.tolist(), strict=True):
         r = root(a)
         best[r] = max(best.get(r, -1.0), float(sim))
     for i in sorted({int(x) for x in pairs.reshape(-1).tolist()}):
