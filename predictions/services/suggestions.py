@@ -17,7 +17,7 @@ through the same path as one Accept).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,7 +31,13 @@ from labeling.models import Image, ImageQuerySet, Project, Role, Tag
 from labeling.services.regions import set_image_regions
 from labeling.services.tagging import set_image_tags
 from predictions.models import Suggestion, SuggestionRun
-from predictions.services.predict import CheckedImage, run_model, target_for
+from predictions.services.predict import (
+    CheckedImage,
+    PredictionOutcome,
+    Target,
+    run_model,
+    target_for,
+)
 from project.errors import LabelRuleError, LoupeError, ValidationFailed
 from project.queue import enqueue
 from training.models import Iteration
@@ -82,23 +88,54 @@ def suggest_for_untagged(
     remaining = len(images) > limit
     stored = 0
     for image in images[:limit]:
-        try:
-            with default_storage.open(image.file.name, "rb") as handle:
-                data = handle.read()
-            checked = CheckedImage(data, image.sha256, image.format, image.width, image.height)
-            outcome = run_model(target, checked)
-        except (OSError, LoupeError) as err:
-            logger.warning("No suggestion for image %s: %s", image.pk, err)
-            continue
-        tags, boxes = _suggested(project, iteration, outcome.results)
-        if not tags and not boxes:
-            continue
+        if _suggest_one(project, iteration, target, image) is not None:
+            stored += 1
+            on_image()
+    return stored, remaining
+
+
+def _suggest_one(
+    project: Project, iteration: Iteration, target: Target, image: Image
+) -> PredictionOutcome | None:
+    """Run the iteration on one stored image and keep its suggestion (if it has one); the
+    model's whole outcome, or None when the image could not be read or run."""
+    try:
+        with default_storage.open(image.file.name, "rb") as handle:
+            data = handle.read()
+        checked = CheckedImage(data, image.sha256, image.format, image.width, image.height)
+        outcome = run_model(target, checked)
+    except (OSError, LoupeError) as err:
+        logger.warning("No suggestion for image %s: %s", image.pk, err)
+        return None
+    tags, boxes = _suggested(project, iteration, outcome.results)
+    if tags or boxes:
         Suggestion.objects.update_or_create(
             image=image, defaults={"iteration": iteration, "tags": tags, "boxes": boxes}
         )
-        stored += 1
-        on_image()
-    return stored, remaining
+    return outcome
+
+
+def suggest_for_images(
+    *, project: Project, iteration: Iteration, image_ids: Sequence[int], by: AbstractBaseUser
+) -> list[tuple[Image, PredictionOutcome]]:
+    """Suggest tags (or boxes) for these untagged training images now, with `iteration`
+    (Custom Vision's suggest_tags_and_regions). Reviewers and admins, as "Suggest tags" is.
+
+    Each suggestion is stored as the worker's are, so the tagging view and the gallery show it;
+    returned with the model's whole outcome (every tag's probability, the uncertainty). Images
+    that are tagged, not training data or not in the project are skipped.
+    """
+    require_role(by, project, Role.REVIEWER)
+    if not iteration.is_completed or not iteration.artifact or iteration.project_id != project.pk:
+        raise LabelRuleError(f"{iteration} has no trained model to suggest with.")
+    target = target_for(project, iteration)
+    images = project.images.training().untagged().filter(pk__in=list(image_ids)).order_by("pk")
+    results = []
+    for image in images:
+        outcome = _suggest_one(project, iteration, target, image)
+        if outcome is not None:
+            results.append((image, outcome))
+    return results
 
 
 def _suggested(project: Project, iteration: Iteration, results: list[dict]) -> tuple[list, list]:  # type: ignore[type-arg]
