@@ -271,3 +271,56 @@ class ModelExport(models.Model):
     @property
     def progress_percent(self) -> int:
         return round(100 * self.progress_fraction)
+
+
+class HealthReport(models.Model):
+    """The latest dataset health check of a project (training.services.health), one per project.
+
+    `fingerprint` names the data it was computed from (images, label versions, latest
+    iteration): when the project's current fingerprint differs, the report is stale and a page
+    that shows it queues a fresh check.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.OneToOneField(
+        "labeling.Project", on_delete=models.CASCADE, related_name="health_report"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    # [{key, title, status, message, image_ids}] in the page's order (training.ml.health).
+    results = models.JSONField(default=list, blank=True)
+    failure_message = models.TextField(blank=True)
+    image_count = models.PositiveIntegerField(default=0)
+    embedded_count = models.PositiveIntegerField(default=0)
+    duration_s = models.FloatField(default=0.0)
+    requested = models.DateTimeField(null=True, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"health of project {self.project_id}: {self.status}"
+
+
+class KeptLabel(models.Model):
+    """A reviewer kept an image's label against a "possible mislabel" suggestion: the image is
+    not flagged again for that label (`label_key`, training.services.label_errors)."""
+
+    image = models.ForeignKey("labeling.Image", on_delete=models.CASCADE, related_name="+")
+    label_key = models.CharField(max_length=100)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "label_key"], name="unique_kept_label"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label_key} kept on image {self.image_id}"
