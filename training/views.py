@@ -36,6 +36,7 @@ from training.services.figures import compare, headline
 from training.services.iterations import start_iteration
 from training.services.mispredicted import parse_fraction
 from training.services.performance import figures_at, load_scores, page_data
+from training.services.pipelines import pipeline_for
 from training.services.progress import clock, iteration_state, timing_summary
 
 
@@ -80,6 +81,7 @@ def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> d
         "active": active,
         "recent": recent,
         "is_admin": is_admin,
+        "choices": pipeline_for(project).choices(),
         # Members below admin are told why there is no Train button, and whom to ask.
         "role": project.current_role,  # type: ignore[attr-defined]
         "admin_names": []

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,8 +24,8 @@ from torch import nn
 
 from .artifact import ClassifierArtifact
 from .backbones import build_feature_extractor, get_backbone
-from .data import ImageRef
-from .errors import BudgetExhausted, Cancelled, DatasetCorrupt, TrainingDiverged
+from .data import ImageRef, read_bytes
+from .errors import BudgetExhausted, Cancelled, TrainingDiverged
 from .features import FeatureCache, decoded_batches, embed_images
 from .preprocessing import PREPROCESSING_VERSION, load_rgb, normalize_batch, train_transform
 from .quick import _validate, fit_head, fold_count, stratified_folds
@@ -110,13 +110,7 @@ def _probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
 
 
 def _augmented(ref: ImageRef, size: int, transform: Callable[..., torch.Tensor]) -> torch.Tensor:
-    try:
-        with ref.open() as handle:
-            data = handle.read()
-    except OSError as err:
-        raise DatasetCorrupt(
-            f"Image {ref.key} could not be opened ({type(err).__name__}: {err}).", item_key=ref.key
-        ) from err
+    data = read_bytes(ref)
     # Decode JPEGs at reduced scale but leave room for the random crop to zoom in.
     return transform(load_rgb(data, key=ref.key, draft_size=size * 2))
 
@@ -199,43 +193,152 @@ def fine_tune(
     _validate(np.zeros((len(refs), 1), dtype=np.float32), targets, multilabel)
     if budget_s <= 0:
         raise BudgetExhausted("The time budget must be positive to train at all.")
-    started = time.monotonic()
+    clock = _Clock(time.monotonic(), budget_s)
     seed_everything(seed)
-    spec = get_backbone(backbone)
-    train_index, holdout_index = _split(targets, seed)
-    train_refs = [refs[i] for i in train_index]
-    holdout_refs = [refs[i] for i in holdout_index]
-    y_train = torch.as_tensor(targets[train_index], dtype=torch.float32)
-    y_holdout = torch.as_tensor(targets[holdout_index], dtype=torch.float32)
-
-    # Linear probe on frozen features: the starting head and the checkpoint to beat.
+    data = _Data.split(refs, targets, seed)
     on_progress("embedding", 0.0)
+    model, best = _linear_probe_start(
+        refs,
+        targets,
+        data,
+        backbone=backbone,
+        multilabel=multilabel,
+        cache=cache,
+        should_stop=should_stop,
+    )
+    if clock.elapsed() > budget_s:
+        raise BudgetExhausted(
+            f"The budget of {budget_s:g} s ran out before the first training epoch could start; "
+            "choose a larger budget.",
+            spent_s={"linear-probe start": clock.elapsed()},
+        )
+    run = _Run(
+        model=model,
+        data=data,
+        backbone=backbone,
+        multilabel=multilabel,
+        clock=clock,
+        optimizer=_optimizer(model, lr),
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
+    epochs_done = _train_epochs(run, best, seed=seed, patience=patience)
+    on_progress("done", 1.0)
+    return FineTuneResult(
+        best.state,
+        data.holdout_index,
+        best.scores,
+        epochs_done,
+        best.epoch,
+        tuple(best.history),
+    )
+
+
+@dataclass(frozen=True)
+class _Clock:
+    started: float
+    budget_s: float
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The stratified train / held-out split of the refs and their targets."""
+
+    train_index: np.ndarray
+    holdout_index: np.ndarray
+    train_refs: list[ImageRef]
+    holdout_refs: list[ImageRef]
+    y_train: torch.Tensor
+    y_holdout: torch.Tensor
+
+    @classmethod
+    def split(cls, refs: Sequence[ImageRef], targets: np.ndarray, seed: int) -> _Data:
+        train_index, holdout_index = _split(targets, seed)
+        return cls(
+            train_index=train_index,
+            holdout_index=holdout_index,
+            train_refs=[refs[i] for i in train_index],
+            holdout_refs=[refs[i] for i in holdout_index],
+            y_train=torch.as_tensor(targets[train_index], dtype=torch.float32),
+            y_holdout=torch.as_tensor(targets[holdout_index], dtype=torch.float32),
+        )
+
+
+@dataclass
+class _Best:
+    """The checkpoint to beat: lowest held-out loss so far (epoch 0 = the linear-probe start)."""
+
+    loss: float
+    scores: np.ndarray
+    state: dict[str, torch.Tensor]
+    epoch: int = 0
+    history: list[float] = field(default_factory=list)
+
+    def offer(self, epoch: int, loss: float, scores: np.ndarray, model: nn.Module) -> None:
+        self.history.append(loss)
+        if loss < self.loss:
+            self.loss, self.scores, self.epoch = loss, scores, epoch
+            self.state = _state_copy(model)
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+@dataclass
+class _Run:
+    model: _Classifier
+    data: _Data
+    backbone: str
+    multilabel: bool
+    clock: _Clock
+    optimizer: torch.optim.Optimizer
+    batch_size: int
+    max_epochs: int
+    on_progress: ProgressFn
+    should_stop: Callable[[], bool]
+
+
+def _linear_probe_start(
+    refs: Sequence[ImageRef],
+    targets: np.ndarray,
+    data: _Data,
+    *,
+    backbone: str,
+    multilabel: bool,
+    cache: FeatureCache | None,
+    should_stop: Callable[[], bool],
+) -> tuple[_Classifier, _Best]:
+    """The model with the quick linear head on frozen features, and that start as the best."""
+    spec = get_backbone(backbone)
     store = cache if cache is not None else _MemoryCache()
     frozen = embed_images(list(refs), backbone=backbone, cache=store, should_stop=should_stop)
     head_fit, _, _ = fit_head(
-        frozen[train_index], targets[train_index], multilabel=multilabel, should_stop=should_stop
+        frozen[data.train_index],
+        targets[data.train_index],
+        multilabel=multilabel,
+        should_stop=should_stop,
     )
-    if time.monotonic() - started > budget_s:
-        raise BudgetExhausted(
-            f"The budget of {budget_s:g} s ran out before the first training epoch could start; "
-            "choose a larger budget."
-        )
-    outputs = head_fit.weight.shape[0]
-    head = nn.Linear(spec.feature_dim, outputs)
+    head = nn.Linear(spec.feature_dim, head_fit.weight.shape[0])
     with torch.no_grad():
         head.weight.copy_(head_fit.weight)
         head.bias.copy_(head_fit.bias)
     model = _Classifier(build_feature_extractor(backbone), head)
     with torch.no_grad():
-        probe_logits = torch.from_numpy(frozen[holdout_index]) @ head.weight.T + head.bias
-    best_loss = float(_loss(probe_logits, y_holdout, multilabel))
-    if not math.isfinite(best_loss):
+        probe_logits = torch.from_numpy(frozen[data.holdout_index]) @ head.weight.T + head.bias
+    loss = float(_loss(probe_logits, data.y_holdout, multilabel))
+    if not math.isfinite(loss):
         raise TrainingDiverged("The training loss became NaN or infinite.")
-    best_scores = _probabilities(probe_logits, multilabel).numpy().astype(np.float32)
-    best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-    best_epoch = 0
-    history = [best_loss]
+    scores = _probabilities(probe_logits, multilabel).numpy().astype(np.float32)
+    return model, _Best(loss=loss, scores=scores, state=_state_copy(model), history=[loss])
 
+
+def _optimizer(model: _Classifier, lr: float) -> torch.optim.Optimizer:
     optimizer = torch.optim.AdamW(
         [
             {"params": model.backbone.parameters(), "lr": lr},
@@ -243,60 +346,69 @@ def fine_tune(
         ],
         weight_decay=1e-4,
     )
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    transform = train_transform(spec)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    return optimizer
+
+
+def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
+    """Epochs until the budget, the epoch cap or early stopping; returns the epochs completed."""
+    transform = train_transform(get_backbone(run.backbone))
     rng = np.random.default_rng(seed)
     epochs_done = 0
     epoch_seconds = 0.0
-    for epoch in range(1, max_epochs + 1):
-        elapsed = time.monotonic() - started
-        if epochs_done and elapsed + epoch_seconds > budget_s:
+    for epoch in range(1, run.max_epochs + 1):
+        if epochs_done and run.clock.elapsed() + epoch_seconds > run.clock.budget_s:
             break  # the next epoch would overrun the budget: keep what we have
         epoch_started = time.monotonic()
-        model.train_with_frozen_norm()
-        order = rng.permutation(len(train_refs))
-        for chunk, batch in _train_batches(
-            train_refs, order, batch_size, spec.input_size, transform
-        ):
-            if should_stop():
-                raise Cancelled("Training was cancelled.")
-            elapsed = time.monotonic() - started
-            if elapsed > budget_s:
-                if epochs_done == 0:
-                    raise BudgetExhausted(
-                        f"The budget of {budget_s:g} s ran out before the first training epoch "
-                        "finished; choose a larger budget."
-                    )
-                break
-            # Cosine decay over whichever runs out first: the time budget or the epoch cap.
-            progress = min(1.0, max(elapsed / budget_s, (epoch - 1) / max_epochs))
-            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * progress))
-            loss = _loss(model(batch), y_train[torch.from_numpy(chunk)], multilabel)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged("The training loss became NaN or infinite.")
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            on_progress(f"epoch {epoch}/{max_epochs}", min(1.0, max(elapsed / budget_s, progress)))
-        else:
-            holdout_loss, scores = _evaluate(model, holdout_refs, y_holdout, backbone, multilabel)
-            if not math.isfinite(holdout_loss):
-                raise TrainingDiverged("The held-out loss became NaN or infinite.")
-            epochs_done = epoch
-            history.append(holdout_loss)
-            epoch_seconds = time.monotonic() - epoch_started
-            if holdout_loss < best_loss:
-                best_loss, best_scores, best_epoch = holdout_loss, scores, epoch
-                best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-            if epoch - best_epoch >= patience:
-                break
-            continue
-        break  # the budget ran out mid-epoch (after at least one full epoch)
-    on_progress("done", 1.0)
-    return FineTuneResult(
-        best_state, holdout_index, best_scores, epochs_done, best_epoch, tuple(history)
-    )
+        if not _train_one_epoch(run, epoch, rng.permutation(len(run.data.train_refs)), transform):
+            if epochs_done == 0:
+                raise BudgetExhausted(
+                    f"The budget of {run.clock.budget_s:g} s ran out before the first training "
+                    "epoch finished; choose a larger budget.",
+                    spent_s={"the first epoch": run.clock.elapsed()},
+                )
+            break  # the budget ran out mid-epoch (after at least one full epoch)
+        holdout_loss, scores = _evaluate(
+            run.model, run.data.holdout_refs, run.data.y_holdout, run.backbone, run.multilabel
+        )
+        if not math.isfinite(holdout_loss):
+            raise TrainingDiverged("The held-out loss became NaN or infinite.")
+        epochs_done = epoch
+        epoch_seconds = time.monotonic() - epoch_started
+        best.offer(epoch, holdout_loss, scores, run.model)
+        if epoch - best.epoch >= patience:
+            break
+    return epochs_done
+
+
+def _train_one_epoch(
+    run: _Run, epoch: int, order: np.ndarray, transform: Callable[..., torch.Tensor]
+) -> bool:
+    """One pass over the training split; False when the budget ran out before its end."""
+    model, clock = run.model, run.clock
+    model.train_with_frozen_norm()
+    size = get_backbone(run.backbone).input_size
+    for chunk, batch in _train_batches(run.data.train_refs, order, run.batch_size, size, transform):
+        if run.should_stop():
+            raise Cancelled("Training was cancelled.")
+        elapsed = clock.elapsed()
+        if elapsed > clock.budget_s:
+            return False
+        # Cosine decay over whichever runs out first: the time budget or the epoch cap.
+        progress = min(1.0, max(elapsed / clock.budget_s, (epoch - 1) / run.max_epochs))
+        for group in run.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
+        loss = _loss(model(batch), run.data.y_train[torch.from_numpy(chunk)], run.multilabel)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged("The training loss became NaN or infinite.")
+        run.optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        run.optimizer.step()
+        run.on_progress(
+            f"epoch {epoch}/{run.max_epochs}", min(1.0, max(elapsed / clock.budget_s, progress))
+        )
+    return True
 
 
 class _MemoryCache(FeatureCache):

@@ -16,11 +16,18 @@ class MLError(Exception):
 
 
 class DatasetCorrupt(MLError):
-    """An image could not be read or decoded; `item_key` names it (its content hash)."""
+    """An image could not be read or decoded; `item_key` names it (its content hash).
 
-    def __init__(self, message: str, *, item_key: str) -> None:
+    `message` may quote the underlying error for the log; `problem` is the short phrase a user
+    is shown ("it is missing from storage"), free of library error texts.
+    """
+
+    def __init__(
+        self, message: str, *, item_key: str, problem: str = "it could not be read"
+    ) -> None:
         super().__init__(message)
         self.item_key = item_key
+        self.problem = problem
 
 
 class TrainingDiverged(MLError):
@@ -28,7 +35,15 @@ class TrainingDiverged(MLError):
 
 
 class BudgetExhausted(MLError):
-    """The time budget ran out before one useful epoch finished."""
+    """The time budget ran out before one useful epoch finished.
+
+    `spent_s` says where the budget went ({"preparing images": 290.0, "held back for scoring":
+    130.0}), so the failure message can tell the user what to change.
+    """
+
+    def __init__(self, message: str, *, spent_s: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.spent_s = dict(spent_s or {})
 
 
 class DatasetTooSmall(MLError):

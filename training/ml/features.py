@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from .backbones import build_feature_extractor, get_backbone
-from .data import ImageRef
-from .errors import Cancelled, DatasetCorrupt
+from .data import ImageRef, read_bytes
+from .errors import Cancelled
 from .inference import Engine, build_engine
 from .preprocessing import PREPROCESSING_VERSION, load_rgb, resize_center_crop
 
@@ -105,13 +105,7 @@ def stock_engine(backbone: str, *, threads: int | None = None) -> Engine:
 
 
 def _read_and_resize(ref: ImageRef, size: int) -> np.ndarray:
-    try:
-        with ref.open() as handle:
-            data = handle.read()
-    except OSError as err:
-        raise DatasetCorrupt(
-            f"Image {ref.key} could not be opened ({type(err).__name__}: {err}).", item_key=ref.key
-        ) from err
+    data = read_bytes(ref)
     image = load_rgb(data, key=ref.key, draft_size=size)
     return resize_center_crop(image, size)
 

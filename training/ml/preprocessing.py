@@ -55,6 +55,8 @@ def load_rgb(
         raise DatasetCorrupt(
             f"Image {name} could not be read as a picture ({type(err).__name__}: {err}).",
             item_key=key,
+            problem="it is not a picture that can be decoded (a damaged file or an unsupported "
+            "format)",
         ) from err
 
 

@@ -14,8 +14,8 @@ from training.ml.data import ImageRef
 from training.ml.features import FeatureCache
 from training.ml.preprocessing import PREPROCESSING_VERSION
 from training.models import Iteration
+from training.services.finish import Outcome
 from training.services.progress import ProgressReporter
-from training.services.runner import Outcome
 
 
 def train_advanced(

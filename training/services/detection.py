@@ -22,8 +22,8 @@ from training.ml.detection import DetectorConfig, DetectorResult, TrainOptions, 
 from training.ml.detection_metrics import Detection, GroundTruthBox
 from training.models import Iteration, IterationImage, IterationScore
 from training.services.detection_performance import DEFAULT_OVERLAP, detection_figures
+from training.services.finish import build_refs, complete_iteration, save_artifact_file
 from training.services.progress import ProgressReporter
-from training.services.runner import build_refs, complete_iteration, save_artifact_file
 
 # Stored detections are rounded: probabilities to 1e-6 (the slider moves in 0.01 steps) and
 # coordinates to 1e-5 of the image (0.04 px of a 4,000 px photograph). The stored metrics are

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from training.models import Iteration
-from training.services.detection_performance import detection_figures_at, load_detection_table
-from training.services.performance import figures_at, load_scores
+from training.services.pipelines import pipeline_for
 
 # What the worker's stored metrics were computed at, when they do not say (classification:
 # training.services.runner computes them at 0.5; detection records `probability_threshold`).
@@ -26,10 +25,9 @@ SAME = 0.0005
 
 def threshold_figures(iteration: Iteration) -> dict[str, Any]:
     """Overall and per-tag figures at the saved threshold, from the iteration's stored scores."""
-    threshold = iteration.suggested_threshold
-    if iteration.project.is_detection:
-        return detection_figures_at(iteration, load_detection_table(iteration), threshold)
-    return figures_at(iteration, load_scores(iteration), threshold)
+    return pipeline_for(iteration.project).threshold_figures(
+        iteration, iteration.suggested_threshold
+    )
 
 
 def headline(iteration: Iteration) -> dict[str, Any] | None:

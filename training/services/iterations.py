@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from labeling.access import require_role
 from labeling.models import Project, Role
-from project.errors import LabelRuleError, ValidationFailed
+from project.errors import LabelRuleError
 from project.queue import enqueue
 from training.models import Iteration, IterationImage, IterationTag
-from training.services.checks import check_trainable, take_snapshot
+from training.services.pipelines import pipeline_for
 from training.services.progress import lease_deadline, push_iteration_state
 from training.services.snapshot import Snapshot
 
@@ -61,7 +61,7 @@ def start_iteration(
     training of the project is queued or running.
     """
     require_role(by, project, Role.ADMIN)
-    budget_s = _check_budget(training_type, budget_s, is_detection=project.is_detection)
+    budget_s = pipeline_for(project).budget_for(training_type, budget_s)
     sweep_iterations(project_id=project.pk)
     try:
         with transaction.atomic():
@@ -72,21 +72,6 @@ def start_iteration(
         # Two admins pressed Train at once; the constraint let one through.
         raise _busy() from None
     return iteration
-
-
-def _check_budget(training_type: str, budget_s: int, *, is_detection: bool) -> int:
-    if training_type not in Iteration.TrainingType.values:
-        raise ValidationFailed(f"Unknown training type {training_type!r}.")
-    if training_type == Iteration.TrainingType.QUICK:
-        # A detector always trains against the clock (there are no cached features to fit a
-        # head on): quick detection training is the default budget, advanced the user's.
-        return settings.LOUPE_DETECTION_QUICK_BUDGET_S if is_detection else 0
-    low, high = settings.LOUPE_TRAIN_MIN_BUDGET_S, settings.LOUPE_TRAIN_MAX_BUDGET_S
-    if not low <= budget_s <= high:
-        raise ValidationFailed(
-            f"The training budget must be between {low / 60:g} and {high / 60:g} minutes."
-        )
-    return int(budget_s)
 
 
 def _busy() -> LabelRuleError:
@@ -103,8 +88,9 @@ def _create_iteration(
     Project.objects.select_for_update().filter(pk=project.pk).first()
     if project.iterations.active().exists():
         raise _busy()
-    snapshot = take_snapshot(project)
-    check_trainable(project, snapshot)
+    pipeline = pipeline_for(project)
+    snapshot = pipeline.take_snapshot(project)
+    pipeline.check_trainable(snapshot)
     backbone = backbone_for(project)
     last = (
         project.iterations.completed()

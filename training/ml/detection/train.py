@@ -26,9 +26,9 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from ..data import ImageRef
+from ..data import ImageRef, read_bytes
 from ..detection_metrics import Detection
-from ..errors import BudgetExhausted, Cancelled, DatasetCorrupt, DatasetTooSmall, TrainingDiverged
+from ..errors import BudgetExhausted, Cancelled, DatasetTooSmall, TrainingDiverged
 from ..preprocessing import load_rgb
 from ..seeding import seed_everything
 from .augment import AugmentConfig, NormalizedBox, TrainAugment, to_pixel_boxes
@@ -378,14 +378,7 @@ def _inference_image(ref: ImageRef, config: DetectorConfig) -> Image.Image:
 
 
 def _open_rgb(ref: ImageRef) -> Image.Image:
-    try:
-        with ref.open() as handle:
-            data = handle.read()
-    except OSError as err:
-        raise DatasetCorrupt(
-            f"Image {ref.key} could not be opened ({type(err).__name__}: {err}).",
-            item_key=ref.key,
-        ) from err
+    data = read_bytes(ref)
     return load_rgb(data, key=ref.key)
 
 
