@@ -32,6 +32,27 @@ from customvision.ids import Kind, from_uuid
 from labeling.services.api_keys import authenticate_training_key
 from project.errors import LoupeError
 
+
+def case_free(word: str) -> str:
+    """A regex matching `word` in any case (character classes: `(?i:...)` would apply to
+    the rest of Django's combined pattern)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# Where project/urls.py mounts training_urls: v3.0 to v3.3 and v3.4-preview, any case.
+TRAINING_PREFIX = (
+    rf"^customvision/{case_free('v')}3\.(?:[0-3]|4-{case_free('preview')})/{case_free('training')}/"
+)
+_TRAINING_PREFIX_RE = re.compile(TRAINING_PREFIX)
+
+
+def training_base(request: HttpRequest) -> str:
+    """The Training API's root as this request spelled it (`/customvision/v3.3/Training/`), so
+    the addresses it hands out use the client's own version."""
+    match = _TRAINING_PREFIX_RE.match(request.path_info.lstrip("/"))
+    return "/" + (match.group(0) if match else "customvision/v3.3/training/")
+
+
 # Loupe's error codes -> (HTTP status, Custom Vision code). Custom Vision answers 400 for
 # every refused rule; our 422s (validation, label rules) become 400 here.
 CV_CODES: dict[str, tuple[int, str]] = {
@@ -160,7 +181,9 @@ _PATH_KINDS = {
 }
 
 
-def _path_id(name: str, value: str) -> int:
+def _path_id(name: str, value: str) -> int | str:
+    if name not in _PATH_KINDS:
+        return value  # not a Loupe id (a domain's fixed UUID)
     kind, code, what = _PATH_KINDS[name]
     pk = from_uuid(value, kind)
     if pk is None:

@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from customvision import training_urls
 from project.health import healthz
 from project.media import serve_media
 
@@ -29,6 +30,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/predict/", include("predictions.api_urls")),
+    re_path(training_urls.TRAINING_PREFIX, include((training_urls.urlpatterns, "customvision"))),
     path("api/", include("labeling.api_urls")),
     path("api/", include("predictions.rest_urls")),
     path("api/", include("training.api_urls")),
