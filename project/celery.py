@@ -13,3 +13,5 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(related_name="tasks_import")
 # labeling/tasks_export.py (dataset export) too.
 app.autodiscover_tasks(related_name="tasks_export")
+# training/tasks_health.py (dataset health check).
+app.autodiscover_tasks(related_name="tasks_health")

@@ -12,3 +12,8 @@ class TrainingConfig(AppConfig):
         from training.services.mispredicted import QUERY_KEY, mispredicted_set
 
         register_image_set(QUERY_KEY, mispredicted_set)
+
+        # "?health=<rule>": the images a health rule names (training.services.health_set).
+        from training.services.health_set import health_set
+
+        register_image_set("health", health_set)

@@ -2,11 +2,16 @@
 
 from django.urls import path
 
-from training import views
+from training import views, views_health
 
 app_name = "training"
 
 urlpatterns = [
+    path("health/", views_health.health, name="health"),
+    path("health/refresh/", views_health.health_refresh, name="health-refresh"),
+    path("mislabels/", views_health.mislabel_list, name="mislabel-list"),
+    path("mislabels/accept/", views_health.mislabel_accept, name="mislabel-accept"),
+    path("mislabels/keep/", views_health.mislabel_keep, name="mislabel-keep"),
     path("train/", views.train, name="train"),
     path("performance/", views.performance, name="performance"),
     path("iterations/", views.iteration_list, name="iteration-list"),

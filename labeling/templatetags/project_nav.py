@@ -31,6 +31,8 @@ class Tab:
 PROJECT_TABS: list[Tab] = [
     Tab("images", "Images", "labeling:project-detail"),
     Tab("upload", "Upload", "labeling:image-upload"),
+    # Before Train: what to fix in the data first (training.services.health).
+    Tab("health", "Health", "training:health"),
     # Every member: reviewers and annotators see there why only admins can train, and whom to ask.
     Tab("train", "Train", "training:train"),
     # Opens the default (or latest completed) iteration's figures; its page switches iterations.

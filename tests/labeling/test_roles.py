@@ -200,6 +200,7 @@ MATRIX: list[Entry] = [
     E("PUT", "api-iteration-threshold",                  "200 403 403 404 401", lambda w: {"threshold": 0.4}),
     E("GET", "api-iteration-performance",                "200 200 200 404 401"),
     E("GET", "api-iteration-image-results",              "200 200 200 404 401"),
+    E("GET", "api-project-health",                       "200 200 200 404 401"),
     # --- REST API: predictions (triage and suggestions as the tabs; keys: admins) ----------
     # The world's image is a training image, not a stored prediction: 404 past the role check.
     E("POST", "api-prediction-promote",                  "404 404 403 404 401"),
@@ -270,6 +271,13 @@ MATRIX: list[Entry] = [
     E("POST", "training:iteration-rename",               "302 403 403 404 302", lambda w: {"name": "Best"}),
     E("POST", "training:iteration-delete",               "302 403 403 404 302"),
     E("POST", "training:iteration-threshold",            "302 403 403 404 302", lambda w: {"threshold": "0.4"}),
+    # Health check: every member reads and refreshes it; the mislabel queue is the reviewers'.
+    E("GET", "training:health",                          "200 200 200 404 302"),
+    E("POST", "training:health-refresh",                 "302 302 302 404 302"),
+    E("GET", "training:mislabel-list",                   "200 200 403 404 302"),
+    # Nothing queued for the world's image: back to the queue with a message.
+    E("POST", "training:mislabel-accept",                "302 302 403 404 302", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
+    E("POST", "training:mislabel-keep",                  "302 302 403 404 302", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
     # --- Predictions (HTML); the API authenticates by Prediction-Key only, so a session is 401 --
     E("GET", "predictions:key-list",                     "200 403 403 404 302"),
     E("POST", "predictions:key-list",                    "200 403 403 404 302", lambda w: {"name": "Mobile app"}),

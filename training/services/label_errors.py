@@ -1,0 +1,231 @@
+"""Possible mislabels: confident-learning candidates from an iteration's stored out-of-fold
+scores, and the reviewers' queue that accepts a suggestion or keeps the label.
+
+Source: the latest completed quick-trained classification iteration (its scores are
+out-of-fold: each image was scored by a model that never saw its label). Candidates are computed
+on demand by training.ml.confident_learning and cached per iteration (its scores never change
+once it completed); nothing is hooked into the training run.
+
+A candidate is shown while it still applies: the image is still training data, its current label
+is still the one the iteration was given (someone may have fixed it since), and no reviewer kept
+that label (KeptLabel, keyed by `label_key`: "mc:<tag id>" for a multiclass image's tag, the
+Negative tag's id included; "ml:<tag id>:<0|1>" for a multilabel tag's absence or presence).
+Accepting writes through labeling's tagging service, so the project's rules and the image's
+version apply as in the tagging view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.cache import cache
+from django.db import transaction
+
+from labeling.access import require_role
+from labeling.models import Image, ImageTag, Project, Role, Tag
+from labeling.services.tagging import set_image_tags
+from project.errors import NotFound
+from training.ml.confident_learning import find_label_errors, find_multilabel_errors
+from training.models import Iteration, KeptLabel
+from training.services.performance import load_scores
+
+CACHE_S = 3600
+REVIEW_ROLE = Role.REVIEWER
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    image_id: int
+    label_key: str
+    given: str  # "cat", "Negative", "“cat” present"
+    suggested: str
+    confidence: float
+    margin: float
+    # What accepting writes: the complete new tag set (multiclass) or one tag to add/remove.
+    new_tag_id: int | None  # multiclass: the tag to set; multilabel: the tag to add or remove
+    add: bool  # multilabel: add (True) or remove (False) `new_tag_id`
+    is_multilabel: bool
+    # The tag ids the image had at training time that must still hold for the row to apply.
+    given_tag_ids: tuple[int, ...]
+
+
+def source_iteration(project: Project) -> Iteration | None:
+    """The latest completed quick classification iteration, whose scores are out-of-fold."""
+    if project.is_detection:
+        return None
+    return (
+        project.iterations.completed()
+        .filter(training_type=Iteration.TrainingType.QUICK)
+        .order_by("-number")
+        .first()
+    )
+
+
+def iteration_suggestions(iteration: Iteration) -> list[Suggestion]:
+    """Every candidate of the iteration, most likely error first (cached per iteration)."""
+    key = f"loupe:mislabels:{iteration.pk}:{iteration.created.timestamp()}"
+    found = cache.get(key)
+    if found is None:
+        found = _compute(iteration)
+        cache.set(key, found, CACHE_S)
+    return found
+
+
+def _compute(iteration: Iteration) -> list[Suggestion]:
+    table = load_scores(iteration)
+    if not table.rows or len(table.tags) < 1:
+        return []
+    tag_ids = [t.tag_id for t in table.tags]
+    names = [t.name for t in table.tags]
+    image_ids = [row["id"] for row in table.rows]
+    if iteration.is_multilabel:
+        return _multilabel(table.scores, table.y_true, tag_ids, names, image_ids)
+    negative = Tag.objects.filter(project_id=iteration.project_id, kind=Tag.Kind.NEGATIVE).first()
+    is_neg = np.array([bool(row["neg"]) for row in table.rows])
+    return _multiclass(table.scores, table.y_true, is_neg, tag_ids, names, image_ids, negative)
+
+
+def _multiclass(
+    scores: np.ndarray,
+    y_true: np.ndarray,
+    is_negative: np.ndarray,
+    tag_ids: list[int | None],
+    names: list[str],
+    image_ids: list[int | None],
+    negative: Tag | None,
+) -> list[Suggestion]:
+    t = scores.shape[1]
+    with_background = bool(is_negative.any()) and negative is not None
+    if with_background:
+        # The head's softmax has a background column the scores leave out: 1 - the rest.
+        probs = np.concatenate([scores, np.clip(1 - scores.sum(1, keepdims=True), 0, 1)], 1)
+        ids, labels_names = [*tag_ids, negative.pk], [*names, "Negative"]  # type: ignore[union-attr]
+    else:
+        probs = scores / np.maximum(scores.sum(1, keepdims=True), 1e-12)
+        ids, labels_names = list(tag_ids), list(names)
+    labeled = y_true.any(axis=1) | (is_negative if with_background else False)
+    labels = np.where(y_true.any(axis=1), y_true.argmax(axis=1), t)
+    rows = np.flatnonzero(labeled)
+    if probs.shape[1] < 2 or rows.size == 0:
+        return []
+    out = []
+    for c in find_label_errors(probs[rows], labels[rows]):
+        row = int(rows[c.row])
+        given_id, suggested_id = ids[c.given], ids[c.suggested]
+        if image_ids[row] is None or given_id is None or suggested_id is None:
+            continue  # the image or a tag was deleted since training
+        out.append(
+            Suggestion(
+                image_id=int(image_ids[row]),  # type: ignore[arg-type]
+                label_key=f"mc:{given_id}",
+                given=labels_names[c.given],
+                suggested=labels_names[c.suggested],
+                confidence=c.confidence,
+                margin=c.margin,
+                new_tag_id=suggested_id,
+                add=True,
+                is_multilabel=False,
+                given_tag_ids=(given_id,),
+            )
+        )
+    return out
+
+
+def _multilabel(
+    scores: np.ndarray,
+    y_true: np.ndarray,
+    tag_ids: list[int | None],
+    names: list[str],
+    image_ids: list[int | None],
+) -> list[Suggestion]:
+    out = []
+    for c in find_multilabel_errors(scores, y_true.astype(np.int64)):
+        tag_id, image_id = tag_ids[c.column], image_ids[c.row]
+        if tag_id is None or image_id is None:
+            continue
+        name = names[c.column]
+        present, absent = f"“{name}”", f"no “{name}”"
+        out.append(
+            Suggestion(
+                image_id=int(image_id),
+                label_key=f"ml:{tag_id}:{c.given}",
+                given=present if c.given else absent,
+                suggested=present if c.suggested else absent,
+                confidence=c.confidence,
+                margin=c.margin,
+                new_tag_id=tag_id,
+                add=bool(c.suggested),
+                is_multilabel=True,
+                given_tag_ids=(tag_id,) if c.given else (),
+            )
+        )
+    return out
+
+
+def review_queue(project: Project, user: AbstractBaseUser) -> list[Suggestion]:
+    """The candidates that still apply (module docstring), most likely error first."""
+    require_role(user, project, REVIEW_ROLE)
+    iteration = source_iteration(project)
+    if iteration is None:
+        return []
+    suggestions = iteration_suggestions(iteration)
+    if not suggestions:
+        return []
+    ids = {s.image_id for s in suggestions}
+    live = set(project.images.training().filter(pk__in=ids).values_list("pk", flat=True))
+    current: dict[int, set[int]] = {i: set() for i in live}
+    for image_id, tag_id in ImageTag.objects.filter(image_id__in=live).values_list(
+        "image_id", "tag_id"
+    ):
+        current[image_id].add(tag_id)
+    kept = set(KeptLabel.objects.filter(image_id__in=live).values_list("image_id", "label_key"))
+    return [s for s in suggestions if _applies(s, current, kept)]
+
+
+def _applies(s: Suggestion, current: dict[int, set[int]], kept: set[tuple[int, str]]) -> bool:
+    if s.image_id not in current or (s.image_id, s.label_key) in kept:
+        return False
+    tags = current[s.image_id]
+    if s.is_multilabel:
+        return (s.new_tag_id in tags) != s.add  # still as given: absent for an add, or present
+    return tags == set(s.given_tag_ids)
+
+
+def _find(project: Project, user: AbstractBaseUser, image_id: int, label_key: str) -> Suggestion:
+    for s in review_queue(project, user):
+        if s.image_id == image_id and s.label_key == label_key:
+            return s
+    raise NotFound("That suggestion is no longer in the queue (the label changed or was kept).")
+
+
+@transaction.atomic
+def accept_suggestion(
+    *, project: Project, image_id: int, label_key: str, by: AbstractBaseUser
+) -> Image:
+    """Relabel the image as suggested, through the tagging service (its rules and version)."""
+    s = _find(project, by, image_id, label_key)
+    image = project.images.get(pk=image_id)
+    image.project = project
+    tags = {t.pk: t for t in project.tags.all()}
+    if s.is_multilabel:
+        current = set(image.image_tags.values_list("tag_id", flat=True))
+        wanted = current | {s.new_tag_id} if s.add else current - {s.new_tag_id}
+    else:
+        wanted = {s.new_tag_id}
+    if any(tag_id not in tags for tag_id in wanted):
+        raise NotFound("The suggested tag no longer exists in this project.")
+    return set_image_tags(
+        image=image,
+        tags=[tags[t] for t in sorted(wanted)],
+        by=by,
+        version=image.version,  # type: ignore[index]
+    )
+
+
+@transaction.atomic
+def keep_label(*, project: Project, image_id: int, label_key: str, by: AbstractBaseUser) -> None:
+    """Record that a reviewer kept the label: it is not flagged again for that label."""
+    s = _find(project, by, image_id, label_key)
+    KeptLabel.objects.get_or_create(image_id=s.image_id, label_key=s.label_key, defaults={"by": by})
