@@ -1,4 +1,4 @@
-"""The REST API's triage of stored predictions: promote with tags or boxes, exactly once; dismiss."""
+"""The REST API's triage of stored predictions: promote with tags or boxes (once); dismiss."""
 
 from __future__ import annotations
 
