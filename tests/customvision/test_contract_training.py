@@ -1,0 +1,321 @@
+"""Contract: every Training API answer has exactly the JSON fields, and the types, of the
+SDK's msrest model for it (azure-cognitiveservices-vision-customvision 3.1.1), walked from each
+model's `_attribute_map`. msrest silently leaves a misspelled or missing field `None`, so a
+renamed field must fail here, not in a customer's script."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from azure.cognitiveservices.vision.customvision.training import models
+from django.core.files.base import ContentFile
+from msrest.serialization import Deserializer
+
+from customvision.ids import Kind, to_uuid
+from labeling.models import Project
+from labeling.services.api_keys import create_api_key
+from predictions.model_cache import model_cache
+from tests.conftest import make_image
+from tests.factories import UserFactory
+from tests.image_server import serve
+from tests.predictions.conftest import (  # noqa: F401  (colour_artifact is a fixture)
+    TINY_BACKBONE,
+    colour_artifact,
+)
+from tests.training.conftest import make_iteration
+from training.models import Iteration, IterationImage, IterationScore, IterationTag
+
+BASE = "/customvision/v3.4-preview/training"
+MODELS = {name: cls for name, cls in vars(models).items() if isinstance(cls, type)}
+# Fields a shape may leave out (msrest reads them as None): none for the Training API's own
+# shapes; every field is sent, `null` when Loupe has no value.
+OPTIONAL: dict[str, set[str]] = {}
+
+
+def check(value: Any, type_name: str, where: str = "body") -> None:
+    """Fail unless `value` is exactly what msrest expects for `type_name`."""
+    if value is None:
+        return
+    if type_name.startswith("["):
+        assert isinstance(value, list), f"{where}: expected a list, got {value!r}"
+        for index, item in enumerate(value):
+            check(item, type_name[1:-1], f"{where}[{index}]")
+    elif type_name.startswith("{"):
+        assert isinstance(value, dict), f"{where}: expected an object"
+        for key, item in value.items():
+            check(item, type_name[1:-1], f"{where}.{key}")
+    elif type_name == "str":
+        assert isinstance(value, str), f"{where}: expected a string, got {value!r}"
+    elif type_name == "bool":
+        assert isinstance(value, bool), f"{where}: expected a boolean, got {value!r}"
+    elif type_name == "int":
+        assert isinstance(value, int) and not isinstance(value, bool), f"{where}: {value!r}"
+    elif type_name == "float":
+        assert isinstance(value, int | float) and not isinstance(value, bool), f"{where}"
+    elif type_name == "iso-8601":
+        assert isinstance(value, str) and "T" in value and value.endswith("Z"), f"{where}: {value}"
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    else:
+        model = MODELS[type_name]
+        assert isinstance(value, dict), f"{where}: expected a {type_name} object"
+        keys = {spec["key"]: spec["type"] for spec in model._attribute_map.values()}
+        unknown = set(value) - set(keys)
+        assert not unknown, f"{where}: fields not in {type_name}: {sorted(unknown)}"
+        missing = set(keys) - set(value) - OPTIONAL.get(type_name, set())
+        assert not missing, f"{where}: {type_name} fields missing: {sorted(missing)}"
+        for key, item in value.items():
+            check(item, keys[key], f"{where}.{key}")
+
+
+def conforms(response, type_name: str, status: int = 200) -> Any:
+    assert response.status_code == status, response.content[:500]
+    body = response.json()
+    check(body, type_name)
+    # And the SDK's own deserializer reads it without an error.
+    Deserializer(MODELS)(type_name, body)
+    return body
+
+
+@pytest.fixture
+def api(client, db):
+    user = UserFactory(is_staff=True)
+    key = create_api_key(user=user, kind="training", name="contract").secret
+
+    def call(method: str, path: str, body: Any = None, content_type: str = "application/json"):
+        data = body if isinstance(body, bytes) else (json.dumps(body) if body is not None else b"")
+        return getattr(client, method)(
+            f"{BASE}{path}", data=data, content_type=content_type, HTTP_TRAINING_KEY=key
+        )
+
+    return call
+
+
+def png(colour, size: int = 24) -> str:
+    return base64.b64encode(make_image(size, size, colour)).decode()
+
+
+@pytest.fixture
+def classification(api, colour_artifact, settings, tmp_path):  # noqa: F811
+    settings.LOUPE_FEATURE_CACHE_DIR = tmp_path / "features"
+    model_cache().clear()
+    project = conforms(api("post", "/projects?name=Contract"), "Project")
+    pid = project["id"]
+    tags = [
+        conforms(api("post", f"/projects/{pid}/tags?name={n}"), "Tag")["id"]
+        for n in ("red", "green", "blue")
+    ]
+    images = [
+        {"name": f"{i}.png", "contents": png((200 - 40 * i, 30, 40 * i)), "tagIds": [tags[i % 3]]}
+        for i in range(4)
+    ]
+    upload = conforms(
+        api("post", f"/projects/{pid}/images/files", {"images": images}), "ImageCreateSummary"
+    )
+    project_row = Project.objects.get()
+    iteration = make_iteration(
+        project_row,
+        tags=["red", "green", "blue"],
+        rows=[([0], [0.9, 0.05, 0.05]), ([1], [0.2, 0.7, 0.1]), ([2], [0.1, 0.1, 0.8])],
+    )
+    iteration.backbone = TINY_BACKBONE
+    for it_tag, tag in zip(
+        iteration.tags.order_by("index"), project_row.tags.order_by("pk"), strict=True
+    ):
+        it_tag.tag = tag
+        it_tag.save(update_fields=["tag"])
+    iteration.artifact.save("model.pt", ContentFile(colour_artifact), save=False)
+    iteration.save(update_fields=["artifact", "backbone"])
+    return {
+        "pid": pid,
+        "tags": tags,
+        "images": [r["image"]["id"] for r in upload["images"]],
+        "iid": to_uuid(Kind.ITERATION, iteration.pk),
+    }
+
+
+def test_domains_projects_and_tags_match_the_sdk_models(api, classification) -> None:
+    pid, tag = classification["pid"], classification["tags"][0]
+    domains = conforms(api("get", "/domains"), "[Domain]")
+    conforms(api("get", f"/domains/{domains[0]['id']}"), "Domain")
+    conforms(api("get", "/projects"), "[Project]")
+    conforms(api("get", f"/projects/{pid}"), "Project")
+    conforms(api("patch", f"/projects/{pid}", {"name": "C2", "description": ""}), "Project")
+    conforms(api("get", f"/projects/{pid}/tags"), "[Tag]")
+    conforms(api("get", f"/projects/{pid}/tags/{tag}"), "Tag")
+    conforms(api("get", f"/projects/{pid}/tags?iterationId={classification['iid']}"), "[Tag]")
+    conforms(api("patch", f"/projects/{pid}/tags/{tag}", {"name": "rouge"}), "Tag")
+
+
+def test_image_endpoints_match_the_sdk_models(api, classification, settings) -> None:
+    pid, images, tags = classification["pid"], classification["images"], classification["tags"]
+    for path in ("images", "images/tagged", "images/untagged", f"images/id?imageIds={images[0]}"):
+        conforms(api("get", f"/projects/{pid}/{path}"), "[Image]")
+    for path in ("images/count", "images/tagged/count", "images/untagged/count"):
+        assert isinstance(conforms(api("get", f"/projects/{pid}/{path}"), "int"), int)
+    boundary = "xyz"
+    multipart = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="imageData"\r\n\r\n'.encode()
+        + base64.b64decode(png((5, 5, 5)))
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    conforms(
+        api(
+            "post",
+            f"/projects/{pid}/images",
+            multipart,
+            f"multipart/form-data; boundary={boundary}",
+        ),
+        "ImageCreateSummary",
+    )
+    settings.LOUPE_FETCH_ALLOW_NETWORKS = "127.0.0.0/8"
+    with serve(
+        {"/a.png": (200, {"Content-Type": "image/png"}, base64.b64decode(png((9, 9, 9))))}
+    ) as url:
+        body = {"images": [{"url": f"{url}/a.png"}, {"url": f"{url}/missing.png"}]}
+        summary = conforms(
+            api("post", f"/projects/{pid}/images/urls", body), "ImageCreateSummary", 207
+        )
+    assert [r["status"] for r in summary["images"]] == ["OK", "ErrorSource"]
+    pairs = {"tags": [{"imageId": images[0], "tagId": tags[1]}]}
+    conforms(api("post", f"/projects/{pid}/images/tags", pairs), "ImageTagCreateSummary")
+    error = conforms(
+        api("get", f"/projects/{pid}/tags/{to_uuid(Kind.TAG, 999)}"), "CustomVisionError", 404
+    )
+    assert error["code"] == "NotFoundTag"
+
+
+def test_iteration_endpoints_match_the_sdk_models(api, classification) -> None:
+    pid, iid = classification["pid"], classification["iid"]
+    conforms(api("get", f"/projects/{pid}/iterations"), "[Iteration]")
+    conforms(api("get", f"/projects/{pid}/iterations/{iid}"), "Iteration")
+    conforms(api("patch", f"/projects/{pid}/iterations/{iid}", {"name": "Best"}), "Iteration")
+    performance = conforms(
+        api("get", f"/projects/{pid}/iterations/{iid}/performance?threshold=0.5"),
+        "IterationPerformance",
+    )
+    assert [t["name"] for t in performance["perTagPerformance"]] == ["red", "green", "blue"]
+    rows = conforms(
+        api("get", f"/projects/{pid}/iterations/{iid}/performance/images"), "[ImagePerformance]"
+    )
+    assert len(rows) == 3
+    conforms(api("get", f"/projects/{pid}/iterations/{iid}/performance/images/count"), "int")
+    conforms(api("get", f"/projects/{pid}/iterations/{iid}/export"), "[Export]")
+    conforms(
+        api("post", f"/projects/{pid}/iterations/{iid}/export?platform=ONNX"),
+        "CustomVisionError",
+        400,
+    )
+    assert (
+        conforms(
+            api("post", f"/projects/{pid}/iterations/{iid}/publish?publishName=p&predictionId=x"),
+            "bool",
+        )
+        is True
+    )
+    # Training a project whose data is too small answers an error, in the error's shape.
+    conforms(api("post", f"/projects/{pid}/train"), "CustomVisionError", 400)
+
+
+def test_prediction_endpoints_match_the_sdk_models(api, classification) -> None:
+    pid, iid, images = classification["pid"], classification["iid"], classification["images"]
+    data = base64.b64decode(png((220, 30, 30), 40))
+    stored = conforms(
+        api(
+            "post",
+            f"/projects/{pid}/quicktest/image?iterationId={iid}",
+            data,
+            "application/octet-stream",
+        ),
+        "ImagePrediction",
+    )
+    assert stored["predictions"][0]["tagName"] == "red"
+    unstored = conforms(
+        api(
+            "post", f"/projects/{pid}/quicktest/image?store=false", data, "application/octet-stream"
+        ),
+        "ImagePrediction",
+    )
+    assert unstored["id"] is None
+    result = conforms(
+        api("post", f"/projects/{pid}/predictions/query", {"orderBy": "Newest"}),
+        "PredictionQueryResult",
+    )
+    assert [r["id"] for r in result["results"]] == [stored["id"]]
+    # Images 1..3 were tagged at upload; untag one so it can get a suggestion.
+    api(
+        "delete",
+        f"/projects/{pid}/images/tags?imageIds={images[3]}&tagIds={classification['tags'][0]}",
+    )
+    suggestions = conforms(
+        api(
+            "post",
+            f"/projects/{pid}/tagsandregions/suggestions?iterationId={iid}&imageIds={images[3]}",
+        ),
+        "[SuggestedTagAndRegion]",
+    )
+    assert len(suggestions) == 1
+
+
+def test_detection_endpoints_match_the_sdk_models(api, db) -> None:
+    project = conforms(
+        api("post", "/projects?name=Boxes&domainId=da2e3a8a-40a5-4171-82f4-58522f70fbc1"), "Project"
+    )
+    pid = project["id"]
+    tag = conforms(api("post", f"/projects/{pid}/tags?name=box"), "Tag")["id"]
+    region = {"tagId": tag, "left": 0.25, "top": 0.25, "width": 0.5, "height": 0.5}
+    batch = {"images": [{"name": "a.png", "contents": png((1, 2, 3), 32), "regions": [region]}]}
+    upload = conforms(api("post", f"/projects/{pid}/images/files", batch), "ImageCreateSummary")
+    image_id = upload["images"][0]["image"]["id"]
+    more = {
+        "regions": [
+            {
+                "imageId": image_id,
+                "tagId": tag,
+                "left": 0.0,
+                "top": 0.0,
+                "width": 0.2,
+                "height": 0.2,
+            }
+        ]
+    }
+    conforms(api("post", f"/projects/{pid}/images/regions", more), "ImageRegionCreateSummary")
+
+    row = Project.objects.get()
+    iteration = Iteration.objects.create(
+        project=row, number=1, name="Iteration 1", status="completed", backbone="lite0"
+    )
+    IterationTag.objects.create(
+        iteration=iteration, tag=row.tags.get(), name="box", index=0, image_count=1
+    )
+    snapshot = IterationImage.objects.create(
+        iteration=iteration,
+        image=row.images.get(),
+        sha256="x",
+        file_name="x",
+        boxes=[[0, 0.25, 0.25, 0.5, 0.5]],
+        labels=[0],
+    )
+    IterationScore.objects.create(
+        iteration=iteration,
+        iteration_image=snapshot,
+        scores=[0.8],
+        detections=[[0, 0.8, 0.2, 0.25, 0.5, 0.5]],
+    )
+    iid = to_uuid(Kind.ITERATION, iteration.pk)
+    performance = conforms(
+        api(
+            "get",
+            f"/projects/{pid}/iterations/{iid}/performance?threshold=0.5&overlapThreshold=0.3",
+        ),
+        "IterationPerformance",
+    )
+    assert performance["perTagPerformance"][0]["recall"] == 1.0
+    images = conforms(
+        api("get", f"/projects/{pid}/iterations/{iid}/performance/images"), "[ImagePerformance]"
+    )
+    assert images[0]["predictions"][0]["boundingBox"]["left"] == 0.2
+    assert images[0]["regions"][0]["tagName"] == "box"
