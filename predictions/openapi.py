@@ -1,8 +1,8 @@
 """OpenAPI description of the prediction endpoints, added to drf-spectacular's schema.
 
-The prediction API is a plain async Django view and an ASGI fast lane (see predictions/api.py
-for why), which drf-spectacular cannot introspect, so its four paths are described here by
-hand and merged in by a postprocessing hook.
+The prediction API is a plain async Django view and an ASGI fast lane (see
+customvision/prediction.py for why), which drf-spectacular cannot introspect, so its four
+/api/predict/ paths are described here by hand and merged in by a postprocessing hook.
 """
 
 from __future__ import annotations

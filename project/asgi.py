@@ -11,13 +11,13 @@ from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
-from predictions.fast_lane import PredictionFastLane  # noqa: E402
+from customvision.fast_lane import PredictionFastLane  # noqa: E402
 from project.hosts import SiteOriginValidator  # noqa: E402
 from project.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Prediction requests skip the browser's middleware stack (see predictions/fast_lane.py).
+        # Prediction requests skip the browser's middleware stack (see customvision/fast_lane.py).
         "http": PredictionFastLane(django_asgi_app),
         # Only pages of this site may open a socket with the user's cookie (project/hosts.py):
         # not any origin, even when LOUPE_ALLOWED_HOSTS is "*".

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from customvision import training_urls
+from customvision import prediction_urls, training_urls
 from project.health import healthz
 from project.media import serve_media
 
@@ -29,7 +29,8 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
-    path("api/predict/", include("predictions.api_urls")),
+    path("api/predict/", include(prediction_urls.native_urlpatterns)),
+    re_path(prediction_urls.PREDICTION_PREFIX, include(prediction_urls.urlpatterns)),
     re_path(training_urls.TRAINING_PREFIX, include((training_urls.urlpatterns, "customvision"))),
     path("api/", include("labeling.api_urls")),
     path("api/", include("predictions.rest_urls")),

@@ -297,6 +297,18 @@ MATRIX: list[Entry] = [
     E("POST", "api-predict-classify-nostore",            "401 401 401 401 401"),
     E("POST", "api-predict-detect",                      "401 401 401 401 401"),
     E("POST", "api-predict-detect-nostore",              "401 401 401 401 401"),
+    # Custom Vision's Prediction API: Prediction-Key only (tests/customvision has the keys).
+    E("POST", "cv-predict-classify-image",               "401 401 401 401 401"),
+    E("POST", "cv-predict-classify-image-nostore",       "401 401 401 401 401"),
+    E("POST", "cv-predict-classify-url",                 "401 401 401 401 401"),
+    E("POST", "cv-predict-classify-url-nostore",         "401 401 401 401 401"),
+    E("POST", "cv-predict-detect-image",                 "401 401 401 401 401"),
+    E("POST", "cv-predict-detect-image-nostore",         "401 401 401 401 401"),
+    E("POST", "cv-predict-detect-url",                   "401 401 401 401 401"),
+    E("POST", "cv-predict-detect-url-nostore",           "401 401 401 401 401"),
+    # --- The user's own API keys (HTML): every signed-in user, for their own account ----------
+    E("GET", "labeling:api-keys",                        "200 200 200 200 302"),
+    E("POST", "labeling:api-keys",                       "200 200 200 200 302", lambda w: {"name": "ci", "kind": "training"}, "form"),
 ]
 
 # The same calls when the image is a stored prediction (source "prediction", not training data

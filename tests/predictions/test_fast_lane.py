@@ -1,4 +1,4 @@
-"""The prediction API through the ASGI application the server runs (predictions/fast_lane.py).
+"""The prediction API through the ASGI application the server runs (customvision/fast_lane.py).
 
 These go through project.asgi.application, as uvicorn does, so they run the fast lane and not
 the Django view the test client reaches. The lane answers on a pool thread with its own
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from django.test import Client
 
-from predictions import fast_lane
+from customvision import fast_lane
 from predictions.models import Prediction
 from predictions.services.keys import revoke_key
 from project.asgi import application

@@ -1,15 +1,16 @@
-"""The prediction API's fast lane: a small ASGI app in front of Django for POST /api/predict/.
+"""The prediction API's fast lane: a small ASGI app in front of Django for prediction POSTs
+(/customvision/v3.x/prediction/... and the /api/predict/ aliases).
 
 Why it exists: through Django's ASGI handler a prediction pays for the whole browser stack
 (sessions, CSRF, auth, messages, htmx, WhiteNoise: sync middleware, so each request hops
 between the event loop and a per-request thread several times) and a thread-sensitive context
 with a fresh thread per request. That was ~40% of the server's CPU per prediction and held the
 GIL the forward passes of concurrent requests wait for (bench/prediction_api.py). Here a
-request is answered by `predictions.api.answer` in one hop to the default thread pool: the
+request is answered by `customvision.prediction.answer` in one hop to the default thread pool: the
 same answer the Django view gives, for a fraction of the overhead.
 
 It relies on Django's own pieces rather than copies of them:
-- the URL resolver picks the route: a view marked `prediction_route` (predictions/api.py) is
+- the URL resolver picks the route: a view marked `prediction_route` (customvision/prediction.py) is
   served here; any other path or method is handed to Django untouched;
 - an ASGIRequest (headers only) gives the Host check (`get_host`: outside ALLOWED_HOSTS, Django
   answers 400) and `is_secure` (plain HTTP under SECURE_SSL_REDIRECT: Django redirects); both
@@ -41,15 +42,14 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, resolve
 
-from predictions.api import (
-    MULTIPART_SLACK_BYTES,
+from customvision.prediction import (
     PredictionCall,
     answer,
+    body_too_large,
     declared_size_error,
+    max_body_bytes,
     prediction_call,
 )
-from predictions.services.predict import too_large
-from project.errors import LoupeError
 
 logger = logging.getLogger("django.request")
 
@@ -72,17 +72,17 @@ class PredictionFastLane:
             await self.app(scope, receive, send)
             return
         request, route = routed
-        refused = declared_size_error(request.META.get("CONTENT_LENGTH"))
+        source, ids = route["source"], route["ids"]
+        refused = declared_size_error(request.META.get("CONTENT_LENGTH"), source, ids)
         if refused is not None:
             await _respond(send, request, *refused)
             return
-        try:
-            body = await _read_body(receive)
-        except LoupeError as err:  # a body without a declared length grew past the limit
-            await _respond(send, request, err.http_status, err.as_dict())
-            return
+        body = await _read_body(receive, max_body_bytes(source))
         if body is None:
             return  # the client went away
+        if isinstance(body, int):  # a body without a declared length grew past the limit
+            await _respond(send, request, *body_too_large(body, source, ids))
+            return
         call = prediction_call(request, body=body, **route)
         try:
             status, payload = await asyncio.to_thread(_answer_in_thread, call)
@@ -126,10 +126,9 @@ def _answer_in_thread(call: PredictionCall) -> tuple[int, dict[str, Any]]:
         close_old_connections()
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body, or None if the client disconnected; ImageTooLarge past the limit (a
-    chunked upload declares no length up front)."""
-    limit = settings.LOUPE_MAX_PREDICTION_BYTES + MULTIPART_SLACK_BYTES
+async def _read_body(receive: Receive, limit: int) -> bytes | int | None:
+    """The whole body; None if the client disconnected; the size read so far (an int) once it
+    passes `limit` (a chunked upload declares no length up front)."""
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -138,7 +137,7 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large(size)
+            return size
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
