@@ -131,7 +131,18 @@ def _context(request: HttpRequest, project: Project, **extra: object) -> dict[st
         "export_filters": _filter_choices(),
         "exports": recent_exports(project=project),
         "export": _requested_export(request, project),
+        "export_initial": _export_initial(request),
         **extra,
+    }
+
+
+def _export_initial(request: HttpRequest) -> dict[str, object]:
+    """The gallery's filter (`?filter=untagged`, `?tag=3`: its "Export these" link) chosen in
+    the export form; anything else is ignored (the form then offers every image)."""
+    tag = request.GET.get("tag", "")
+    return {
+        "filter": request.GET.get("filter", "all"),
+        "tags": {int(tag)} if tag.isdigit() else set(),
     }
 
 

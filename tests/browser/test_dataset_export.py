@@ -73,3 +73,20 @@ def test_a_reviewer_exports_one_tags_images_by_keyboard_and_downloads_the_zip(
     # A reload keeps the finished export and lists it.
     page.reload()
     expect(page.get_by_test_id("export-list")).to_contain_text("street-yolo.zip")
+
+
+def test_export_these_in_the_gallery_opens_the_form_with_its_filter_chosen(page, login):
+    project = ProjectFactory(kind=Project.Kind.MULTILABEL, name="Fruit")
+    reviewer = MembershipFactory(project=project, role=Role.REVIEWER, user__username="rev").user
+    TagFactory(project=project, name="apple")
+    pear = TagFactory(project=project, name="pear")
+    ImageFactory(project=project, original_name="p.png")
+    login(reviewer)
+    page.goto(f"/projects/{project.pk}/")
+    page.get_by_test_id(f"filter-tag-{pear.pk}").click()
+    expect(page.get_by_test_id(f"filter-tag-{pear.pk}")).to_have_attribute("aria-current", "true")
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, "gallery-export-these.png"))
+    page.get_by_test_id("export-these").click()
+    expect(page.get_by_test_id("export-tag-pear")).to_be_checked()
+    expect(page.get_by_test_id("export-tag-apple")).not_to_be_checked()

@@ -243,3 +243,14 @@ def test_an_image_file_missing_from_storage_fails_the_job_with_its_name(
     assert "park.jpg" in page and "Download" not in page
     download = client.get(f"/projects/{detection_project.pk}/datasets/exports/{job_id}/download/")
     assert download.status_code == 422
+
+
+def test_the_gallery_links_its_filter_to_the_export_form(client, admin, detection_project):
+    car = detection_project.tags.get(name="cat")
+    gallery = client.get(f"/projects/{detection_project.pk}/?tag={car.pk}").content.decode()
+    link = f"/projects/{detection_project.pk}/datasets/?tag={car.pk}#export-form"
+    assert f'href="{link}"' in gallery
+    page = client.get(link.split("#")[0]).content.decode()
+    assert f'value="{car.pk}" checked' in page
+    untagged = client.get(f"/projects/{detection_project.pk}/datasets/?filter=untagged")
+    assert '<option value="untagged" selected>' in untagged.content.decode()
