@@ -85,6 +85,23 @@ def find_label_errors(probabilities: np.ndarray, labels: np.ndarray) -> list[Can
     ]
 
 
+def multiclass_probabilities(scores: np.ndarray, *, with_negative: bool) -> np.ndarray:
+    """Stored multiclass scores (N, T) -> class probabilities (N, K) for `find_label_errors`.
+
+    The quick head's softmax has a background (Negative) column the stored scores leave out, so
+    rows sum to at most 1. With Negative images in the set, the background is a class of its own
+    (K = T + 1, its probability 1 - the rest); without, rows are renormalised over the T tags.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be (N, T); got shape {s.shape}.")
+    if with_negative:
+        rest = np.clip(1.0 - s.sum(axis=1, keepdims=True), 0.0, 1.0)
+        return np.concatenate([s, rest], axis=1)
+    result: np.ndarray = s / np.maximum(s.sum(axis=1, keepdims=True), _EPS)
+    return result
+
+
 def find_multilabel_errors(probabilities: np.ndarray, targets: np.ndarray) -> list[Candidate]:
     """Multilabel candidates, one per (image, tag) whose presence the model confidently
     disputes, most likely error first across all tags.

@@ -27,7 +27,11 @@ from labeling.access import require_role
 from labeling.models import Image, ImageTag, Project, Role, Tag
 from labeling.services.tagging import set_image_tags
 from project.errors import NotFound
-from training.ml.confident_learning import find_label_errors, find_multilabel_errors
+from training.ml.confident_learning import (
+    find_label_errors,
+    find_multilabel_errors,
+    multiclass_probabilities,
+)
 from training.models import Iteration, KeptLabel
 from training.services.performance import load_scores
 
@@ -98,12 +102,10 @@ def _multiclass(
 ) -> list[Suggestion]:
     t = scores.shape[1]
     with_background = bool(is_negative.any()) and negative is not None
+    probs = multiclass_probabilities(scores, with_negative=with_background)
     if with_background:
-        # The head's softmax has a background column the scores leave out: 1 - the rest.
-        probs = np.concatenate([scores, np.clip(1 - scores.sum(1, keepdims=True), 0, 1)], 1)
         ids, labels_names = [*tag_ids, negative.pk], [*names, "Negative"]  # type: ignore[union-attr]
     else:
-        probs = scores / np.maximum(scores.sum(1, keepdims=True), 1e-12)
         ids, labels_names = list(tag_ids), list(names)
     labeled = y_true.any(axis=1) | (is_negative if with_background else False)
     labels = np.where(y_true.any(axis=1), y_true.argmax(axis=1), t)
