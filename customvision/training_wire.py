@@ -39,9 +39,11 @@ def case_free(word: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
 
 
-# Where project/urls.py mounts training_urls: v3.0 to v3.3 and v3.4-preview, any case.
+# Where project/urls.py mounts training_urls: v3.0 to v3.3 and v3.4-preview, any case. Written
+# without alternation so Django's reverse() can build its addresses (it refuses `a|b`); the
+# price is that v3.4 and v3.0-preview are accepted too, which harms no one.
 TRAINING_PREFIX = (
-    rf"^customvision/{case_free('v')}3\.(?:[0-3]|4-{case_free('preview')})/{case_free('training')}/"
+    rf"^customvision/{case_free('v')}3\.[0-4](?:-{case_free('preview')})?/{case_free('training')}/"
 )
 _TRAINING_PREFIX_RE = re.compile(TRAINING_PREFIX)
 

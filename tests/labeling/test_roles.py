@@ -46,6 +46,12 @@ EXCLUDED_PREFIXES = {
 EXCLUDED_NAMES = {
     "healthz": "Deployment check with no project data; its answer depends on the broker and "
     "workers, not on the caller (tests/project covers it).",
+    "customvision:training-media": "A signed, expiring image address: the signature is the "
+    "permission, not a session or a role (tests/customvision/test_training_rest.py).",
+    "customvision:training-unsupported": "The Training API's catch-all: a JSON 404 for any "
+    "address it does not serve, whatever the method.",
+    "customvision:training-domain": "Custom Vision's fixed domain list, the same for every key; "
+    "its id is a domain's, not a project's (tests/customvision).",
 }
 
 
@@ -297,6 +303,51 @@ MATRIX: list[Entry] = [
     E("POST", "api-predict-classify-nostore",            "401 401 401 401 401"),
     E("POST", "api-predict-detect",                      "401 401 401 401 401"),
     E("POST", "api-predict-detect-nostore",              "401 401 401 401 401"),
+    # Custom Vision's Training API: Training-Key only, acting as its user (tests/customvision
+    # has the keys and the roles through them); a browser session is no key.
+    E("GET", "customvision:training-domains",              "401 401 401 401 401"),
+    E("GET", "customvision:training-projects",             "401 401 401 401 401"),
+    E("POST", "customvision:training-projects",             "401 401 401 401 401"),
+    E("GET", "customvision:training-project",              "401 401 401 401 401"),
+    E("PATCH", "customvision:training-project",              "401 401 401 401 401"),
+    E("DELETE", "customvision:training-project",              "401 401 401 401 401"),
+    E("GET", "customvision:training-tags",                 "401 401 401 401 401"),
+    E("POST", "customvision:training-tags",                 "401 401 401 401 401"),
+    E("GET", "customvision:training-tag",                  "401 401 401 401 401"),
+    E("PATCH", "customvision:training-tag",                  "401 401 401 401 401"),
+    E("DELETE", "customvision:training-tag",                  "401 401 401 401 401"),
+    E("GET", "customvision:training-images",               "401 401 401 401 401"),
+    E("POST", "customvision:training-images",               "401 401 401 401 401"),
+    E("DELETE", "customvision:training-images",               "401 401 401 401 401"),
+    E("POST", "customvision:training-image-files",          "401 401 401 401 401"),
+    E("POST", "customvision:training-image-urls",           "401 401 401 401 401"),
+    E("GET", "customvision:training-images-by-id",         "401 401 401 401 401"),
+    E("GET", "customvision:training-image-count",          "401 401 401 401 401"),
+    E("GET", "customvision:training-tagged",               "401 401 401 401 401"),
+    E("GET", "customvision:training-tagged-count",         "401 401 401 401 401"),
+    E("GET", "customvision:training-untagged",             "401 401 401 401 401"),
+    E("GET", "customvision:training-untagged-count",       "401 401 401 401 401"),
+    E("POST", "customvision:training-image-tags",           "401 401 401 401 401"),
+    E("DELETE", "customvision:training-image-tags",           "401 401 401 401 401"),
+    E("POST", "customvision:training-image-regions",        "401 401 401 401 401"),
+    E("DELETE", "customvision:training-image-regions",        "401 401 401 401 401"),
+    E("POST", "customvision:training-train",                "401 401 401 401 401"),
+    E("GET", "customvision:training-iterations",           "401 401 401 401 401"),
+    E("GET", "customvision:training-iteration",            "401 401 401 401 401"),
+    E("PATCH", "customvision:training-iteration",            "401 401 401 401 401"),
+    E("DELETE", "customvision:training-iteration",            "401 401 401 401 401"),
+    E("POST", "customvision:training-publish",              "401 401 401 401 401"),
+    E("DELETE", "customvision:training-publish",              "401 401 401 401 401"),
+    E("GET", "customvision:training-performance",          "401 401 401 401 401"),
+    E("GET", "customvision:training-image-performances",   "401 401 401 401 401"),
+    E("GET", "customvision:training-image-performance-count", "401 401 401 401 401"),
+    E("GET", "customvision:training-export",               "401 401 401 401 401"),
+    E("POST", "customvision:training-export",               "401 401 401 401 401"),
+    E("POST", "customvision:training-quicktest-image",      "401 401 401 401 401"),
+    E("POST", "customvision:training-quicktest-url",        "401 401 401 401 401"),
+    E("POST", "customvision:training-predictions-query",    "401 401 401 401 401"),
+    E("DELETE", "customvision:training-predictions",          "401 401 401 401 401"),
+    E("POST", "customvision:training-suggestions",          "401 401 401 401 401"),
     # Custom Vision's Prediction API: Prediction-Key only (tests/customvision has the keys).
     E("POST", "cv-predict-classify-image",               "401 401 401 401 401"),
     E("POST", "cv-predict-classify-image-nostore",       "401 401 401 401 401"),
