@@ -132,3 +132,22 @@ def test_classification_projects_have_no_boxes_and_bad_batches_are_400(api_clien
     too_many = batch(api_client, project, *[box(cat, image)] * 501)
     assert too_many.status_code == 400
     assert not Region.objects.exists()
+
+
+def test_listing_an_images_boxes_costs_the_same_queries_for_more_boxes(
+    api_client, detection, users
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cat = TagFactory(project=detection, name="cat")
+    image = ImageFactory(project=detection)
+    api_client.force_authenticate(users["annotator"])
+    url = f"/api/projects/{detection.pk}/images/{image.pk}/regions/"
+    batch(api_client, detection, box(cat, image))
+    with CaptureQueriesContext(connection) as one:
+        assert len(api_client.get(url).json()) == 1
+    batch(api_client, detection, *[box(cat, image, left=0.05 * n) for n in range(1, 9)])
+    with CaptureQueriesContext(connection) as nine:
+        assert len(api_client.get(url).json()) == 9
+    assert len(nine) == len(one)

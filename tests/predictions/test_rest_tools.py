@@ -165,3 +165,38 @@ def test_keys_are_for_admins(api_client, users, trained, role):
     assert api_client.get(api(trained.project, "prediction-keys/")).status_code == 403
     made = api_client.post(api(trained.project, "prediction-keys/"), {"name": "x"}, "json")
     assert made.status_code == 403 and PredictionKey.objects.count() == 1
+
+
+# --- Lists cost the same queries for one row or a page of them -----------------------------------
+
+
+def count_queries(client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_suggestion_and_key_lists_cost_the_same_queries_for_more_rows(api_client, users, trained):
+    from predictions.models import Suggestion
+    from predictions.services.keys import create_key
+
+    project, iteration = trained.project, trained.iteration
+    red = trained.tags[0]
+
+    def suggest() -> None:
+        image = ImageFactory(project=project)
+        row = {"tagId": red.pk, "tagName": "red", "probability": 0.7}
+        Suggestion.objects.create(image=image, iteration=iteration, tags=[row])
+
+    api_client.force_authenticate(users["admin"])
+    suggest()
+    one_suggestion = count_queries(api_client, api(project, "suggestions/"))
+    one_key = count_queries(api_client, api(project, "prediction-keys/"))
+    for _ in range(6):
+        suggest()
+        create_key(project=project, name="more", by=users["admin"])
+    assert count_queries(api_client, api(project, "suggestions/")) == one_suggestion
+    assert count_queries(api_client, api(project, "prediction-keys/")) == one_key
