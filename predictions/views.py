@@ -87,6 +87,8 @@ def key_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "issued": issued,
         "error": error,
         "endpoint": absolute_url(request, f"/api/predict/{project.pk}/"),
+        # Custom Vision SDK code needs only the site's root; its project id may be our integer.
+        "site": absolute_url(request, "/"),
         "iterations": list(project.iterations.published()),
     }
     return TemplateResponse(request, "predictions/keys.html", context, status=status)

@@ -85,3 +85,19 @@ def test_a_prediction_key_and_a_refused_name(page, login) -> None:
     page.get_by_test_id("create-key").click()
     expect(page.get_by_test_id("issued-key")).to_contain_text("prediction key “Shop app”")
     assert ApiKey.objects.get(user=user).kind == "prediction"
+
+
+def test_project_prediction_keys_page_points_sdk_users_to_their_keys(page, login) -> None:
+    from labeling.models import Role
+    from tests.factories import MembershipFactory, ProjectFactory
+
+    project = ProjectFactory(name="Shelves")
+    admin = MembershipFactory(project=project, role=Role.ADMIN).user
+    login(admin)
+    page.goto(f"/projects/{project.pk}/prediction-keys/")
+    note = page.get_by_test_id("cv-endpoint")
+    expect(note).to_contain_text(f"project ID {project.pk}")
+    _shot(page, "prediction-keys-project.png")
+    note.get_by_role("link", name="API keys").click()
+    page.wait_for_url("**/account/api-keys/")
+    expect(page.get_by_role("heading", name="API keys", exact=True)).to_be_visible()
