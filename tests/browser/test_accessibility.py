@@ -135,6 +135,7 @@ def test_classification_project_pages_have_no_serious_violations(page, login):
         "predictions": reverse("predictions:prediction-list", args=[project.id]),
         "quick-test": reverse("predictions:quick-test", args=[project.id]),
         "keys": reverse("predictions:key-list", args=[project.id]),
+        "api-keys": reverse("labeling:api-keys"),
         "settings": reverse("labeling:project-settings", args=[project.id]),
         "datasets": reverse("labeling:datasets", args=[project.id]),
         "404-no-route": "/no-such-page/",
@@ -161,6 +162,11 @@ def test_classification_project_pages_have_no_serious_violations(page, login):
     page.get_by_test_id("key-create").get_by_role("button", name="Create key").click()
     page.get_by_test_id("issued-key").wait_for()
     scan(page, "keys-issued", report)
+    page.goto(pages["api-keys"])
+    page.get_by_label("Name").fill("Notebook")
+    page.get_by_test_id("create-key").click()
+    page.get_by_test_id("issued-key").wait_for()
+    scan(page, "api-keys-issued", report)
     assert_clean(report)
 
 

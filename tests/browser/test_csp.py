@@ -93,6 +93,7 @@ def test_main_pages_have_no_csp_violations(page, login, violations):
         "predictions": reverse("predictions:prediction-list", args=[project.id]),
         "quick-test": reverse("predictions:quick-test", args=[project.id]),
         "keys": reverse("predictions:key-list", args=[project.id]),
+        "api-keys": reverse("labeling:api-keys"),
         "settings": reverse("labeling:project-settings", args=[project.id]),
         "datasets": reverse("labeling:datasets", args=[project.id]),
     }
