@@ -119,27 +119,36 @@ class RegionBatchReportSerializer(serializers.Serializer):
         ref_name = "RegionBatchReport"
 
 
+class RegionCreateSerializer(BoxSerializer):
+    image_id = IdField()
+
+    class Meta:
+        ref_name = "RegionCreate"
+
+
+class RegionBatchSerializer(serializers.Serializer):
+    """The body, as documented; the view checks each entry on its own (RegionBatchApi)."""
+
+    regions = RegionCreateSerializer(many=True, max_length=MAX_BATCH_REGIONS)
+
+    class Meta:
+        ref_name = "RegionBatch"
+
+
 class RegionBatchApi(APIView):
-    class EntrySerializer(BoxSerializer):
-        image_id = IdField()
-
-        class Meta:
-            ref_name = "RegionCreate"
-
     class InputSerializer(serializers.Serializer):
+        # Entries are objects here and checked one by one below: one malformed box is
+        # reported at its index instead of refusing the batch.
         regions = serializers.ListField(
-            child=serializers.DictField(),
-            allow_empty=False,
-            max_length=MAX_BATCH_REGIONS,
-            help_text="Boxes to add: {image_id, tag_id, left, top, width, height} each.",
+            child=serializers.DictField(), allow_empty=False, max_length=MAX_BATCH_REGIONS
         )
 
         class Meta:
-            ref_name = "RegionBatch"
+            ref_name = "RegionBatchInput"
 
     @extend_schema(
         operation_id="regions_create",
-        request=InputSerializer,
+        request=RegionBatchSerializer,
         responses={
             201: RegionBatchReportSerializer,
             200: RegionBatchReportSerializer,
@@ -158,7 +167,7 @@ class RegionBatchApi(APIView):
         early: dict[int, LoupeError] = {}  # refused before the service: shape, image, tag
         images: dict[int, Image] = {}
         for index, raw in enumerate(data.validated_data["regions"]):
-            entry = self.EntrySerializer(data=raw)
+            entry = RegionCreateSerializer(data=raw)
             try:
                 entry.is_valid(raise_exception=True)
                 values = entry.validated_data
