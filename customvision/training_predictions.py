@@ -16,9 +16,10 @@ from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 
 from customvision.ids import Kind, parse_uuid_list, to_uuid
+from customvision.prediction import image_prediction, prediction_result
 from customvision.training_media import image_uri
 from customvision.training_projects import iteration_for, project_for
-from customvision.training_shapes import domain_of, image_prediction_json, prediction_rows
+from customvision.training_shapes import domain_of
 from customvision.training_wire import (
     NO_CONTENT,
     body_date,
@@ -80,14 +81,7 @@ def _quick_test(request: HttpRequest, user: User, project_id: int, *, url: bool)
             data=part.data if part else b"",
             name=part.name if part else "",
         )
-    prediction = result.prediction
-    return image_prediction_json(
-        prediction_id=prediction.pk if prediction else None,
-        project_id=project.pk,
-        iteration_id=result.target.iteration_id,
-        created=prediction.created if prediction else None,
-        results=result.outcome.results,
-    )
+    return image_prediction(result.target, result.outcome, result.prediction)
 
 
 def quick_test_image(request: HttpRequest, user: User, project_id: int) -> Any:
@@ -203,13 +197,11 @@ def _stored_json(
         "thumbnailUri": image_uri(request, prediction.image_id, "t"),
         "originalImageUri": original,
         "domain": domain,
-        **image_prediction_json(
-            prediction_id=prediction.pk,
-            project_id=project.pk,
-            iteration_id=prediction.iteration_id,
-            created=prediction.created,
-            results=prediction.results,
-        ),
+        "id": to_uuid(Kind.PREDICTION, prediction.pk),
+        "project": to_uuid(Kind.PROJECT, project.pk),
+        "iteration": to_uuid(Kind.ITERATION, prediction.iteration_id),
+        "created": iso(prediction.created),
+        "predictions": [prediction_result(row) for row in prediction.results],
     }
 
 
@@ -266,7 +258,7 @@ def suggest_tags_and_regions(
             "project": to_uuid(Kind.PROJECT, project.pk),
             "iteration": to_uuid(Kind.ITERATION, iteration.pk),
             "created": iso(image.created),
-            "predictions": prediction_rows(outcome.results),
+            "predictions": [prediction_result(row) for row in outcome.results],
             "predictionUncertainty": float(outcome.uncertainty),
         }
         for image, outcome in suggested

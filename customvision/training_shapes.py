@@ -10,11 +10,9 @@ beyond what its caller prefetched.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from django.utils import timezone
 
 from customvision.ids import Kind, optional_uuid, to_uuid
 from customvision.training_wire import cv_error, iso
@@ -277,40 +275,4 @@ def tag_performance_json(tag_id: int | None, name: str, figures: dict[str, Any])
         "recall": ratio(figures.get("recall")),
         "recallStdDeviation": 0.0,
         "averagePrecision": ratio(figures.get("ap")),
-    }
-
-
-def prediction_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Loupe's stored prediction results (`{"tagId": int, ...}`) as Custom Vision Predictions."""
-    rows = []
-    for result in results:
-        box = result.get("boundingBox")
-        rows.append(
-            {
-                "probability": float(result["probability"]),
-                "tagId": optional_uuid(Kind.TAG, result.get("tagId")),
-                "tagName": result.get("tagName"),
-                "boundingBox": dict(box) if box else None,
-                "tagType": result.get("tagType", "Regular"),
-            }
-        )
-    rows.sort(key=lambda row: -row["probability"])
-    return rows
-
-
-def image_prediction_json(
-    *,
-    prediction_id: int | None,
-    project_id: int,
-    iteration_id: int,
-    created: Any,
-    results: Sequence[dict[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "id": optional_uuid(Kind.PREDICTION, prediction_id),
-        "project": to_uuid(Kind.PROJECT, project_id),
-        "iteration": to_uuid(Kind.ITERATION, iteration_id),
-        # Unstored (store=false): the moment of the answer, as Custom Vision sends.
-        "created": iso(created or timezone.now()),
-        "predictions": prediction_rows(results),
     }

@@ -31,9 +31,10 @@ from training.models import Iteration, IterationImage, IterationScore, Iteration
 
 BASE = "/customvision/v3.4-preview/training"
 MODELS = {name: cls for name, cls in vars(models).items() if isinstance(cls, type)}
-# Fields a shape may leave out (msrest reads them as None): none for the Training API's own
-# shapes; every field is sent, `null` when Loupe has no value.
-OPTIONAL: dict[str, set[str]] = {}
+# Fields a shape may leave out (msrest reads them as None). The Training API's own shapes send
+# every field (`null` when Loupe has no value); a prediction row shared with the Prediction API
+# (customvision.prediction.prediction_result) has a boundingBox only for detection.
+OPTIONAL: dict[str, set[str]] = {"Prediction": {"boundingBox"}}
 
 
 def check(value: Any, type_name: str, where: str = "body") -> None:
