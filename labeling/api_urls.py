@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from labeling.api import customvision_import as cv_import_api
 from labeling.api import exports as export_api
 from labeling.api import images as image_api
 from labeling.api import jobs as job_api
@@ -15,6 +16,16 @@ P = "projects/<int:project_id>/"
 urlpatterns = [
     path("auth/token/", TokenLoginApi.as_view(), name="api-token"),
     path("projects/", project_api.ProjectListApi.as_view(), name="api-project-list"),
+    path(
+        "customvision-imports/",
+        cv_import_api.CvImportListApi.as_view(),
+        name="api-customvision-import-list",
+    ),
+    path(
+        "customvision-imports/<str:job_id>/",
+        cv_import_api.CvImportDetailApi.as_view(),
+        name="api-customvision-import-detail",
+    ),
     path(P, project_api.ProjectDetailApi.as_view(), name="api-project-detail"),
     path(P + "tags/", project_api.TagListApi.as_view(), name="api-tag-list"),
     path(P + "tags/<int:tag_id>/", project_api.TagDetailApi.as_view(), name="api-tag-detail"),

@@ -4,6 +4,7 @@ from django.urls import path
 
 from labeling.views import api_keys as api_key_views
 from labeling.views import boxes as box_views
+from labeling.views import customvision_import as cv_import_views
 from labeling.views import datasets as dataset_views
 from labeling.views import gallery, projects, tagging
 from labeling.views import settings as settings_views
@@ -15,6 +16,16 @@ urlpatterns = [
     path("", projects.project_list, name="project-list"),
     path("account/api-keys/", api_key_views.api_keys, name="api-keys"),
     path("projects/new/", projects.project_create, name="project-create"),
+    path(
+        "projects/import/customvision/",
+        cv_import_views.customvision_import,
+        name="customvision-import",
+    ),
+    path(
+        "projects/import/customvision/<str:job_id>/",
+        cv_import_views.customvision_import_status,
+        name="customvision-import-status",
+    ),
     path("projects/<int:project_id>/", gallery.gallery, name="project-detail"),
     path("projects/<int:project_id>/delete/", projects.project_delete, name="project-delete"),
     path(

@@ -198,6 +198,10 @@ CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
     "labeling-sweep-imports": {"task": "labeling.sweep_imports", "schedule": 60.0},
     "labeling-sweep-exports": {"task": "labeling.sweep_exports", "schedule": 60.0},
+    "labeling-sweep-customvision-imports": {
+        "task": "labeling.sweep_customvision_imports",
+        "schedule": 60.0,
+    },
     # Thumbnails whose task was never queued (broker down at upload time) or was lost: every
     # minute, so they appear soon after Redis is back (it skips while the queue has a backlog).
     "labeling-queue-missing-thumbnails": {

@@ -160,6 +160,9 @@ MATRIX: list[Entry] = [
     E("GET", "api-project-list",                         "200 200 200 200 401"),
     # Creating projects is for staff (LOUPE_PROJECT_CREATORS); none of these users is staff.
     E("POST", "api-project-list",                        "403 403 403 403 401", _new_project),
+    E("GET", "api-customvision-import-list",             "403 403 403 403 401"),
+    E("POST", "api-customvision-import-list",            "403 403 403 403 401", lambda w: {"endpoint": "http://cv.example", "training_key": "k", "project_id": "p"}),
+    E("GET", "api-customvision-import-detail",           "403 403 403 403 401"),
     E("GET", "api-project-detail",                       "200 200 200 404 401"),
     E("PATCH", "api-project-detail",                     "200 403 403 404 401", lambda w: {"name": "New"}),
     E("DELETE", "api-project-detail",                    "204 403 403 404 401"),
@@ -230,6 +233,10 @@ MATRIX: list[Entry] = [
     E("GET", "labeling:project-list",                    "200 200 200 200 302"),
     E("GET", "labeling:project-create",                  "403 403 403 403 302"),
     E("POST", "labeling:project-create",                 "403 403 403 403 302", _new_project),
+    # Custom Vision import: project creators only (LOUPE_PROJECT_CREATORS, staff by default).
+    E("GET", "labeling:customvision-import",             "403 403 403 403 302"),
+    E("POST", "labeling:customvision-import",            "403 403 403 403 302", lambda w: {"endpoint": "http://cv.example", "training_key": "k", "project_id": "p"}),
+    E("GET", "labeling:customvision-import-status",      "403 403 403 403 302"),
     E("GET", "labeling:project-delete",                  "200 403 403 404 302"),
     E("POST", "labeling:project-delete",                 "302 403 403 404 302", lambda w: {"confirm_name": w.objects["project_name"]}),
     E("GET", "labeling:project-detail",                  "200 200 200 404 302"),
