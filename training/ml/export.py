@@ -1,0 +1,514 @@
+"""Export a trained iteration as a zip a user can run without Loupe: ONNX or TorchScript.
+
+The zip holds one folder with the model, `manifest.json` (tags in output order, input, resize
+rule, normalisation, threshold, provenance), a README that spells the preprocessing out, and
+`predict.py` (export_kit/predict.py), which needs only numpy, Pillow and onnxruntime (or torch
+for TorchScript) and prints the prediction API's JSON.
+
+Parity with the in-app prediction is by construction: the exported graph is the same modules
+the app runs (the backbone with its normalisation folded in as in inference.PixelInput, the
+linear head with its softmax or sigmoid; the whole torchvision detector with its own resize
+check, NMS and box decoding), and predict.py repeats the app's decoding and resizing with
+Pillow. Every export is checked before it is packaged: the exported model and the eager
+PyTorch model must agree on a test input (CHECK_* tolerances), so a converter bug fails the
+job with a reason instead of shipping a model that predicts differently.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .artifact import ClassifierArtifact, load_artifact
+from .backbones import build_feature_extractor, get_backbone
+from .detection import DetectorArtifact, load_detector_artifact
+from .detection.model import Detector
+from .inference import PixelInput
+
+Platform = Literal["ONNX", "TorchScript"]
+PLATFORMS: tuple[Platform, ...] = ("ONNX", "TorchScript")
+ONNX_OPSET = 17
+KIT_DIR = Path(__file__).resolve().parent / "export_kit"
+# The self-check's limits (exported vs eager PyTorch on one test input): an order of magnitude
+# tighter than the parity the tests promise, so a drifting converter is caught at export time.
+CHECK_PROBABILITY_ATOL = 1e-5
+CHECK_BOX_ATOL_PX = 1e-2
+CHECK_SCORE_ATOL = 1e-4
+
+
+class ExportMismatch(Exception):
+    """The exported model disagrees with the trained one on the self-check input."""
+
+
+@dataclass(frozen=True)
+class ExportTag:
+    index: int  # the model's output column (classification) or label (detection)
+    tag_id: int | None  # None when the tag was deleted after training
+    name: str
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What the manifest says about where the model comes from."""
+
+    project_id: int
+    project_name: str
+    project_kind: str  # "multiclass" | "multilabel" | "detection"
+    domain: str
+    iteration_id: int
+    iteration_number: int
+    iteration_name: str
+    published_name: str
+    training_type: str  # "quick" | "advanced"
+    threshold: float  # the probability threshold saved on the performance page
+    tags: tuple[ExportTag, ...]
+    loupe_version: str
+    exported_at: str  # ISO 8601
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: str  # the zip's top folder
+    model_file: str
+    model_bytes: int
+    manifest: dict[str, Any]
+
+
+def load_model_artifact(payload: bytes) -> ClassifierArtifact | DetectorArtifact:
+    """Read either kind of artifact file (weights_only: no code runs on load)."""
+    meta = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if isinstance(meta, dict) and meta.get("kind") == "detector":
+        return load_detector_artifact(io.BytesIO(payload))
+    return load_artifact(io.BytesIO(payload))
+
+
+class ClassifierGraph(nn.Module):
+    """Normalised (N,3,S,S) -> (N,T) float32 probabilities in tag-index order: the backbone,
+    then training.ml.quick.head_probabilities' linear head, softmax without the background
+    column (multiclass) or sigmoid (multilabel)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, artifact: ClassifierArtifact) -> None:
+        super().__init__()
+        self.extractor = build_feature_extractor(artifact.backbone)
+        if artifact.backbone_state is not None:
+            self.extractor.load_state_dict(artifact.backbone_state)
+        self.register_buffer("weight", artifact.head_weight.detach().to(torch.float32).clone())
+        self.register_buffer("bias", artifact.head_bias.detach().to(torch.float32).clone())
+        self.multilabel = artifact.multilabel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.extractor(x) @ self.weight.T + self.bias
+        if self.multilabel:
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)[:, :-1]
+
+
+class DetectorGraph(nn.Module):
+    """uint8 (H,W,3) RGB pixels, already resized by the caller to the detector's inference size
+    -> boxes float32 (N,4) x1,y1,x2,y2 in those pixels, scores float32 (N,), labels int64 (N,),
+    after per-tag NMS. The torchvision detector normalises (and would resize) inside."""
+
+    def __init__(self, model: Detector) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image = pixels.permute(2, 0, 1).to(torch.float32) / 255.0
+        output = self.model([image])[0]
+        return output["boxes"], output["scores"], output["labels"]
+
+
+def classifier_module(artifact: ClassifierArtifact) -> nn.Module:
+    """uint8 (N,S,S,3) -> (N,T) probabilities, in eval mode."""
+    spec = get_backbone(artifact.backbone)
+    return PixelInput(ClassifierGraph(artifact).eval(), spec).eval()
+
+
+def detector_module(artifact: DetectorArtifact) -> nn.Module:
+    """uint8 (H,W,3) -> (boxes, scores, labels), in eval mode."""
+    return DetectorGraph(artifact.build()).eval()
+
+
+def export_model(
+    payload: bytes,
+    info: ExportInfo,
+    platform: Platform,
+    destination: BinaryIO,
+    *,
+    on_progress: Callable[[float, str], None] = lambda fraction, phase: None,
+) -> ExportResult:
+    """Write the export zip of the artifact file `payload` to `destination`.
+
+    Raises ValueError when `info.tags` does not match the model's outputs or `platform` is not
+    one of PLATFORMS, ExportMismatch when the exported model fails its self-check.
+    """
+    if platform not in PLATFORMS:
+        raise ValueError(f"platform must be one of {PLATFORMS}, not {platform!r}.")
+    on_progress(0.05, "Loading the trained model")
+    artifact = load_model_artifact(payload)
+    is_detector = isinstance(artifact, DetectorArtifact)
+    outputs = (
+        artifact.num_tags if isinstance(artifact, DetectorArtifact) else len(artifact.tag_keys)
+    )
+    if sorted(tag.index for tag in info.tags) != list(range(outputs)):
+        raise ValueError(f"info.tags must name the model's {outputs} outputs (indexes 0..N-1).")
+    module = (
+        detector_module(artifact)
+        if isinstance(artifact, DetectorArtifact)
+        else classifier_module(artifact)
+    )
+    example = _example_input(artifact)
+    on_progress(0.15, f"Converting to {platform}")
+    if platform == "ONNX":
+        model_file, model = "model.onnx", _onnx_bytes(module, example, is_detector=is_detector)
+        run = _onnx_runner(model)
+    else:
+        model_file, model = "model.pt", _torchscript_bytes(module, example)
+        run = _torchscript_runner(model)
+    on_progress(0.7, "Checking the exported model against the trained one")
+    _self_check(module, run, _check_input(artifact), is_detector=is_detector)
+    on_progress(0.85, "Packaging")
+    manifest = build_manifest(artifact, info, platform, model_file)
+    folder = _folder_name(info, platform)
+    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{folder}/{model_file}", model)
+        archive.writestr(f"{folder}/manifest.json", json.dumps(manifest, indent=2) + "\n")
+        archive.writestr(f"{folder}/README.md", readme(manifest))
+        archive.writestr(f"{folder}/predict.py", (KIT_DIR / "predict.py").read_text("utf-8"))
+    on_progress(1.0, "Done")
+    return ExportResult(folder, model_file, len(model), manifest)
+
+
+def _example_input(artifact: ClassifierArtifact | DetectorArtifact) -> torch.Tensor:
+    if isinstance(artifact, DetectorArtifact):
+        size = artifact.config.image_size_px
+        return torch.zeros(size, size, 3, dtype=torch.uint8)
+    size = get_backbone(artifact.backbone).input_size
+    return torch.zeros(2, size, size, 3, dtype=torch.uint8)  # batch 2: the batch stays dynamic
+
+
+def _check_input(artifact: ClassifierArtifact | DetectorArtifact) -> torch.Tensor:
+    """Seeded noise (another shape than the trace's for the detector, so a size baked into the
+    graph shows up)."""
+    generator = torch.Generator().manual_seed(0)
+    if isinstance(artifact, DetectorArtifact):
+        short, long_ = artifact.config.image_size_px, artifact.config.max_size_px
+        shape: tuple[int, ...] = (short, max(short, min(long_, short * 4 // 3)), 3)
+    else:
+        size = get_backbone(artifact.backbone).input_size
+        shape = (3, size, size, 3)
+    return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+
+
+def _onnx_bytes(module: nn.Module, example: torch.Tensor, *, is_detector: bool) -> bytes:
+    buffer = io.BytesIO()
+    if is_detector:
+        names, axes = ["boxes", "scores", "labels"], {"pixels": {0: "height", 1: "width"}}
+        axes.update({name: {0: "detections"} for name in names})
+    else:
+        names, axes = ["probabilities"], {"pixels": {0: "batch"}, "probabilities": {0: "batch"}}
+    # The exporters warn about traced shapes torchvision handles on purpose; users never see them.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,  # type: ignore[arg-type]  # a file object works; the stub says path only
+            input_names=["pixels"],
+            output_names=names,
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,  # the TorchScript exporter needs no onnxscript (as inference.py)
+        )
+    return buffer.getvalue()
+
+
+def _torchscript_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
+    # Traced and frozen, not optimize_for_inference'd: that rewrites for this machine's CPU
+    # (MKL-DNN layouts), and the file must load on any PyTorch install.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, (example,), check_trace=False)  # type: ignore[no-untyped-call]
+        frozen = torch.jit.freeze(traced.eval())
+    buffer = io.BytesIO()
+    torch.jit.save(frozen, buffer)
+    return buffer.getvalue()
+
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+def _onnx_runner(model: bytes) -> Runner:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+    def run(pixels: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(out) for out in session.run(None, {"pixels": pixels})]
+
+    return run
+
+
+def _torchscript_runner(model: bytes) -> Runner:
+    module = torch.jit.load(io.BytesIO(model), map_location="cpu")  # type: ignore[no-untyped-call]
+
+    def run(pixels: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            outputs = module(torch.from_numpy(pixels))
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs,)
+        return [out.numpy() for out in outputs]
+
+    return run
+
+
+def _self_check(module: nn.Module, run: Runner, pixels: torch.Tensor, *, is_detector: bool) -> None:
+    with torch.no_grad():
+        expected = module(pixels)
+    got = run(np.ascontiguousarray(pixels.numpy()))
+    if not is_detector:
+        gap = float(np.abs(got[0] - expected.numpy()).max())
+        if gap > CHECK_PROBABILITY_ATOL:
+            raise ExportMismatch(f"probabilities differ by {gap:.2e} on the check image")
+        return
+    boxes, scores, labels = (tensor.numpy() for tensor in expected)
+    if got[0].shape != boxes.shape or not np.array_equal(got[2], labels):
+        raise ExportMismatch(
+            f"{len(got[0])} detections against {len(boxes)} (or other tags) on the check image"
+        )
+    box_gap = float(np.abs(got[0] - boxes).max(initial=0.0))
+    score_gap = float(np.abs(got[1] - scores).max(initial=0.0))
+    if box_gap > CHECK_BOX_ATOL_PX or score_gap > CHECK_SCORE_ATOL:
+        raise ExportMismatch(
+            f"boxes differ by {box_gap:.2e} px and scores by {score_gap:.2e} on the check image"
+        )
+
+
+def _folder_name(info: ExportInfo, platform: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", info.project_name.lower()).strip("-")[:40] or "project"
+    return f"{slug}-iteration-{info.iteration_number}-{platform.lower()}"
+
+
+def build_manifest(
+    artifact: ClassifierArtifact | DetectorArtifact,
+    info: ExportInfo,
+    platform: Platform,
+    model_file: str,
+) -> dict[str, Any]:
+    """The manifest.json of an export (predict.py reads it; README.md explains it)."""
+    tags = [
+        {"index": tag.index, "id": tag.tag_id, "name": tag.name}
+        for tag in sorted(info.tags, key=lambda tag: tag.index)
+    ]
+    spec = get_backbone(artifact.backbone)
+    normalization = {
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "formula": "x = (pixel / 255 - mean) / std, per RGB channel",
+        "inside_model": True,
+    }
+    common: dict[str, Any] = {
+        "format": "loupe-model-export",
+        "format_version": 1,
+        "platform": platform,
+        "model_file": model_file,
+        "onnx_opset": ONNX_OPSET if platform == "ONNX" else None,
+        "loupe_version": info.loupe_version,
+        "exported_at": info.exported_at,
+        "project": {"id": info.project_id, "name": info.project_name, "domain": info.domain},
+        "iteration": {
+            "id": info.iteration_id,
+            "number": info.iteration_number,
+            "name": info.iteration_name,
+            "published_name": info.published_name,
+        },
+        "training_type": info.training_type,
+        "backbone": artifact.backbone,
+        "threshold": info.threshold,
+        "tags": tags,
+        "normalization": normalization,
+    }
+    if isinstance(artifact, DetectorArtifact):
+        config = artifact.config
+        return {
+            **common,
+            "type": "detection",
+            "classification_type": None,
+            "architecture": config.architecture,
+            "input": {
+                "name": "pixels",
+                "dtype": "uint8",
+                "layout": "HWC",
+                "shape": ["height", "width", 3],
+                "channels": "RGB",
+                "range": [0, 255],
+            },
+            "resize": {
+                "method": "fit_shorter_side",
+                "shorter_side_px": config.image_size_px,
+                "max_longer_side_px": config.max_size_px,
+                "formula": "scale = min(shorter_side_px / min(w, h), "
+                "max_longer_side_px / max(w, h)); size = (int(w * scale), int(h * scale))",
+                "resample": "bilinear (Pillow)",
+                "exif_transpose": True,
+                "jpeg_draft": False,
+            },
+            "outputs": [
+                {
+                    "name": "boxes",
+                    "dtype": "float32",
+                    "shape": ["detections", 4],
+                    "meaning": "x1, y1, x2, y2 in pixels of the resized input",
+                },
+                {
+                    "name": "scores",
+                    "dtype": "float32",
+                    "shape": ["detections"],
+                    "meaning": "probability 0..1, after per-tag non-maximum suppression",
+                },
+                {
+                    "name": "labels",
+                    "dtype": "int64",
+                    "shape": ["detections"],
+                    "meaning": "tag index (tags[].index)",
+                },
+            ],
+            "min_score": config.score_threshold,
+            "nms_iou": config.nms_iou,
+            "max_detections": config.max_detections,
+        }
+    size = spec.input_size
+    return {
+        **common,
+        "type": "classification",
+        "classification_type": "Multilabel" if artifact.multilabel else "Multiclass",
+        "input": {
+            "name": "pixels",
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "shape": ["batch", size, size, 3],
+            "size_px": size,
+            "channels": "RGB",
+            "range": [0, 255],
+        },
+        "resize": {
+            "method": "shorter_side_then_center_crop",
+            "size_px": size,
+            "resample": "bilinear (Pillow), resizing only the centre square's box",
+            "exif_transpose": True,
+            "jpeg_draft": True,
+        },
+        "outputs": [
+            {
+                "name": "probabilities",
+                "dtype": "float32",
+                "shape": ["batch", len(tags)],
+                "meaning": (
+                    "sigmoid per tag"
+                    if artifact.multilabel
+                    else "softmax over the tags "
+                    "and a background class; the background column is dropped"
+                ),
+            }
+        ],
+    }
+
+
+def readme(manifest: dict[str, Any]) -> str:
+    """README.md of an export: what is inside, how to run it, the preprocessing step by step."""
+    is_detection = manifest["type"] == "detection"
+    runtime = "onnxruntime" if manifest["platform"] == "ONNX" else "torch"
+    if runtime == "torch" and is_detection:
+        runtime = "torch torchvision"  # the TorchScript detector calls torchvision::nms
+    kind = "Object detection" if is_detection else f"{manifest['classification_type']} classifier"
+    tags = "\n".join(f"{tag['index']}. {tag['name']}" for tag in manifest["tags"])
+    opset = f" (ONNX opset {manifest['onnx_opset']})" if manifest["onnx_opset"] else ""
+    lines = [
+        f"# {manifest['project']['name']}: {manifest['iteration']['name']}",
+        "",
+        f"{kind} exported from Loupe {manifest['loupe_version']} as {manifest['platform']}"
+        f"{opset}. Backbone {manifest['backbone']}, {manifest['training_type']} training.",
+        "",
+        "## Files",
+        "",
+        f"- `{manifest['model_file']}`: the model.",
+        "- `manifest.json`: tags in output order, input, resize rule, normalisation, threshold.",
+        "- `predict.py`: runs the model on image files and prints the JSON of Loupe's prediction"
+        " API.",
+        "",
+        "## Run it",
+        "",
+        "```",
+        f"pip install numpy pillow {runtime}",
+        "python predict.py photo.jpg",
+        "```",
+        "",
+        "Loupe tests that `predict.py` and its own prediction API give the same answer for the "
+        "same image (probabilities within 1e-4; boxes with IoU >= 0.99 and scores within 1e-3). "
+        "That holds only with the preprocessing below, done with Pillow as `predict.py` does it.",
+        "",
+        "## Tags (output order)",
+        "",
+        tags,
+        "",
+        f"Threshold saved on the performance page: {manifest['threshold']:.2f}. The API and "
+        "`predict.py` report every tag" + (" box" if is_detection else "") + "; treat those "
+        "with a probability at or above the threshold as found.",
+        "",
+        "## Preprocessing",
+        "",
+    ]
+    lines += _detection_steps(manifest) if is_detection else _classification_steps(manifest)
+    return "\n".join(lines) + "\n"
+
+
+def _classification_steps(manifest: dict[str, Any]) -> list[str]:
+    size = manifest["input"]["size_px"]
+    norm = manifest["normalization"]
+    activation = manifest["outputs"][0]["meaning"]
+    return [
+        f"1. Decode the file with Pillow. A JPEG is decoded with `image.draft('RGB', ({size}, "
+        f"{size}))` first (a reduced DCT scale keeping both sides at least {size} px).",
+        "2. Turn it upright by its EXIF orientation (`ImageOps.exif_transpose`), convert to RGB.",
+        f"3. Take the centred square of side min(width, height) and resize it to {size} x {size} "
+        "with bilinear filtering in one call: "
+        f"`image.resize(({size}, {size}), Image.BILINEAR, box=square)`.",
+        f"4. Feed uint8 pixels shaped (batch, {size}, {size}, 3), RGB, 0..255, input `pixels`. "
+        f"The model normalises inside: x = (pixel / 255 - {norm['mean']}) / {norm['std']}.",
+        f"5. Output `probabilities` (batch, {len(manifest['tags'])}) in the tag order above: "
+        f"{activation}.",
+    ]
+
+
+def _detection_steps(manifest: dict[str, Any]) -> list[str]:
+    resize = manifest["resize"]
+    return [
+        "1. Decode the whole file with Pillow (no draft), turn it upright by its EXIF "
+        "orientation (`ImageOps.exif_transpose`), convert to RGB.",
+        f"2. Resize with bilinear filtering so the shorter side is {resize['shorter_side_px']} "
+        f"px unless the longer side would pass {resize['max_longer_side_px']} px: "
+        f"{resize['formula']}. Skip the resize when the size is already that.",
+        "3. Feed uint8 pixels shaped (height, width, 3), RGB, 0..255, as input `pixels` (one "
+        "image per call). The model normalises inside with mean "
+        f"{manifest['normalization']['mean']} and std {manifest['normalization']['std']}.",
+        "4. Outputs: `boxes` (x1, y1, x2, y2 in pixels of the resized image), `scores`, `labels` "
+        f"(tag index), after non-maximum suppression per tag at IoU {manifest['nms_iou']}, "
+        f"scores from {manifest['min_score']} up.",
+        "5. The API's boxes: sort by score (highest first), divide x by the resized width and y "
+        "by its height, clip to 0..1, left = x1, top = y1, width = x2 - x1, height = y2 - y1; "
+        "drop boxes of zero width or height.",
+    ]
