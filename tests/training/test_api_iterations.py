@@ -210,3 +210,22 @@ def test_an_iteration_of_another_project_is_404(admin_api, project):
     assert admin_api.get(f"{base(project)}{other.pk}/").status_code == 404
     assert admin_api.post(f"{base(project)}{other.pk}/publish/", {"name": "x"}).status_code == 404
     assert Token.objects.count() == 1
+
+
+def test_a_worker_that_claimed_a_cancelled_iteration_stops_and_keeps_the_verdict(
+    admin_api, project, build_dataset
+):
+    from django.core.files.storage import default_storage
+
+    from training.services.runner import train_iteration
+
+    build_dataset(project, {"red": 6, "green": 6})
+    iteration_id = admin_api.post(base(project), {}, format="json").json()["id"]
+    claimed = claim_iteration(iteration_id)
+    assert admin_api.post(f"{base(project)}{iteration_id}/cancel/").status_code == 200
+    train_iteration(claimed)  # the worker goes on; its first progress report stops it
+    iteration = Iteration.objects.get(pk=iteration_id)
+    assert (iteration.status, iteration.failure_reason) == ("failed", "cancelled")
+    assert not iteration.artifact and not iteration.scores.exists()
+    # It stopped before training: no model was written (one that ran on would have saved it).
+    assert not default_storage.exists(f"iterations/{iteration_id}/model.pt")
