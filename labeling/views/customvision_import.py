@@ -51,7 +51,12 @@ def customvision_import(request: HttpRequest) -> HttpResponse:
             job = None
     context = {
         "job": job,
-        "jobs": recent_customvision_imports(user=request.user),
+        # The shown job has its own live card: listed once.
+        "jobs": [
+            item
+            for item in recent_customvision_imports(user=request.user)
+            if job is None or item.job_id != job.job_id
+        ],
         "error": error,
         "form": {
             "endpoint": request.POST.get("endpoint", ""),
