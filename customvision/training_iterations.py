@@ -16,6 +16,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
 
 from customvision.ids import Kind, parse_uuid_list, to_uuid
+from customvision.models import Publication
 from customvision.training_media import image_uri
 from customvision.training_projects import iteration_for, project_for
 from customvision.training_shapes import (
@@ -49,6 +50,16 @@ from training.services.performance import figures_at, load_scores
 
 User = AbstractBaseUser
 EXPORT_PLATFORMS = ("CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK", "OpenVino")
+
+
+def _published_for(*iterations: Iteration) -> dict[int, str]:
+    """The prediction resource each iteration was published for through this API."""
+    rows = Publication.objects.filter(iteration__in=iterations)
+    return dict(rows.values_list("iteration_id", "resource_id"))
+
+
+def _iteration_json(iteration: Iteration, project: Project) -> dict[str, Any]:
+    return iteration_json(iteration, project, _published_for(iteration).get(iteration.pk))
 
 
 def _iteration(user: User, project_id: int, iteration_id: int) -> tuple[Project, Iteration]:
@@ -105,7 +116,7 @@ def train_project(request: HttpRequest, user: User, project_id: int) -> dict[str
         )
     except LoupeError as err:
         raise _training_error(err) from None
-    return iteration_json(iteration, project)
+    return _iteration_json(iteration, project)
 
 
 # --- Iterations --------------------------------------------------------------------------------
@@ -113,14 +124,16 @@ def train_project(request: HttpRequest, user: User, project_id: int) -> dict[str
 
 def get_iterations(request: HttpRequest, user: User, project_id: int) -> list[dict[str, Any]]:
     project = project_for(user, project_id)
-    return [iteration_json(it, project) for it in project.iterations.order_by("number")]
+    iterations = list(project.iterations.order_by("number"))
+    published = _published_for(*iterations)
+    return [iteration_json(it, project, published.get(it.pk)) for it in iterations]
 
 
 def get_iteration(
     request: HttpRequest, user: User, project_id: int, iteration_id: int
 ) -> dict[str, Any]:
     project, iteration = _iteration(user, project_id, iteration_id)
-    return iteration_json(iteration, project)
+    return _iteration_json(iteration, project)
 
 
 def update_iteration(
@@ -137,7 +150,7 @@ def update_iteration(
             if err.code in ("not_found", "forbidden"):
                 raise
             raise cv_error("BadRequestIterationName", err.message) from None
-    return iteration_json(iteration, project)
+    return _iteration_json(iteration, project)
 
 
 def delete_iteration(
@@ -162,12 +175,12 @@ def delete_iteration(
 
 
 def publish_iteration(request: HttpRequest, user: User, project_id: int, iteration_id: int) -> bool:
-    """Publish under `publishName`; `predictionId` (an Azure resource id) is required by the SDK
-    and has no meaning here. A name another iteration holds needs `overwrite=true`, which
-    unpublishes that one first."""
+    """Publish under `publishName`. `predictionId` (an Azure resource id, required by the SDK)
+    means nothing here; it is kept only to be read back as `originalPublishResourceId`. A name
+    another iteration holds needs `overwrite=true`, which unpublishes that one first."""
     project, iteration = _iteration(user, project_id, iteration_id)
     name = query_required(request, "publishName")
-    query_required(request, "predictionId")
+    resource = query_required(request, "predictionId")
     overwrite = query_bool(request, "overwrite")
     if not iteration.is_completed:
         raise cv_error(
@@ -194,6 +207,9 @@ def publish_iteration(request: HttpRequest, user: User, project_id: int, iterati
         if err.code in ("not_found", "forbidden"):
             raise
         raise cv_error("BadRequestInvalidPublishName", err.message) from None
+    Publication.objects.update_or_create(
+        iteration=iteration, defaults={"resource_id": resource[:500]}
+    )
     return True
 
 
@@ -204,6 +220,7 @@ def unpublish_iteration(
     if not iteration.is_published:
         raise cv_error("BadRequestIterationNotPublished", f"{iteration.name} is not published.")
     publishing.unpublish_iteration(iteration=iteration, by=user)
+    Publication.objects.filter(iteration=iteration).delete()
     return NO_CONTENT
 
 

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "labeling",
     "training",
     "predictions",
+    "customvision",
 ]
 
 MIDDLEWARE = [

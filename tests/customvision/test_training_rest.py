@@ -14,6 +14,7 @@ from labeling.models import Image, ImageTag, Project, Region, Role, Tag
 from labeling.services.api_keys import create_api_key
 from tests.conftest import make_image
 from tests.factories import MembershipFactory, ProjectFactory, TagFactory, UserFactory
+from training.models import Iteration
 
 BASE = "/customvision/v3.4-preview/training"
 
@@ -24,7 +25,9 @@ def admin_key(db):
     return user, create_api_key(user=user, kind="training", name="sdk").secret
 
 
-def call(client, method, path, key, *, body=None, raw=None, content_type="application/json", base=BASE):
+def call(
+    client, method, path, key, *, body=None, raw=None, content_type="application/json", base=BASE
+):
     kwargs = {"HTTP_TRAINING_KEY": key} if key else {}
     data = raw if raw is not None else (json.dumps(body) if body is not None else b"")
     return getattr(client, method)(f"{base}{path}", data=data, content_type=content_type, **kwargs)
@@ -118,7 +121,9 @@ def test_detection_and_multilabel_projects(client, admin_key) -> None:
 
 def test_create_project_refuses_unknown_domain_and_missing_name(client, admin_key) -> None:
     key = admin_key[1]
-    response = call(client, "post", "/projects?name=X&domainId=c151d5b5-dd07-472a-acc8-15d29dea8518", key)
+    response = call(
+        client, "post", "/projects?name=X&domainId=c151d5b5-dd07-472a-acc8-15d29dea8518", key
+    )
     assert response.status_code == 404 and response.json()["code"] == "NotFoundDomain"
     response = call(client, "post", "/projects", key)
     assert response.status_code == 400
@@ -130,12 +135,27 @@ def test_update_get_list_and_delete_project(client, admin_key) -> None:
     key = admin_key[1]
     created = new_project(client, key)
     path = f"/projects/{created['id']}"
-    response = call(client, "patch", path, key, body={"name": "Veg", "description": "d", "settings": {"domainId": "0732100f-1a38-4e49-a514-c9b44c697ab5", "classificationType": "Multiclass"}})
+    response = call(
+        client,
+        "patch",
+        path,
+        key,
+        body={
+            "name": "Veg",
+            "description": "d",
+            "settings": {
+                "domainId": "0732100f-1a38-4e49-a514-c9b44c697ab5",
+                "classificationType": "Multiclass",
+            },
+        },
+    )
     assert response.status_code == 200 and response.json()["name"] == "Veg"
     assert Project.objects.get().domain == Project.Domain.GENERAL_COMPACT
     assert [p["id"] for p in call(client, "get", "/projects", key).json()] == [created["id"]]
     assert call(client, "get", path, key).json()["description"] == "d"
-    response = call(client, "patch", path, key, body={"settings": {"classificationType": "Multilabel"}})
+    response = call(
+        client, "patch", path, key, body={"settings": {"classificationType": "Multilabel"}}
+    )
     assert response.status_code == 400
     response = call(client, "delete", path, key)
     assert response.status_code == 204 and not Project.objects.exists()
@@ -166,7 +186,13 @@ def test_tags_create_duplicate_update_count_delete(client, admin_key) -> None:
     assert response.status_code == 400 and response.json()["code"] == "BadRequestTagNameNotUnique"
     negative = call(client, "post", f"{tags}?name=none&type=Negative", key).json()
     assert negative["type"] == "Negative"
-    response = call(client, "patch", f"{tags}/{apple['id']}", key, body={"name": "pomme", "description": "", "type": "Regular"})
+    response = call(
+        client,
+        "patch",
+        f"{tags}/{apple['id']}",
+        key,
+        body={"name": "pomme", "description": "", "type": "Regular"},
+    )
     assert response.status_code == 200 and response.json()["name"] == "pomme"
     assert Tag.objects.get(pk=from_uuid(apple["id"], Kind.TAG)).name == "pomme"
     assert {t["name"] for t in call(client, "get", tags, key).json()} == {"pomme", "none"}
@@ -201,7 +227,12 @@ def test_file_batch_with_one_corrupt_image_is_207_and_the_rest_land(client, admi
     body = response.json()
     assert body["isBatchSuccessful"] is False
     statuses = [(r["sourceUrl"], r["status"]) for r in body["images"]]
-    assert statuses == [("r1.png", "OK"), ("g1.png", "OK"), ("broken.png", "ErrorImageFormat"), ("notb64.png", "ErrorImageFormat")]
+    assert statuses == [
+        ("r1.png", "OK"),
+        ("g1.png", "OK"),
+        ("broken.png", "ErrorImageFormat"),
+        ("notb64.png", "ErrorImageFormat"),
+    ]
     first = body["images"][0]["image"]
     assert (first["width"], first["height"]) == (16, 16)
     assert [(t["tagId"], t["tagName"]) for t in first["tags"]] == [(red, "red")]
@@ -219,7 +250,10 @@ def test_duplicate_content_is_ok_duplicate_with_the_stored_image(client, admin_k
     again = call(client, "post", f"/projects/{project_id}/images/files", key, body=batch)
     assert again.status_code == 200
     result = again.json()["images"][0]
-    assert result["status"] == "OKDuplicate" and result["image"]["id"] == first["images"][0]["image"]["id"]
+    assert (
+        result["status"] == "OKDuplicate"
+        and result["image"]["id"] == first["images"][0]["image"]["id"]
+    )
     assert Image.objects.count() == 1
 
 
@@ -229,13 +263,17 @@ def test_multipart_without_filename_and_octet_stream_land_tagged(client, admin_k
     data = png((10, 10, 240), size=20)
     boundary = "b0undary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"imageData\"\r\n\r\n".encode()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="imageData"\r\n\r\n'.encode()
         + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
     response = call(
-        client, "post", f"/projects/{project_id}/images?tagIds={red}", key,
-        raw=body, content_type=f"multipart/form-data; boundary={boundary}",
+        client,
+        "post",
+        f"/projects/{project_id}/images?tagIds={red}",
+        key,
+        raw=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
     )
     assert response.status_code == 200, response.content
     image = Image.objects.get(pk=from_uuid(response.json()["images"][0]["image"]["id"], Kind.IMAGE))
@@ -244,7 +282,14 @@ def test_multipart_without_filename_and_octet_stream_land_tagged(client, admin_k
     assert image.image_tags.get().tag_id == from_uuid(red, Kind.TAG)
 
     raw = png((240, 240, 10), size=20)
-    response = call(client, "post", f"/projects/{project_id}/images", key, raw=raw, content_type="application/octet-stream")
+    response = call(
+        client,
+        "post",
+        f"/projects/{project_id}/images",
+        key,
+        raw=raw,
+        content_type="application/octet-stream",
+    )
     assert response.status_code == 200 and response.json()["images"][0]["status"] == "OK"
     assert Image.objects.filter(is_tagged=False).count() == 1
 
@@ -253,29 +298,46 @@ def test_tagged_untagged_counts_paging_and_image_tags(client, admin_key) -> None
     key = admin_key[1]
     project_id, red, green = _classification(client, key)
     images = [{"name": f"{i}.png", "contents": b64(png((i * 20, 0, 0)))} for i in range(5)]
-    created = call(client, "post", f"/projects/{project_id}/images/files", key, body={"images": images}).json()
+    created = call(
+        client, "post", f"/projects/{project_id}/images/files", key, body={"images": images}
+    ).json()
     ids = [r["image"]["id"] for r in created["images"]]
     p = f"/projects/{project_id}/images"
     assert call(client, "get", f"{p}/untagged/count", key).json() == 5
     assert call(client, "get", f"{p}/tagged/count", key).json() == 0
 
-    response = call(client, "post", f"{p}/tags", key, body={"tags": [{"imageId": ids[0], "tagId": red}, {"imageId": ids[1], "tagId": green}]})
+    response = call(
+        client,
+        "post",
+        f"{p}/tags",
+        key,
+        body={"tags": [{"imageId": ids[0], "tagId": red}, {"imageId": ids[1], "tagId": green}]},
+    )
     assert response.status_code == 200 and len(response.json()["created"]) == 2
-    again = call(client, "post", f"{p}/tags", key, body={"tags": [{"imageId": ids[0], "tagId": red}]}).json()
+    again = call(
+        client, "post", f"{p}/tags", key, body={"tags": [{"imageId": ids[0], "tagId": red}]}
+    ).json()
     assert again["duplicated"] == [{"imageId": ids[0], "tagId": red}] and again["created"] == []
     assert call(client, "get", f"{p}/tagged/count", key).json() == 2
     assert call(client, "get", f"{p}/tagged/count?tagIds={red}", key).json() == 1
     assert call(client, "get", f"{p}/count?taggingStatus=Untagged", key).json() == 3
-    tags = {t["name"]: t["imageCount"] for t in call(client, "get", f"/projects/{project_id}/tags", key).json()}
+    tags = {
+        t["name"]: t["imageCount"]
+        for t in call(client, "get", f"/projects/{project_id}/tags", key).json()
+    }
     assert tags == {"red": 1, "green": 1}
 
     first = call(client, "get", f"{p}/untagged?take=2&skip=0", key).json()
     second = call(client, "get", f"{p}/untagged?take=2&skip=2", key).json()
     assert len(first) == 2 and len(second) == 1
     assert not {i["id"] for i in first} & {i["id"] for i in second}
-    assert [i["id"] for i in call(client, "get", f"{p}/tagged?orderBy=Oldest", key).json()] == ids[:2]
+    assert [i["id"] for i in call(client, "get", f"{p}/tagged?orderBy=Oldest", key).json()] == ids[
+        :2
+    ]
 
-    assert call(client, "delete", f"{p}/tags?imageIds={ids[0]}&tagIds={red}", key).status_code == 204
+    assert (
+        call(client, "delete", f"{p}/tags?imageIds={ids[0]}&tagIds={red}", key).status_code == 204
+    )
     assert not ImageTag.objects.filter(image_id=from_uuid(ids[0], Kind.IMAGE)).exists()
     assert call(client, "get", f"{p}/tagged/count", key).json() == 1
     by_id = call(client, "get", f"{p}/id?imageIds={ids[1]},{ids[0]}", key).json()
@@ -288,7 +350,13 @@ def test_image_uris_are_fetchable_without_a_key(client, admin_key) -> None:
     key = admin_key[1]
     project_id, _, _ = _classification(client, key)
     data = png((1, 2, 3))
-    result = call(client, "post", f"/projects/{project_id}/images/files", key, body={"images": [{"contents": b64(data)}]}).json()
+    result = call(
+        client,
+        "post",
+        f"/projects/{project_id}/images/files",
+        key,
+        body={"images": [{"contents": b64(data)}]},
+    ).json()
     uri = result["images"][0]["image"]["originalImageUri"]
     client.logout()
     response = client.get(uri)
@@ -309,7 +377,19 @@ def test_detection_regions_in_batch_and_one_by_one(client, admin_key) -> None:
     first_region = image["regions"][0]["regionId"]
 
     p = f"/projects/{project_id}/images/regions"
-    more = {"regions": [{"imageId": image["id"], **region}, {"imageId": image["id"], "tagId": box, "left": 0.5, "top": 0.5, "width": 0.4, "height": 0.4}]}
+    more = {
+        "regions": [
+            {"imageId": image["id"], **region},
+            {
+                "imageId": image["id"],
+                "tagId": box,
+                "left": 0.5,
+                "top": 0.5,
+                "width": 0.4,
+                "height": 0.4,
+            },
+        ]
+    }
     response = call(client, "post", p, key, body=more)
     assert response.status_code == 200
     assert len(response.json()["created"]) == 1 and len(response.json()["duplicated"]) == 1
@@ -317,7 +397,18 @@ def test_detection_regions_in_batch_and_one_by_one(client, admin_key) -> None:
     assert stored.regions.count() == 2 and stored.is_tagged
     # The first box kept its id while the second was added.
     assert Region.objects.filter(pk=from_uuid(first_region, Kind.REGION)).exists()
-    outside = {"regions": [{"imageId": image["id"], "tagId": box, "left": 0.9, "top": 0.9, "width": 0.5, "height": 0.5}]}
+    outside = {
+        "regions": [
+            {
+                "imageId": image["id"],
+                "tagId": box,
+                "left": 0.9,
+                "top": 0.9,
+                "width": 0.5,
+                "height": 0.5,
+            }
+        ]
+    }
     response = call(client, "post", p, key, body=outside)
     assert response.status_code == 400 and response.json()["code"] == "BadRequestImageRegions"
     assert call(client, "delete", f"{p}?regionIds={first_region}", key).status_code == 204
@@ -332,7 +423,13 @@ def test_batch_label_errors_refuse_the_request_before_storing(client, admin_key)
     response = call(client, "post", f"/projects/{project_id}/images/files", key, body=both)
     assert response.status_code == 400 and response.json()["code"] == "BadRequestImageTags"
     foreign = TagFactory()
-    response = call(client, "post", f"/projects/{project_id}/images/files", key, body={"images": [{"contents": b64(png()), "tagIds": [to_uuid(Kind.TAG, foreign.pk)]}]})
+    response = call(
+        client,
+        "post",
+        f"/projects/{project_id}/images/files",
+        key,
+        body={"images": [{"contents": b64(png()), "tagIds": [to_uuid(Kind.TAG, foreign.pk)]}]},
+    )
     assert response.status_code == 400
     too_many = {"images": [{"contents": b64(png((i, 0, 0)))} for i in range(65)]}
     response = call(client, "post", f"/projects/{project_id}/images/files", key, body=too_many)
@@ -343,8 +440,127 @@ def test_batch_label_errors_refuse_the_request_before_storing(client, admin_key)
 def test_train_refusals_speak_custom_vision(client, admin_key) -> None:
     key = admin_key[1]
     project_id, _, _ = _classification(client, key)
-    response = call(client, "post", f"/projects/{project_id}/train?reservedBudgetInHours=0&forceTrain=false", key)
+    response = call(
+        client,
+        "post",
+        f"/projects/{project_id}/train?reservedBudgetInHours=0&forceTrain=false",
+        key,
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "BadRequestTrainingValidationFailed"
-    response = call(client, "post", f"/projects/{project_id}/train", key, body={"selectedTags": ["x"]})
+    response = call(
+        client, "post", f"/projects/{project_id}/train", key, body={"selectedTags": ["x"]}
+    )
     assert response.json()["code"] == "BadRequestNotSupported"
+
+
+# --- Iterations and publishing ------------------------------------------------------------------
+
+
+def test_publish_overwrite_resource_id_and_unpublish(client, admin_key) -> None:
+    from tests.training.conftest import make_iteration
+
+    key = admin_key[1]
+    project_id = new_project(client, key)["id"]
+    project = Project.objects.get()
+    first, second = make_iteration(project, number=1), make_iteration(project, number=2)
+    it1, it2 = (to_uuid(Kind.ITERATION, it.pk) for it in (first, second))
+    p = f"/projects/{project_id}/iterations"
+
+    response = call(
+        client, "post", f"{p}/{it1}/publish?publishName=prod&predictionId=/subs/r1", key
+    )
+    assert response.status_code == 200 and response.json() is True
+    body = call(client, "get", f"{p}/{it1}", key).json()
+    assert body["publishName"] == "prod" and body["originalPublishResourceId"] == "/subs/r1"
+    taken = call(client, "post", f"{p}/{it2}/publish?publishName=prod&predictionId=r2", key)
+    assert taken.status_code == 400 and taken.json()["code"] == "BadRequestInvalidPublishName"
+    moved = call(
+        client, "post", f"{p}/{it2}/publish?publishName=prod&predictionId=r2&overwrite=true", key
+    )
+    assert moved.status_code == 200
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.published_name, second.published_name) == ("", "prod")
+    listed = {i["id"]: i for i in call(client, "get", p, key).json()}
+    assert listed[it2]["originalPublishResourceId"] == "r2" and listed[it1]["publishName"] == ""
+
+    refused = call(client, "delete", f"{p}/{it2}", key)
+    assert refused.status_code == 400 and refused.json()["code"] == "BadRequestIterationIsPublished"
+    assert call(client, "delete", f"{p}/{it2}/publish", key).status_code == 204
+    again = call(client, "delete", f"{p}/{it2}/publish", key)
+    assert again.json()["code"] == "BadRequestIterationNotPublished"
+    assert call(client, "get", f"{p}/{it2}", key).json()["originalPublishResourceId"] is None
+    renamed = call(client, "patch", f"{p}/{it2}", key, body={"name": "Best"})
+    assert renamed.json()["name"] == "Best"
+    assert call(client, "delete", f"{p}/{it2}", key).status_code == 204
+    assert call(client, "get", f"{p}/{it2}", key).json()["code"] == "NotFoundIteration"
+
+
+def test_unfinished_iteration_cannot_publish_or_report(client, admin_key) -> None:
+    from tests.training.conftest import make_iteration
+
+    key = admin_key[1]
+    project_id = new_project(client, key)["id"]
+    queued = make_iteration(Project.objects.get(), status="queued")
+    p = f"/projects/{project_id}/iterations/{to_uuid(Kind.ITERATION, queued.pk)}"
+    assert call(client, "get", p, key).json()["status"] == "Training"
+    response = call(client, "post", f"{p}/publish?publishName=x&predictionId=y", key)
+    assert response.json()["code"] == "BadRequestIterationIsNotTrained"
+    assert (
+        call(client, "get", f"{p}/performance", key).json()["code"]
+        == "BadRequestIterationIsNotTrained"
+    )
+
+
+def test_advanced_training_budget_and_already_in_progress(client, admin_key, settings) -> None:
+    key = admin_key[1]
+    project_id, red, green = _classification(client, key)
+    images = [
+        {"contents": b64(png((200 + i, 10 * t, 5))), "tagIds": [tag]}
+        for t, tag in enumerate((red, green))
+        for i in range(5)
+    ]
+    assert (
+        call(
+            client, "post", f"/projects/{project_id}/images/files", key, body={"images": images}
+        ).status_code
+        == 200
+    )
+    settings.LOUPE_TRAIN_MAX_BUDGET_S = 1800
+    response = call(
+        client,
+        "post",
+        f"/projects/{project_id}/train?trainingType=Advanced&reservedBudgetInHours=1&forceTrain=false",
+        key,
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "Training" and body["trainingType"] == "Advanced"
+    iteration = Iteration.objects.get()
+    assert iteration.training_type == "advanced" and iteration.budget_s == 1800
+    busy = call(client, "post", f"/projects/{project_id}/train", key)
+    assert busy.json()["code"] == "BadRequestTrainingAlreadyInProgress"
+
+
+def test_image_metadata_and_url_batch_refusals(client, admin_key) -> None:
+    key = admin_key[1]
+    project_id, _, _ = _classification(client, key)
+    response = call(
+        client,
+        "post",
+        f"/projects/{project_id}/images/files",
+        key,
+        body={"images": [{"contents": b64(png())}], "metadata": {"k": "v"}},
+    )
+    assert response.status_code == 400 and response.json()["code"] == "BadRequestNotSupported"
+    # A private address is refused by the fetch rules: that image's status, not the request's.
+    response = call(
+        client,
+        "post",
+        f"/projects/{project_id}/images/urls",
+        key,
+        body={"images": [{"url": "http://127.0.0.1:9/a.png"}]},
+    )
+    assert response.status_code == 207
+    assert response.json()["images"][0]["status"] == "ErrorSource"
+    assert not Image.objects.exists()
