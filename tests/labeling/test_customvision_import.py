@@ -15,11 +15,11 @@ from customvision.ids import Kind, to_uuid
 from labeling.models import Image, ImageTag, Membership, Project, Region, Role, Tag
 from labeling.services.api_keys import create_api_key
 from labeling.services.customvision_import import (
-    _write,
     get_customvision_import,
     open_customvision_import,
     run_customvision_import,
 )
+from labeling.services.customvision_import.status import write_job
 from tests.conftest import make_image
 from tests.factories import ImageFactory, ProjectFactory, TagFactory, UserFactory
 
@@ -147,7 +147,7 @@ def test_an_interrupted_import_resumes_and_never_stores_an_image_twice(live_serv
     # them stored (same sha256) and maps them instead of storing them again.
     lost = get_customvision_import(job_id=third.job_id, user=owner)
     lost.copied = {}
-    _write(lost)
+    write_job(lost)
     fourth = run(live_server.url, key, source, owner)
     assert (fourth.state, len(fourth.copied), fourth.refused) == ("done", 40, [])
     assert copy.images.count() == 40 and snapshot(copy) == snapshot(source)
