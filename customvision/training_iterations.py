@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
 
-from customvision.ids import Kind, parse_uuid_list, to_uuid
+from customvision.ids import Kind, optional_uuid, parse_uuid_list, to_uuid
 from customvision.models import Publication
 from customvision.training_media import image_uri
 from customvision.training_projects import iteration_for, project_for
@@ -40,13 +40,14 @@ from labeling.models import Project, Role
 from project.errors import LoupeError
 from training.models import Iteration
 from training.services import publishing
-from training.services.detection_performance import (
-    DEFAULT_OVERLAP,
-    detection_figures_at,
-    load_detection_table,
+from training.services.detection_performance import DEFAULT_OVERLAP
+from training.services.image_results import (
+    BOX_KEYS,
+    ImageResult,
+    figures_at_thresholds,
+    image_results,
 )
 from training.services.iterations import start_iteration
-from training.services.performance import figures_at, load_scores
 
 User = AbstractBaseUser
 EXPORT_PLATFORMS = ("CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK", "OpenVino")
@@ -240,19 +241,15 @@ def get_iteration_performance(
     request: HttpRequest, user: User, project_id: int, iteration_id: int
 ) -> dict[str, Any]:
     """Precision and recall at `threshold` (default: the iteration's saved threshold, which the
-    performance page starts at), per tag and overall; detection also at `overlapThreshold`."""
+    performance page starts at), per tag and overall; detection also at `overlapThreshold`.
+    The same figures as the performance page and the REST API (`figures_at_thresholds`)."""
     project, iteration = _iteration(user, project_id, iteration_id)
     _trained(iteration)
     threshold = query_float(request, "threshold", iteration.suggested_threshold)
-    if project.is_detection:
-        overlap = query_float(request, "overlapThreshold", DEFAULT_OVERLAP)
-        table = load_detection_table(iteration)
-        figures = detection_figures_at(iteration, table, threshold, overlap)
-        tags = table.tags
-    else:
-        table = load_scores(iteration)
-        figures = figures_at(iteration, table, threshold)
-        tags = table.tags
+    overlap = query_float(request, "overlapThreshold", DEFAULT_OVERLAP)
+    iteration.project = project
+    figures = figures_at_thresholds(iteration, threshold, overlap)
+    tags = list(iteration.tags.order_by("index"))
     per_tag = figures.get("per_tag") or [{} for _ in tags]
     return {
         "perTagPerformance": [
@@ -268,96 +265,68 @@ def get_iteration_performance(
     }
 
 
-def _scored_rows(project: Project, iteration: Iteration) -> tuple[list[Any], list[dict[str, Any]]]:
-    """The iteration's tags and its held-out images, each row with `labels`, `boxes` and
-    `predictions` in tag-index terms."""
-    if project.is_detection:
-        table = load_detection_table(iteration)
-        rows = [
-            {
-                "id": r["id"],
-                "labels": sorted({b[0] for b in r["gt"]}),
-                "boxes": r["gt"],
-                "dets": r["dets"],
-            }
-            for r in table.rows
-        ]
-        return table.tags, rows
-    scores = load_scores(iteration)
-    rows = [{"id": r["id"], "labels": r["y"], "boxes": [], "scores": r["s"]} for r in scores.rows]
-    return scores.tags, rows
-
-
 def _image_performances(
     request: HttpRequest, user: User, project_id: int, iteration_id: int
-) -> tuple[Project, list[Any], list[dict[str, Any]]]:
+) -> tuple[Project, list[ImageResult]]:
+    """The iteration's scored images (out-of-fold for quick training, held out otherwise),
+    newest first, those with a true label among `tagIds` when given. Every detection is kept
+    (threshold 0), as Custom Vision lists them."""
     project, iteration = _iteration(user, project_id, iteration_id)
     _trained(iteration)
-    tags, rows = _scored_rows(project, iteration)
-    rows = [row for row in rows if row["id"] is not None]  # images deleted since training
+    iteration.project = project
+    results = image_results(iteration, 0.0)
     wanted = query_text(request, "tagIds")
     if wanted:
         tag_ids = set(parse_uuid_list(wanted, Kind.TAG, field="tagIds", max_count=20))
-        indexes = {tag.index for tag in tags if tag.tag_id in tag_ids}
-        rows = [row for row in rows if indexes & set(row["labels"])]
-    return project, tags, rows
+        results = [r for r in results if tag_ids & {t["tag_id"] for t in r.truth}]
+    return project, results
 
 
 def get_image_performances(
     request: HttpRequest, user: User, project_id: int, iteration_id: int
 ) -> list[dict[str, Any]]:
-    """The held-out images (out-of-fold for quick training) with the scores the iteration gave
-    them: the images behind the performance figures."""
-    project, tags, rows = _image_performances(request, user, project_id, iteration_id)
+    project, results = _image_performances(request, user, project_id, iteration_id)
     order = query_choice(request, "orderBy", ("Newest", "Oldest"), "Newest")
     take = query_int(request, "take", 50, low=0, high=256)
     skip = query_int(request, "skip", 0, low=0, high=10**9)
-    rows.sort(key=lambda row: row["id"], reverse=order == "Newest")
-    page = rows[skip : skip + take]
-    images = {i.pk: i for i in project.images.filter(pk__in=[r["id"] for r in page])}
+    if order == "Oldest":
+        results.reverse()
+    page = results[skip : skip + take]
+    images = {i.pk: i for i in project.images.filter(pk__in=[r.image_id for r in page])}
     return [
-        _image_performance_json(request, images[row["id"]], tags, row)
-        for row in page
-        if row["id"] in images
+        _image_performance_json(request, images[result.image_id], result, project.is_detection)
+        for result in page
+        if result.image_id in images
     ]
 
 
 def get_image_performance_count(
     request: HttpRequest, user: User, project_id: int, iteration_id: int
 ) -> int:
-    return len(_image_performances(request, user, project_id, iteration_id)[2])
+    return len(_image_performances(request, user, project_id, iteration_id)[1])
+
+
+def _box(row: dict[str, Any]) -> dict[str, float]:
+    return {key: float(row[key]) for key in BOX_KEYS}
 
 
 def _image_performance_json(
-    request: HttpRequest, image: Any, tags: list[Any], row: dict[str, Any]
+    request: HttpRequest, image: Any, result: ImageResult, is_detection: bool
 ) -> dict[str, Any]:
-    def tag_id(index: int) -> str | None:
-        tag = tags[int(index)]
-        return to_uuid(Kind.TAG, tag.tag_id) if tag.tag_id is not None else None
+    def tag_id(row: dict[str, Any]) -> str | None:
+        return optional_uuid(Kind.TAG, row["tag_id"])
 
-    if "scores" in row:
-        predictions = [
-            {
-                "probability": float(score),
-                "tagId": tag_id(index),
-                "tagName": tags[index].name,
-                "boundingBox": None,
-                "tagType": "Regular",
-            }
-            for index, score in enumerate(row["scores"])
-        ]
-    else:
-        predictions = [
-            {
-                "probability": float(probability),
-                "tagId": tag_id(index),
-                "tagName": tags[int(index)].name,
-                "boundingBox": {"left": left, "top": top, "width": width, "height": height},
-                "tagType": "Regular",
-            }
-            for index, probability, left, top, width, height in row["dets"]
-        ]
-    predictions.sort(key=lambda p: -p["probability"])
+    predictions = [
+        {
+            "probability": row["probability"],
+            "tagId": tag_id(row),
+            "tagName": row["name"],
+            "boundingBox": _box(row) if is_detection else None,
+            "tagType": "Regular",
+        }
+        for row in result.predictions
+    ]
+    labels = {row["tag_id"]: row for row in result.truth}.values()
     return {
         "predictions": predictions,
         "id": to_uuid(Kind.IMAGE, image.pk),
@@ -366,22 +335,16 @@ def _image_performance_json(
         "height": image.height,
         "imageUri": image_uri(request, image.pk, "o"),
         "thumbnailUri": image_uri(request, image.pk, "t"),
-        "tags": [
-            {"tagId": tag_id(index), "tagName": tags[index].name, "created": None}
-            for index in row["labels"]
-        ],
+        "tags": [{"tagId": tag_id(row), "tagName": row["name"], "created": None} for row in labels],
         "regions": [
             {
                 "regionId": None,
-                "tagName": tags[int(index)].name,
+                "tagName": row["name"],
                 "created": None,
-                "tagId": tag_id(index),
-                "left": left,
-                "top": top,
-                "width": width,
-                "height": height,
+                "tagId": tag_id(row),
+                **_box(row),
             }
-            for index, left, top, width, height in row["boxes"]
+            for row in (result.truth if is_detection else [])
         ],
     }
 
