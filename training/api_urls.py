@@ -10,6 +10,9 @@ IT = P + "<int:iteration_id>/"
 
 urlpatterns = [
     path(P, iteration_api.IterationListApi.as_view(), name="api-iteration-list"),
+    path(
+        P + "compare/", performance_api.IterationCompareApi.as_view(), name="api-iteration-compare"
+    ),
     path(IT, iteration_api.IterationDetailApi.as_view(), name="api-iteration-detail"),
     path(IT + "cancel/", iteration_api.IterationCancelApi.as_view(), name="api-iteration-cancel"),
     path(

@@ -197,6 +197,7 @@ MATRIX: list[Entry] = [
     E("GET", "api-import-detail",                        "200 200 403 404 401"),
     # --- REST API: iterations and performance (members read, admins act) ------------------
     E("GET", "api-iteration-list",                       "200 200 200 404 401"),
+    E("GET", "api-iteration-compare",                    "200 200 200 404 401", query="?a={iteration_id}&b={iteration_id}"),
     # One image cannot make a model: the admin passes the role check and gets 422.
     E("POST", "api-iteration-list",                      "422 403 403 404 401", lambda w: {"training_type": "quick"}),
     E("GET", "api-iteration-detail",                     "200 200 200 404 401"),

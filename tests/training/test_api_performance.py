@@ -134,3 +134,26 @@ def test_bad_thresholds_and_unfinished_iterations_are_refused(api_client, projec
     refused = api_client.get(url(queued))
     assert refused.status_code == 422 and "completed" in refused.json()["message"]
     assert api_client.get(url(queued, "images/")).status_code == 422
+
+
+def test_compare_two_iterations_as_the_compare_page(api_client, client_for, project, users):
+    first = make_iteration(project, number=1, rows=ROWS)
+    second = make_iteration(project, number=2, rows=[([0], [0.9, 0.1]), ([1], [0.2, 0.8])])
+    api_client.force_authenticate(users["annotator"])
+    answer = api_client.get(url_compare(project), {"a": first.pk, "b": second.pk})
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    page = client_for(users["annotator"]).get(
+        reverse("training:iteration-compare", args=[project.pk]), {"a": first.pk, "b": second.pk}
+    )
+    assert body["overall"] == page.context["overall"]
+    assert body["rows"] == page.context["rows"]
+    dog = next(row for row in body["rows"] if row["name"] == "dog")
+    assert dog["change"]["precision"]["trend"] == "up"  # 0.5 -> 1.0 at 0.5
+    queued = make_iteration(project, number=3, status="queued")
+    assert api_client.get(url_compare(project), {"a": first.pk, "b": queued.pk}).status_code == 422
+    assert api_client.get(url_compare(project), {"a": first.pk}).status_code == 400
+
+
+def url_compare(project) -> str:
+    return f"/api/projects/{project.pk}/iterations/compare/"

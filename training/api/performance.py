@@ -27,7 +27,8 @@ from project.ids import IdField
 from training.api.iterations import get_iteration
 from training.models import Iteration
 from training.services.detection_performance import DEFAULT_OVERLAP, OVERLAP_MAX, OVERLAP_MIN
-from training.services.image_results import figures_at_thresholds, image_results
+from training.services.figures import compare
+from training.services.image_results import figures_at_thresholds, image_results, require_scores
 
 
 class ThresholdQuerySerializer(serializers.Serializer):
@@ -217,3 +218,80 @@ class ImageResultListApi(APIView):
         page = KeysetPage(shown, cursor)
         data = ImageResultSerializer(rows, many=True).data
         return Response(paged_body(request, page, count=matching, results=data))
+
+
+# --- Two iterations side by side ---------------------------------------------------------------
+
+
+class TripleSerializer(serializers.Serializer):
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    ap = serializers.FloatField(allow_null=True, help_text="AP of a tag; mAP overall.")
+
+    class Meta:
+        ref_name = "CompareFigures"
+
+
+class DeltaSerializer(serializers.Serializer):
+    delta = serializers.FloatField(help_text="Second minus first.")
+    trend = serializers.ChoiceField(choices=["up", "down", "same"])
+
+    class Meta:
+        ref_name = "CompareDelta"
+
+
+class ChangeSerializer(serializers.Serializer):
+    precision = DeltaSerializer(allow_null=True)
+    recall = DeltaSerializer(allow_null=True)
+    ap = DeltaSerializer(allow_null=True)
+
+    class Meta:
+        ref_name = "CompareChange"
+
+
+class CompareRowSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="A tag's name, or Overall.")
+    a = TripleSerializer(allow_null=True, required=False, help_text="The first iteration's.")
+    b = TripleSerializer(allow_null=True, required=False, help_text="The second iteration's.")
+    change = ChangeSerializer()
+
+    class Meta:
+        ref_name = "CompareRow"
+
+
+class CompareSerializer(serializers.Serializer):
+    a = serializers.IntegerField(help_text="The first iteration's id.")
+    b = serializers.IntegerField(help_text="The second iteration's id.")
+    overall = CompareRowSerializer()
+    rows = CompareRowSerializer(many=True, help_text="Per tag, matched by name.")
+
+    class Meta:
+        ref_name = "IterationCompare"
+
+
+class CompareQuerySerializer(serializers.Serializer):
+    a = IdField(help_text="The first completed iteration.")
+    b = IdField(help_text="The second completed iteration.")
+
+    class Meta:
+        ref_name = "CompareQuery"
+
+
+class IterationCompareApi(APIView):
+    @extend_schema(
+        operation_id="iterations_compare",
+        parameters=[CompareQuerySerializer],
+        responses={200: CompareSerializer, **errors(400, 422)},
+        description="Two iterations side by side at their saved thresholds, as the compare "
+        "page shows them: precision, recall and AP per tag and overall, with each change.",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access_project(request.user, project_id)
+        query = CompareQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        first = get_iteration(project, query.validated_data["a"])
+        second = get_iteration(project, query.validated_data["b"])
+        for iteration in (first, second):
+            require_scores(iteration)
+        body = {"a": first.pk, "b": second.pk, **compare(first, second)}
+        return Response(CompareSerializer(body).data)
