@@ -133,3 +133,60 @@ def test_multilabel_suggests_adding_or_removing_one_tag(users, client_for) -> No
     )
     names = set(ImageTag.objects.filter(image=images[4]).values_list("tag__name", flat=True))
     assert names == {"cat", "dog"}
+
+
+def test_detection_queue_retags_a_disputed_box_and_adds_a_missed_one(users, client_for) -> None:
+    from labeling.models import Region
+    from tests.factories import MembershipFactory, RegionFactory
+
+    project = ProjectFactory(kind=Project.Kind.DETECTION)
+    MembershipFactory(project=project, user=users[str(Role.REVIEWER)], role=Role.REVIEWER)
+    tags = [TagFactory(project=project, name=name) for name in ("car", "bike")]
+    iteration = Iteration.objects.create(
+        project=project, number=1, name="Iteration 1", status="completed", backbone="lite0"
+    )
+    for index, tag in enumerate(tags):
+        IterationTag.objects.create(iteration=iteration, tag=tag, name=tag.name, index=index)
+    rng = np.random.default_rng(0)
+    images = []
+    for n in range(30):
+        image = ImageFactory(project=project, width=640, height=480)
+        label = 0 if n == 3 else n % 2  # image 3: a bike labeled "car"
+        RegionFactory(image=image, tag=tags[label], left=0.2, top=0.2, width=0.3, height=0.3)
+        detections = [[n % 2, float(rng.uniform(0.8, 0.95)), 0.21, 0.2, 0.3, 0.3]]
+        if n == 3:
+            detections = [[1, 0.97, 0.2, 0.2, 0.3, 0.3]]
+        if n == 6:  # an unlabeled car
+            detections.append([0, 0.96, 0.6, 0.6, 0.3, 0.3])
+        row = IterationImage.objects.create(
+            iteration=iteration,
+            image=image,
+            sha256=image.sha256,
+            file_name=image.file.name,
+            labels=[label],
+            boxes=[[label, 0.2, 0.2, 0.3, 0.3]],
+        )
+        IterationScore.objects.create(
+            iteration=iteration, iteration_image=row, scores=[0.9, 0.9], detections=detections
+        )
+        images.append(image)
+    client = client_for(users[str(Role.REVIEWER)])
+    response = client.get(f"/projects/{project.pk}/mislabels/")
+    rows = [response.context["current"]["s"]] + [r["s"] for r in response.context["upcoming"]]
+    assert {(s.image_id, s.kind) for s in rows} == {
+        (images[3].pk, "wrong-tag"),
+        (images[6].pk, "missed"),
+    }
+    assert f"/projects/{project.pk}/images/{rows[0].image_id}/boxes/" in response.content.decode()
+    for s in rows:
+        answer = client.post(
+            f"/projects/{project.pk}/mislabels/accept/",
+            {"image_id": s.image_id, "label_key": s.label_key},
+        )
+        assert answer.status_code == 302
+    assert list(Region.objects.filter(image=images[3]).values_list("tag__name", flat=True)) == [
+        "bike"
+    ]
+    added = Region.objects.filter(image=images[6]).order_by("left")
+    assert [(r.tag.name, round(r.left, 2)) for r in added] == [("car", 0.2), ("car", 0.6)]
+    assert client.get(f"/projects/{project.pk}/mislabels/").context["total"] == 0

@@ -2,20 +2,24 @@
 scores, and the reviewers' queue that accepts a suggestion or keeps the label.
 
 Source: the latest completed quick-trained classification iteration (its scores are
-out-of-fold: each image was scored by a model that never saw its label). Candidates are computed
+out-of-fold: each image was scored by a model that never saw its label); for detection, the
+latest completed iteration's held-out detections (training.ml.box_errors: a wrong tag, a missed
+box, a badly placed box). Candidates are computed
 on demand by training.ml.confident_learning and cached per iteration (its scores never change
 once it completed); nothing is hooked into the training run.
 
 A candidate is shown while it still applies: the image is still training data, its current label
 is still the one the iteration was given (someone may have fixed it since), and no reviewer kept
 that label (KeptLabel, keyed by `label_key`: "mc:<tag id>" for a multiclass image's tag, the
-Negative tag's id included; "ml:<tag id>:<0|1>" for a multilabel tag's absence or presence).
+Negative tag's id included; "ml:<tag id>:<0|1>" for a multilabel tag's absence or presence;
+"det:<tag id>:<box>" for a disputed box, "det:missed:<tag id>:<box>" for a missed one).
 Accepting writes through labeling's tagging service, so the project's rules and the image's
 version apply as in the tagging view.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,15 +28,17 @@ from django.core.cache import cache
 from django.db import transaction
 
 from labeling.access import require_role
-from labeling.models import Image, ImageTag, Project, Role, Tag
+from labeling.models import Image, ImageTag, Project, Region, Role, Tag
+from labeling.services.regions import set_image_regions
 from labeling.services.tagging import set_image_tags
 from project.errors import NotFound
+from training.ml.box_errors import MISSED, WRONG_TAG, find_box_errors
 from training.ml.confident_learning import (
     find_label_errors,
     find_multilabel_errors,
     multiclass_probabilities,
 )
-from training.models import Iteration, KeptLabel
+from training.models import Iteration, IterationScore, KeptLabel
 from training.services.performance import load_scores
 
 CACHE_S = 3600
@@ -53,12 +59,23 @@ class Suggestion:
     is_multilabel: bool
     # The tag ids the image had at training time that must still hold for the row to apply.
     given_tag_ids: tuple[int, ...]
+    # Detection: the image's boxes at training time as (tag id, left, top, width, height), which
+    # must still be its boxes; the disputed one (or None for a missed box) and the model's box.
+    boxes: tuple[tuple[int, float, float, float, float], ...] = ()
+    disputed: tuple[int, float, float, float, float] | None = None
+    detected: tuple[float, float, float, float] | None = None
+    kind: str = "label"  # or training.ml.box_errors' WRONG_TAG, MISSED, MISPLACED
+
+    @property
+    def is_detection(self) -> bool:
+        return self.kind != "label"
 
 
 def source_iteration(project: Project) -> Iteration | None:
-    """The latest completed quick classification iteration, whose scores are out-of-fold."""
+    """The latest completed quick classification iteration, whose scores are out-of-fold; for
+    detection, the latest completed iteration (its held-out images' detections)."""
     if project.is_detection:
-        return None
+        return project.iterations.completed().order_by("-number").first()
     return (
         project.iterations.completed()
         .filter(training_type=Iteration.TrainingType.QUICK)
@@ -78,6 +95,8 @@ def iteration_suggestions(iteration: Iteration) -> list[Suggestion]:
 
 
 def _compute(iteration: Iteration) -> list[Suggestion]:
+    if iteration.project.is_detection:
+        return _detection(iteration)
     table = load_scores(iteration)
     if not table.rows or len(table.tags) < 1:
         return []
@@ -166,6 +185,71 @@ def _multilabel(
     return out
 
 
+def _rounded(box: Sequence[float]) -> tuple[float, ...]:
+    # Boxes are compared at 1e-4 of the image: the snapshot and the Region rows hold the same
+    # floats, but JSON round trips may differ in the last digits.
+    return tuple(round(float(x), 4) for x in box)
+
+
+def _detection(iteration: Iteration) -> list[Suggestion]:
+    tags = list(iteration.tags.order_by("index"))
+    rows = list(
+        IterationScore.objects.filter(iteration=iteration)
+        .order_by("iteration_image_id")
+        .values_list("iteration_image__image_id", "iteration_image__boxes", "detections")
+    )
+    truths = [boxes or [] for _, boxes, _ in rows]
+    found = find_box_errors(truths, [dets or [] for _, _, dets in rows], num_tags=len(tags))
+    out = []
+    for c in found:
+        image_id = rows[c.row][0]
+        tag_ids = [t.tag_id for t in tags]
+        boxes = [(tag_ids[int(b[0])], *_rounded(b[1:5])) for b in truths[c.row]]
+        if image_id is None or any(b[0] is None for b in boxes) or tag_ids[c.suggested_tag] is None:
+            continue  # the image or a tag was deleted since training
+        suggested_name = tags[c.suggested_tag].name
+        if c.kind == MISSED:
+            given, suggested = "no box here", f"a “{suggested_name}” box"
+            disputed = None
+            key = f"det:missed:{tag_ids[c.suggested_tag]}:" + ",".join(f"{x:.2f}" for x in c.box)
+        else:
+            disputed = boxes[c.box_index]
+            given_name = tags[c.given_tag].name
+            if c.kind == WRONG_TAG:
+                given, suggested = f"a “{given_name}” box", f"“{suggested_name}”"
+            else:
+                given, suggested = f"a “{given_name}” box off the object", "the box moved"
+            key = f"det:{disputed[0]}:" + ",".join(f"{x:.4f}" for x in disputed[1:])
+        out.append(
+            Suggestion(
+                image_id=int(image_id),
+                label_key=key[:100],
+                given=given,
+                suggested=suggested,
+                confidence=c.confidence,
+                margin=-c.confidence,
+                new_tag_id=tag_ids[c.suggested_tag],
+                add=True,
+                is_multilabel=False,
+                given_tag_ids=(),
+                boxes=tuple(boxes),  # type: ignore[arg-type]
+                disputed=disputed,  # type: ignore[arg-type]
+                detected=tuple(_rounded(c.box)),  # type: ignore[arg-type]
+                kind=c.kind,
+            )
+        )
+    return out
+
+
+def _current_boxes(image_ids: set[int]) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    boxes: dict[int, list[tuple[int, float, float, float, float]]] = {i: [] for i in image_ids}
+    for image_id, tag_id, *box in Region.objects.filter(image_id__in=image_ids).values_list(
+        "image_id", "tag_id", "left", "top", "width", "height"
+    ):
+        boxes[image_id].append((tag_id, *_rounded(box)))  # type: ignore[arg-type]
+    return boxes
+
+
 def review_queue(project: Project, user: AbstractBaseUser) -> list[Suggestion]:
     """The candidates that still apply (module docstring), most likely error first."""
     require_role(user, project, REVIEW_ROLE)
@@ -183,6 +267,15 @@ def review_queue(project: Project, user: AbstractBaseUser) -> list[Suggestion]:
     ):
         current[image_id].add(tag_id)
     kept = set(KeptLabel.objects.filter(image_id__in=live).values_list("image_id", "label_key"))
+    if project.is_detection:
+        boxes = _current_boxes(live)
+        return [
+            s
+            for s in suggestions
+            if s.image_id in live
+            and (s.image_id, s.label_key) not in kept
+            and sorted(boxes[s.image_id]) == sorted(s.boxes)
+        ]
     return [s for s in suggestions if _applies(s, current, kept)]
 
 
@@ -211,6 +304,8 @@ def accept_suggestion(
     image = project.images.get(pk=image_id)
     image.project = project
     tags = {t.pk: t for t in project.tags.all()}
+    if s.is_detection:
+        return _accept_box(image, s, tags, by)
     if s.is_multilabel:
         current = set(image.image_tags.values_list("tag_id", flat=True))
         wanted = current | {s.new_tag_id} if s.add else current - {s.new_tag_id}
@@ -224,6 +319,24 @@ def accept_suggestion(
         by=by,
         version=image.version,  # type: ignore[index]
     )
+
+
+def _accept_box(image: Image, s: Suggestion, tags: dict[int, Tag], by: AbstractBaseUser) -> Image:
+    """The image's boxes with the disputed one retagged or moved, or the missed one added,
+    through labeling's region service (its rules and the image's version)."""
+    boxes = list(s.boxes)
+    assert s.detected is not None and s.new_tag_id is not None
+    if s.kind == MISSED:
+        boxes.append((s.new_tag_id, *s.detected))
+    else:
+        at = boxes.index(s.disputed)  # type: ignore[arg-type]
+        tag_id = s.new_tag_id if s.kind == WRONG_TAG else boxes[at][0]
+        coords = boxes[at][1:] if s.kind == WRONG_TAG else s.detected
+        boxes[at] = (tag_id, *coords)  # type: ignore[assignment]
+    if any(b[0] not in tags for b in boxes):
+        raise NotFound("The suggested tag no longer exists in this project.")
+    regions = [(tags[b[0]], *b[1:]) for b in boxes]
+    return set_image_regions(image=image, regions=regions, by=by, version=image.version)  # type: ignore[arg-type]
 
 
 @transaction.atomic
