@@ -320,3 +320,15 @@ def test_detection_endpoints_match_the_sdk_models(api, db) -> None:
     )
     assert images[0]["predictions"][0]["boundingBox"]["left"] == 0.2
     assert images[0]["regions"][0]["tagName"] == "box"
+
+
+def test_quick_test_url_matches_the_sdk_model(api, classification, settings) -> None:
+    pid = classification["pid"]
+    settings.LOUPE_FETCH_ALLOW_NETWORKS = "127.0.0.0/8"
+    data = base64.b64decode(png((30, 200, 40), 40))
+    with serve({"/g.png": (200, {"Content-Type": "image/png"}, data)}) as url:
+        body = {"url": f"{url}/g.png"}
+        result = conforms(
+            api("post", f"/projects/{pid}/quicktest/url?store=false", body), "ImagePrediction"
+        )
+    assert result["predictions"][0]["tagName"] == "green" and result["id"] is None

@@ -564,3 +564,21 @@ def test_image_metadata_and_url_batch_refusals(client, admin_key) -> None:
     assert response.status_code == 207
     assert response.json()["images"][0]["status"] == "ErrorSource"
     assert not Image.objects.exists()
+
+
+def test_stored_predictions_need_a_reviewer_key(client, db) -> None:
+    project = ProjectFactory()
+    keys = {}
+    for role in (Role.ANNOTATOR, Role.REVIEWER):
+        user = MembershipFactory(project=project, role=role).user
+        keys[role] = create_api_key(user=user, kind="training", name=str(role)).secret
+    path = f"/projects/{to_uuid(Kind.PROJECT, project.pk)}/predictions/query"
+    assert call(client, "post", path, keys[Role.ANNOTATOR], body={}).status_code == 403
+    response = call(client, "post", path, keys[Role.REVIEWER], body={})
+    assert response.status_code == 200
+    assert response.json()["results"] == [] and response.json()["token"]["continuation"] == ""
+    train = f"/projects/{to_uuid(Kind.PROJECT, project.pk)}/train"
+    assert call(client, "post", train, keys[Role.REVIEWER]).status_code == 403  # admins train
+        403,
+        404,
+    )
