@@ -579,6 +579,3 @@ def test_stored_predictions_need_a_reviewer_key(client, db) -> None:
     assert response.json()["results"] == [] and response.json()["token"]["continuation"] == ""
     train = f"/projects/{to_uuid(Kind.PROJECT, project.pk)}/train"
     assert call(client, "post", train, keys[Role.REVIEWER]).status_code == 403  # admins train
-        403,
-        404,
-    )
