@@ -11,6 +11,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # labeling/tasks_import.py (dataset import) sits beside labeling/tasks.py.
 app.autodiscover_tasks(related_name="tasks_import")
+# training/tasks_model_export.py (model export).
+app.autodiscover_tasks(related_name="tasks_model_export")
 # labeling/tasks_export.py (dataset export) too.
 app.autodiscover_tasks(related_name="tasks_export")
 # training/tasks_health.py (dataset health check).

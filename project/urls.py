@@ -34,6 +34,7 @@ urlpatterns = [
     re_path(training_urls.TRAINING_PREFIX, include((training_urls.urlpatterns, "customvision"))),
     path("api/", include("labeling.api_urls")),
     path("api/", include("predictions.rest_urls")),
+    path("api/", include("training.export_api_urls")),
     path("api/", include("training.health_api_urls")),
     path("api/", include("training.api_urls")),
     path("projects/<int:project_id>/", include("training.urls")),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from training import views, views_health
+from training import export_views, views, views_health
 
 app_name = "training"
 
@@ -39,5 +39,20 @@ urlpatterns = [
         "iterations/<int:iteration_id>/threshold/",
         views.iteration_threshold,
         name="iteration-threshold",
+    ),
+    path(
+        "iterations/<int:iteration_id>/exports/",
+        export_views.iteration_exports,
+        name="iteration-exports",
+    ),
+    path(
+        "iterations/<int:iteration_id>/exports/start/",
+        export_views.iteration_export_start,
+        name="iteration-export-start",
+    ),
+    path(
+        "iterations/<int:iteration_id>/exports/<int:model_export_id>/download/",
+        export_views.iteration_export_download,
+        name="iteration-export-download",
     ),
 ]

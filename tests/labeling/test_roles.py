@@ -210,6 +210,10 @@ MATRIX: list[Entry] = [
     E("PUT", "api-iteration-threshold",                  "200 403 403 404 401", lambda w: {"threshold": 0.4}),
     E("GET", "api-iteration-performance",                "200 200 200 404 401"),
     E("GET", "api-iteration-image-results",              "200 200 200 404 401"),
+    # Model exports: admins only (the whole model leaves); the world's iteration has no model file.
+    E("GET", "api-model-export-list",                    "200 403 403 404 401"),
+    E("POST", "api-model-export-list",                   "409 403 403 404 401", lambda w: {"platform": "ONNX"}),
+    E("GET", "api-model-export-download",                "200 403 403 404 401"),
     E("GET", "api-project-health",                       "200 200 200 404 401"),
     # --- REST API: predictions (triage and suggestions as the tabs; keys: admins) ----------
     # The world's image is a training image, not a stored prediction: 404 past the role check.
@@ -285,6 +289,9 @@ MATRIX: list[Entry] = [
     E("POST", "training:iteration-rename",               "302 403 403 404 302", lambda w: {"name": "Best"}),
     E("POST", "training:iteration-delete",               "302 403 403 404 302"),
     E("POST", "training:iteration-threshold",            "302 403 403 404 302", lambda w: {"threshold": "0.4"}),
+    E("GET", "training:iteration-exports",               "302 403 403 404 302"),  # htmx gets the card
+    E("POST", "training:iteration-export-start",         "409 403 403 404 302", lambda w: {"platform": "ONNX"}, fmt="form"),
+    E("GET", "training:iteration-export-download",       "200 403 403 404 302"),
     # Health check: every member reads and refreshes it; the mislabel queue is the reviewers'.
     E("GET", "training:health",                          "200 200 200 404 302"),
     E("POST", "training:health-refresh",                 "302 302 302 404 302"),
@@ -430,6 +437,20 @@ def _export_job(project: Any, user: Any) -> str:
     return run_export(project_id=project.pk, job_id=job.job_id).job_id
 
 
+def _model_export(project: Any) -> int:
+    """A finished model export of the world's iteration, so its download answers 200 (the real
+    export is tested in tests/training/test_model_export.py)."""
+    from django.core.files.base import ContentFile
+
+    from training.models import ModelExport
+
+    export = ModelExport.objects.create(
+        iteration=project.iterations.get(number=1), platform="ONNX", status="done"
+    )
+    export.file.save("world.zip", ContentFile(b"PK\x05\x06" + bytes(18)), save=True)
+    return export.pk
+
+
 def _prediction_key(project: Any, user: Any) -> int:
     from predictions.services.keys import create_key
 
@@ -454,6 +475,7 @@ def world(project, users) -> World:
             "key_id": _prediction_key(project, users["admin"]),
             "job_id": uuid.UUID(_import_job(project, users["admin"])),
             "export_id": uuid.UUID(_export_job(project, users["admin"])),
+            "model_export_id": _model_export(project),
             "path": image.file.name,
             "publish_name": "prod",
         },

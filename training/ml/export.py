@@ -244,8 +244,8 @@ def _torchscript_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, (example,), check_trace=False)  # type: ignore[no-untyped-call]
         frozen = torch.jit.freeze(traced.eval())
-    buffer = io.BytesIO()
-    torch.jit.save(frozen, buffer)
+        buffer = io.BytesIO()
+        torch.jit.save(frozen, buffer)
     return buffer.getvalue()
 
 
@@ -264,7 +264,9 @@ def _onnx_runner(model: bytes) -> Runner:
 
 
 def _torchscript_runner(model: bytes) -> Runner:
-    module = torch.jit.load(io.BytesIO(model), map_location="cpu")  # type: ignore[no-untyped-call]
+    with warnings.catch_warnings():  # torch.jit is deprecated, yet the portable format
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(io.BytesIO(model), map_location="cpu")  # type: ignore[no-untyped-call]
 
     def run(pixels: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
