@@ -147,7 +147,10 @@ def _rows_of_tags(data: HealthData, tag_ids: Sequence[int]) -> np.ndarray:
 def _images_per_tag(data: HealthData, is_detection: bool) -> RuleResult:
     key, title = "images-per-tag", "Images per tag"
     counts = _tag_counts(data, is_detection)
-    used = [t for t in data.tags if counts.get(t.tag_id, 0) > 0]
+    # A detection project's Negative tag marks "no objects" images: optional, not a class.
+    used = [
+        t for t in data.tags if counts.get(t.tag_id, 0) > 0 and not (is_detection and t.is_negative)
+    ]
     if not used:
         return RuleResult(key, title, FAIL, "No image is labeled yet: tag images to train.")
 
