@@ -17,7 +17,7 @@ from django.http import HttpRequest
 
 from customvision.ids import Kind, optional_uuid, parse_uuid_list, to_uuid
 from customvision.models import Publication
-from customvision.training_media import image_uri
+from customvision.training_media import export_uri, image_uri
 from customvision.training_projects import iteration_for, project_for
 from customvision.training_shapes import (
     iteration_json,
@@ -36,9 +36,9 @@ from customvision.training_wire import (
     query_required,
     query_text,
 )
-from labeling.models import Project, Role
+from labeling.models import Project
 from project.errors import LoupeError
-from training.models import Iteration
+from training.models import Iteration, ModelExport
 from training.services import publishing
 from training.services.detection_performance import DEFAULT_OVERLAP
 from training.services.image_results import (
@@ -48,9 +48,14 @@ from training.services.image_results import (
     image_results,
 )
 from training.services.iterations import start_iteration
+from training.services.model_export import (
+    ExportPlatformNotSupported,
+    IterationNotExportable,
+    list_model_exports,
+    start_model_export,
+)
 
 User = AbstractBaseUser
-EXPORT_PLATFORMS = ("CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK", "OpenVino")
 
 
 def _published_for(*iterations: Iteration) -> dict[int, str]:
@@ -352,25 +357,48 @@ def _image_performance_json(
 # --- Exports -------------------------------------------------------------------------------------
 
 
+_EXPORT_STATUSES = {
+    ModelExport.Status.QUEUED: "Exporting",
+    ModelExport.Status.EXPORTING: "Exporting",
+    ModelExport.Status.DONE: "Done",
+    ModelExport.Status.FAILED: "Failed",
+}
+
+
+def _export_json(request: HttpRequest, export: ModelExport) -> dict[str, Any]:
+    done = export.status == ModelExport.Status.DONE and bool(export.file)
+    return {
+        "platform": export.platform,
+        "status": _EXPORT_STATUSES.get(export.status, "Failed"),
+        "downloadUri": export_uri(request, export.pk) if done else None,
+        "flavor": None,
+        # Exporting again after a threshold change rebuilds the same export in place.
+        "newerVersionAvailable": False,
+    }
+
+
 def get_exports(request: HttpRequest, user: User, project_id: int, iteration_id: int) -> list[Any]:
-    """No export has ever been made on this server: an empty list (the SDK's loop waits on
-    entries, so it stops here rather than spinning)."""
-    _iteration(user, project_id, iteration_id)
-    return []
+    """The iteration's model exports (ONNX, TorchScript): `Exporting` until a worker has built
+    the zip, then `Done` with a signed `downloadUri`, or `Failed`."""
+    _, iteration = _iteration(user, project_id, iteration_id)
+    return [_export_json(request, export) for export in list_model_exports(iteration)]
 
 
 def export_iteration(request: HttpRequest, user: User, project_id: int, iteration_id: int) -> Any:
-    project_for(user, project_id, Role.ADMIN)
-    _iteration(user, project_id, iteration_id)
+    """Queue an export (training.services.model_export: ONNX and TorchScript; Custom Vision's
+    other platforms are refused by name). The SDK then polls `get_exports` until `Done`."""
+    project, iteration = _iteration(user, project_id, iteration_id)
+    iteration.project = project
     platform = query_required(request, "platform")
-    if platform.lower() not in {p.lower() for p in EXPORT_PLATFORMS}:
+    if query_text(request, "flavor"):
         raise cv_error(
-            "ErrorExporterInvalidPlatform",
-            f"Unknown export platform “{platform[:40]}”; Custom Vision's are "
-            f"{', '.join(EXPORT_PLATFORMS)}.",
+            "BadRequestNotSupported",
+            "Export flavors are not supported by this server; leave “flavor” out.",
         )
-    raise cv_error(
-        "BadRequestNotSupported",
-        f"Exporting models ({platform}) is not supported by this server: its models run behind "
-        "its own prediction API.",
-    )
+    try:
+        export = start_model_export(iteration=iteration, platform=platform, by=user)
+    except ExportPlatformNotSupported as err:
+        raise cv_error("BadRequestNotSupported", err.message) from None
+    except IterationNotExportable as err:
+        raise cv_error("BadRequestExportValidationFailed", err.message) from None
+    return _export_json(request, export)

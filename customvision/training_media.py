@@ -1,4 +1,5 @@
-"""Image addresses the Training API hands out: signed, expiring, fetchable without a key.
+"""Addresses the Training API hands out (images, model exports): signed, expiring, fetchable
+without a key.
 
 Custom Vision's `originalImageUri`, `thumbnailUri` and `resizedImageUri` are storage URLs with
 their own signature (a client downloads them with a plain GET, no Training-Key). Ours are the
@@ -16,13 +17,16 @@ from django.views.decorators.http import require_GET
 
 from customvision.training_wire import json_response, training_base
 from labeling.models import Image
+from project.errors import LoupeError
 from project.hosts import absolute_url
+from training.models import ModelExport
+from training.services.model_export import download_name, open_model_export
 
 _SALT = "customvision.training.media"
 # Custom Vision's own image URLs stay valid for hours; a client listing images and fetching them
 # later the same day still can.
 TOKEN_MAX_AGE_S = 24 * 3600
-ORIGINAL, THUMBNAIL = "o", "t"
+ORIGINAL, THUMBNAIL, EXPORT = "o", "t", "e"
 _CONTENT_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -38,12 +42,20 @@ def image_uri(request: HttpRequest, image_id: int, variant: str) -> str:
     return absolute_url(request, f"{training_base(request)}media/{token}")
 
 
+def export_uri(request: HttpRequest, export_id: int) -> str:
+    """The signed address of a finished model export's zip (Export.downloadUri)."""
+    token = signing.dumps([export_id, EXPORT], salt=_SALT, compress=False)
+    return absolute_url(request, f"{training_base(request)}media/{token}")
+
+
 @require_GET
 def serve_media(request: HttpRequest, token: str) -> HttpResponse:
     try:
         image_id, variant = signing.loads(token, salt=_SALT, max_age=TOKEN_MAX_AGE_S)
     except (signing.BadSignature, ValueError, TypeError):
         return _gone("This image address is invalid or has expired; list the images again.")
+    if variant == EXPORT:
+        return _export(image_id)
     image = Image.objects.filter(pk=image_id).only("file", "thumbnail", "format").first()
     if image is None:
         return _gone("This image no longer exists.")
@@ -61,5 +73,18 @@ def serve_media(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
-def _gone(message: str) -> HttpResponse:
-    return json_response(404, {"code": "NotFoundImage", "message": message})
+def _export(export_id: int) -> HttpResponse:
+    export = ModelExport.objects.filter(pk=export_id).first()
+    if export is None:
+        return _gone("This export no longer exists.", code="NotFound")
+    try:
+        handle = open_model_export(export)
+    except LoupeError as err:
+        return _gone(err.message, code="NotFound")
+    return FileResponse(
+        handle, as_attachment=True, filename=download_name(export), content_type="application/zip"
+    )
+
+
+def _gone(message: str, code: str = "NotFoundImage") -> HttpResponse:
+    return json_response(404, {"code": code, "message": message})

@@ -18,6 +18,7 @@ from customvision.ids import Kind, optional_uuid, to_uuid
 from customvision.training_wire import cv_error, iso
 from labeling.models import Image, Project, Region, Tag
 from training.models import Iteration
+from training.services.model_export import SUPPORTED_PLATFORMS
 
 # --- Domains ---------------------------------------------------------------------------------
 
@@ -100,10 +101,10 @@ def domain_json(domain: CvDomain) -> dict[str, Any]:
         "id": domain.id,
         "name": domain.name,
         "type": domain.type,
-        # No model export on this server (yet): nothing is exportable.
-        "exportable": False,
+        # Every domain's models export (training.services.model_export).
+        "exportable": True,
         "enabled": True,
-        "exportablePlatforms": [],
+        "exportablePlatforms": list(SUPPORTED_PLATFORMS),
         "modelInformation": {
             "estimatedModelSizeInMegabytes": None,
             "description": domain.description,
@@ -226,6 +227,7 @@ def iteration_json(
     if iteration.started and iteration.finished:
         minutes = math.ceil((iteration.finished - iteration.started).total_seconds() / 60)
     modified = iteration.finished or iteration.started or iteration.created
+    exportable = iteration.is_completed and bool(iteration.artifact)
     return {
         "id": to_uuid(Kind.ITERATION, iteration.pk),
         "name": iteration.name,
@@ -234,8 +236,8 @@ def iteration_json(
         "lastModified": iso(modified),
         "trainedAt": iso(trained),
         "projectId": to_uuid(Kind.PROJECT, project.pk),
-        "exportable": False,
-        "exportableTo": [],
+        "exportable": exportable,
+        "exportableTo": list(SUPPORTED_PLATFORMS) if exportable else [],
         "domainId": domain_of(project).id,
         "classificationType": None
         if project.is_detection

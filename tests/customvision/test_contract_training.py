@@ -204,12 +204,18 @@ def test_iteration_endpoints_match_the_sdk_models(api, classification) -> None:
     )
     assert len(rows) == 3
     conforms(api("get", f"/projects/{pid}/iterations/{iid}/performance/images/count"), "int")
-    conforms(api("get", f"/projects/{pid}/iterations/{iid}/export"), "[Export]")
-    conforms(
-        api("post", f"/projects/{pid}/iterations/{iid}/export?platform=ONNX"),
+    assert conforms(api("get", f"/projects/{pid}/iterations/{iid}/export"), "[Export]") == []
+    export = conforms(
+        api("post", f"/projects/{pid}/iterations/{iid}/export?platform=ONNX"), "Export"
+    )
+    assert export["status"] == "Exporting" and export["downloadUri"] is None
+    assert conforms(api("get", f"/projects/{pid}/iterations/{iid}/export"), "[Export]") == [export]
+    refused = conforms(
+        api("post", f"/projects/{pid}/iterations/{iid}/export?platform=CoreML"),
         "CustomVisionError",
         400,
     )
+    assert refused["code"] == "BadRequestNotSupported" and "CoreML" in refused["message"]
     assert (
         conforms(
             api("post", f"/projects/{pid}/iterations/{iid}/publish?publishName=p&predictionId=x"),

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import time
+import zipfile
 
+import httpx
 import pytest
 from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
 from azure.cognitiveservices.vision.customvision.prediction.models import (
@@ -109,6 +111,19 @@ def test_classification_quickstart(
     held_out = trainer.get_image_performances(project.id, iteration.id)
     assert len(held_out) == trainer.get_image_performance_count(project.id, iteration.id) == 16
     assert all(len(image.predictions) == 2 for image in held_out)
+
+    # Model export: queued, built by the worker, downloaded from its signed address.
+    assert trainer.get_exports(project.id, iteration.id) == []
+    assert trainer.export_iteration(project.id, iteration.id, "ONNX").status == "Exporting"
+    deadline = time.monotonic() + 300
+    while (export := trainer.get_exports(project.id, iteration.id)[0]).status == "Exporting":
+        assert time.monotonic() < deadline, "the export did not finish in time"
+        time.sleep(1)
+    assert export.status == "Done" and export.platform == "ONNX", export
+    download = httpx.get(export.download_uri, timeout=30)
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        assert any(name.endswith(".onnx") for name in archive.namelist())
 
     trainer.update_iteration(project.id, iteration.id, name="First")
     assert trainer.publish_iteration(project.id, iteration.id, "classifyModel", "/sub/x") is True
