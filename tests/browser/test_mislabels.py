@@ -41,6 +41,14 @@ def test_work_through_the_mislabel_queue_with_the_keyboard(page, login, settings
     page.goto(f"/projects/{project.pk}/health/")
     assert page.get_by_test_id("health-images-per-tag").get_attribute("data-status") == "warn"
     _shot(page, "health")
+    # A rule's link shows the gallery narrowed to the images that break it.
+    page.get_by_test_id("health-link-images-per-tag").click()
+    page.get_by_test_id("image-set").wait_for()
+    assert (
+        "Health check: Images per tag: 40 images" in page.get_by_test_id("image-set").inner_text()
+    )
+    _shot(page, "health-gallery")
+    page.go_back()
     # To the queue by keyboard: focus the link and press Enter.
     page.get_by_test_id("mislabels-link").focus()
     page.keyboard.press("Enter")
