@@ -18,14 +18,12 @@ synchronous call. Two transports run it in one hop to a thread: the Django views
 test client, WSGI, anything the fast lane hands back) and customvision/fast_lane.py, the ASGI
 app in front of Django that serves every route these views mark with `prediction_route`.
 Not a DRF APIView: DRF's request parsing and a sync view's thread hops would be the overhead
-the lane avoids (bench/prediction_api.py); predictions/openapi.py describes the routes.
+the lane avoids (bench/prediction_api.py); predictions/openapi.py describes the aliases.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +34,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from customvision.ids import Kind, from_uuid, optional_uuid, to_uuid
-from customvision.training_wire import iso, translated
+from customvision.training_wire import iso, multipart_parts, translated
 from predictions.models import Prediction
 from predictions.services.fetch import fetch_image
 from predictions.services.predict import (
@@ -51,12 +49,8 @@ from predictions.services.predict import (
 )
 from project.errors import LoupeError
 
-logger = logging.getLogger(__name__)
-
 # Room for the multipart envelope (boundaries, part headers) around the largest image.
 MULTIPART_SLACK_BYTES = 64 * 1024
-_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
-_PART_NAME = re.compile(rb'name="([^"]*)"', re.IGNORECASE)
 
 IMAGE, URL = "image", "url"  # where the image comes from: the body, or a URL in the body
 UUIDS, NATIVE = "uuids", "native"  # how ids are written: Custom Vision's, or Loupe's integers
@@ -208,24 +202,12 @@ def image_bytes(content_type: str, body: bytes) -> bytes:
     """
     if not content_type.lower().startswith("multipart/"):
         return body
-    match = _BOUNDARY.search(content_type)
-    if match is None:
-        raise BadBody("The multipart body has no boundary.", reason="bad_multipart")
-    delimiter = b"--" + match.group(1).encode("latin-1")
-    parts = []
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):  # the closing delimiter
-            break
-        head, sep, content = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            continue
-        name = _PART_NAME.search(head)
-        parts.append((name.group(1) if name else b"", content.removesuffix(b"\r\n")))
-    for name, content in parts:
-        if name == b"imageData":
-            return content
+    parts = multipart_parts(content_type, body)
+    for part in parts:
+        if part.field == "imageData":
+            return part.data
     if parts:
-        return parts[0][1]
+        return parts[0].data
     raise BadBody("The multipart body holds no image part.", reason="bad_multipart")
 
 
