@@ -18,6 +18,7 @@ from labeling.models import Role
 from project.errors import LoupeError, NotFound
 from project.ids import parse_optional_id
 from training.models import HealthReport
+from training.services.figures import headline
 from training.services.health import current_report, report_lines, request_health_check, summary
 from training.services.label_errors import (
     REVIEW_ROLE,
@@ -64,6 +65,7 @@ def health_refresh(request: HttpRequest, project_id: int) -> HttpResponse:
 def mislabel_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access_project(request.user, project_id, min_role=REVIEW_ROLE)
     queue = review_queue(project, request.user)
+    iteration = source_iteration(project)
     shown = queue[:QUEUE_SHOWN]
     images = {i.pk: i for i in project.images.filter(pk__in=[s.image_id for s in shown])}
     rows = [{"s": s, "image": images[s.image_id]} for s in shown if s.image_id in images]
@@ -72,7 +74,10 @@ def mislabel_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "training/mislabels.html",
         {
             "project": project,
-            "iteration": source_iteration(project),
+            "iteration": iteration,
+            # bench/label_errors.py: with a 98% probe 9 in 10 candidates are label errors; with
+            # a 57% one, under 3 in 10. The page says how good the model is.
+            "headline": headline(iteration) if iteration else None,
             "current": rows[0] if rows else None,
             "upcoming": rows[1:],
             "total": len(queue),
