@@ -1,8 +1,8 @@
 """Routes of the Prediction API.
 
 `urlpatterns` are Custom Vision's, mounted by project/urls.py under
-`customvision/v3.0/prediction/` and `v3.1` (PREDICTION_PREFIX: the version digit and the
-`prediction` segment's case are free, as Microsoft's docs write `Prediction`). `native_urlpatterns`
+`customvision/v3.0/prediction/` and `v3.1` (PREDICTION_PREFIX: the case of `v` and of the
+`prediction` segment is free, as Microsoft's docs write `Prediction`). `native_urlpatterns`
 are Loupe's first prediction URLs under /api/predict/, kept as aliases of the image routes.
 No trailing slashes: Custom Vision clients never send one.
 """
@@ -10,15 +10,9 @@ No trailing slashes: Custom Vision clients never send one.
 from django.urls import path, re_path
 
 from customvision import prediction as views
+from customvision.training_wire import case_free
 
-
-def case_free(word: str) -> str:
-    """A regex matching `word` in any case that Django's reverse() can still build (it cannot
-    reverse `(?i:...)`; a character class reverses to its first character)."""
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
-
-
-PREDICTION_PREFIX = rf"^customvision/v3\.[01]/{case_free('prediction')}/"
+PREDICTION_PREFIX = rf"^customvision/{case_free('v')}3\.[01]/{case_free('prediction')}/"
 
 _TARGET = r"(?P<project_id>[^/]+)/{kind}/iterations/(?P<publish_name>[^/]+)"
 

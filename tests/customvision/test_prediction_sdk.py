@@ -187,7 +187,9 @@ def test_rest_v30_capital_prediction_with_an_octet_stream_body(live_server, clas
     assert Prediction.objects.get().pk == from_uuid(body["id"], Kind.PREDICTION)
 
 
-@pytest.mark.parametrize("prefix", ["v3.1/prediction", "v3.0/PREDICTION", "v3.1/PreDiction"])
+@pytest.mark.parametrize(
+    "prefix", ["v3.1/prediction", "v3.0/PREDICTION", "V3.1/PreDiction", "V3.0/Prediction"]
+)
 def test_rest_version_and_segment_case_are_free_and_ids_may_be_integers(
     live_server, classifier, prefix
 ) -> None:
