@@ -27,6 +27,7 @@ from customvision.training_uploads import (
     decode_base64,
     entry_labels,
     refuse_metadata,
+    summary,
     with_labels,
 )
 from customvision.training_wire import (
@@ -46,7 +47,9 @@ from labeling.services.images import delete_images as delete_image_rows
 from labeling.services.projects import get_tags
 from labeling.services.regions import add_regions, delete_region
 from labeling.services.tagging import add_tags_to_images, remove_tags_from_images
+from predictions.models import Prediction
 from predictions.services.fetch import fetch_image
+from predictions.services.triage import promote_prediction
 from project.errors import LoupeError, NotFound
 from training.models import IterationImage
 
@@ -148,6 +151,67 @@ def create_images_from_urls(request: HttpRequest, user: User, project_id: int) -
             entry.data, entry.name = fetched.data, fetched.name
         entries.append(entry)
     return create_images(project=project, entries=entries, by=user, uri_of=uris(request))
+
+
+def create_images_from_predictions(request: HttpRequest, user: User, project_id: int) -> Any:
+    """ImageIdCreateBatch: stored predictions (by their id) moved into the training data with
+    the given tags or regions, through the Predictions tab's own "Save and close"
+    (`promote_prediction`, reviewers and admins). An image whose content is already training
+    data is `OKDuplicate` with that image; an unknown id is `ErrorSource`; labels the project
+    refuses are `ErrorInvalidTag` (the prediction stays open)."""
+    project = project_for(user, project_id, Role.REVIEWER)
+    body = body_object(request)
+    raw_images = body.get("images") or []
+    if not isinstance(raw_images, list) or not all(isinstance(r, dict) for r in raw_images):
+        raise cv_error("BadRequestImageBatch", "“images” must be a list of JSON objects.")
+    check_batch_size(len(raw_images))
+    refuse_metadata(body.get("metadata"))
+    batch_tags = parse_uuid_list(
+        body.get("tagIds"), Kind.TAG, field="tagIds", max_count=MAX_TAGS_PER_IMAGE
+    )
+    tags = {tag.pk: tag for tag in project.tags.all()}
+    entries = []
+    for index, raw in enumerate(raw_images):
+        prediction_id = _one_id(raw.get("id"), Kind.PREDICTION, f"images[{index}].id")
+        tag_ids, boxes = entry_labels(raw, index, batch_tags)
+        entry = Entry(source=to_uuid(Kind.PREDICTION, prediction_id))
+        prediction = Prediction.objects.filter(project=project, pk=prediction_id).first()
+        if prediction is None:
+            entry.status = "ErrorSource"
+        elif any(t not in tags for t in [*tag_ids, *(box[0] for box in boxes)]):
+            entry.status = "ErrorInvalidTag"
+        else:
+            _promote(project, prediction.image_id, entry, tags, tag_ids, boxes, user)
+        entries.append(entry)
+    return summary(project, entries, uris(request))
+
+
+def _promote(
+    project: Project,
+    image_id: int,
+    entry: Entry,
+    tags: dict[int, Tag],
+    tag_ids: list[int],
+    boxes: list[Any],
+    user: User,
+) -> None:
+    try:
+        promote_prediction(
+            project=project,
+            image_id=image_id,
+            by=user,
+            tags=[tags[t] for t in tag_ids] if tag_ids else None,
+            regions=[(tags[t], *box) for t, *box in boxes] if boxes else None,
+        )
+    except LoupeError as err:
+        if err.code in ("not_found", "forbidden"):
+            raise
+        duplicate = err.details.get("duplicate_of")
+        entry.status, entry.image_id = (
+            ("OKDuplicate", duplicate) if duplicate else ("ErrorInvalidTag", None)
+        )
+    else:
+        entry.status, entry.image_id = "OK", image_id
 
 
 # --- Listing and counting -------------------------------------------------------------------------

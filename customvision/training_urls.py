@@ -64,6 +64,11 @@ urlpatterns = [
         endpoint(POST=images.create_images_from_urls),
         name="training-image-urls",
     ),
+    path(
+        f"{P}/images/predictions",
+        endpoint(POST=images.create_images_from_predictions),
+        name="training-image-predictions",
+    ),
     path(f"{P}/images/id", endpoint(GET=images.get_images_by_ids), name="training-images-by-id"),
     path(f"{P}/images/count", endpoint(GET=images.get_image_count), name="training-image-count"),
     path(f"{P}/images/tagged", endpoint(GET=images.get_tagged_images), name="training-tagged"),

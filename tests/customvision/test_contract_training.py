@@ -15,7 +15,7 @@ from azure.cognitiveservices.vision.customvision.training import models
 from django.core.files.base import ContentFile
 from msrest.serialization import Deserializer
 
-from customvision.ids import Kind, to_uuid
+from customvision.ids import Kind, from_uuid, to_uuid
 from labeling.models import Project
 from labeling.services.api_keys import create_api_key
 from predictions.model_cache import model_cache
@@ -338,3 +338,33 @@ def test_quick_test_url_matches_the_sdk_model(api, classification, settings) -> 
             api("post", f"/projects/{pid}/quicktest/url?store=false", body), "ImagePrediction"
         )
     assert result["predictions"][0]["tagName"] == "green" and result["id"] is None
+
+
+def test_images_from_predictions_move_stored_predictions_into_training(api, classification) -> None:
+    from labeling.models import Image
+
+    pid, iid, red = classification["pid"], classification["iid"], classification["tags"][0]
+    fresh = base64.b64decode(png((230, 20, 20), 40))
+    copy = base64.b64decode(png((200, 30, 0)))  # the bytes of uploaded image 0
+    stored = [
+        api(
+            "post",
+            f"/projects/{pid}/quicktest/image?iterationId={iid}",
+            d,
+            "application/octet-stream",
+        ).json()["id"]
+        for d in (fresh, copy)
+    ]
+    unknown = to_uuid(Kind.PREDICTION, 10**6)
+    body = {"images": [{"id": stored[0]}, {"id": stored[1]}, {"id": unknown}], "tagIds": [red]}
+    summary = conforms(
+        api("post", f"/projects/{pid}/images/predictions", body), "ImageCreateSummary", 207
+    )
+    assert [r["status"] for r in summary["images"]] == ["OK", "OKDuplicate", "ErrorSource"]
+    assert summary["images"][1]["image"]["id"] == classification["images"][0]
+    promoted = Image.objects.get(pk=from_uuid(summary["images"][0]["image"]["id"], Kind.IMAGE))
+    assert promoted.is_training and list(
+        promoted.image_tags.values_list("tag__name", flat=True)
+    ) == ["red"]
+    left = api("post", f"/projects/{pid}/predictions/query", {}).json()["results"]
+    assert [r["id"] for r in left] == [stored[1]]

@@ -335,6 +335,7 @@ MATRIX: list[Entry] = [
     E("POST", "customvision:training-images",               "401 401 401 401 401"),
     E("DELETE", "customvision:training-images",               "401 401 401 401 401"),
     E("POST", "customvision:training-image-files",          "401 401 401 401 401"),
+    E("POST", "customvision:training-image-predictions", "401 401 401 401 401"),
     E("POST", "customvision:training-image-urls",           "401 401 401 401 401"),
     E("GET", "customvision:training-images-by-id",         "401 401 401 401 401"),
     E("GET", "customvision:training-image-count",          "401 401 401 401 401"),
