@@ -3,7 +3,7 @@
 WhiteNoise serves static files, but media are private data: a file is served when it is the file
 or the thumbnail of an Image the user may open (through labeling.access, the one permission
 funnel: stored predictions only from the reviewer role up), else 404, so file names don't leak
-which projects exist. With S3-compatible storage (project/storage.py) the URLs stay these, and
+which projects exist. With S3-compatible storage (project/storage_s3.py) the URLs stay these, and
 the object is streamed from the bucket in chunks after the same check: the bucket stays private,
 no presigned URL leaves the server, and a member removed from the project loses access at once.
 """

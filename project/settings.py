@@ -188,6 +188,17 @@ LOUPE_DETECTION_QUICK_BUDGET_S = env_int("LOUPE_DETECTION_QUICK_BUDGET_S", 600)
 LOUPE_DETECTION_IMAGE_SIZE_PX = env_int("LOUPE_DETECTION_IMAGE_SIZE_PX", 320)
 # At most this many passes over the training images; on a real dataset the budget ends it first.
 LOUPE_DETECTION_MAX_EPOCHS = env_int("LOUPE_DETECTION_MAX_EPOCHS", 200)
+# Plain-view backbone maps of detection training images, kept between runs so an interrupted
+# or repeated training does not prepare the same images again; at most this many MB (about
+# 0.4 MB an image at 320 px).
+LOUPE_DETECTION_MAP_CACHE_DIR = Path(
+    env_str("LOUPE_DETECTION_MAP_CACHE_DIR", str(DATA_DIR / "detection_maps"))
+)
+LOUPE_DETECTION_MAP_CACHE_MB = env_int("LOUPE_DETECTION_MAP_CACHE_MB", 2048)
+# Torch threads of a training run (0: torch's default, one per core). On a machine whose cores
+# other processes also use, 2 threads ran the detector 15-25x slower than 1 (threads wait for
+# each other at every barrier), so 1 is the default; a dedicated GPU or CPU host may raise it.
+LOUPE_TRAIN_THREADS = env_int("LOUPE_TRAIN_THREADS", 1)
 # Dataset imports (labeling/services/import_jobs.py): the same lease rule as training. A job
 # nobody took within LOUPE_IMPORT_QUEUED_MAX_S fails (its message was lost with Redis).
 LOUPE_IMPORT_LEASE_S = env_int("LOUPE_IMPORT_LEASE_S", 90)
@@ -313,7 +324,7 @@ STORAGES = {
 }
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
-# Media on S3-compatible object storage (project/storage.py) when LOUPE_S3_BUCKET is set, for web
+# Media on S3-compatible object storage (project/storage_s3.py) when LOUPE_S3_BUCKET is set, for web
 # and worker hosts that share no disk; MEDIA_ROOT is then unused. Credentials come from boto3's
 # usual chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, an instance role, ~/.aws. The bucket
 # stays private: /media/ checks membership and streams the object.
@@ -321,7 +332,7 @@ LOUPE_S3_BUCKET = env_str("LOUPE_S3_BUCKET")
 LOUPE_S3_TIMEOUT_S = float(env_str("LOUPE_S3_TIMEOUT_S", "30"))
 if LOUPE_S3_BUCKET:
     STORAGES["default"] = {
-        "BACKEND": "project.storage.MediaS3Storage",
+        "BACKEND": "project.storage_s3.MediaS3Storage",
         "OPTIONS": {
             "bucket_name": LOUPE_S3_BUCKET,
             # Unset: AWS itself. MinIO, Ceph, R2...: their URL, e.g. http://minio:9000.

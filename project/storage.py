@@ -1,93 +1,55 @@
-"""Media on S3-compatible object storage (django-storages), for web and worker hosts that share
-no disk. Chosen by LOUPE_S3_BUCKET (project/settings.py); local disk stays the default.
+"""Storage helpers that hold on local disk and on S3-compatible object storage alike.
 
-Media are private: the bucket is never public and no presigned URL leaves the server. Every
-media URL Loupe renders stays `/media/<name>`, the members-only view (project/media.py), which
-checks access and then streams the object from the bucket through the web process. So the
-bucket's endpoint may be reachable from the cluster only, the Content-Security-Policy keeps
-images to Loupe's own origin, and a removed member loses access at once (a presigned URL would
-have kept working until it expired).
+The S3 backend itself is project/storage_s3.py, imported only when LOUPE_S3_BUCKET is set (boto3
+costs the web process memory and start-up time it need not pay on one machine).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-from botocore.config import Config
-from botocore.exceptions import ClientError
-from django.conf import settings
-from django.core.files.storage import Storage
-from django.utils.encoding import filepath_to_uri
-from storages.backends.s3 import S3Storage
-from storages.utils import clean_name
-
-# Bytes read from the bucket per chunk of a streamed /media/ response.
-STREAM_CHUNK_BYTES = 64 * 1024
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
 
 
 @dataclass(frozen=True)
 class MediaStream:
+    """A stored file read in chunks (object storage), for /media/ to pass on as it arrives."""
+
     chunks: Iterator[bytes]
     size: int | None
     content_type: str | None
 
 
-class MediaS3Storage(S3Storage):
-    """S3Storage with Loupe's defaults: private objects, URLs through /media/, bounded waits."""
-
-    def __init__(self, **options: Any) -> None:
-        options.setdefault("default_acl", None)  # the bucket's own policy: private
-        options.setdefault("querystring_auth", True)
-        # As on local disk, a name in use gets a new one instead of being overwritten: code that
-        # saves and then deletes "the old file" must never delete what it just wrote.
-        options.setdefault("file_overwrite", False)
-        options.setdefault(
-            "client_config",
-            Config(
-                connect_timeout=settings.LOUPE_S3_TIMEOUT_S,
-                read_timeout=settings.LOUPE_S3_TIMEOUT_S,
-                retries={"max_attempts": 3, "mode": "standard"},
-                s3={"addressing_style": options.pop("addressing_style", None) or "auto"},
-            ),
-        )
-        super().__init__(**options)
-
-    def url(
-        self,
-        name: str,
-        parameters: dict[str, Any] | None = None,
-        expire: int | None = None,
-        http_method: str | None = None,
-    ) -> str:
-        """The members-only view's URL, never the bucket's."""
-        return settings.MEDIA_URL + filepath_to_uri(clean_name(name))
-
-    def stream(self, name: str) -> MediaStream:
-        """The object's bytes in chunks, without reading it whole into memory or onto disk."""
-        key = self._normalize_name(clean_name(name))
-        try:
-            answer = self.connection.meta.client.get_object(Bucket=self.bucket_name, Key=key)
-        except ClientError as err:
-            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                raise FileNotFoundError(name) from None
-            raise
-        body = answer["Body"]
-        return MediaStream(
-            chunks=_closing(body.iter_chunks(STREAM_CHUNK_BYTES), body),
-            size=answer.get("ContentLength"),
-            content_type=answer.get("ContentType"),
-        )
-
-
-def _closing(chunks: Iterator[bytes], body: Any) -> Iterator[bytes]:
-    """Release the HTTP connection when the response ends or the client goes away."""
-    try:
-        yield from chunks
-    finally:
-        body.close()
-
-
 def streams_from_object_storage(storage: Storage) -> bool:
-    return isinstance(storage, MediaS3Storage)
+    """Whether /media/ streams from this storage's `stream(name)` (object storage)."""
+    return callable(getattr(storage, "stream", None))
+
+
+def replace_file(name: str, data: bytes, *, storage: Storage | None = None) -> None:
+    """Write `name` whole in place, so a reader sees the old content or the new, never none.
+
+    For files rewritten while others read them (a job's status.json): delete-then-save leaves a
+    moment with no file, three requests long on object storage. There one PUT replaces the object
+    atomically; on local disk a temporary file is renamed over the old one.
+    """
+    storage = storage or default_storage
+    atomic_replace = getattr(storage, "atomic_replace", None)
+    if atomic_replace is not None:  # object storage (project/storage_s3.py)
+        atomic_replace(name, data)
+        return
+    if isinstance(storage, FileSystemStorage):  # a LazyObject passes isinstance through
+        path = Path(storage.path(name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+            tmp.write(data)
+        if storage.file_permissions_mode is not None:
+            os.chmod(tmp.name, storage.file_permissions_mode)
+        os.replace(tmp.name, path)
+        return
+    storage.delete(name)
+    storage.save(name, ContentFile(data))
