@@ -33,7 +33,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils.text import slugify
 
@@ -44,6 +43,7 @@ from labeling.services.datasets.exports import check_selection
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.heartbeat import Heartbeat
 from project.queue import enqueue, send
+from project.storage import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -365,7 +365,8 @@ def _finish(job: ExportJob, state: str, message: str) -> ExportJob:
 
 def _read(project_id: int, job_id: str) -> ExportJob | None:
     name = f"{_folder(project_id, job_id)}/status.json"
-    # The writer replaces the file by delete + save; one retry covers a read in between.
+    # The writer replaces the file in place (project.storage.replace_file); the retry covers a
+    # storage without an atomic replace, where it is deleted and saved again.
     for attempt in range(2):
         try:
             with default_storage.open(name, "rb") as handle:
@@ -389,5 +390,5 @@ def _write(job: ExportJob) -> None:
     name = f"{_folder(job.project_id, job.job_id)}/status.json"
     with _write_lock:
         data = json.dumps(job.__dict__).encode()
-        default_storage.delete(name)
-        default_storage.save(name, ContentFile(data))
+        # In place: a poll between a delete and a save would find no job (404) on S3.
+        replace_file(name, data)

@@ -45,7 +45,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from labeling.access import require_role
@@ -54,6 +53,7 @@ from labeling.services.datasets import dataset_format, import_dataset, import_la
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.heartbeat import Heartbeat
 from project.queue import enqueue, send
+from project.storage import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -373,7 +373,8 @@ def _finish(job: ImportJob, state: str, message: str) -> ImportJob:
 
 def _read(project_id: int, job_id: str) -> ImportJob | None:
     name = f"{_folder(project_id, job_id)}/status.json"
-    # The writer replaces the file by delete + save; one retry covers a read in between.
+    # The writer replaces the file in place (project.storage.replace_file); the retry covers a
+    # storage without an atomic replace, where it is deleted and saved again.
     for attempt in range(2):
         try:
             with default_storage.open(name, "rb") as handle:
@@ -397,5 +398,5 @@ def _write(job: ImportJob) -> None:
     name = f"{_folder(job.project_id, job.job_id)}/status.json"
     with _write_lock:
         data = json.dumps(job.__dict__).encode()
-        default_storage.delete(name)
-        default_storage.save(name, ContentFile(data))
+        # In place: a poll between a delete and a save would find no job (404) on S3.
+        replace_file(name, data)
