@@ -10,6 +10,7 @@ from django.urls import path, re_path
 
 from customvision import training_images as images
 from customvision import training_iterations as iterations
+from customvision import training_labels as labels
 from customvision import training_predictions as predictions
 from customvision import training_projects as projects
 from customvision.training_media import serve_media
@@ -87,12 +88,12 @@ urlpatterns = [
     ),
     path(
         f"{P}/images/tags",
-        endpoint(POST=images.create_image_tags, DELETE=images.delete_image_tags),
+        endpoint(POST=labels.create_image_tags, DELETE=labels.delete_image_tags),
         name="training-image-tags",
     ),
     path(
         f"{P}/images/regions",
-        endpoint(POST=images.create_image_regions, DELETE=images.delete_image_regions),
+        endpoint(POST=labels.create_image_regions, DELETE=labels.delete_image_regions),
         name="training-image-regions",
     ),
     path(f"{P}/train", endpoint(POST=iterations.train_project), name="training-train"),
