@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from labeling.models import ImageTag, Role
+from tests.browser.test_accessibility import axe_violations
 from tests.factories import MembershipFactory, ProjectFactory
 from tests.training.test_mislabels import scored_project
 from training.ml.features import FeatureCache
@@ -41,6 +42,7 @@ def test_work_through_the_mislabel_queue_with_the_keyboard(page, login, settings
     page.goto(f"/projects/{project.pk}/health/")
     assert page.get_by_test_id("health-images-per-tag").get_attribute("data-status") == "warn"
     _shot(page, "health")
+    assert axe_violations(page) == []
     # A rule's link shows the gallery narrowed to the images that break it.
     page.get_by_test_id("health-link-images-per-tag").click()
     page.get_by_test_id("image-set").wait_for()
@@ -55,6 +57,7 @@ def test_work_through_the_mislabel_queue_with_the_keyboard(page, login, settings
     page.wait_for_url(f"**/projects/{project.pk}/mislabels/")
     assert page.get_by_test_id("mislabel-count").inner_text() == "3"
     _shot(page, "mislabels")
+    assert axe_violations(page) == []
 
     first = int(page.get_by_test_id("mislabel-current").get_attribute("data-image-id"))
     suggested = page.get_by_test_id("mislabel-suggested").inner_text()
