@@ -6,6 +6,7 @@ refused with its reason."""
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import httpx
 import pytest
@@ -104,12 +105,14 @@ class DropsAfter(httpx.HTTPTransport):
     def __init__(self, downloads: int) -> None:
         super().__init__()
         self.left = downloads
+        self.lock = threading.Lock()  # files are downloaded a few at once
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if "/media/" in request.url.path:
-            if self.left <= 0:
-                raise httpx.ConnectError("connection reset by peer", request=request)
-            self.left -= 1
+            with self.lock:
+                self.left -= 1
+                if self.left < 0:
+                    raise httpx.ConnectError("connection reset by peer", request=request)
         return super().handle_request(request)
 
 
@@ -129,7 +132,7 @@ def test_a_detection_project_comes_over_whole(live_server, owner, key):
 
 def test_an_interrupted_import_resumes_and_never_stores_an_image_twice(live_server, owner, key):
     source = source_detection(owner, images=40)
-    first = run(live_server.url, key, source, owner, transport=DropsAfter(downloads=20))
+    first = run(live_server.url, key, source, owner, transport=DropsAfter(downloads=36))
     assert first.state == "failed"
     assert "did not answer" in first.message or "failed" in first.message
     assert "continues where it stopped" in first.message

@@ -4,7 +4,9 @@ images and labels they become (see the package docstring)."""
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urljoin
 
@@ -28,7 +30,8 @@ from project.errors import LoupeError
 
 API = "customvision/v3.3/training"
 PAGE = 256  # Custom Vision's largest `take`
-BATCH = 16  # images downloaded, then ingested together
+BATCH = 32  # images downloaded, then ingested together
+DOWNLOADS = 4  # files downloaded at once: a round trip each, mostly waiting
 TIMEOUT_S = 30.0
 _PROGRESS_EVERY_S = 1.0
 
@@ -116,22 +119,43 @@ def copy_project(
     job.total = sum(int(source.get(f"{base}/images/{w}/count")) for w in ("tagged", "untagged"))
     job.message = f"Copying {job.total} images."
     last_write = 0.0
-    pending: list[dict[str, Any]] = []
-    for image in _source_images(source, base):
-        if str(image.get("id")) in job.copied:
-            continue
-        pending.append(image)
-        if len(pending) == BATCH:
-            _copy_batch(job, source, pending, project, tags, user)
-            pending = []
-            job.progress = min(0.99, len(job.copied) / max(job.total, 1))
-            on_progress(job)
-            if time.monotonic() - last_write >= _PROGRESS_EVERY_S:
-                job.lease_expires = lease_deadline()
-                write_job(job)
-                last_write = time.monotonic()
-    if pending:
-        _copy_batch(job, source, pending, project, tags, user)
+    # Pipelined: the next batch downloads while this one is stored (the source's web process
+    # and this worker then work at the same time).
+    with ThreadPoolExecutor(max_workers=DOWNLOADS, thread_name_prefix="cv-download") as pool:
+        previous: list[tuple[dict[str, Any], Future[bytes]]] = []
+        for batch in _batches(job, _source_images(source, base)):
+            started = [(image, pool.submit(_fetch, source, image)) for image in batch]
+            if previous:
+                _copy_batch(job, previous, project, tags, user)
+                job.progress = min(0.99, len(job.copied) / max(job.total, 1))
+                on_progress(job)
+                if time.monotonic() - last_write >= _PROGRESS_EVERY_S:
+                    job.lease_expires = lease_deadline()
+                    write_job(job)
+                    last_write = time.monotonic()
+            previous = started
+        if previous:
+            _copy_batch(job, previous, project, tags, user)
+
+
+def _batches(job: CvImportJob, images: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The source's images not copied yet, BATCH at a time."""
+    batch: list[dict[str, Any]] = []
+    for image in images:
+        if str(image.get("id")) not in job.copied:
+            batch.append(image)
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _fetch(source: Source, image: dict[str, Any]) -> bytes:
+    url = image.get("originalImageUri") or image.get("resizedImageUri")
+    if not url:
+        raise _Refused("no_file", "The endpoint gives no address for its file.")
+    return source.download(str(url))
 
 
 def _source_images(source: Source, base: str) -> Iterator[dict[str, Any]]:
@@ -212,58 +236,80 @@ def _copy_tags(
 
 def _copy_batch(
     job: CvImportJob,
-    source: Source,
-    images: list[dict[str, Any]],
+    started: list[tuple[dict[str, Any], Future[bytes]]],
     project: Project,
     tags: dict[str, Tag],
     user: AbstractBaseUser,
 ) -> None:
-    files: list[ContentFile] = []
-    wanted: list[dict[str, Any]] = []
-    for image in images:
-        url = image.get("originalImageUri") or image.get("resizedImageUri")
+    """Store a downloaded batch. Classification images with the same tags go through ingest
+    together, tagged there (no write per image); detection boxes are set image by image."""
+    groups: dict[tuple[int, ...], list[tuple[dict[str, Any], bytes]]] = defaultdict(list)
+    for image, future in started:
         try:
-            if not url:
-                raise _Refused("no_file", "The endpoint gives no address for its file.")
-            data = source.download(str(url))
+            data = future.result()
         except _Refused as refused:
             _refuse(job, image, refused.code, refused.message)
             continue
-        files.append(ContentFile(data, name=f"{image.get('id')}.img"))
-        wanted.append(image)
-    if not files:
-        return
-    report = ingest_images(project=project, files=files, by=user, source=Image.Source.IMPORT)
+        key = () if project.is_detection else tuple(t.pk for t in _tags_of(image, tags))
+        groups[key].append((image, data))
+    for tag_ids, group in groups.items():
+        _store_group(job, group, list(tag_ids), project, tags, user)
+
+
+def _store_group(
+    job: CvImportJob,
+    group: list[tuple[dict[str, Any], bytes]],
+    tag_ids: list[int],
+    project: Project,
+    tags: dict[str, Tag],
+    user: AbstractBaseUser,
+) -> None:
+    files = [ContentFile(data, name=f"{image.get('id')}.img") for image, data in group]
+    try:
+        report = ingest_images(
+            project=project, files=files, by=user, tag_ids=tag_ids, source=Image.Source.IMPORT
+        )
+        labeled = bool(tag_ids)
+    except LoupeError:
+        # Tags this project's kind refuses (two on a multiclass image): store the images
+        # untagged, and let each image's labelling say why, one by one.
+        report = ingest_images(project=project, files=files, by=user, source=Image.Source.IMPORT)
+        labeled = False
     stored = {a.index: a.image_id for a in report.accepted}
+    to_label = set() if labeled else set(stored)
     # An image stored by an earlier run that stopped before it saved its status comes back as
-    # a duplicate of a row no source image maps to yet: map it. A duplicate of anything mapped
-    # (or stored in this batch) is a second copy of the same content in the source: refused.
+    # a duplicate of a row no source image maps to yet: map it (and label it). A duplicate of
+    # anything mapped (or stored in this batch) is a second copy of the same content: refused.
     taken = set(job.copied.values()) | {a.image_id for a in report.accepted}
     for rejected in report.rejected:
         if rejected.code == "duplicate" and rejected.image_id and rejected.image_id not in taken:
-            stored[rejected.index] = rejected.image_id  # stored by an earlier, interrupted run
+            stored[rejected.index] = rejected.image_id
+            to_label.add(rejected.index)
         else:
-            _refuse(job, wanted[rejected.index], rejected.code, rejected.message)
-    rows = Image.objects.in_bulk(list(stored.values()))
+            _refuse(job, group[rejected.index][0], rejected.code, rejected.message)
+    rows = Image.objects.in_bulk([stored[i] for i in to_label])
     for index, image_id in sorted(stored.items()):
-        image = rows[image_id]
-        image.project = project
-        try:
-            _label(image, wanted[index], tags, user)
-        except LoupeError as err:
-            job.refused.append(
-                {"item": str(wanted[index].get("id")), "code": err.code, "message": err.message}
-            )
-        job.copied[str(wanted[index].get("id"))] = image_id
+        item = group[index][0]
+        if index in to_label:
+            image = rows[image_id]
+            image.project = project
+            try:
+                _label(image, item, tags, user)
+            except LoupeError as err:
+                _refuse(job, item, err.code, err.message)
+        job.copied[str(item.get("id"))] = image_id
+
+
+def _tags_of(item: dict[str, Any], tags: dict[str, Tag]) -> list[Tag]:
+    found = {str(t.get("tagId")) for t in item.get("tags") or []}
+    return sorted((tags[t] for t in found if t in tags), key=lambda tag: tag.pk)
 
 
 def _label(
     image: Image, item: dict[str, Any], tags: dict[str, Tag], user: AbstractBaseUser
 ) -> None:
     """The source image's tags or boxes onto the stored image (replacing what it has)."""
-    image_tags = [
-        tags[str(t.get("tagId"))] for t in item.get("tags") or [] if str(t.get("tagId")) in tags
-    ]
+    image_tags = _tags_of(item, tags)
     if image.project.is_detection:
         regions = [
             (
