@@ -8,11 +8,12 @@ tab's: a query lists the open ones (not yet moved into training data nor dismiss
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 
 from customvision.ids import Kind, parse_uuid_list, to_uuid
@@ -121,13 +122,10 @@ def _query_tags(raw: object) -> list[tuple[int, float, float]]:
     return filters
 
 
-def query_predictions(request: HttpRequest, user: User, project_id: int) -> dict[str, Any]:
-    """PredictionQueryToken in, PredictionQueryResult out: the open stored predictions by
-    iteration, application, time window and tag probability ranges, newest first (or oldest,
-    or `Suggested`: the most uncertain first, as the tab's ranking reads them). Paging: the
-    token comes back with `continuation` set while more results follow."""
-    project = project_for(user, project_id, STORED_PREDICTION_ROLE)
-    token = body_object(request, required=False)
+def _matching(
+    project: Project, token: dict[str, Any]
+) -> tuple[QuerySet[Prediction], datetime | None, datetime | None]:
+    """The project's open stored predictions the token's filters keep, and its time window."""
     rows = Prediction.objects.open().filter(project=project)
     iteration_id = optional_id(token.get("iterationId"), Kind.ITERATION, field="iterationId")
     if iteration_id is not None:
@@ -135,28 +133,33 @@ def query_predictions(request: HttpRequest, user: User, project_id: int) -> dict
     application = token.get("application")
     if application:
         rows = rows.filter(application=str(application)[:100])
-    start, end = (
-        body_date(token.get("startTime"), "startTime"),
-        body_date(token.get("endTime"), "endTime"),
-    )
+    start = body_date(token.get("startTime"), "startTime")
+    end = body_date(token.get("endTime"), "endTime")
     if start is not None:
         rows = rows.filter(created__gte=start)
     if end is not None:
         rows = rows.filter(created__lte=end)
     for tag_id, low, high in _query_tags(token.get("tags")):
-        rows = rows.filter(
-            Exists(
-                PredictionScore.objects.filter(
-                    prediction=OuterRef("pk"),
-                    tag_id=tag_id,
-                    probability__gte=low,
-                    probability__lte=high,
-                )
-            )
+        scores = PredictionScore.objects.filter(
+            prediction=OuterRef("pk"), tag_id=tag_id, probability__gte=low, probability__lte=high
         )
+        rows = rows.filter(Exists(scores))
+    return rows, start, end
+
+
+_ORDERINGS = {"Newest": ("-id",), "Oldest": ("id",), "Suggested": ("-uncertainty", "-id")}
+
+
+def query_predictions(request: HttpRequest, user: User, project_id: int) -> dict[str, Any]:
+    """PredictionQueryToken in, PredictionQueryResult out: the open stored predictions by
+    iteration, application, time window and tag probability ranges, newest first (or oldest,
+    or `Suggested`: the most uncertain first, as the tab's ranking reads them). Paging: the
+    token comes back with `continuation` set while more results follow."""
+    project = project_for(user, project_id, STORED_PREDICTION_ROLE)
+    token = body_object(request, required=False)
+    rows, start, end = _matching(project, token)
     order = str(token.get("orderBy") or "Newest")
-    orderings = {"Newest": ("-id",), "Oldest": ("id",), "Suggested": ("-uncertainty", "-id")}
-    if order not in orderings:
+    if order not in _ORDERINGS:
         raise cv_error(
             "BadRequestPredictionInvalidQueryParameters",
             "“orderBy” is Newest, Oldest or Suggested.",
@@ -167,18 +170,17 @@ def query_predictions(request: HttpRequest, user: User, project_id: int) -> dict
             "BadRequestPredictionInvalidQueryParameters", "“maxCount” is a positive whole number."
         )
     max_count = min(max_count, MAX_QUERY_RESULTS)
+    # The continuation is the offset this server handed out; anything else starts over.
     continuation = str(token.get("continuation") or "")
-    offset = int(continuation) if continuation.isdigit() else 0
-    page = list(
-        rows.order_by(*orderings[order]).select_related("image")[offset : offset + max_count + 1]
-    )
-    more = len(page) > max_count
+    offset = int(continuation) if continuation.isdigit() and len(continuation) <= 9 else 0
+    ordered = rows.order_by(*_ORDERINGS[order]).select_related("image")
+    page = list(ordered[offset : offset + max_count + 1])
     domain = domain_of(project).id
     return {
         "token": {
             **{key: token.get(key) for key in ("tags", "iterationId", "application")},
             "session": str(token.get("session") or "loupe"),
-            "continuation": str(offset + max_count) if more else "",
+            "continuation": str(offset + max_count) if len(page) > max_count else "",
             "maxCount": max_count,
             "orderBy": order,
             "startTime": iso(start),

@@ -368,3 +368,28 @@ def test_images_from_predictions_move_stored_predictions_into_training(api, clas
     ) == ["red"]
     left = api("post", f"/projects/{pid}/predictions/query", {}).json()["results"]
     assert [r["id"] for r in left] == [stored[1]]
+
+
+def test_prediction_query_pages_and_filters(api, classification) -> None:
+    pid, iid, red = classification["pid"], classification["iid"], classification["tags"][0]
+    ids = []
+    for colour in ((230, 20, 20), (20, 210, 30), (20, 40, 230)):
+        data = base64.b64decode(png(colour, 40))
+        path = f"/projects/{pid}/quicktest/image?iterationId={iid}"
+        ids.append(api("post", path, data, "application/octet-stream").json()["id"])
+    query = f"/projects/{pid}/predictions/query"
+    first = conforms(api("post", query, {"maxCount": 2}), "PredictionQueryResult")
+    assert [r["id"] for r in first["results"]] == ids[::-1][:2]
+    assert first["token"]["continuation"] == "2"
+    rest = api("post", query, {**first["token"]}).json()
+    assert [r["id"] for r in rest["results"]] == [ids[0]] and rest["token"]["continuation"] == ""
+    oldest = api("post", query, {"orderBy": "Oldest"}).json()["results"]
+    assert [r["id"] for r in oldest] == ids
+    red_only = {"tags": [{"id": red, "minThreshold": 0.5, "maxThreshold": 1.0}]}
+    assert [r["id"] for r in api("post", query, red_only).json()["results"]] == [ids[0]]
+    assert api("post", query, {"application": "other-app"}).json()["results"] == []
+    bad = api("post", query, {"orderBy": "Sideways"})
+    assert (
+        bad.status_code == 400
+        and bad.json()["code"] == "BadRequestPredictionInvalidQueryParameters"
+    )
