@@ -74,6 +74,7 @@ def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> d
     recent = list(project.iterations.all()[:5])
     active = next((it for it in recent if it.is_active), None)
     is_admin = has_role(request.user, project, Role.ADMIN)
+    pipeline = pipeline_for(project)
     return {
         **_progress_context(active or (recent[0] if recent else None)),
         "project": project,
@@ -81,7 +82,8 @@ def _train_context(request: HttpRequest, project: Project, form: TrainForm) -> d
         "active": active,
         "recent": recent,
         "is_admin": is_admin,
-        "choices": pipeline_for(project).choices(),
+        "choices": pipeline.choices(),
+        "estimate": pipeline.estimate(project, pipeline.quick_budget_s()) if is_admin else None,
         # Members below admin are told why there is no Train button, and whom to ask.
         "role": project.current_role,  # type: ignore[attr-defined]
         "admin_names": []

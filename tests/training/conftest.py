@@ -44,6 +44,7 @@ def add_images(
 def _feature_cache(settings, tmp_path):
     # A private feature cache per test: nothing learned in one test leaks into another.
     settings.LOUPE_FEATURE_CACHE_DIR = tmp_path / "features"
+    settings.LOUPE_DETECTION_MAP_CACHE_DIR = tmp_path / "detection_maps"
 
 
 @pytest.fixture

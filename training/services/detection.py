@@ -19,6 +19,7 @@ import numpy as np
 from django.conf import settings
 
 from training.ml.detection import DetectorConfig, DetectorResult, TrainOptions, train_detector
+from training.ml.detection.prepare import MapStore
 from training.ml.detection_metrics import Detection, GroundTruthBox
 from training.models import Iteration, IterationImage, IterationScore
 from training.services.detection_performance import DEFAULT_OVERLAP, detection_figures
@@ -49,6 +50,7 @@ def train_detection(
     tag_names = list(iteration.tags.order_by("index").values_list("name", flat=True))
     boxes = [_ground_truth(image) for image in images]
     t0 = time.monotonic()
+    config = detector_config()
     result = train_detector(
         build_refs(images),
         boxes,
@@ -57,10 +59,16 @@ def train_detection(
         budget_s=float(iteration.budget_s),
         seed=0,
         on_progress=_progress(report),
-        config=detector_config(),
+        config=config,
         options=TrainOptions(max_epochs=int(settings.LOUPE_DETECTION_MAX_EPOCHS)),
+        map_store=MapStore(
+            settings.LOUPE_DETECTION_MAP_CACHE_DIR,
+            backbone=iteration.backbone,
+            config=config,
+            max_bytes=int(settings.LOUPE_DETECTION_MAP_CACHE_MB) * 1024**2,
+        ),
     )
-    timings = {"training_s": time.monotonic() - t0}
+    timings = {"training_s": time.monotonic() - t0, **result.timings}
     report("saving", 0.97, force=True)
     t0 = time.monotonic()
     held = [int(i) for i in result.holdout_index]
@@ -106,6 +114,9 @@ def _metrics(
         epochs=int(result.epochs),
         steps=int(result.steps),
         final_loss=float(result.epoch_losses[-1]) if result.epoch_losses else None,
+        # Fewer than training_images when preparation was cut off by its deadline.
+        trained_images=int(result.trained_images),
+        training_images=int(result.training_images),
     )
     return metrics
 

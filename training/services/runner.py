@@ -13,7 +13,9 @@ import logging
 import time
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
+from training.ml.device import torch_threads
 from training.models import Iteration
 from training.services.failures import fail_for_error
 from training.services.finish import (
@@ -47,7 +49,7 @@ def train_iteration(iteration: Iteration) -> None:
     report = ProgressReporter(iteration)
     started = time.monotonic()
     try:
-        with lease_heartbeat(iteration):
+        with lease_heartbeat(iteration), torch_threads(settings.LOUPE_TRAIN_THREADS or None):
             pipeline.train(iteration, images, report, started)
     except IterationReleased:
         # Cancelled by an admin, or given up by the sweep: the row's verdict stands.

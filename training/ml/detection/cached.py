@@ -51,9 +51,11 @@ def cache_view(
     labels: torch.Tensor,
     *,
     augment: TrainAugment | None,
+    body: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None,
 ) -> CachedView:
     """Backbone maps of ``image`` (uint8 (3, H, W)), augmented and at a random training scale
-    when ``augment`` is given, else unchanged at the inference scale."""
+    when ``augment`` is given, else unchanged at the inference scale. ``body`` runs the frozen
+    backbone (default: the model's own, in PyTorch)."""
     if augment is not None:
         image, boxes, labels = augment(image, boxes, labels)
     transform = model.transform
@@ -61,11 +63,11 @@ def cache_view(
     target = {"boxes": boxes.as_subclass(torch.Tensor), "labels": labels}
     with torch.inference_mode():
         image_list, targets = transform([TF.to_dtype(image, torch.float32, scale=True)], [target])
-        maps = model.backbone.body(image_list.tensors)
+        maps = (body or model.backbone.body)(image_list.tensors)
     assert targets is not None
     height, width = image_list.image_sizes[0]
     return CachedView(
-        features=tuple(m[0].to(torch.float16).clone() for m in maps),
+        features=tuple(m[0].to("cpu", torch.float16).clone() for m in maps),
         image_size=(int(height), int(width)),
         boxes=targets[0]["boxes"].clone(),
         labels=targets[0]["labels"].clone(),

@@ -1,8 +1,9 @@
 """Detector training inside a wall-clock budget.
 
 Default recipe (measured in bench/RESULTS.md): the backbone stays frozen and each training image
-is pushed through it once per cached view (cached.py), then the FPN and head train for as many
-epochs as the budget allows. ``TrainOptions(frozen_backbone=False)`` fine-tunes end to end
+is pushed through it once per cached view (cached.py), within a preparation deadline
+(prepare.py: training starts on the images ready by then), then the FPN and head train for as
+many epochs as the budget allows. ``TrainOptions(frozen_backbone=False)`` fine-tunes end to end
 instead (backbone blocks from ``DetectorConfig.trainable_from_block`` on, at a tenth of the
 head's learning rate), ~10x slower per epoch on a CPU. Both use AdamW, a linear warm-up then
 cosine decay over the *time* budget (a slow machine still anneals instead of being cut off at
@@ -32,9 +33,10 @@ from ..errors import BudgetExhausted, Cancelled, DatasetTooSmall, TrainingDiverg
 from ..preprocessing import load_rgb
 from ..seeding import seed_everything
 from .augment import AugmentConfig, NormalizedBox, TrainAugment, to_pixel_boxes
-from .cached import MAX_CACHE_BYTES, CachedView, cache_view, cached_losses
+from .cached import CachedView, cached_losses
 from .evaluate import detect, holdout_split, inference_size
 from .model import Detector, DetectorArtifact, DetectorConfig, build_detector, train_mode
+from .prepare import Deadlines, MapStore, Prepared, body_engine, prepare_views
 
 ProgressFn = Callable[[str, float], None]
 
@@ -68,6 +70,9 @@ class TrainOptions:
     frozen_backbone: bool = True
     cached_views: int = 3  # view 0 plain, the rest augmented
     max_cache_share: float = 0.4  # extra views stop once caching would pass this budget share
+    # Plain views stop at this share of the budget left after the scoring reserve: training
+    # starts on what is ready rather than spending the budget on preparation alone.
+    max_prepare_share: float = 0.6
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -76,11 +81,16 @@ class DetectorResult:
     state: dict[str, torch.Tensor]  # detector state_dict of the returned weights
     holdout_index: np.ndarray  # (M,) int64 indices into refs of the held-out images
     holdout_detections: list[list[Detection]]  # per held-out image: (tag, p, l, t, w, h)
-    epochs: int  # full passes over the training split (a last partial one is not counted)
+    epochs: int  # full passes over the prepared training images (a last partial one is not counted)
     best_epoch: int  # epoch of the returned weights: the last, since none is picked by score
     steps: int = 0
     epoch_losses: tuple[float, ...] = ()  # mean training loss of each full epoch
     config: DetectorConfig = field(default_factory=DetectorConfig)
+    trained_images: int = 0  # training images with a prepared view (all, when none was cut)
+    training_images: int = 0  # images in the training split
+    maps_loaded: int = 0  # plain views loaded from the map store instead of computed
+    # preparing_s, training_s, scoring_s, prepare_per_image_s (computed views only, else 0)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_artifact(self, *, backbone: str, num_tags: int) -> DetectorArtifact:
         """The trained detector as an artifact for save_detector_artifact / DetectorPredictor."""
@@ -101,25 +111,22 @@ def train_detector(
     should_stop: Callable[[], bool] = _never_stop,
     config: DetectorConfig = DetectorConfig(),
     options: TrainOptions = TrainOptions(),
+    map_store: MapStore | None = None,
 ) -> DetectorResult:
     """Train a detector on ``refs`` within ``budget_s`` seconds of wall-clock time.
 
     ``boxes[i]`` lists image i's boxes as (tag index, left, top, width, height), normalised to
     0..1; an image with none is a negative (it teaches the detector what not to fire on).
-    Raises BudgetExhausted when not one epoch fits, TrainingDiverged on a non-finite loss,
+    With the backbone frozen, training starts on the images prepared by the preparation
+    deadline (prepare.py); ``map_store`` keeps their plain-view maps for the next run.
+    Raises BudgetExhausted only when not one pass over the prepared images fits (its
+    ``spent_s`` says where the time went), TrainingDiverged on a non-finite loss,
     DatasetCorrupt (naming the image), DatasetTooSmall, Cancelled (``should_stop``).
     """
     _validate(refs, boxes, num_tags=num_tags, budget_s=budget_s)
-    started = time.monotonic()
+    loop = _Loop(time.monotonic(), budget_s, on_progress, should_stop)
     rng = seed_everything(seed)
-    train_index, holdout_index = holdout_split(
-        boxes, num_tags=num_tags, fraction=options.holdout_fraction, rng=rng
-    )
-    if not any(boxes[i] for i in train_index) or not any(boxes[i] for i in holdout_index):
-        raise DatasetTooSmall(
-            "Detection training needs boxes on at least 5 images, so that some can be held out "
-            "to measure the model."
-        )
+    train_index, holdout_index = _split(boxes, num_tags, options, rng)
     on_progress("preparing", 0.0)
     # Decoded (and shrunk to inference size) now, so an unreadable held-out image fails the
     # run before the budget is spent rather than after.
@@ -127,50 +134,37 @@ def train_detector(
     model = build_detector(backbone, num_tags, config)
     if options.frozen_backbone:
         model.backbone.body.requires_grad_(False)
+    loop.measure_scoring(model, holdout_images, config)
     augment = TrainAugment(options.augment)
-    loop = _Loop(started, budget_s, len(holdout_index), on_progress, should_stop)
     if options.frozen_backbone:
-        views = _cache_views(model, refs, boxes, train_index, augment, options, loop)
-        step: _Step = _CachedStep(model, views, rng)
+        # Its own generator: the preparation order leaves the training's random stream as is.
+        order = np.random.default_rng([seed, 1]).permutation(train_index)
+        prepared = _prepare(model, refs, boxes, order, augment, config, options, loop, map_store)
+        step: _Step = _CachedStep(model, prepared.views, rng)
+        trained_on = np.asarray(sorted(prepared.views), dtype=np.int64)
     else:
+        prepared = Prepared(wanted=len(train_index))
         step = _ImageStep(model, refs, boxes, augment)
-    optimizer = _optimizer(model, options)
-    steps = epochs = 0
-    epoch_losses: list[float] = []
-    for epoch in range(1, options.max_epochs + 1):
-        finished_epoch = True
-        loss_sum = 0.0
-        order = rng.permutation(train_index)
-        for chunk in _chunks(order, options.batch_size):
-            loop.check_stop()
-            if loop.out_of_time():
-                finished_epoch = False
-                break
-            step_started = time.monotonic()
-            _set_lr(optimizer, step=steps, fraction=loop.fraction())
-            train_mode(model)
-            losses = step.losses(chunk)
-            loss = sum(losses.values(), torch.zeros(()))
-            if not torch.isfinite(loss):
-                raise TrainingDiverged("The training loss became NaN or infinite.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), _GRAD_CLIP_NORM)
-            optimizer.step()
-            steps += 1
-            loss_sum += float(loss.detach()) * len(chunk)
-            loop.record_step(time.monotonic() - step_started, len(chunk), f"epoch {epoch}")
-        if not finished_epoch:
-            break
-        epochs = epoch
-        epoch_losses.append(loss_sum / len(order))
+        trained_on = train_index
+    loop.mark_training()
+    epochs, steps, epoch_losses = _train_epochs(model, step, trained_on, rng, options, loop)
     if epochs == 0:
         raise BudgetExhausted(
-            f"The budget of {budget_s:g} s ran out before the first training epoch finished; "
-            "choose a larger budget or fewer images."
+            f"The budget of {budget_s:g} s ran out before one pass over the "
+            f"{len(trained_on)} prepared training images; choose a larger budget or fewer "
+            "images.",
+            spent_s=loop.spent_s(),
         )
     on_progress("evaluating", 0.0)
+    training_s = loop.training_s()
+    scoring_started = time.monotonic()
     detections = detect(model, holdout_images, config)
+    timings = {
+        "preparing_s": loop.preparing_s(),
+        "training_s": training_s,
+        "scoring_s": time.monotonic() - scoring_started,
+        "prepare_per_image_s": prepared.per_image_s,
+    }
     on_progress("done", 1.0)
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     return DetectorResult(
@@ -182,7 +176,110 @@ def train_detector(
         steps=steps,
         epoch_losses=tuple(epoch_losses),
         config=config,
+        trained_images=len(trained_on),
+        training_images=len(train_index),
+        maps_loaded=prepared.loaded,
+        timings=timings,
     )
+
+
+def _split(
+    boxes: Sequence[Sequence[NormalizedBox]],
+    num_tags: int,
+    options: TrainOptions,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    train_index, holdout_index = holdout_split(
+        boxes, num_tags=num_tags, fraction=options.holdout_fraction, rng=rng
+    )
+    if not any(boxes[i] for i in train_index) or not any(boxes[i] for i in holdout_index):
+        raise DatasetTooSmall(
+            "Detection training needs boxes on at least 5 images, so that some can be held out "
+            "to measure the model."
+        )
+    return train_index, holdout_index
+
+
+def _prepare(
+    model: Detector,
+    refs: Sequence[ImageRef],
+    boxes: Sequence[Sequence[NormalizedBox]],
+    order: np.ndarray,
+    augment: TrainAugment,
+    config: DetectorConfig,
+    options: TrainOptions,
+    loop: _Loop,
+    map_store: MapStore | None,
+) -> Prepared:
+    """Views of the training images in `order` (a random one: a set cut off by the deadline
+    is a fair sample) within preparation's share of the budget (prepare.py)."""
+    working_s = loop.budget_s - loop.reserve_s()
+    deadlines = Deadlines(
+        plain_views=options.max_prepare_share * working_s,
+        extra_views=min(
+            options.max_cache_share * loop.budget_s, options.max_prepare_share * working_s
+        ),
+    )
+    return prepare_views(
+        model,
+        refs,
+        boxes,
+        order.tolist(),
+        config=config,
+        augment=augment,
+        cached_views=options.cached_views,
+        deadlines=deadlines,
+        elapsed=loop.elapsed,
+        on_progress=loop.on_progress,
+        should_stop=loop.should_stop,
+        body=body_engine(model, device=torch.device("cpu")),
+        store=map_store,
+    )
+
+
+def _train_epochs(
+    model: Detector,
+    step: _Step,
+    train_index: np.ndarray,
+    rng: np.random.Generator,
+    options: TrainOptions,
+    loop: _Loop,
+) -> tuple[int, int, list[float]]:
+    """(full epochs, steps, mean loss per full epoch) until the budget or the epoch cap."""
+    optimizer = _optimizer(model, options)
+    steps = epochs = 0
+    epoch_losses: list[float] = []
+    for epoch in range(1, options.max_epochs + 1):
+        order = rng.permutation(train_index)
+        loss_sum = 0.0
+        for chunk in _chunks(order, options.batch_size):
+            loop.check_stop()
+            if loop.out_of_time():
+                return epochs, steps, epoch_losses
+            step_started = time.monotonic()
+            _set_lr(optimizer, step=steps, fraction=loop.fraction())
+            train_mode(model)
+            loss = _step(model, step, chunk, optimizer)
+            steps += 1
+            loss_sum += loss * len(chunk)
+            loop.record_step(time.monotonic() - step_started, len(chunk), f"epoch {epoch}")
+        epochs = epoch
+        epoch_losses.append(loss_sum / len(order))
+    return epochs, steps, epoch_losses
+
+
+def _step(
+    model: Detector, step: _Step, chunk: np.ndarray, optimizer: torch.optim.Optimizer
+) -> float:
+    losses = step.losses(chunk)
+    loss = sum(losses.values(), torch.zeros(()))
+    if not torch.isfinite(loss):
+        raise TrainingDiverged("The training loss became NaN or infinite.")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    torch.nn.utils.clip_grad_norm_(model.parameters(), _GRAD_CLIP_NORM)
+    optimizer.step()
+    return float(loss.detach())
 
 
 class _Step(Protocol):
@@ -228,52 +325,6 @@ class _CachedStep:
         return cached_losses(self.model, picked)
 
 
-def _cache_views(
-    model: Detector,
-    refs: Sequence[ImageRef],
-    boxes: Sequence[Sequence[NormalizedBox]],
-    train_index: np.ndarray,
-    augment: TrainAugment,
-    options: TrainOptions,
-    loop: _Loop,
-) -> dict[int, list[CachedView]]:
-    """Backbone maps for ``options.cached_views`` views of every training image (fewer when
-    they would pass MAX_CACHE_BYTES). Raises BudgetExhausted if caching overruns the budget."""
-    views: dict[int, list[CachedView]] = {}
-    wanted = max(1, options.cached_views)
-    total = len(train_index) * wanted
-    done = 0
-    cached_bytes = 0
-    cache_started = time.monotonic()
-    for view in range(wanted):
-        for index in train_index.tolist():
-            loop.check_stop()
-            if loop.elapsed() >= loop.budget_s:
-                raise BudgetExhausted(
-                    f"The budget of {loop.budget_s:g} s ran out while preparing the training "
-                    "images; choose a larger budget or fewer images."
-                )
-            started = time.monotonic()
-            cached = cache_view(
-                model, *_decoded(refs[index], boxes[index]), augment=augment if view else None
-            )
-            if view == 0:
-                # A backbone pass at the inference scale: what scoring a held-out image costs.
-                loop.record_inference(time.monotonic() - started)
-            views.setdefault(index, []).append(cached)
-            cached_bytes += cached.nbytes
-            done += 1
-            loop.on_progress("preparing", done / total)
-        if cached_bytes * (view + 2) / (view + 1) > MAX_CACHE_BYTES:
-            break
-        # Another view only while caching stays within its share of the budget: epochs over
-        # the views already cached are worth more than views never trained on.
-        per_view_s = (time.monotonic() - cache_started) / (view + 1)
-        if loop.elapsed() + per_view_s > options.max_cache_share * loop.budget_s:
-            break
-    return views
-
-
 class _Loop:
     """Tracks the budget: training stops early enough to score the held-out split in time."""
 
@@ -281,16 +332,15 @@ class _Loop:
         self,
         started: float,
         budget_s: float,
-        holdout_count: int,
         on_progress: ProgressFn,
         should_stop: Callable[[], bool],
     ) -> None:
         self.started = started
         self.budget_s = budget_s
-        self.holdout_count = holdout_count
         self.on_progress = on_progress
         self.should_stop = should_stop
-        self.inference_s: float | None = None  # measured per-image inference time, if known
+        self.holdout_count = 0
+        self.inference_s: float | None = None  # measured per-image scoring time, if known
         self.per_image_s = 0.0  # running mean training time per image
         self.images = 0
         self._train_start: float | None = None
@@ -302,10 +352,18 @@ class _Loop:
         if self.should_stop():
             raise Cancelled("Training was cancelled.")
 
-    def record_inference(self, seconds: float) -> None:
-        self.inference_s = (
-            seconds if self.inference_s is None else 0.9 * self.inference_s + 0.1 * seconds
-        )
+    def measure_scoring(
+        self, model: Detector, holdout_images: Sequence[Image.Image], config: DetectorConfig
+    ) -> None:
+        """Time the detector on a held-out image: what scoring each of them will cost. The
+        first call pays one-time costs (allocations, kernel choices) several times over a
+        warm call's, so the second call is the one measured."""
+        self.holdout_count = len(holdout_images)
+        if holdout_images:
+            detect(model, holdout_images[:1], config)
+            started = time.monotonic()
+            detect(model, holdout_images[-1:], config)
+            self.inference_s = time.monotonic() - started
 
     def reserve_s(self) -> float:
         per_image = self.inference_s
@@ -313,6 +371,24 @@ class _Loop:
             per_image = self.per_image_s * _INFERENCE_COST_RATIO
         # Margin for load swings on a shared machine: the 600 s bench overran by 3 s at 1.2x.
         return self.holdout_count * per_image * 1.5 + 2.0
+
+    def mark_training(self) -> None:
+        self._train_start = time.monotonic()
+
+    def preparing_s(self) -> float:
+        end = self._train_start if self._train_start is not None else time.monotonic()
+        return end - self.started
+
+    def training_s(self) -> float:
+        return 0.0 if self._train_start is None else time.monotonic() - self._train_start
+
+    def spent_s(self) -> dict[str, float]:
+        """Where the budget went, for a failure message."""
+        return {
+            "preparing images": self.preparing_s(),
+            "training": self.training_s(),
+            "held back for scoring": self.reserve_s(),
+        }
 
     def fraction(self) -> float:
         if self._train_start is None:

@@ -80,9 +80,9 @@ class TrainingPipeline(ABC):
     def threshold_figures(self, iteration: Iteration, threshold: float) -> dict[str, Any]:
         """Overall and per-tag figures of a completed iteration at `threshold`."""
 
-    def estimate(self, image_count: int, budget_s: int) -> BudgetEstimate | None:
-        """Whether `budget_s` is expected to be enough for `image_count` images; None when the
-        kind's training does not race a budget in a way worth estimating."""
+    def estimate(self, project: Project, budget_s: int) -> BudgetEstimate | None:
+        """Whether `budget_s` is expected to be enough for the project's training images; None
+        when the kind's training does not race a budget in a way worth estimating."""
         return None
 
     def budget_for(self, training_type: str, budget_s: int) -> int:

@@ -7,6 +7,7 @@ the same recipe within the user's budget.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -15,9 +16,21 @@ from labeling.models import Project
 from training.models import Iteration, IterationImage
 from training.services.detection_checks import check_detection_trainable, take_detection_snapshot
 from training.services.detection_performance import detection_figures_at, load_detection_table
-from training.services.pipelines.base import TrainingChoices, TrainingPipeline
+from training.services.pipelines.base import BudgetEstimate, TrainingChoices, TrainingPipeline
 from training.services.progress import ProgressReporter
 from training.services.snapshot import Snapshot
+
+# Seconds to prepare one training image (decode + one backbone pass) when no training on this
+# installation has measured it yet: lite0 at 320 px in ONNX Runtime on a 2-core CPU with the
+# other core busy (bench/detection_training.py).
+DEFAULT_PREPARE_PER_IMAGE_S = 0.25
+# Preparation may use this share of the budget before training starts on what is ready
+# (TrainOptions.max_prepare_share).
+PREPARE_SHARE = 0.6
+HOLDOUT_SHARE = 0.2
+# Scoring a held-out image costs about this many times preparing one (the whole detector, its
+# post-processing, the reserve's margin).
+SCORING_COST_RATIO = 1.5
 
 
 class DetectionPipeline(TrainingPipeline):
@@ -45,6 +58,46 @@ class DetectionPipeline(TrainingPipeline):
             f"{minutes} minutes; choose Advanced to set another.",
         )
 
+    def estimate(self, project: Project, budget_s: int) -> BudgetEstimate | None:
+        return self.estimate_for(len(self.take_snapshot(project).images), budget_s)
+
+    def estimate_for(self, image_count: int, budget_s: int) -> BudgetEstimate | None:
+        """Preparing the images before training starts, from the last measured cost per image."""
+        if image_count <= 0 or budget_s <= 0:
+            return None
+        per_image = measured_prepare_per_image_s() or DEFAULT_PREPARE_PER_IMAGE_S
+        train_count = image_count * (1 - HOLDOUT_SHARE)
+        scoring_s = image_count * HOLDOUT_SHARE * per_image * SCORING_COST_RATIO
+        preparing_s = train_count * per_image
+        # Preparing, one pass of training (a fraction of preparing: FPN and head only), scoring.
+        needed_s = preparing_s * 1.2 + scoring_s
+        enough = preparing_s <= PREPARE_SHARE * (budget_s - scoring_s)
+        minutes = _minutes(needed_s)
+        minutes_of_budget = max(1, round(budget_s / 60))
+        budget = f"{minutes_of_budget}-minute"
+        if enough:
+            message = (
+                f"About {minutes} to prepare {image_count} images and score the held-out "
+                f"ones; the rest of the {budget} budget trains the detector."
+            )
+        else:
+            ready = min(
+                round(train_count), max(0, int(PREPARE_SHARE * (budget_s - scoring_s) / per_image))
+            )
+            wanted_s = math.ceil((preparing_s / PREPARE_SHARE + scoring_s) / 60) * 60
+            message = (
+                f"About {minutes} to prepare {image_count} images: the {budget} budget is not "
+                f"enough to prepare them all, so training starts on about {ready} of "
+                f"them. Advanced training with about {_minutes(wanted_s)} uses them all."
+            )
+        return BudgetEstimate(
+            image_count=image_count,
+            needed_s=needed_s,
+            budget_s=budget_s,
+            enough=enough,
+            message=message,
+        )
+
     def train(
         self,
         iteration: Iteration,
@@ -59,3 +112,24 @@ class DetectionPipeline(TrainingPipeline):
 
     def threshold_figures(self, iteration: Iteration, threshold: float) -> dict[str, Any]:
         return detection_figures_at(iteration, load_detection_table(iteration), threshold)
+
+
+def measured_prepare_per_image_s() -> float | None:
+    """The preparation cost per image the latest detection trainings measured, if any."""
+    recent = (
+        Iteration.objects.filter(
+            status=Iteration.Status.COMPLETED, project__kind=Project.Kind.DETECTION
+        )
+        .order_by("-finished")
+        .values_list("timings", flat=True)[:5]
+    )
+    for timings in recent:
+        value = (timings or {}).get("prepare_per_image_s")
+        if value:
+            return float(value)
+    return None
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
