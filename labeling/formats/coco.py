@@ -129,7 +129,7 @@ def _images(
                 )
             )
             continue
-        items[iid] = DatasetItem(path=member, width_px=width, height_px=height)
+        items[iid] = DatasetItem(path=member, width_px=width, height_px=height, annotated=True)
     return items
 
 

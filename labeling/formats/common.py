@@ -71,6 +71,9 @@ class DatasetItem:
     height_px: int | None = None
     # Detection: a reviewer marked it "No objects" (from a Loupe export's manifest).
     negative: bool = False
+    # The annotation file speaks for this image (a COCO "images" entry, a VOC file, a YOLO
+    # label file): with no boxes it says "no objects here", not "not looked at yet".
+    annotated: bool = False
 
     @property
     def name(self) -> str:

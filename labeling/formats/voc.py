@@ -96,7 +96,7 @@ def _parse_one(archive: SafeArchive, path: str) -> DatasetItem | None:
     )
     if member is None:
         return None
-    item = DatasetItem(path=member, width_px=width, height_px=height)
+    item = DatasetItem(path=member, width_px=width, height_px=height, annotated=True)
     for number, obj in enumerate(root.iter("object"), start=1):
         name = (obj.findtext("name") or "").strip()
         if not name:

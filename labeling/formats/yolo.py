@@ -79,6 +79,7 @@ def parse(archive: SafeArchive) -> ParsedDataset:
                 )
             )
             continue
+        item.annotated = True
         try:
             item.boxes = _boxes(archive.read(label_path), names, label_path)
         except ArchiveError as err:

@@ -74,12 +74,16 @@ def test_coco_import_creates_tags_images_and_boxes(
     )
     assert result["state"] == "done"
     assert "Imported 2 images." in result["html"]
-    assert list(project.tags.values_list("name", flat=True)) == ["cat", "dog"]
+    # b.png has no box: it is marked "No objects", which makes the project's Negative tag.
+    assert list(project.tags.values_list("name", flat=True)) == ["cat", "dog", "Negative"]
     image = project.images.get(original_name="a.png")
     assert image.source == Image.Source.IMPORT and image.is_tagged
     boxes = sorted(image.regions.values_list("tag__name", "left", "top", "width", "height"))
     assert boxes == [("cat", 0.1, 0.1, 0.5, 0.5), ("dog", 0.0, 0.0, 1.0, 1.0)]
-    assert not project.images.get(original_name="b.png").is_tagged
+    # Listed in the file without a box: "No objects" (a negative), not an untagged image.
+    b = project.images.get(original_name="b.png")
+    assert b.is_tagged and not b.regions.exists()
+    assert list(b.image_tags.values_list("tag__kind", flat=True)) == ["negative"]
 
 
 def test_box_outside_image_and_missing_image_are_each_reported_and_nothing_imported(

@@ -124,6 +124,8 @@ def import_dataset(
         report.problems += _check_items(project, safe, parsed.items, on_progress)
         if manifest is not None:
             report.problems += _apply_manifest(project, manifest, parsed.items)
+        elif project.is_detection:
+            _mark_no_objects(parsed.items)
         if report.problems:
             return report
         manifest = manifest or Manifest()
@@ -155,6 +157,15 @@ def _apply_manifest(
                 )
             item.negative = True
     return problems
+
+
+def _mark_no_objects(items: Sequence[DatasetItem]) -> None:
+    """An image the annotation file lists without a box is a negative ("No objects"), so it
+    trains the detector on background instead of staying out as untagged. (A Loupe export's
+    manifest says which images are negatives; then only those are.)"""
+    for item in items:
+        if item.annotated and not item.boxes:
+            item.negative = True
 
 
 def import_labels(
