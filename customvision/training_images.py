@@ -51,6 +51,7 @@ from training.models import IterationImage
 User = AbstractBaseUser
 MAX_TAKE = 256
 MAX_IDS = 256
+DELETE_SLICE = 500
 
 
 def uris(request: HttpRequest) -> UriOf:
@@ -312,5 +313,7 @@ def delete_images(request: HttpRequest, user: User, project_id: int) -> object:
         raise cv_error(
             "BadRequestRequiredParamIsNull", "Name the images to delete (imageIds) or allImages."
         )
-    delete_image_rows(project=project, image_ids=ids, by=user)
+    # In slices: one IN (...) over a whole project's ids passes SQLite's variable limit.
+    for start in range(0, len(ids), DELETE_SLICE):
+        delete_image_rows(project=project, image_ids=ids[start : start + DELETE_SLICE], by=user)
     return NO_CONTENT

@@ -324,6 +324,8 @@ def json_body(request: HttpRequest, *, max_bytes: int = 1_000_000, required: boo
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise cv_error("BadRequest", f"The request body is not valid JSON ({err}).") from None
+    except RecursionError:  # thousands of nested brackets
+        raise cv_error("BadRequest", "The request body nests too deeply.") from None
 
 
 def body_object(request: HttpRequest, *, max_bytes: int = 1_000_000, required: bool = True) -> dict:  # type: ignore[type-arg]

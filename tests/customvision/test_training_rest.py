@@ -579,3 +579,34 @@ def test_stored_predictions_need_a_reviewer_key(client, db) -> None:
     assert response.json()["results"] == [] and response.json()["token"]["continuation"] == ""
     train = f"/projects/{to_uuid(Kind.PROJECT, project.pk)}/train"
     assert call(client, "post", train, keys[Role.REVIEWER]).status_code == 403  # admins train
+
+
+def test_malformed_bodies_are_400_not_500(client, admin_key) -> None:
+    key = admin_key[1]
+    project_id, _, _ = _classification(client, key)
+    p = f"/projects/{project_id}"
+    for path, raw in (
+        (f"{p}/images/files", b"[" * 100_000),
+        (f"{p}/images/files", b"{not json"),
+        (f"{p}/images/files", b'{"images": 5}'),
+        (f"{p}/images/files", b'{"images": [{"contents": "", "regions": [{"tagId": 1}]}]}'),
+        (f"{p}/images/tags", b'{"tags": [{"imageId": "x", "tagId": null}]}'),
+        (f"{p}/images/regions", b'{"regions": [{"imageId": 1, "tagId": 1, "left": 1e400}]}'),
+        (f"{p}/predictions/query", b'{"maxCount": "many"}'),
+        (f"{p}/predictions/query", b'{"startTime": "yesterday"}'),
+        (f"{p}/train", b"[1]"),
+    ):
+        response = call(client, "post", path, key, raw=raw)
+        assert response.status_code == 400, (path, raw[:40], response.content[:200])
+        assert response.json()["code"].startswith("BadRequest")
+    for path in (f"{p}/images?take=9999", f"{p}/images?skip=-1", f"{p}/images?orderBy=Random"):
+        assert call(client, "get", path, key).status_code == 400
+
+
+def test_delete_all_images(client, admin_key) -> None:
+    key = admin_key[1]
+    project_id, _, _ = _classification(client, key)
+    images = [{"contents": b64(png((i, 9, 9)))} for i in range(3)]
+    call(client, "post", f"/projects/{project_id}/images/files", key, body={"images": images})
+    response = call(client, "delete", f"/projects/{project_id}/images?allImages=true", key)
+    assert response.status_code == 204 and not Image.objects.exists()
