@@ -208,6 +208,7 @@ LOUPE_IMPORT_QUEUED_MAX_S = env_int("LOUPE_IMPORT_QUEUED_MAX_S", 6 * 3600)
 LOUPE_EXPORT_KEEP_S = env_int("LOUPE_EXPORT_KEEP_S", 24 * 3600)
 CELERY_BEAT_SCHEDULE = {
     "training-sweep-iterations": {"task": "training.sweep_iterations", "schedule": 60.0},
+    "training-sweep-health": {"task": "training.sweep_health", "schedule": 60.0},
     "training-sweep-model-exports": {"task": "training.sweep_model_exports", "schedule": 60.0},
     "labeling-sweep-imports": {"task": "labeling.sweep_imports", "schedule": 60.0},
     "labeling-sweep-exports": {"task": "labeling.sweep_exports", "schedule": 60.0},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from training.services.health import TIME_LIMIT_S, run_health_check
+from training.services.health import TIME_LIMIT_S, run_health_check, sweep_health
 
 
 @shared_task(
@@ -22,3 +22,8 @@ from training.services.health import TIME_LIMIT_S, run_health_check
 )
 def check_health(project_id: int) -> None:
     run_health_check(project_id)
+
+
+@shared_task(name="training.sweep_health", time_limit=120, ignore_result=True)
+def sweep_health_task() -> int:
+    return sweep_health()

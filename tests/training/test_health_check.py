@@ -141,3 +141,34 @@ def test_a_lost_check_ends_failed_with_a_reason(project, cache_dir) -> None:
 def test_the_train_page_links_to_the_health_check(project, users, client_for) -> None:
     response = client_for(users[str(Role.ADMIN)]).get(f"/projects/{project.pk}/train/")
     assert f'href="/projects/{project.pk}/health/"' in response.content.decode()
+
+
+def test_the_sweep_refreshes_stale_reports_once_uploads_are_quiet(project, cache_dir) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labeling.models import Image
+    from training.tasks_health import sweep_health_task
+
+    _crafted(project, cache_dir)
+    assert sweep_health_task() == 0  # images arrived just now: an upload may be running
+    assert not HealthReport.objects.filter(project=project).exists()
+    Image.objects.filter(project=project).update(created=timezone.now() - timedelta(minutes=2))
+    assert sweep_health_task() == 1
+    report = HealthReport.objects.get(project=project)
+    assert report.requested is not None and report.status in ("queued", "failed")
+    # Once checked, an unchanged project is left alone.
+    HealthReport.objects.filter(pk=report.pk).update(status="failed")
+    check_health(project.pk)
+    assert HealthReport.objects.get(pk=report.pk).status == "done"
+    assert sweep_health_task() == 0
+
+
+def test_the_first_visit_queues_the_first_check(project, users, client_for) -> None:
+    ImageFactory(project=project, width=640, height=480)
+    response = client_for(users[str(Role.ANNOTATOR)]).get(f"/projects/{project.pk}/health/")
+    assert response.status_code == 200
+    report = HealthReport.objects.get(project=project)
+    # Sent to the queue (no broker in the tests: the failed send is recorded, nothing hangs).
+    assert report.requested is not None and report.status in ("queued", "failed")

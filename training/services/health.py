@@ -1,10 +1,12 @@
 """The dataset health check: read the project's stored data, run training.ml.health, keep it.
 
 Invariant: a project has one HealthReport; a check is queued (by task name) only when none is
-queued or running, and the report records the data fingerprint it was computed from. A page or
-API call that reads a report whose fingerprint differs from the project's current one (images
-uploaded, deleted or relabeled; a training finished) queues a refresh, so the report follows
-uploads and trainings without the upload or training code calling this app. If the worker dies,
+queued or running, and the report records the data fingerprint it was computed from. When the
+project's current fingerprint differs (images uploaded, deleted or relabeled; a training
+finished), a refresh is queued by whichever comes first: a page or API call that reads the
+report, or `sweep_health` (beat, every minute) once no image arrived for QUIET_S (an upload in
+progress is not checked twenty times). So the report follows uploads and trainings without the
+upload or training code calling this app. If the worker dies,
 the report stays "queued"/"running" only until STALE_AFTER_S: the next read marks it failed
 with a reason and queues it again, so no check hangs forever.
 
@@ -31,7 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling.models import ImageTag, Project, Region
-from project.queue import enqueue
+from project.queue import broker_is_down, enqueue
 from training.ml.health import NOT_IN_SPLIT, HealthData, TagInfo, check_health
 from training.models import HealthReport, IterationImage, IterationScore
 
@@ -40,6 +42,10 @@ logger = logging.getLogger(__name__)
 TASK = "training.check_health"
 TIME_LIMIT_S = 1800  # embedding 20,000 new images on a CPU worker fits; the rules take seconds
 STALE_AFTER_S = TIME_LIMIT_S + 300
+QUIET_S = 60
+# A report made on first read holds nothing and runs nothing (the model's default, "queued", is
+# for a report whose task was sent): the read then finds it stale and queues the first check.
+_IDLE = {"status": HealthReport.Status.DONE}
 QUERY_KEY = "health"
 # A side for images the latest iteration trained on under a single hold-out split.
 _TRAINED = -3
@@ -56,7 +62,7 @@ def data_fingerprint(project: Project) -> str:
 
 def current_report(project: Project, *, refresh: bool = True) -> HealthReport:
     """The project's report, queueing a check when it is missing, stale or lost (see module)."""
-    report, _ = HealthReport.objects.get_or_create(project=project)
+    report, _ = HealthReport.objects.get_or_create(project=project, defaults=_IDLE)
     now = timezone.now()
     is_active = report.status in (HealthReport.Status.QUEUED, HealthReport.Status.RUNNING)
     if is_active and report.requested and now - report.requested > timedelta(seconds=STALE_AFTER_S):
@@ -72,10 +78,32 @@ def current_report(project: Project, *, refresh: bool = True) -> HealthReport:
     return report
 
 
+def sweep_health() -> int:
+    """Queue a check for each project with training images whose report is missing or stale and
+    whose uploads have been quiet for QUIET_S; mark lost checks failed. Returns how many were
+    queued. Cost per project: three small aggregate queries."""
+    if broker_is_down():  # the sends would only fail; the next sweep retries
+        return 0
+    quiet_since = timezone.now() - timedelta(seconds=QUIET_S)
+    projects = Project.objects.filter(images__is_training=True).annotate(
+        newest=Max("images__created")
+    )
+    queued = 0
+    for project in projects.filter(newest__lt=quiet_since):
+        before = (
+            HealthReport.objects.filter(project=project).values_list("requested", flat=True).first()
+        )
+        if current_report(project).requested != before:
+            queued += 1
+    return queued
+
+
 def request_health_check(project: Project) -> HealthReport:
     """Queue a check unless one is queued or running; returns the report."""
     with transaction.atomic():
-        report, _ = HealthReport.objects.select_for_update().get_or_create(project=project)
+        report, _ = HealthReport.objects.select_for_update().get_or_create(
+            project=project, defaults=_IDLE
+        )
         if report.status in (HealthReport.Status.QUEUED, HealthReport.Status.RUNNING):
             return report
         report.status = HealthReport.Status.QUEUED
