@@ -610,3 +610,34 @@ def test_delete_all_images(client, admin_key) -> None:
     call(client, "post", f"/projects/{project_id}/images/files", key, body={"images": images})
     response = call(client, "delete", f"/projects/{project_id}/images?allImages=true", key)
     assert response.status_code == 204 and not Image.objects.exists()
+
+
+def test_listing_queries_do_not_grow_with_the_images(client, admin_key) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    key = admin_key[1]
+    project_id, red, _ = _classification(client, key)
+    paths = (
+        f"/projects/{project_id}/images?take=100",
+        f"/projects/{project_id}/images/tagged?take=100",
+        f"/projects/{project_id}/tags",
+        "/projects",
+    )
+
+    def counts() -> list[int]:
+        result = []
+        for path in paths:
+            with CaptureQueriesContext(connection) as queries:
+                assert call(client, "get", path, key).status_code == 200
+            result.append(len(queries))
+        return result
+
+    def add(start: int, count: int) -> None:
+        images = [{"contents": b64(png((start + i, 7, 7))), "tagIds": [red]} for i in range(count)]
+        call(client, "post", f"/projects/{project_id}/images/files", key, body={"images": images})
+
+    add(0, 2)
+    few = counts()
+    add(10, 12)
+    assert counts() == few
