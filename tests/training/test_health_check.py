@@ -172,3 +172,14 @@ def test_the_first_visit_queues_the_first_check(project, users, client_for) -> N
     report = HealthReport.objects.get(project=project)
     # Sent to the queue (no broker in the tests: the failed send is recorded, nothing hangs).
     assert report.requested is not None and report.status in ("queued", "failed")
+
+
+def test_the_worker_knows_the_tasks_and_beat_runs_the_sweep(settings) -> None:
+    from project.celery import app
+
+    app.loader.import_default_modules()
+    assert {"training.check_health", "training.sweep_health"} <= set(app.tasks)
+    assert any(
+        entry["task"] == "training.sweep_health" and entry["schedule"] <= 60
+        for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    )
