@@ -324,3 +324,35 @@ class KeptLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label_key} kept on image {self.image_id}"
+
+
+class EmbeddingMap(models.Model):
+    """The 2-D map of a project's images (training.services.embedding_map), one per project.
+
+    `fingerprint` names the image set and backbone it was laid out from; a page that reads a map
+    whose fingerprint differs from the project's current one queues a new layout. The points are
+    `{"ids": [...], "xy": [[x, y], ...]}` in [-1, 1]; labels are not stored (they change every
+    minute while people tag) but read when the map is shown.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.OneToOneField(
+        "labeling.Project", on_delete=models.CASCADE, related_name="embedding_map"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    points = models.JSONField(default=dict, blank=True)
+    failure_message = models.TextField(blank=True)
+    image_count = models.PositiveIntegerField(default=0)
+    duration_s = models.FloatField(default=0.0)
+    requested = models.DateTimeField(null=True, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"embedding map of project {self.project_id}: {self.status}"
