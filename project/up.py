@@ -194,6 +194,10 @@ def child_env(config: Config) -> dict[str, str]:
     env["LOUPE_DATA_DIR"] = str(config.data_dir)
     env.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # glibc gives every thread that allocates its own malloc arena and keeps freed blocks there:
+    # request threads decoding large images grew the web process to 2363 MB; with 2 arenas the
+    # same corpus peaked at 1490 MB (bench/memory.py). An admin's own value wins.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     return env
 
 
