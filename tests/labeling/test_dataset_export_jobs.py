@@ -178,3 +178,19 @@ def test_export_works_on_storage_that_is_not_a_local_disk(
         with image.file.open("rb") as original:
             assert archive.read("a.png") == original.read()
         assert json.loads(archive.read("loupe.json"))["kind"] == "multiclass"
+
+
+def test_an_empty_project_exports_an_archive_with_its_tags(
+    reviewer, django_capture_on_commit_callbacks
+):
+    project = ProjectFactory(kind=Project.Kind.DETECTION, name="Empty")
+    Membership.objects.create(project=project, user=reviewer, role=Role.REVIEWER)
+    TagFactory(project=project, name="car")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = start_export(project=project, format_name="coco", by=reviewer)
+    job = run_export(project_id=project.pk, job_id=job.job_id)
+    assert (job.state, job.images, job.message) == ("done", 0, "Exported 0 images.")
+    with default_storage.open(job.file, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        document = json.loads(archive.read("annotations.json"))
+        assert document["images"] == [] and document["categories"][0]["name"] == "car"
+        assert json.loads(archive.read("loupe.json"))["tags"] == ["car"]
