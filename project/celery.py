@@ -17,3 +17,5 @@ app.autodiscover_tasks(related_name="tasks_model_export")
 app.autodiscover_tasks(related_name="tasks_export")
 # training/tasks_health.py (dataset health check).
 app.autodiscover_tasks(related_name="tasks_health")
+# training/tasks_map.py (embedding map layout).
+app.autodiscover_tasks(related_name="tasks_map")

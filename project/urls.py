@@ -36,6 +36,7 @@ urlpatterns = [
     path("api/", include("predictions.rest_urls")),
     path("api/", include("training.export_api_urls")),
     path("api/", include("training.health_api_urls")),
+    path("api/", include("training.map_api_urls")),
     path("api/", include("training.api_urls")),
     path("projects/<int:project_id>/", include("training.urls")),
     path("projects/<int:project_id>/", include("predictions.urls")),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from training import export_views, views, views_health
+from training import export_views, views, views_health, views_map
 
 app_name = "training"
 
@@ -12,6 +12,9 @@ urlpatterns = [
     path("mislabels/", views_health.mislabel_list, name="mislabel-list"),
     path("mislabels/accept/", views_health.mislabel_accept, name="mislabel-accept"),
     path("mislabels/keep/", views_health.mislabel_keep, name="mislabel-keep"),
+    path("map/", views_map.embedding_map, name="embedding-map"),
+    path("map/refresh/", views_map.embedding_map_refresh, name="embedding-map-refresh"),
+    path("map/tag/", views_map.embedding_map_tag, name="embedding-map-tag"),
     path("train/", views.train, name="train"),
     path("performance/", views.performance, name="performance"),
     path("iterations/", views.iteration_list, name="iteration-list"),

@@ -33,6 +33,8 @@ PROJECT_TABS: list[Tab] = [
     Tab("upload", "Upload", "labeling:image-upload"),
     # Before Train: what to fix in the data first (training.services.health).
     Tab("health", "Health", "training:health"),
+    # Every image placed by similarity: tag a whole cluster at once (training.views_map).
+    Tab("map", "Map", "training:embedding-map"),
     # Every member: reviewers and annotators see there why only admins can train, and whom to ask.
     Tab("train", "Train", "training:train"),
     # Opens the default (or latest completed) iteration's figures; its page switches iterations.

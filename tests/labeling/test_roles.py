@@ -215,6 +215,7 @@ MATRIX: list[Entry] = [
     E("POST", "api-model-export-list",                   "409 403 403 404 401", lambda w: {"platform": "ONNX"}),
     E("GET", "api-model-export-download",                "200 403 403 404 401"),
     E("GET", "api-project-health",                       "200 200 200 404 401"),
+    E("GET", "api-project-map",                          "200 200 200 404 401"),
     # --- REST API: predictions (triage and suggestions as the tabs; keys: admins) ----------
     # The world's image is a training image, not a stored prediction: 404 past the role check.
     E("POST", "api-prediction-promote",                  "404 404 403 404 401"),
@@ -299,6 +300,11 @@ MATRIX: list[Entry] = [
     # Nothing queued for the world's image: back to the queue with a message.
     E("POST", "training:mislabel-accept",                "302 302 403 404 302", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
     E("POST", "training:mislabel-keep",                  "302 302 403 404 302", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
+    # Embedding map: every member sees it, lays it out again and tags a lasso selection with
+    # the gallery's bulk tagging service.
+    E("GET", "training:embedding-map",                   "200 200 200 404 302"),
+    E("POST", "training:embedding-map-refresh",          "302 302 302 404 302"),
+    E("POST", "training:embedding-map-tag",              "302 302 302 404 302", _bulk_tag_form),
     # --- Predictions (HTML); the API authenticates by Prediction-Key only, so a session is 401 --
     E("GET", "predictions:key-list",                     "200 403 403 404 302"),
     E("POST", "predictions:key-list",                    "200 403 403 404 302", lambda w: {"name": "Mobile app"}),
