@@ -37,14 +37,17 @@ def health(request: HttpRequest, project_id: int) -> HttpResponse:
     """The health check's lines; queues a fresh check when the data changed since the last."""
     project = access_project(request.user, project_id)
     report = current_report(project)
+    can_review = has_role(request.user, project, REVIEW_ROLE)
     context = {
         "project": project,
         "report": report,
         "is_active": report.status in (HealthReport.Status.QUEUED, HealthReport.Status.RUNNING),
         "lines": report_lines(project, report),
         "summary": summary(report),
-        "can_review": has_role(request.user, project, REVIEW_ROLE),
+        "can_review": can_review,
         "iteration": source_iteration(project),
+        # Computed on demand and cached per iteration (training.services.label_errors).
+        "mislabel_count": len(review_queue(project, request.user)) if can_review else None,
     }
     name = "training/health.html"
     if request.htmx and request.htmx.target == "health-report":

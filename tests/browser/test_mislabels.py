@@ -52,6 +52,7 @@ def test_work_through_the_mislabel_queue_with_the_keyboard(page, login, settings
     _shot(page, "health-gallery")
     page.go_back()
     # To the queue by keyboard: focus the link and press Enter.
+    assert page.get_by_test_id("mislabels-link").inner_text() == "Review 3 possible mislabels"
     page.get_by_test_id("mislabels-link").focus()
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/projects/{project.pk}/mislabels/")

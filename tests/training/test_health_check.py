@@ -183,3 +183,25 @@ def test_the_worker_knows_the_tasks_and_beat_runs_the_sweep(settings) -> None:
         entry["task"] == "training.sweep_health" and entry["schedule"] <= 60
         for entry in settings.CELERY_BEAT_SCHEDULE.values()
     )
+
+
+def test_a_rule_naming_very_many_images_links_to_the_first_ten_thousand(project, users) -> None:
+    from training.services.health_set import health_set
+
+    ids = list(range(1, 12_001))
+    HealthReport.objects.create(
+        project=project,
+        status="done",
+        results=[
+            {
+                "key": "untagged",
+                "title": "Untagged images",
+                "status": "warn",
+                "message": "Many.",
+                "image_ids": ids,
+            }
+        ],
+    )
+    image_set = health_set(users[str(Role.ADMIN)], project, {"health": "untagged"})
+    assert list(image_set.image_ids) == ids[:10_000]
+    assert image_set.label == "Health check: Untagged images (the first 10,000 of 12,000)"
