@@ -138,6 +138,7 @@ def test_classification_project_pages_have_no_serious_violations(page, login):
         "api-keys": reverse("labeling:api-keys"),
         "settings": reverse("labeling:project-settings", args=[project.id]),
         "datasets": reverse("labeling:datasets", args=[project.id]),
+        "customvision-import": reverse("labeling:customvision-import"),
         "404-no-route": "/no-such-page/",
         "404-no-project": reverse("labeling:project-detail", args=[project.id + 1000]),
     }
