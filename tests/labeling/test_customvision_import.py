@@ -278,3 +278,26 @@ def test_the_api_starts_and_reports_an_import(live_server, owner, key, celery_wo
     assert (body["images_total"], body["images_copied"], body["refused"]) == (3, 3, [])
     assert api.get("/api/customvision-imports/nope/").status_code == 404
     assert api.post("/api/customvision-imports/", {}, format="json").status_code == 400
+
+
+def test_the_sweep_ends_a_run_that_vanished_and_a_start_resumes_it(owner, key, settings):
+    import time
+
+    from labeling.services.customvision_import import sweep_customvision_imports
+
+    job = open_customvision_import(
+        endpoint="http://cv.invalid", training_key=key, source_project_id="abc", by=owner
+    )
+    job.state, job.lease_expires = "running", time.time() - 1  # its worker died
+    write_job(job)
+    assert sweep_customvision_imports() == 1
+    failed = get_customvision_import(job_id=job.job_id, user=owner)
+    assert failed.state == "failed" and "stopped without a word" in failed.message
+    assert "continues where it stopped" in failed.message
+    waiting = open_customvision_import(
+        endpoint="http://cv.invalid/", training_key=key, source_project_id="ABC", by=owner
+    )
+    assert waiting.job_id == job.job_id and waiting.state == "queued"  # the same job again
+    later = time.time() + settings.LOUPE_IMPORT_QUEUED_MAX_S + 1
+    assert sweep_customvision_imports(now=later) == 1
+    assert "No worker took" in get_customvision_import(job_id=job.job_id, user=owner).message
