@@ -134,6 +134,14 @@ def test_classification_quickstart(
     assert result.predictions[0].tag_name == "red"
     assert result.predictions[0].probability > result.predictions[1].probability
 
+    # The stored prediction is in the Predictions tab, as one sent from the browser would be.
+    pk = from_uuid(project.id, Kind.PROJECT)
+    client.force_login(user)
+    stored_image = Prediction.objects.get(pk=from_uuid(result.id, Kind.PREDICTION)).image
+    tab = client.get(reverse("predictions:prediction-list", args=[pk]))
+    assert tab.status_code == 200
+    assert f'data-image-id="{stored_image.pk}"'.encode() in tab.content
+
     stored = trainer.query_predictions(project.id, PredictionQueryToken(order_by="Newest"))
     assert [r.id for r in stored.results] == [result.id]
     assert stored.results[0].predictions[0].tag_name == "red"
@@ -143,11 +151,12 @@ def test_classification_quickstart(
     assert trainer.query_predictions(project.id, PredictionQueryToken()).results == []
     assert not Prediction.objects.filter(status="open").exists()
 
-    # Everything is the browser's data: the project opens, with its images and its iteration.
-    pk = from_uuid(project.id, Kind.PROJECT)
-    client.force_login(user)
+    # Everything is the browser's data: the project opens, its images are taggable there, and
+    # its iteration has a performance page.
     page = client.get(reverse("labeling:project-detail", args=[pk]))
     assert page.status_code == 200 and b"Colours" in page.content
+    image = Image.objects.filter(project_id=pk, is_training=True).first()
+    assert client.get(reverse("labeling:image-tag", args=[pk, image.pk])).status_code == 200
     performance_page = client.get(
         reverse(
             "training:iteration-performance", args=[pk, from_uuid(iteration.id, Kind.ITERATION)]
