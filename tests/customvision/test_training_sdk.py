@@ -259,3 +259,33 @@ def test_sdk_errors(live_server, keys) -> None:
     trainer.create_images_from_data(project.id, io.BytesIO(colour_png(GREEN, 2)))
     assert trainer.get_untagged_image_count(project.id) == 1
     assert trainer.get_tagged_image_count(project.id) == 4
+
+
+# --- Raw REST, as Microsoft's curl quickstart writes it -----------------------------------------
+
+
+def test_raw_rest_spellings_with_httpx(live_server, keys) -> None:
+    _, training_key, _ = keys
+    base = f"{live_server.url}/customvision/v3.3/Training"
+    headers = {"Training-key": training_key}
+    with httpx.Client(headers=headers, timeout=30) as http:
+        project = http.post(f"{base}/projects", params={"name": "Curl"})
+        assert project.status_code == 200 and project.headers["content-type"] == "application/json"
+        project_id = project.json()["id"]
+        tag = http.post(f"{base}/projects/{project_id}/tags", params={"name": "red"}).json()
+        upload = http.post(
+            f"{base}/projects/{project_id}/images",
+            params={"tagIds": tag["id"]},
+            content=colour_png(RED, 1),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert upload.status_code == 200 and upload.json()["isBatchSuccessful"] is True
+        assert http.get(f"{base}/projects/{project_id}/images/tagged/count").json() == 1
+        # The SDK 3.1 base and the other versions reach the same project.
+        for version in ("v3.4-preview/training", "v3.0/training", "V3.2/TRAINING"):
+            url = f"{live_server.url}/customvision/{version}/projects/{project_id}"
+            assert http.get(url).json()["name"] == "Curl"
+        deleted = http.delete(f"{base}/projects/{project_id}")
+        assert deleted.status_code == 204 and deleted.content == b""
+        wrong = httpx.get(f"{base}/projects", headers={"Training-key": "nope"})
+        assert wrong.status_code == 401 and wrong.json()["code"] == "Unauthorized"
