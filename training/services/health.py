@@ -68,7 +68,10 @@ def current_report(project: Project, *, refresh: bool = True) -> HealthReport:
     if is_active and report.requested and now - report.requested > timedelta(seconds=STALE_AFTER_S):
         HealthReport.objects.filter(pk=report.pk, status=report.status).update(
             status=HealthReport.Status.FAILED,
-            failure_message="The check did not finish (its worker stopped); it runs again.",
+            failure_message=(
+                f"The check did not finish within {STALE_AFTER_S // 60} minutes (its worker "
+                "stopped, or the training queue was busy); it is queued again."
+            ),
             finished=now,
         )
         report.refresh_from_db()
