@@ -393,3 +393,16 @@ def test_prediction_query_pages_and_filters(api, classification) -> None:
         bad.status_code == 400
         and bad.json()["code"] == "BadRequestPredictionInvalidQueryParameters"
     )
+
+
+def test_train_answer_matches_the_sdk_model(api, db) -> None:
+    pid = conforms(api("post", "/projects?name=Train"), "Project")["id"]
+    tags = [api("post", f"/projects/{pid}/tags?name={n}").json()["id"] for n in ("a", "b")]
+    images = [
+        {"contents": png((20 + 40 * t, 9 * i, 100)), "tagIds": [tag]}
+        for t, tag in enumerate(tags)
+        for i in range(5)
+    ]
+    conforms(api("post", f"/projects/{pid}/images/files", {"images": images}), "ImageCreateSummary")
+    iteration = conforms(api("post", f"/projects/{pid}/train?reservedBudgetInHours=0"), "Iteration")
+    assert iteration["status"] == "Training" and iteration["trainedAt"] is None
