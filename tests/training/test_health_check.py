@@ -205,3 +205,23 @@ def test_a_rule_naming_very_many_images_links_to_the_first_ten_thousand(project,
     image_set = health_set(users[str(Role.ADMIN)], project, {"health": "untagged"})
     assert list(image_set.image_ids) == ids[:10_000]
     assert image_set.label == "Health check: Untagged images (the first 10,000 of 12,000)"
+
+
+def test_the_worker_embeds_what_the_cache_lacks_and_skips_an_unreadable_file(
+    project, cache_dir
+) -> None:
+    from django.core.files.base import ContentFile
+
+    cat = TagFactory(project=project, name="cat")
+    images = _images(project, cat, 3)
+    broken = images[2]
+    broken.file.save("broken.png", ContentFile(b"not an image at all"), save=True)
+    HealthReport.objects.create(project=project)
+    check_health(project.pk)
+    report = HealthReport.objects.get(project=project)
+    assert report.status == "done", report.failure_message
+    assert (report.image_count, report.embedded_count) == (3, 2)
+    from training.services.iterations import backbone_for
+
+    cached = FeatureCache(cache_dir).get_many([i.sha256 for i in images], backbone_for(project))
+    assert set(cached) == {images[0].sha256, images[1].sha256}
