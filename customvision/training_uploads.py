@@ -7,7 +7,8 @@ before anything is stored, naming the entry), then labeling's `ingest_images` st
 images (one call per distinct tag set, so batch tags go through its bulk tagging), then
 `add_regions` draws the boxes. Each image gets its own status, as Custom Vision reports it:
 a corrupt or oversized file is refused alone and the batch answers 207 with the rest stored.
-A file whose content the project already has is `OKDuplicate` with the stored image.
+A file whose content the project already has is `OKDuplicate` with the stored image (and,
+as on Azure, makes the batch not successful: 207).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ _STATUSES = {
     "too_many_pixels": "ErrorImageDimensions",
     "storage_error": "ErrorStorage",
 }
-SUCCESS = ("OK", "OKDuplicate")
+# Only "OK" counts as success: Azure answers a batch with an OKDuplicate image
+# isBatchSuccessful false (and 207), and scripts written against it expect that.
+SUCCESS = ("OK",)
 
 BoxSpec = tuple[int, float, float, float, float]  # tag id, left, top, width, height
 

@@ -248,7 +248,7 @@ def test_duplicate_content_is_ok_duplicate_with_the_stored_image(client, admin_k
     batch = {"images": [{"name": "a.png", "contents": b64(png())}], "tagIds": [red]}
     first = call(client, "post", f"/projects/{project_id}/images/files", key, body=batch).json()
     again = call(client, "post", f"/projects/{project_id}/images/files", key, body=batch)
-    assert again.status_code == 200
+    assert again.status_code == 207 and again.json()["isBatchSuccessful"] is False
     result = again.json()["images"][0]
     assert (
         result["status"] == "OKDuplicate"
