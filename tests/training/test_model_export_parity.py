@@ -104,10 +104,10 @@ def _multilabel_artifact() -> bytes:
 )
 def test_exported_classifier_answers_as_the_prediction_service(
     users,
-    colour_artifact,
+    colour_artifact,  # noqa: F811
     tmp_path,
     kind,
-    platform,  # noqa: F811
+    platform,
 ):
     project = ProjectFactory(kind=kind)
     project.memberships.create(user=users["admin"], role="admin")
