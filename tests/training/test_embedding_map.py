@@ -181,7 +181,7 @@ def test_a_lost_worker_is_marked_failed_and_queued_again(project, mapped) -> Non
 def test_the_selection_is_tagged_through_the_gallerys_bulk_service(
     project, users, client_for, mapped
 ) -> None:
-    images, cat, dog = mapped
+    images, _cat, dog = mapped
     other = ImageFactory(project=ProjectFactory())  # not this project's: silently left out
     client = client_for(users[str(Role.ANNOTATOR)])
     chosen = [images[0].pk, images[1].pk, images[22].pk, other.pk]
@@ -203,7 +203,7 @@ def test_the_selection_is_tagged_through_the_gallerys_bulk_service(
 def test_tagging_without_a_tag_or_images_is_refused_with_a_reason(
     project, users, client_for, mapped
 ) -> None:
-    images, cat, dog = mapped
+    images, _cat, dog = mapped
     client = client_for(users[str(Role.ANNOTATOR)])
     url = f"/projects/{project.pk}/map/tag/"
     no_tag = client.post(url, {"image_ids": [images[22].pk]}, HTTP_ACCEPT="application/json")
