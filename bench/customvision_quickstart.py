@@ -1,7 +1,7 @@
 """Custom Vision Training API bench: Microsoft's SDK quickstart end to end, and the image batch
 upload's speed beside the native upload API's.
 
-    .venv/bin/python bench/customvision_quickstart.py [--images 128] [--no-record]
+    .venv/bin/python bench/customvision_quickstart.py [--images 128] [--runs 2] [--no-record]
 
 Runs the real stack (`python -m project.up`: uvicorn, Celery workers, embedded Redis, SQLite)
 against a temporary data directory, with keys made by `manage.py create_api_key`, and measures
@@ -10,7 +10,9 @@ in the same run:
 1. Quickstart: the SDK's classification quickstart (3 tags x 16 images, one
    `create_images_from_files` batch, `train_project`, poll `get_iteration` every second until
    Completed, `publish_iteration`, `classify_image` with the prediction client), timed from
-   `create_project` to the first prediction. Goal (issue 10): <= 60 s on this 2-core machine.
+   `create_project` to the first prediction, `--runs` times in a row, each a new project. The
+   first runs on the freshly started server, whose processes have loaded no model yet: that
+   is the goal's figure (issue 10): <= 60 s on this 2-core machine.
 2. Upload: the same 640x480 JPEGs in batches of 64, tagged, into two fresh projects: through
    the Training API (`POST .../images/files`, base64 JSON, what `create_images_from_files`
    sends) and through the native upload API (`POST /api/projects/<id>/images/upload/`,
@@ -201,6 +203,9 @@ def upload_ratio(server: LoupeServer, training_key: str, count: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=128, help="images per upload path")
+    parser.add_argument(
+        "--runs", type=int, default=2, help="quickstarts in a row (the first on a cold server)"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
@@ -210,15 +215,19 @@ def main() -> None:
         prediction_key = server.manage("create_api_key", "admin", "--kind", "prediction").split()[
             -1
         ]
-        phases = quickstart(server.url, training_key, prediction_key)
+        runs = [quickstart(server.url, training_key, prediction_key) for _ in range(args.runs)]
         upload = upload_ratio(server, training_key, args.images)
     load_after = os.getloadavg()[0]
     ratio = upload["cv_ips"] / upload["native_ips"]
-    total = phases["total"]
+    total = runs[0]["total"]
+    names = ["first run (cold server)", *(f"run {n}" for n in range(2, len(runs) + 1))]
     lines = [
-        "| quickstart phase (SDK 3.1.1, 3 tags x 16 images) | seconds |",
-        "| --- | ---: |",
-        *(f"| {name} | {seconds:.1f} |" for name, seconds in phases.items()),
+        f"| quickstart phase (SDK 3.1.1, 3 tags x 16 images) | {' | '.join(names)} |",
+        "| --- |" + " ---: |" * len(runs),
+        *(
+            f"| {name} | " + " | ".join(f"{run[name]:.1f}" for run in runs) + " |"
+            for name in runs[0]
+        ),
         "",
         f"| upload path ({args.images} 640x480 JPEGs, batches of {BATCH}, tagged) | images/s |",
         "| --- | ---: |",
@@ -227,7 +236,7 @@ def main() -> None:
         f"| ratio | {ratio:.2f} |",
     ]
     verdicts = (
-        f"Quickstart {total:.1f} s from create_project to the first prediction: "
+        f"Quickstart on a cold server {total:.1f} s from create_project to the first prediction: "
         f"{'meets' if total <= GOAL_QUICKSTART_S else 'MISSES'} the {GOAL_QUICKSTART_S:g} s goal. "
         f"Training API upload at {ratio:.2f} of the native API's images/s: "
         f"{'meets' if ratio >= GOAL_UPLOAD_RATIO else 'MISSES'} the {GOAL_UPLOAD_RATIO} goal."
