@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from training.ml.artifact import ClassifierArtifact, Predictor, load_artifact
 from training.ml.detection import DetectorPredictor, load_detector_artifact
@@ -38,41 +38,49 @@ class ModelOutput:
     probabilities: np.ndarray  # (T,) float32: per tag (detection: its best box, 0 without one)
     boxes: list[tuple[int, float, float, float, float, float]]  # detection only, after NMS
     embedding: np.ndarray  # (D,) float32 pooled backbone features
+    # Detection run with `mirror=True`: the boxes found in the horizontally flipped image, in
+    # its coordinates (training.ml.uncertainty.flip_disagreement un-flips them). None: not run.
+    mirrored_boxes: list[tuple[int, float, float, float, float, float]] | None = None
 
 
 class LoadedModel:
     """A classifier or detector ready to run on one PIL image at a time, from any thread."""
 
-    def __init__(self, payload: bytes, *, threads: int | None = None) -> None:
+    def __init__(self, payload: bytes, *, threads: int | None = None, device: str = "cpu") -> None:
         self.is_detector = _is_detector(payload)
         self.threads = threads
+        self.device = device
         self._classifier: Predictor | None = None
         self._detector: DetectorPredictor | None = None
         if self.is_detector:
             artifact = load_detector_artifact(io.BytesIO(payload))
-            self._detector = DetectorPredictor(artifact)
+            self._detector = DetectorPredictor(artifact, device=device)
             self.backbone = artifact.backbone
             self.tag_count = artifact.num_tags
         else:
             classifier: ClassifierArtifact = load_artifact(io.BytesIO(payload))
-            self._classifier = Predictor(classifier, threads=threads)
+            self._classifier = Predictor(classifier, threads=threads, device=device)
             self.backbone = classifier.backbone
             self.tag_count = len(classifier.tag_keys)
 
-    def run(self, image: Image.Image) -> ModelOutput:
+    def run(self, image: Image.Image, *, mirror: bool = False) -> ModelOutput:
+        """One image's outputs; `mirror` (detection only) also runs its mirror image, in the
+        same batch, for the flip-disagreement signal of Most gain."""
         if self._classifier is not None:
             embedding = self._classifier.embed([image])
             probabilities = self._classifier.predict_features(embedding)[0]
             return ModelOutput(np.asarray(probabilities, dtype=np.float32), [], embedding[0])
         assert self._detector is not None
-        boxes = [tuple(box) for box in self._detector.predict([image])[0]]
+        found = self._detector.predict([image, ImageOps.mirror(image)] if mirror else [image])
+        boxes = [tuple(box) for box in found[0]]
         best = np.zeros(self.tag_count, dtype=np.float32)
         for box in boxes:
             best[int(box[0])] = max(best[int(box[0])], float(box[1]))
         # The detector has no pooled head: the stock backbone's embedding ranks diversity.
-        engine = stock_engine(self.backbone, threads=self.threads)
+        engine = stock_engine(self.backbone, threads=self.threads, device=self.device)
         embedding = embed_pil(engine, [image], self.backbone)[0]
-        return ModelOutput(best, boxes, embedding)  # type: ignore[arg-type]
+        mirrored = [tuple(box) for box in found[1]] if mirror else None
+        return ModelOutput(best, boxes, embedding, mirrored)  # type: ignore[arg-type]
 
 
 def _is_detector(payload: bytes) -> bool:
@@ -83,9 +91,10 @@ def _is_detector(payload: bytes) -> bool:
 class ModelCache:
     """LRU of LoadedModel by (iteration id, artifact name); thread-safe."""
 
-    def __init__(self, capacity: int, *, threads: int | None = None) -> None:
+    def __init__(self, capacity: int, *, threads: int | None = None, device: str = "cpu") -> None:
         self.capacity = max(1, capacity)
         self.threads = threads  # per forward pass (settings.LOUPE_PREDICTION_THREADS)
+        self.device = device  # settings.LOUPE_DEVICE
         self._models: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
         self._loading: dict[CacheKey, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -103,7 +112,7 @@ class ModelCache:
                 model = self._models.get(key)
             if model is not None:  # another thread loaded it while we waited
                 return model
-            model = LoadedModel(read(), threads=self.threads)
+            model = LoadedModel(read(), threads=self.threads, device=self.device)
             with self._lock:
                 self.loads += 1
                 self._models[key] = model
@@ -125,7 +134,7 @@ _cache_lock = threading.Lock()
 
 def model_cache() -> ModelCache:
     """The process-wide cache, sized by settings.LOUPE_PREDICTION_MODELS_CACHED and
-    LOUPE_PREDICTION_THREADS."""
+    LOUPE_PREDICTION_THREADS, its models on settings.LOUPE_DEVICE."""
     global _cache
     with _cache_lock:
         if _cache is None:
@@ -134,5 +143,6 @@ def model_cache() -> ModelCache:
             _cache = ModelCache(
                 settings.LOUPE_PREDICTION_MODELS_CACHED,
                 threads=settings.LOUPE_PREDICTION_THREADS,
+                device=settings.LOUPE_DEVICE,
             )
         return _cache

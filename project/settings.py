@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -199,6 +200,11 @@ LOUPE_DETECTION_MAP_CACHE_MB = env_int("LOUPE_DETECTION_MAP_CACHE_MB", 2048)
 # other processes also use, 2 threads ran the detector 15-25x slower than 1 (threads wait for
 # each other at every barrier), so 1 is the default; a dedicated GPU or CPU host may raise it.
 LOUPE_TRAIN_THREADS = env_int("LOUPE_TRAIN_THREADS", 1)
+# Where training and predictions run: "auto" (a CUDA GPU when torch sees one, else the CPU),
+# "cpu" or "cuda" (set it only on GPU hosts: without a GPU, training then fails with a reason).
+LOUPE_DEVICE = env_str("LOUPE_DEVICE", "auto").strip().lower()
+if LOUPE_DEVICE not in ("auto", "cpu", "cuda"):
+    raise ImproperlyConfigured(f"LOUPE_DEVICE must be auto, cpu or cuda, not {LOUPE_DEVICE!r}.")
 # Dataset imports (labeling/services/import_jobs.py): the same lease rule as training. A job
 # nobody took within LOUPE_IMPORT_QUEUED_MAX_S fails (its message was lost with Redis).
 LOUPE_IMPORT_LEASE_S = env_int("LOUPE_IMPORT_LEASE_S", 90)

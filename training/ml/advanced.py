@@ -25,6 +25,7 @@ from torch import nn
 from .artifact import ClassifierArtifact
 from .backbones import build_feature_extractor, get_backbone
 from .data import ImageRef, read_bytes
+from .device import Precision, precision_for, resolve_device, to_device
 from .errors import BudgetExhausted, Cancelled, TrainingDiverged
 from .features import FeatureCache, decoded_batches, embed_images
 from .preprocessing import PREPROCESSING_VERSION, load_rgb, normalize_batch, train_transform
@@ -140,22 +141,20 @@ def _train_batches(
                 future.cancel()
 
 
-def _evaluate(
-    model: _Classifier,
-    refs: Sequence[ImageRef],
-    targets: torch.Tensor,
-    backbone: str,
-    multilabel: bool,
-) -> tuple[float, np.ndarray]:
-    spec = get_backbone(backbone)
-    model.eval()
+def _evaluate(run: _Run) -> tuple[float, np.ndarray]:
+    """(held-out loss, (M, T) probabilities) of the model as it is now."""
+    spec = get_backbone(run.backbone)
+    run.model.eval()
     logits: list[torch.Tensor] = []
-    with torch.inference_mode():
-        for _, pixels in decoded_batches(refs, size=spec.input_size, batch_size=32):
-            logits.append(model(normalize_batch(torch.from_numpy(pixels), spec)))
+    with torch.inference_mode(), run.precision.autocast():
+        for _, pixels in decoded_batches(
+            run.data.holdout_refs, size=spec.input_size, batch_size=32
+        ):
+            batch = to_device(normalize_batch(torch.from_numpy(pixels), spec), run.device)
+            logits.append(run.model(batch).float().cpu())
     all_logits = torch.cat(logits)
-    loss = float(_loss(all_logits, targets, multilabel))
-    return loss, _probabilities(all_logits, multilabel).numpy().astype(np.float32)
+    loss = float(_loss(all_logits, run.data.y_holdout, run.multilabel))
+    return loss, _probabilities(all_logits, run.multilabel).numpy().astype(np.float32)
 
 
 def _split(targets: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,13 +178,16 @@ def fine_tune(
     max_epochs: int = 30,
     patience: int = 4,
     lr: float = 3e-4,
+    device: str = "auto",
 ) -> FineTuneResult:
     """Fine-tune `backbone` on `refs` within `budget_s` seconds of wall-clock time.
 
     Holds out a stratified ~1/5 (1/k when the smallest tag has fewer than 5 images) for early
     stopping and returns its scores. `cache` (optional) lets the linear-probe start reuse cached
-    frozen embeddings. Raises BudgetExhausted if not one epoch fits in the budget,
-    TrainingDiverged on a non-finite loss, DatasetCorrupt, DatasetTooSmall, Cancelled.
+    frozen embeddings. `device` ("auto", "cpu", "cuda"): on CUDA the steps run under mixed
+    precision (device.py). Raises BudgetExhausted if not one epoch fits in the budget,
+    TrainingDiverged on a non-finite loss, DatasetCorrupt, DatasetTooSmall, Cancelled,
+    DeviceUnavailable.
     """
     targets = np.asarray(targets)
     if len(refs) != targets.shape[0]:
@@ -193,11 +195,13 @@ def fine_tune(
     _validate(np.zeros((len(refs), 1), dtype=np.float32), targets, multilabel)
     if budget_s <= 0:
         raise BudgetExhausted("The time budget must be positive to train at all.")
+    target = resolve_device(device)
     clock = _Clock(time.monotonic(), budget_s)
     seed_everything(seed)
     data = _Data.split(refs, targets, seed)
     on_progress("embedding", 0.0)
     model, best = _linear_probe_start(
+        target,
         refs,
         targets,
         data,
@@ -212,6 +216,7 @@ def fine_tune(
             "choose a larger budget.",
             spent_s={"linear-probe start": clock.elapsed()},
         )
+    model.to(target)
     run = _Run(
         model=model,
         data=data,
@@ -223,6 +228,7 @@ def fine_tune(
         max_epochs=max_epochs,
         on_progress=on_progress,
         should_stop=should_stop,
+        precision=precision_for(target),
     )
     epochs_done = _train_epochs(run, best, seed=seed, patience=patience)
     on_progress("done", 1.0)
@@ -287,7 +293,7 @@ class _Best:
 
 
 def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+    return {name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items()}
 
 
 @dataclass
@@ -302,9 +308,15 @@ class _Run:
     max_epochs: int
     on_progress: ProgressFn
     should_stop: Callable[[], bool]
+    precision: Precision
+
+    @property
+    def device(self) -> torch.device:
+        return self.precision.device
 
 
 def _linear_probe_start(
+    device: torch.device,
     refs: Sequence[ImageRef],
     targets: np.ndarray,
     data: _Data,
@@ -317,7 +329,9 @@ def _linear_probe_start(
     """The model with the quick linear head on frozen features, and that start as the best."""
     spec = get_backbone(backbone)
     store = cache if cache is not None else _MemoryCache()
-    frozen = embed_images(list(refs), backbone=backbone, cache=store, should_stop=should_stop)
+    frozen = embed_images(
+        list(refs), backbone=backbone, cache=store, should_stop=should_stop, device=device.type
+    )
     head_fit, _, _ = fit_head(
         frozen[data.train_index],
         targets[data.train_index],
@@ -369,9 +383,7 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
                     spent_s={"the first epoch": run.clock.elapsed()},
                 )
             break  # the budget ran out mid-epoch (after at least one full epoch)
-        holdout_loss, scores = _evaluate(
-            run.model, run.data.holdout_refs, run.data.y_holdout, run.backbone, run.multilabel
-        )
+        holdout_loss, scores = _evaluate(run)
         if not math.isfinite(holdout_loss):
             raise TrainingDiverged("The held-out loss became NaN or infinite.")
         epochs_done = epoch
@@ -389,6 +401,7 @@ def _train_one_epoch(
     model, clock = run.model, run.clock
     model.train_with_frozen_norm()
     size = get_backbone(run.backbone).input_size
+    scaler = run.precision.scaler()
     for chunk, batch in _train_batches(run.data.train_refs, order, run.batch_size, size, transform):
         if run.should_stop():
             raise Cancelled("Training was cancelled.")
@@ -399,12 +412,16 @@ def _train_one_epoch(
         progress = min(1.0, max(elapsed / clock.budget_s, (epoch - 1) / run.max_epochs))
         for group in run.optimizer.param_groups:
             group["lr"] = group["base_lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
-        loss = _loss(model(batch), run.data.y_train[torch.from_numpy(chunk)], run.multilabel)
+        targets = to_device(run.data.y_train[torch.from_numpy(chunk)], run.device)
+        with run.precision.autocast():
+            logits = model(to_device(batch, run.device))
+        loss = _loss(logits.float(), targets, run.multilabel)
         if not torch.isfinite(loss):
             raise TrainingDiverged("The training loss became NaN or infinite.")
         run.optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        run.optimizer.step()
+        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        scaler.step(run.optimizer)
+        scaler.update()
         run.on_progress(
             f"epoch {epoch}/{run.max_epochs}", min(1.0, max(elapsed / clock.budget_s, progress))
         )

@@ -103,17 +103,19 @@ class Predictor:
         *,
         engine: EngineName = "auto",
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         self.artifact = artifact
         spec = get_backbone(artifact.backbone)
         self.engine: Engine
         if artifact.backbone_state is None and engine == "auto":
-            self.engine = stock_engine(artifact.backbone, threads=threads)  # shared weights
+            # Shared weights: one engine per backbone, thread count and device.
+            self.engine = stock_engine(artifact.backbone, threads=threads, device=device)
         else:
             extractor = build_feature_extractor(artifact.backbone)
             if artifact.backbone_state is not None:
                 extractor.load_state_dict(artifact.backbone_state)
-            self.engine = build_engine(extractor, spec, engine, threads=threads)
+            self.engine = build_engine(extractor, spec, engine, threads=threads, device=device)
         self._weight = artifact.head_weight.to(torch.float32)
         self._bias = artifact.head_bias.to(torch.float32)
 

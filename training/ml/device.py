@@ -15,15 +15,19 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import MLError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-class DeviceUnavailable(ValueError):
+class DeviceUnavailable(MLError):
     """The device asked for is not there (e.g. "cuda" on a machine without a GPU)."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """The torch device for "auto", "cpu" or "cuda" (ValueError for anything else)."""
+    if isinstance(name, torch.device):
+        return name
     if name not in DEVICE_CHOICES:
         raise ValueError(f"The device must be one of {', '.join(DEVICE_CHOICES)}, not {name!r}.")
     if name == "cpu":

@@ -92,16 +92,16 @@ _ENGINE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4)
-def _stock_engine_cached(backbone: str, threads: int | None) -> Engine:
+def _stock_engine_cached(backbone: str, threads: int | None, device: str) -> Engine:
     spec = get_backbone(backbone)
-    return build_engine(build_feature_extractor(backbone), spec, threads=threads)
+    return build_engine(build_feature_extractor(backbone), spec, threads=threads, device=device)
 
 
-def stock_engine(backbone: str, *, threads: int | None = None) -> Engine:
+def stock_engine(backbone: str, *, threads: int | None = None, device: str = "cpu") -> Engine:
     """The stock pretrained extractor for `backbone` in the fastest engine, built once per
-    thread count (see build_engine)."""
+    thread count and device (see build_engine)."""
     with _ENGINE_LOCK:
-        return _stock_engine_cached(backbone, threads)
+        return _stock_engine_cached(backbone, threads, device)
 
 
 def _read_and_resize(ref: ImageRef, size: int) -> np.ndarray:
@@ -149,6 +149,7 @@ def embed_images(
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] = _ignore_count,
     should_stop: Callable[[], bool] = _never_stop,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Embeddings (N, D) float32 for `refs`, in their order, computing only cache misses.
 
@@ -165,7 +166,7 @@ def embed_images(
     done = total - sum(1 for ref in refs if ref.key not in known)
     on_progress(done, total)
     if missing:
-        engine = stock_engine(backbone)
+        engine = stock_engine(backbone, device=device)
         batches = decoded_batches(missing, size=spec.input_size, batch_size=batch_size)
         for start, pixels in batches:
             if should_stop():

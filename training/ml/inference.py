@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .backbones import BackboneSpec
+from .device import precision_for, resolve_device, to_device
 
 Engine = Callable[[np.ndarray], np.ndarray]
 EngineName = Literal["auto", "onnxruntime", "torchscript", "eager"]
@@ -131,8 +132,28 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def _cuda(model: nn.Module, device: torch.device) -> Engine:
+    """Eager PyTorch on a CUDA GPU under autocast (bfloat16, else float16), pixels sent through
+    pinned memory; outputs come back as float32 numpy."""
+    model = model.to(device).eval()
+    precision = precision_for(device)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        pixels = to_device(torch.from_numpy(np.ascontiguousarray(batch)), device)
+        with torch.inference_mode(), precision.autocast():
+            out: np.ndarray = model(pixels).float().cpu().numpy()
+        return out
+
+    return run
+
+
 def build_engine(
-    model: nn.Module, spec: BackboneSpec, engine: EngineName = "auto", *, threads: int | None = None
+    model: nn.Module,
+    spec: BackboneSpec,
+    engine: EngineName = "auto",
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
 ) -> Engine:
     """Wrap `model` (normalised input) in an engine taking uint8 pixels.
 
@@ -141,8 +162,14 @@ def build_engine(
     every core at once wants 1: at batch 1 a second thread adds 20-65% CPU for 0-20% less
     latency (lite0 on 2 cores; it varies by machine), and the cores are already busy with
     other requests (bench/prediction_api.py). TorchScript and eager follow torch's setting.
+    `device` "cuda" (or "auto" on a machine with a GPU) runs eager torch on the GPU instead.
     """
     model = PixelInput(model.eval(), spec).eval()
+    target = resolve_device(device)
+    if target.type == "cuda":
+        # Not measured against ONNX Runtime's CUDA provider (no GPU where this was written):
+        # torch on the GPU needs no extra package beyond a CUDA build of torch.
+        return _cuda(model, target)
     input_size = spec.input_size
     if engine == "auto":
         engine = "onnxruntime" if onnxruntime_available() else "torchscript"

@@ -38,6 +38,7 @@ def train_advanced(
         cache=FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR),
         on_progress=lambda phase, fraction: report(phase, 0.95 * fraction),
         should_stop=lambda: False,
+        device=settings.LOUPE_DEVICE,
     )
     head_weight, head_bias, backbone_state = split_state(result.state)
     artifact = ClassifierArtifact(

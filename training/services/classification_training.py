@@ -67,6 +67,7 @@ def _train_quick(
         on_progress=lambda done, total: report(
             f"embedding {done}/{total}", 0.6 * done / max(total, 1)
         ),
+        device=settings.LOUPE_DEVICE,
     )
     timings["embedding_s"] = time.monotonic() - t0
     t0 = time.monotonic()

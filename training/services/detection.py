@@ -67,6 +67,7 @@ def train_detection(
             config=config,
             max_bytes=int(settings.LOUPE_DETECTION_MAP_CACHE_MB) * 1024**2,
         ),
+        device=settings.LOUPE_DEVICE,
     )
     timings = {"training_s": time.monotonic() - t0, **result.timings}
     report("saving", 0.97, force=True)

@@ -19,6 +19,7 @@ from torchvision.models.detection import FCOS
 from torchvision.models.detection.image_list import ImageList
 from torchvision.transforms.v2 import functional as TF
 
+from ..device import to_device
 from .augment import TrainAugment
 from .model import Detector
 
@@ -60,23 +61,26 @@ def cache_view(
         image, boxes, labels = augment(image, boxes, labels)
     transform = model.transform
     transform.train(augment is not None)  # training mode picks a random scale
-    target = {"boxes": boxes.as_subclass(torch.Tensor), "labels": labels}
+    device = next(model.parameters()).device
+    target = {"boxes": boxes.as_subclass(torch.Tensor).to(device), "labels": labels.to(device)}
+    pixels = TF.to_dtype(image.to(device), torch.float32, scale=True)
     with torch.inference_mode():
-        image_list, targets = transform([TF.to_dtype(image, torch.float32, scale=True)], [target])
+        image_list, targets = transform([pixels], [target])
         maps = (body or model.backbone.body)(image_list.tensors)
     assert targets is not None
     height, width = image_list.image_sizes[0]
     return CachedView(
         features=tuple(m[0].to("cpu", torch.float16).clone() for m in maps),
         image_size=(int(height), int(width)),
-        boxes=targets[0]["boxes"].clone(),
-        labels=targets[0]["labels"].clone(),
+        boxes=targets[0]["boxes"].to("cpu", copy=True),
+        labels=targets[0]["labels"].to("cpu", copy=True),
     )
 
 
 def cached_losses(model: Detector, views: Sequence[CachedView]) -> dict[str, torch.Tensor]:
     """The detector's training losses for a batch of cached views (FPN + head only)."""
     levels = len(views[0].features)
+    device = next(model.parameters()).device
     batch: OrderedDict[str, torch.Tensor] = OrderedDict()
     for level in range(levels):
         maps = [v.features[level] for v in views]
@@ -86,18 +90,18 @@ def cached_losses(model: Detector, views: Sequence[CachedView]) -> dict[str, tor
         padded = torch.zeros(len(maps), channels, height, width)
         for index, m in enumerate(maps):
             padded[index, :, : m.shape[1], : m.shape[2]] = m.to(torch.float32)
-        batch[str(level)] = padded
+        batch[str(level)] = to_device(padded, device)
     features = list(model.backbone.fpn(batch).values())
     head_outputs = model.head(features)
     # The anchor generator reads only the padded batch's shape, dtype and device.
     finest = batch["0"]  # stride 8
     padded_size = (finest.shape[2] * 8, finest.shape[3] * 8)
     images = ImageList(
-        torch.zeros(1, 1, 1, 1).expand(len(views), 3, *padded_size),
+        torch.zeros(1, 1, 1, 1, device=device).expand(len(views), 3, *padded_size),
         [v.image_size for v in views],
     )
     anchors = model.anchor_generator(images, features)
-    targets = [{"boxes": v.boxes, "labels": v.labels} for v in views]
+    targets = [{"boxes": v.boxes.to(device), "labels": v.labels.to(device)} for v in views]
     if isinstance(model, FCOS):
         per_level = [f.size(2) * f.size(3) for f in features]
         losses: dict[str, torch.Tensor] = model.compute_loss(

@@ -81,12 +81,17 @@ def detect(
     The model's own non-maximum suppression (per tag, IoU ``config.nms_iou``) has already run.
     """
     model.eval()
+    device = next(model.parameters()).device
     results: list[list[Detection]] = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            tensors = [prepare_image(image, config) for image in images[start : start + batch_size]]
+            tensors = [
+                prepare_image(image, config).to(device)
+                for image in images[start : start + batch_size]
+            ]
             for tensor, output in zip(tensors, model(tensors), strict=True):
                 height, width = tensor.shape[-2:]
+                output = {key: value.cpu() for key, value in output.items()}
                 results.append(_as_detections(output, width, height))
     return results
 

@@ -7,17 +7,19 @@ from collections.abc import Sequence
 from PIL import Image
 
 from ..detection_metrics import Detection
+from ..device import resolve_device
 from .evaluate import detect
 from .model import DetectorArtifact
 
 
 class DetectorPredictor:
-    """Builds the detector once; ``predict`` is then safe to call from several threads
-    (eval mode, inference_mode: a forward pass mutates nothing)."""
+    """Builds the detector once, on ``device`` ("cpu", "cuda" or "auto"); ``predict`` is then
+    safe to call from several threads (eval mode, inference_mode: a forward pass mutates
+    nothing)."""
 
-    def __init__(self, artifact: DetectorArtifact) -> None:
+    def __init__(self, artifact: DetectorArtifact, *, device: str = "cpu") -> None:
         self.artifact = artifact
-        self.model = artifact.build()
+        self.model = artifact.build().to(resolve_device(device))
 
     def predict(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         """Per image, boxes after per-tag non-maximum suppression, highest probability first:

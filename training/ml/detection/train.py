@@ -29,6 +29,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..data import ImageRef, read_bytes
 from ..detection_metrics import Detection
+from ..device import Precision, precision_for, resolve_device, to_device
 from ..errors import BudgetExhausted, Cancelled, DatasetTooSmall, TrainingDiverged
 from ..preprocessing import load_rgb
 from ..seeding import seed_everything
@@ -112,6 +113,7 @@ def train_detector(
     config: DetectorConfig = DetectorConfig(),
     options: TrainOptions = TrainOptions(),
     map_store: MapStore | None = None,
+    device: str = "auto",
 ) -> DetectorResult:
     """Train a detector on ``refs`` within ``budget_s`` seconds of wall-clock time.
 
@@ -121,9 +123,11 @@ def train_detector(
     deadline (prepare.py); ``map_store`` keeps their plain-view maps for the next run.
     Raises BudgetExhausted only when not one pass over the prepared images fits (its
     ``spent_s`` says where the time went), TrainingDiverged on a non-finite loss,
-    DatasetCorrupt (naming the image), DatasetTooSmall, Cancelled (``should_stop``).
+    DatasetCorrupt (naming the image), DatasetTooSmall, Cancelled (``should_stop``),
+    DeviceUnavailable. On CUDA (``device``) steps run under mixed precision (device.py).
     """
     _validate(refs, boxes, num_tags=num_tags, budget_s=budget_s)
+    target = resolve_device(device)
     loop = _Loop(time.monotonic(), budget_s, on_progress, should_stop)
     rng = seed_everything(seed)
     train_index, holdout_index = _split(boxes, num_tags, options, rng)
@@ -131,7 +135,7 @@ def train_detector(
     # Decoded (and shrunk to inference size) now, so an unreadable held-out image fails the
     # run before the budget is spent rather than after.
     holdout_images = [_inference_image(refs[i], config) for i in holdout_index]
-    model = build_detector(backbone, num_tags, config)
+    model = build_detector(backbone, num_tags, config).to(target)
     if options.frozen_backbone:
         model.backbone.body.requires_grad_(False)
     loop.measure_scoring(model, holdout_images, config)
@@ -139,7 +143,9 @@ def train_detector(
     if options.frozen_backbone:
         # Its own generator: the preparation order leaves the training's random stream as is.
         order = np.random.default_rng([seed, 1]).permutation(train_index)
-        prepared = _prepare(model, refs, boxes, order, augment, config, options, loop, map_store)
+        prepared = _prepare(
+            model, refs, boxes, order, augment, config, options, loop, map_store, target
+        )
         step: _Step = _CachedStep(model, prepared.views, rng)
         trained_on = np.asarray(sorted(prepared.views), dtype=np.int64)
     else:
@@ -147,7 +153,10 @@ def train_detector(
         step = _ImageStep(model, refs, boxes, augment)
         trained_on = train_index
     loop.mark_training()
-    epochs, steps, epoch_losses = _train_epochs(model, step, trained_on, rng, options, loop)
+    precision = precision_for(target)
+    epochs, steps, epoch_losses = _train_epochs(
+        model, step, trained_on, rng, options, loop, precision
+    )
     if epochs == 0:
         raise BudgetExhausted(
             f"The budget of {budget_s:g} s ran out before one pass over the "
@@ -166,7 +175,7 @@ def train_detector(
         "prepare_per_image_s": prepared.per_image_s,
     }
     on_progress("done", 1.0)
-    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    state = {name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items()}
     return DetectorResult(
         state=state,
         holdout_index=holdout_index.astype(np.int64),
@@ -210,6 +219,7 @@ def _prepare(
     options: TrainOptions,
     loop: _Loop,
     map_store: MapStore | None,
+    device: torch.device,
 ) -> Prepared:
     """Views of the training images in `order` (a random one: a set cut off by the deadline
     is a fair sample) within preparation's share of the budget (prepare.py)."""
@@ -232,7 +242,7 @@ def _prepare(
         elapsed=loop.elapsed,
         on_progress=loop.on_progress,
         should_stop=loop.should_stop,
-        body=body_engine(model, device=torch.device("cpu")),
+        body=body_engine(model, device=device),
         store=map_store,
     )
 
@@ -244,9 +254,11 @@ def _train_epochs(
     rng: np.random.Generator,
     options: TrainOptions,
     loop: _Loop,
+    precision: Precision,
 ) -> tuple[int, int, list[float]]:
     """(full epochs, steps, mean loss per full epoch) until the budget or the epoch cap."""
     optimizer = _optimizer(model, options)
+    scaler = precision.scaler()
     steps = epochs = 0
     epoch_losses: list[float] = []
     for epoch in range(1, options.max_epochs + 1):
@@ -259,7 +271,7 @@ def _train_epochs(
             step_started = time.monotonic()
             _set_lr(optimizer, step=steps, fraction=loop.fraction())
             train_mode(model)
-            loss = _step(model, step, chunk, optimizer)
+            loss = _step(model, step, chunk, optimizer, precision, scaler)
             steps += 1
             loss_sum += loss * len(chunk)
             loop.record_step(time.monotonic() - step_started, len(chunk), f"epoch {epoch}")
@@ -269,16 +281,25 @@ def _train_epochs(
 
 
 def _step(
-    model: Detector, step: _Step, chunk: np.ndarray, optimizer: torch.optim.Optimizer
+    model: Detector,
+    step: _Step,
+    chunk: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    scaler: torch.amp.GradScaler,
 ) -> float:
-    losses = step.losses(chunk)
-    loss = sum(losses.values(), torch.zeros(()))
+    with precision.autocast():
+        losses = step.losses(chunk)
+    total = torch.zeros((), device=precision.device)
+    loss = sum((value.float() for value in losses.values()), total)
     if not torch.isfinite(loss):
         raise TrainingDiverged("The training loss became NaN or infinite.")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # type: ignore[no-untyped-call]
+    scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     torch.nn.utils.clip_grad_norm_(model.parameters(), _GRAD_CLIP_NORM)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     return float(loss.detach())
 
 
@@ -305,6 +326,9 @@ class _ImageStep:
             image, moved, labels = self.augment(*_decoded(self.refs[index], self.boxes[index]))
             images.append(TF.to_dtype(image, torch.float32, scale=True))
             targets.append({"boxes": moved.as_subclass(torch.Tensor), "labels": labels})
+        device = next(self.model.parameters()).device
+        images = [to_device(image, device) for image in images]
+        targets = [{key: value.to(device) for key, value in t.items()} for t in targets]
         losses: dict[str, torch.Tensor] = self.model(images, targets)
         return losses
 
