@@ -270,6 +270,10 @@ def test_more_like_this_puts_a_resized_copy_first(project, users, client_for) ->
     assert list(image_set.image_ids[:2]) == [originals[5].pk, copy.pk]
     assert f"More like image {originals[5].pk}" in response.content.decode()
     assert f"like={originals[5].pk}" in response.context["bulk_url"]
+    # The tagging view and the gallery's thumbnails link to the set.
+    link = f'href="/projects/{project.pk}/?like={originals[5].pk}"'
+    assert link in client.get(f"/projects/{project.pk}/images/{originals[5].pk}/").content.decode()
+    assert link in client.get(f"/projects/{project.pk}/").content.decode()
 
 
 def test_more_like_this_of_an_unknown_image_is_not_found(project, users, client_for) -> None:
