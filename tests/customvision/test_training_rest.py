@@ -641,3 +641,22 @@ def test_listing_queries_do_not_grow_with_the_images(client, admin_key) -> None:
     few = counts()
     add(10, 12)
     assert counts() == few
+
+
+def test_retraining_unchanged_data_needs_force_train(client, admin_key) -> None:
+    key = admin_key[1]
+    project_id, red, green = _classification(client, key)
+    images = [
+        {"contents": b64(png((200 + i, 10 * t, 5))), "tagIds": [tag]}
+        for t, tag in enumerate((red, green))
+        for i in range(5)
+    ]
+    call(client, "post", f"/projects/{project_id}/images/files", key, body={"images": images})
+    train = f"/projects/{project_id}/train?reservedBudgetInHours=0&forceTrain=false"
+    assert call(client, "post", train, key).status_code == 200
+    # As the worker leaves it (the worker itself is test_training_sdk.py's).
+    Iteration.objects.update(status="completed")
+    again = call(client, "post", train, key)
+    assert again.status_code == 400 and again.json()["code"] == "BadRequestTrainingNotNeeded"
+    forced = call(client, "post", train.replace("forceTrain=false", "forceTrain=true"), key)
+    assert forced.status_code == 200 and Iteration.objects.filter(is_forced=True).count() == 1
