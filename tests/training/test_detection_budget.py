@@ -83,3 +83,25 @@ def test_the_train_page_shows_the_estimate(client_for, detection, users, setting
     text = page.content.decode()
     assert 'data-testid="budget-estimate"' in text
     assert "About 1 minute to prepare 8 images" in text
+
+
+def test_the_performance_page_says_when_training_used_part_of_the_images(
+    client_for, detection, users
+):
+    from tests.training.detection_data import make_detection_iteration
+
+    rows = [([[0, 0.1, 0.1, 0.3, 0.3]], [[0, 0.9, 0.1, 0.1, 0.3, 0.3]])] * 2
+    partial = make_detection_iteration(detection, tags=["red"], rows=rows)
+    partial.metrics = {**partial.metrics, "trained_images": 250, "training_images": 320}
+    partial.save(update_fields=["metrics"])
+    whole = make_detection_iteration(detection, tags=["red"], rows=rows, number=2)
+    whole.metrics = {**whole.metrics, "trained_images": 320, "training_images": 320}
+    whole.save(update_fields=["metrics"])
+    client = client_for(users["annotator"])
+
+    def page(iteration):
+        url = reverse("training:iteration-performance", args=[detection.id, iteration.id])
+        return client.get(url).content.decode()
+
+    assert "Trained on 250 of the 320 training images" in page(partial)
+    assert 'data-testid="partial-training"' not in page(whole)
