@@ -19,3 +19,5 @@ app.autodiscover_tasks(related_name="tasks_export")
 app.autodiscover_tasks(related_name="tasks_health")
 # training/tasks_map.py (embedding map layout).
 app.autodiscover_tasks(related_name="tasks_map")
+# training/tasks_saliency.py (where the model looked: Grad-CAM, context reliance).
+app.autodiscover_tasks(related_name="tasks_saliency")

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from training import export_views, views, views_health, views_map
+from training import export_views, views, views_health, views_map, views_saliency
 
 app_name = "training"
 
@@ -15,6 +15,17 @@ urlpatterns = [
     path("map/", views_map.embedding_map, name="embedding-map"),
     path("map/refresh/", views_map.embedding_map_refresh, name="embedding-map-refresh"),
     path("map/tag/", views_map.embedding_map_tag, name="embedding-map-tag"),
+    path("where-looked/", views_saliency.where_looked, name="where-looked"),
+    path(
+        "where-looked/overlay/",
+        views_saliency.where_looked_overlay,
+        name="where-looked-overlay",
+    ),
+    path(
+        "iterations/<int:iteration_id>/context-reliance/",
+        views_saliency.iteration_context_reliance,
+        name="context-reliance",
+    ),
     path("train/", views.train, name="train"),
     path("performance/", views.performance, name="performance"),
     path("iterations/", views.iteration_list, name="iteration-list"),

@@ -1,0 +1,301 @@
+"""Where the model looked: Grad-CAM overlays and per-tag context reliance, computed by a worker.
+
+Invariant: every job is one JSON status file in Django's default storage (media may be S3; no
+local paths), rewritten whole by `project.storage.replace_file` so a poller never finds it
+missing: `saliency/<iteration id>/<key>.json` beside its overlay `<key>.png`, and
+`saliency/<iteration id>/context.json` for an iteration's context reliance. A job is queued (by
+task name) only when no file exists or the last one failed and the user asks again; the worker
+ends every job "done" or "failed" with a reason. A worker that dies leaves "queued"/"running":
+past STALE_AFTER_S a read reports it failed ("did not finish"), and asking again re-queues it.
+A broker outage fails the job at once (`enqueue`'s on_error). An iteration's results never go
+stale: its model and stored images never change once it completed.
+
+Keys: `i<image id>` for a project image (a training image or a stored prediction), `u<sha256>`
+for a quick-test upload, whose bytes are kept at `saliency/<iteration id>/uploads/<sha256>` so
+a worker on another machine can read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.urls import reverse
+
+from labeling.access import UserLike, access_image
+from labeling.models import Image, Project
+from project.errors import LoupeError, NotFound
+from project.ids import parse_optional_id
+from project.queue import enqueue
+from project.storage import replace_file
+from training.ml.artifact import load_artifact
+from training.ml.errors import DatasetCorrupt
+from training.ml.preprocessing import load_rgb
+from training.ml.saliency import (
+    SaliencyModel,
+    model_crop,
+    overlay_png,
+    saliency_model,
+)
+from training.models import Iteration
+
+logger = logging.getLogger(__name__)
+
+TASK = "training.explain_prediction"
+TIME_LIMIT_S = 300
+STALE_AFTER_S = TIME_LIMIT_S + 120
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+class NotApplicable(LoupeError):
+    code = "saliency_not_applicable"
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class Explained:
+    """What a page shows for one (iteration, image): the job's state and, once done, the
+    overlay's URL and the explained prediction."""
+
+    iteration: Iteration
+    key: str
+    status: str  # "" (never asked), queued, running, done, failed
+    message: str = ""
+    tag_name: str = ""
+    probability: float = 0.0
+    overlay_url: str = ""
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (QUEUED, RUNNING)
+
+
+# --- Lookups (the access funnel first) -----------------------------------------------------
+
+
+def explainable_iteration(project: Project, iteration_id: object) -> Iteration:
+    """The project's completed iteration with a model file; NotFound for a bad or foreign id,
+    NotApplicable for a detector (its boxes already say where it looked)."""
+    pk = parse_optional_id(iteration_id)
+    iteration = (
+        project.iterations.completed().exclude(artifact="").filter(pk=pk).first() if pk else None
+    )
+    if iteration is None:
+        raise NotFound("This iteration does not exist in this project or has no model.")
+    if project.is_detection:
+        raise NotApplicable(
+            "Heat maps are for classifiers: a detector's boxes already show where it looked."
+        )
+    return iteration
+
+
+def image_key(user: UserLike, project: Project, image_id: object) -> str:
+    """The key of a project image the user may open (access_image: 404 / 403)."""
+    image = access_image(user, project, image_id)  # type: ignore[arg-type]
+    return f"i{image.pk}"
+
+
+def upload_key(iteration: Iteration, upload: object) -> str:
+    """The key of a quick-test upload kept for `iteration`; NotFound if there is none."""
+    text = str(upload or "")
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise NotFound("This tested image is no longer available; test it again.")
+    if not default_storage.exists(_upload_name(iteration.pk, text)):
+        raise NotFound("This tested image is no longer available; test it again.")
+    return f"u{text}"
+
+
+def keep_upload(*, iteration_id: int, data: bytes) -> str:
+    """Keep a quick-test image's bytes for a later "Where the model looked"; its sha256."""
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) <= MAX_UPLOAD_BYTES:
+        name = _upload_name(iteration_id, digest)
+        if not default_storage.exists(name):
+            replace_file(name, data)
+    return digest
+
+
+# --- Requests from pages -----------------------------------------------------------------
+
+
+def saliency_state(iteration: Iteration, key: str) -> Explained:
+    """The job's state as stored (stale active jobs read as failed; see module)."""
+    status = read_json(_status_name(iteration.pk, key))
+    if status is None:
+        return Explained(iteration=iteration, key=key, status="")
+    state = str(status.get("status", ""))
+    if state in (QUEUED, RUNNING) and time.time() - float(status.get("at", 0)) > STALE_AFTER_S:
+        return Explained(
+            iteration, key, FAILED, "It did not finish (its worker stopped). Try again."
+        )
+    overlay = ""
+    if state == DONE:
+        query = f"upload={key[1:]}" if key.startswith("u") else f"image={key[1:]}"
+        overlay = reverse("training:where-looked-overlay", args=[iteration.project_id])
+        overlay += f"?iteration={iteration.pk}&{query}"
+    return Explained(
+        iteration=iteration,
+        key=key,
+        status=state,
+        message=str(status.get("message", "")),
+        tag_name=str(status.get("tag", "")),
+        probability=float(status.get("probability", 0.0)),
+        overlay_url=overlay,
+    )
+
+
+def request_saliency(iteration: Iteration, key: str) -> Explained:
+    """Queue the job unless it is done or running; a failed one is queued again."""
+    current = saliency_state(iteration, key)
+    if current.status in (DONE, QUEUED, RUNNING):  # a stale job reads as failed
+        return current
+    _write_status(iteration.pk, key, QUEUED)
+
+    def lost(err: Exception) -> None:
+        _write_status(
+            iteration.pk, key, FAILED, message="The job queue is unavailable. Try again later."
+        )
+
+    enqueue(TASK, iteration.pk, key, queue="predict", on_error=lost)
+    return saliency_state(iteration, key)
+
+
+def open_overlay(iteration: Iteration, key: str) -> io.BufferedIOBase:
+    name = _overlay_name(iteration.pk, key)
+    if not default_storage.exists(name):
+        raise NotFound("This heat map has not been computed.")
+    return default_storage.open(name, "rb")  # type: ignore[no-any-return]
+
+
+# --- The worker's side ---------------------------------------------------------------------
+
+
+def explain_prediction(iteration_id: int, key: str) -> str:
+    """Compute and store one overlay; returns the final status. Never raises for bad input."""
+    try:
+        iteration = Iteration.objects.select_related("project").get(pk=iteration_id)
+    except Iteration.DoesNotExist:
+        return FAILED  # deleted with its files; nobody polls it any more
+    status = read_json(_status_name(iteration_id, key)) or {}
+    if status.get("status") == DONE:
+        return DONE
+    _write_status(iteration_id, key, RUNNING)
+    try:
+        tag, probability = _explain(iteration, key)
+    except _JobFailed as err:
+        _write_status(iteration_id, key, FAILED, message=err.message)
+        return FAILED
+    except Exception:  # a bug or an outage: the job still ends, with a reason
+        logger.exception("Grad-CAM of %s for iteration %s failed", key, iteration_id)
+        _write_status(
+            iteration_id, key, FAILED, message="The heat map could not be computed (an error)."
+        )
+        return FAILED
+    _write_status(iteration_id, key, DONE, tag=tag, probability=probability)
+    return DONE
+
+
+class _JobFailed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _explain(iteration: Iteration, key: str) -> tuple[str, float]:
+    if iteration.project.is_detection or not iteration.artifact:
+        raise _JobFailed("Heat maps are for classifiers with a model file.")
+    picture = _open_picture(iteration, key)
+    model = classifier_model(iteration)
+    saliency = model.explain(model_crop(picture, model.input_size))
+    replace_file(_overlay_name(iteration.pk, key), overlay_png(saliency.heat, *picture.size))
+    return _tag_name(iteration, saliency.tag_index), saliency.score
+
+
+def _open_picture(iteration: Iteration, key: str) -> Any:
+    if key.startswith("i") and key[1:].isdigit():
+        image = Image.objects.filter(pk=int(key[1:]), project_id=iteration.project_id).first()
+        if image is None or not image.file:
+            raise _JobFailed("The image was deleted.")
+        name, label = image.file.name, str(image)
+    elif key.startswith("u") and len(key) == 65:
+        name, label = _upload_name(iteration.pk, key[1:]), "the tested image"
+    else:
+        raise _JobFailed("This is not an image of the project.")
+    try:
+        with default_storage.open(name, "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, OSError):
+        raise _JobFailed("The image file is missing from storage.") from None
+    try:
+        return load_rgb(data, key=label)
+    except DatasetCorrupt:
+        raise _JobFailed("The image could not be read as a picture.") from None
+
+
+def _tag_name(iteration: Iteration, index: int) -> str:
+    tag = iteration.tags.filter(index=index).first()
+    return tag.name if tag is not None else f"tag {index}"
+
+
+# Built models per worker process (a backbone in eager PyTorch is ~20 MB): the next heat map of
+# the same iteration skips loading and building.
+_MODELS: OrderedDict[tuple[int, str], SaliencyModel] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_MODELS_KEPT = 2
+
+
+def classifier_model(iteration: Iteration) -> SaliencyModel:
+    """The iteration's classifier split for Grad-CAM, built once per worker process."""
+    cache_key = (iteration.pk, iteration.artifact.name)
+    with _MODELS_LOCK:
+        if cache_key in _MODELS:
+            _MODELS.move_to_end(cache_key)
+            return _MODELS[cache_key]
+    with default_storage.open(iteration.artifact.name, "rb") as handle:
+        artifact = load_artifact(io.BytesIO(handle.read()))
+    model = saliency_model(artifact)
+    with _MODELS_LOCK:
+        _MODELS[cache_key] = model
+        while len(_MODELS) > _MODELS_KEPT:
+            _MODELS.popitem(last=False)
+    return model
+
+
+# --- Storage -------------------------------------------------------------------------------
+
+
+def _status_name(iteration_id: int, key: str) -> str:
+    return f"saliency/{iteration_id}/{key}.json"
+
+
+def _overlay_name(iteration_id: int, key: str) -> str:
+    return f"saliency/{iteration_id}/{key}.png"
+
+
+def _upload_name(iteration_id: int, digest: str) -> str:
+    return f"saliency/{iteration_id}/uploads/{digest}"
+
+
+def read_json(name: str) -> dict[str, Any] | None:
+    """A job's status file, or None when it is missing or unreadable."""
+    try:
+        with default_storage.open(name, "rb") as handle:
+            value = json.loads(handle.read().decode())
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_status(iteration_id: int, key: str, status: str, **fields: Any) -> None:
+    payload = {"status": status, "at": time.time(), **fields}
+    replace_file(_status_name(iteration_id, key), json.dumps(payload).encode())
