@@ -265,9 +265,67 @@ responses of 5xx.** Before this change the 49 MP PNG alone took the process to 1
         )
 
 
+# --engines: what a prediction's model costs a fresh process, torch or not (each in its own
+# interpreter, so one's pages never count in another's peak).
+_ENGINE_PROBES = {
+    "bare: Python + numpy + Pillow": "import numpy, PIL.Image",
+    "import torch": "import torch",
+    "today's path: LoadedModel (torch + ONNX Runtime), one prediction": """
+from predictions.model_cache import LoadedModel
+model = LoadedModel(open(sys.argv[1], 'rb').read(), threads=1)
+model.run(PIL.Image.new('RGB', (640, 480), (30, 200, 40)))
+""",
+    "torch-free: ONNX Runtime session from an exported file, one forward": """
+import onnxruntime as ort
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+session = ort.InferenceSession(sys.argv[2], options, providers=['CPUExecutionProvider'])
+session.run(None, {'pixels': numpy.zeros((1, 224, 224, 3), numpy.uint8)})
+""",
+}
+
+
+def engines() -> list[tuple[str, float]]:
+    """Peak RSS (MB) of each probe, run in a fresh interpreter."""
+    from training.ml.backbones import get_backbone
+    from training.ml.features import build_feature_extractor
+    from training.ml.inference import PixelInput, onnx_bytes
+
+    with tempfile.TemporaryDirectory() as folder:
+        artifact, onnx_file = Path(folder) / "model.pt", Path(folder) / "lite0.onnx"
+        artifact.write_bytes(build_artifact())
+        spec = get_backbone("lite0")
+        model = PixelInput(build_feature_extractor("lite0").eval(), spec).eval()
+        onnx_file.write_bytes(onnx_bytes(model, spec.input_size))
+        rows = []
+        for name, code in _ENGINE_PROBES.items():
+            script = (
+                "import re, sys\nimport numpy, PIL.Image\n"
+                + code
+                # VmHWM: this interpreter's own peak (ru_maxrss keeps the forking parent's).
+                + "\nstatus = open('/proc/self/status').read()"
+                + "\nprint(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) / 1024)"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", script, str(artifact), str(onnx_file)],
+                cwd=BASE_DIR,
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+            )
+            rows.append((name, float(done.stdout.split()[-1])))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--engines",
+        action="store_true",
+        help="only the peak RSS of a fresh process running a prediction's model, torch or not",
+    )
     parser.add_argument(
         "--env",
         action="append",
@@ -275,6 +333,10 @@ def main() -> None:
         help="KEY=VALUE for the server (e.g. MALLOC_ARENA_MAX=2)",
     )
     args = parser.parse_args()
+    if args.engines:
+        for name, mb in engines():
+            print(f"{name:70s} {mb:6.0f} MB")
+        return
     run(record=not args.no_record, env=dict(item.split("=", 1) for item in args.env))
 
 
