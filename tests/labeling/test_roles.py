@@ -300,6 +300,14 @@ MATRIX: list[Entry] = [
     # Nothing queued for the world's image: back to the queue with a message.
     E("POST", "training:mislabel-accept",                "302 302 403 404 302", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
     E("POST", "training:mislabel-keep",                  "302 302 403 404 302", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
+    # Where the model looked: every member who may open the image (stored predictions: reviewers,
+    # tests/training/test_where_looked.py). The world's iteration has no model file: 404 past the
+    # role check; that file has a trained one.
+    E("GET", "training:where-looked",                    "404 404 404 404 302", query="?iteration={iteration_id}&image={image_id}"),
+    E("POST", "training:where-looked",                   "404 404 404 404 302", query="?iteration={iteration_id}&image={image_id}"),
+    E("GET", "training:where-looked-overlay",            "404 404 404 404 302", query="?iteration={iteration_id}&image={image_id}"),
+    E("GET", "training:context-reliance",                "404 404 404 404 302"),
+    E("POST", "training:context-reliance",               "404 404 404 404 302"),
     # Embedding map: every member sees it, lays it out again and tags a lasso selection with
     # the gallery's bulk tagging service.
     E("GET", "training:embedding-map",                   "200 200 200 404 302"),
