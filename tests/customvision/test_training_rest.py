@@ -660,3 +660,25 @@ def test_retraining_unchanged_data_needs_force_train(client, admin_key) -> None:
     assert again.status_code == 400 and again.json()["code"] == "BadRequestTrainingNotNeeded"
     forced = call(client, "post", train.replace("forceTrain=false", "forceTrain=true"), key)
     assert forced.status_code == 200 and Iteration.objects.filter(is_forced=True).count() == 1
+
+
+def test_batch_past_djangos_10_mb_body_limit_lands(client, admin_key, settings) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    key = admin_key[1]
+    project_id, red, _ = _classification(client, key)
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(12):
+        buffer = io.BytesIO()
+        noise = rng.integers(0, 256, (600, 600, 3), dtype=np.uint8)
+        PILImage.fromarray(noise).save(buffer, format="PNG")
+        images.append({"name": f"noise{i}.png", "contents": b64(buffer.getvalue())})
+    body = json.dumps({"images": images, "tagIds": [red]})
+    assert len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    response = call(client, "post", f"/projects/{project_id}/images/files", key, raw=body.encode())
+    assert response.status_code == 200, response.content[:300]
+    assert Image.objects.filter(is_tagged=True).count() == 12
