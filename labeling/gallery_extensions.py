@@ -13,7 +13,8 @@ queryset in the gallery *and* in the tagging view's Previous/Next walk, and be c
 filter bar with the others; only Python called from labeling's views can do that.
 
 An extension contributes, each optional:
-- `filter`: one more `?filter=<key>` status, listed after Untagged (see `ImageFilter`);
+- `filter`: one more `?filter=<key>` status, listed after Untagged (see `ImageFilter`), walked
+  newest first or, with `order`, in an order of the extension's (suggestions: Most gain);
 - `notes`: per-thumbnail badges for one gallery page, in a constant number of queries;
 - `panel_template` + `panel_context`: a block above the grid (its own htmx, its own forms).
 """
@@ -41,6 +42,11 @@ class ExtraFilter:
     # Listed only while it matches an image (or is the active filter): no "0" pill for a
     # project that has never had, say, a suggestion.
     hide_when_empty: bool = True
+    # The image ids in the order the gallery pages and the tagging view walks this filter
+    # (e.g. suggested tags by Most gain); narrowed images it leaves out follow, newest first.
+    # It may name images that have left the filter meanwhile (they are skipped): a walk keeps
+    # its place after an accept. None: newest first, as the gallery's own filters.
+    order: Callable[[Project], Sequence[int]] | None = None
 
 
 @dataclass(frozen=True)

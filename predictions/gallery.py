@@ -2,8 +2,9 @@
 
 Registered from PredictionsConfig.ready(): labeling's gallery never imports predictions, so it
 asks the registry, and this module answers with
-- the filter "Has a suggestion" (`?filter=suggested`: untagged images with one waiting), which
-  the tagging view walks too, so A accepts image after image;
+- the filter "Has a suggestion" (`?filter=suggested`: untagged images with one waiting), in
+  Most-gain order (the Predictions tab's rule: `suggestion_gain_order`), which the tagging view
+  walks too, so A accepts image after image, the most useful first;
 - a badge per thumbnail: the suggested tag (or box count) and its confidence, outlined as a
   guess, marked "low" below even odds or the iteration's threshold;
 - a panel: the run's progress (polled while the task runs) and, for reviewers and admins,
@@ -31,6 +32,7 @@ from predictions.services.suggestions import (
     has_suggestion,
     is_low_confidence,
     suggestion_confidence,
+    suggestion_gain_order,
     suggestion_progress,
 )
 
@@ -45,7 +47,10 @@ def register() -> None:
         GalleryExtension(
             name="predictions.suggestions",
             filter=ExtraFilter(
-                key=SUGGESTED_FILTER, label="Has a suggestion", narrow=has_suggestion
+                key=SUGGESTED_FILTER,
+                label="Has a suggestion",
+                narrow=has_suggestion,
+                order=suggestion_gain_order,
             ),
             notes=suggestion_notes,
             panel_template="predictions/_suggestion_panel.html",

@@ -93,6 +93,10 @@ class Prediction(models.Model):
     # The pooled backbone embedding, float16 little-endian: 2.5 kB for Lite0's 1,280 values.
     embedding = models.BinaryField(blank=True, default=b"")
     uncertainty = models.FloatField(default=0.0)
+    # Detection: the share of boxes the model disagrees with itself about under a horizontal
+    # flip (training.ml.uncertainty.flip_disagreement), part of `uncertainty`; None when not
+    # measured (classification, or stored before this was measured).
+    flip_disagreement = models.FloatField(null=True, blank=True)
     top_tag = models.ForeignKey(
         "labeling.Tag", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -168,6 +172,11 @@ class Suggestion(models.Model):
     tags = models.JSONField(default=list)
     # Detection: [{"tagId", "tagName", "probability", "boundingBox"}] above the threshold.
     boxes = models.JSONField(default=list)
+    # Most gain's inputs, as a stored prediction keeps them (predictions.services.ranking):
+    # the model's uncertainty and the compact embedding (training.ml.ranking.compact_embeddings,
+    # float16 little-endian: 256 bytes), both from the run that made the suggestion.
+    uncertainty = models.FloatField(default=0.0)
+    embedding = models.BinaryField(blank=True, default=b"")
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -77,6 +77,14 @@ class ImageFilter:
             return {"tag": str(self.tag_id)}
         return {} if self.status == "all" else {"filter": self.status}
 
+    def walk_order(self, project: Project) -> Sequence[int] | None:
+        """The image ids an extension's filter is walked in (ExtraFilter.order), or None for
+        newest first."""
+        extra = extra_filter(self.status) if self.tag_id is None else None
+        if extra is None or extra.order is None:
+            return None
+        return extra.order(project)
+
     @property
     def key(self) -> str:
         """A stable name for the active filter ("all", "tagged", "untagged", "tag-<id>")."""
@@ -151,6 +159,72 @@ def browse_images(
         images=rows,
         newer_cursor=rows[0].pk if rows and has_newer else None,
         older_cursor=rows[-1].pk if rows and has_older else None,
+    )
+
+
+def _walk(images: ImageQuerySet, order: Sequence[int]) -> list[int]:
+    """The ids of `images` in `order`, then the ones it leaves out, newest first."""
+    present = set(images.values_list("pk", flat=True))
+    ranked = [pk for pk in order if pk in present]
+    rest = sorted(present.difference(ranked), reverse=True)
+    return ranked + rest
+
+
+def browse_ordered(
+    images: ImageQuerySet,
+    order: Sequence[int],
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    size: int = GALLERY_PAGE_SIZE,
+) -> ImagePage:
+    """`browse_images` for a filter with an order of its own (ExtraFilter.order): the same
+    cursors (`after`/`before` an image id), positions taken in that order. Reads the filter's
+    ids once (one query) and the page's rows (one more)."""
+    walk = _walk(images, order)
+    at = {pk: i for i, pk in enumerate(walk)}
+    if before is not None and before in at:
+        stop = at[before]
+        start = max(stop - size, 0)
+    else:
+        start = at[after] + 1 if after is not None and after in at else 0
+        stop = start + size
+    ids = walk[start:stop]
+    found = {row.pk: row for row in images.filter(pk__in=ids)}
+    rows = [found[pk] for pk in ids if pk in found]
+    return ImagePage(
+        images=rows,
+        newer_cursor=rows[0].pk if rows and start > 0 else None,
+        older_cursor=rows[-1].pk if rows and stop < len(walk) else None,
+    )
+
+
+def ordered_neighbours(
+    images: ImageQuerySet, order: Sequence[int], image: Image, *, untagged: ImageQuerySet
+) -> Neighbours:
+    """`image_neighbours` in a filter's own order. An image that has just left the filter (its
+    suggestion accepted) keeps its place when `order` still names it, so → goes on from there;
+    otherwise → starts at the top of the order."""
+    fields = ("pk", "file", "project_id")
+    walk = _walk(images, order)
+    named = list(order)
+    if image.pk in walk:
+        at = walk.index(image.pk)
+        before, after = (walk[at - 1] if at > 0 else None), (walk[at + 1 : at + 2] or [None])[0]
+    elif image.pk in named:
+        present = set(walk)
+        place = named.index(image.pk)
+        before = next((pk for pk in reversed(named[:place]) if pk in present), None)
+        after = next((pk for pk in named[place + 1 :] if pk in present), None)
+    else:
+        before, after = None, (walk[:1] or [None])[0]
+    wanted = [pk for pk in (before, after) if pk is not None]
+    found = {row.pk: row for row in images.model.objects.filter(pk__in=wanted).only(*fields)}
+    around = image_neighbours(images, image, untagged=untagged)
+    return Neighbours(
+        previous=found.get(before) if before else None,
+        next=found.get(after) if after else None,
+        next_untagged=around.next_untagged,
     )
 
 

@@ -30,6 +30,7 @@ from labeling.image_sets import image_set_for
 from labeling.models import Image, ImageTag, Project, Role
 from labeling.services.images import (
     browse_images,
+    browse_ordered,
     count_training_images_per_tag,
     delete_images,
 )
@@ -101,7 +102,12 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
     if image_set is not None:
         images = images.filter(pk__in=image_set.image_ids)
     base_query = image_set.params if image_set else image_filter.as_query()
-    page = browse_images(images, **form.cursors())
+    order = image_filter.walk_order(project) if image_set is None else None
+    page = (
+        browse_images(images, **form.cursors())
+        if order is None
+        else browse_ordered(images, order, **form.cursors())
+    )
     _attach_tag_names(page.images, project)
     _attach_notes(page.images)
     training = project.images.training()

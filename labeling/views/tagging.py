@@ -39,7 +39,13 @@ from labeling.access import access_image, access_project, has_role, visible_imag
 from labeling.forms import ImageFilterForm, TagToggleForm, TagUndoForm
 from labeling.image_sets import ImageSet, image_set_for
 from labeling.models import Image, ImageTag, Project, Role, Tag
-from labeling.services.images import ImageFilter, Neighbours, delete_images, image_neighbours
+from labeling.services.images import (
+    ImageFilter,
+    Neighbours,
+    delete_images,
+    image_neighbours,
+    ordered_neighbours,
+)
 from labeling.services.tagging import TagChange, restore_image_tags, toggle_image_tag
 from project.errors import EditConflict, LoupeError
 from project.ids import parse_optional_id
@@ -198,7 +204,11 @@ class _TaggingView:
         if self.image_set is not None:
             return self._set_neighbours(image, self.image_set)
         images = self.filter.apply(self.project.images.all())
-        return image_neighbours(images, image, untagged=self.project.images.training().untagged())
+        untagged = self.project.images.training().untagged()
+        order = self.filter.walk_order(self.project)
+        if order is not None:  # an extension's filter with its own order (suggestions by gain)
+            return ordered_neighbours(images, order, image, untagged=untagged)
+        return image_neighbours(images, image, untagged=untagged)
 
     def _queue_neighbours(self, image: Image) -> Neighbours:
         """In review, ← and → walk the review queue: never off to the training images."""

@@ -8,7 +8,9 @@ pixels, on the process-wide model cache), `store_prediction` (file, Image row wi
 source=prediction and is_training=False, Prediction and its per-tag scores).
 
 Uncertainty is computed here, once, with the ranking core's rules
-(training.ml.uncertainty), so the Predictions tab only reads an indexed column.
+(training.ml.uncertainty), so the Predictions tab only reads an indexed column. For detection
+outcomes that are stored it includes the model's disagreement with itself under a horizontal
+flip (`Target.check_flip`: one more forward pass, which the no-store path does not pay).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,6 +94,10 @@ class Target:
     artifact_name: str
     threshold: float
     tags: tuple[TargetTag, ...]
+    # Detection: also run the mirror image for Most gain's flip disagreement. Only where the
+    # outcome is stored (stored predictions, suggestions): it costs a second forward pass that
+    # a no-store answer has no use for (measured: bench/prediction_api.py --detection-flip).
+    check_flip: bool = False
 
     @property
     def cache_key(self) -> tuple[int, str]:
@@ -115,6 +121,8 @@ class PredictionOutcome:
     probabilities: np.ndarray  # (T,) per tag, model order
     uncertainty: float
     embedding: np.ndarray  # (D,) float32
+    # Detection with Target.check_flip: training.ml.uncertainty.flip_disagreement, in [0, 1].
+    flip_disagreement: float | None = None
 
 
 def resolve_target(
@@ -148,7 +156,7 @@ def resolve_target(
             f"This is a {project.get_kind_display().lower()} project; call its {wanted} "
             "endpoint instead."
         )
-    return target_for(project, iteration)
+    return replace(target_for(project, iteration), check_flip=store and project.is_detection)
 
 
 def target_for(project: Project, iteration: Iteration) -> Target:
@@ -237,7 +245,7 @@ def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
         except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode
             rejection = corrupt_rejection()
             raise BadImage(rejection.message, reason=rejection.code) from None
-        output = model.run(picture)
+        output = model.run(picture, mirror=target.is_detection and target.check_flip)
         del picture
     return score_output(target, output)
 
@@ -266,16 +274,30 @@ def too_many_pixels(image: CheckedImage) -> ImageTooManyPixels:
 
 def score_output(target: Target, output: ModelOutput) -> PredictionOutcome:
     """The API's results and the uncertainty of one model output (rules: ml.uncertainty)."""
-    from training.ml.uncertainty import classification_uncertainty, detection_uncertainty
+    from training.ml.uncertainty import (
+        classification_uncertainty,
+        detection_uncertainty,
+        flip_disagreement,
+        with_flip_disagreement,
+    )
 
     probabilities = np.asarray(output.probabilities, dtype=np.float32)
     threshold = min(max(target.threshold, 0.01), 0.99)
+    disagreement: float | None = None
     if target.is_detection:
         results = [
             _box_result(target, box) for box in output.boxes if int(box[0]) < len(target.tags)
         ]
         results.sort(key=lambda row: -row["probability"])
         uncertainty = detection_uncertainty([results], threshold=threshold)[0]
+        if output.mirrored_boxes is not None:
+            known = len(target.tags)
+            disagreement, _ = flip_disagreement(
+                [box for box in output.boxes if int(box[0]) < known],
+                [box for box in output.mirrored_boxes if int(box[0]) < known],
+                threshold=threshold,
+            )
+            uncertainty = with_flip_disagreement(uncertainty, disagreement)
     else:
         results = [
             _tag_result(tag, float(probabilities[tag.index]))
@@ -286,7 +308,9 @@ def score_output(target: Target, output: ModelOutput) -> PredictionOutcome:
         uncertainty = classification_uncertainty(
             probabilities[None, :], multilabel=target.is_multilabel, threshold=threshold
         )[0]
-    return PredictionOutcome(results, probabilities, float(uncertainty), output.embedding)
+    return PredictionOutcome(
+        results, probabilities, float(uncertainty), output.embedding, disagreement
+    )
 
 
 def _model(target: Target) -> Any:
@@ -374,6 +398,7 @@ def _insert(
         results=outcome.results,
         embedding=np.asarray(outcome.embedding, dtype="<f2").tobytes(),
         uncertainty=outcome.uncertainty,
+        flip_disagreement=outcome.flip_disagreement,
         top_tag_id=top["tagId"] if top else None,
         top_probability=top["probability"] if top else 0.0,
         application=application[:100],
@@ -454,7 +479,7 @@ def quick_test(
     iteration = project.iterations.completed().filter(pk=iteration_id).first()
     if iteration is None:
         raise NotFound("Choose a completed iteration of this project.")
-    target = target_for(project, iteration)
+    target = replace(target_for(project, iteration), check_flip=store)
     if url:
         fetched = fetch_image(url, max_bytes=settings.LOUPE_MAX_PREDICTION_BYTES)
         data, name = fetched.data, fetched.name

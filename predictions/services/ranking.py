@@ -38,6 +38,9 @@ MAX_CANDIDATES = 1000
 ORDER_CACHE_S = 600
 # Below this uncertainty (a margin over 0.5) a row's reason says the model is fairly sure of it.
 SURE_BELOW = 0.5
+# From this flip disagreement on (training.ml.uncertainty.flip_disagreement) a detection row's
+# reason says its boxes disagree under flip: a quarter of the box weight unmatched or far apart.
+FLIP_SHOWN = 0.25
 SORTS = {
     "gain": "Most gain",
     "newest": "Newest",
@@ -114,7 +117,7 @@ def ranked_predictions(
     page = max(1, page)
     start, stop = (page - 1) * size, page * size
     open_rows = Prediction.objects.open().filter(project=project, iteration_id=iteration_id)
-    gain: _GainOrder | None = None
+    gain: GainOrder | None = None
     if sort == "gain":
         iteration = Iteration.objects.filter(project=project, pk=iteration_id).first()
         if iteration is None:
@@ -171,7 +174,7 @@ def model_signals(iteration: Iteration) -> ModelSignals:
 
 
 @dataclass(frozen=True)
-class _GainOrder:
+class GainOrder:
     """Every candidate of an iteration's open predictions in Most-gain order, and why."""
 
     ids: list[int]
@@ -183,13 +186,14 @@ class _GainOrder:
 
 
 def _gain_reason(
-    project: Project, iteration: Iteration, gain: _GainOrder, position: int, row: Prediction
+    project: Project, iteration: Iteration, gain: GainOrder, position: int, row: Prediction
 ) -> str:
     return _reason(
         project,
         iteration,
         row.results or [],
         row.uncertainty,
+        flip_disagreement=row.flip_disagreement,
         for_doubt=gain.for_doubt[position],
         like_it=gain.like_it[position],
         is_covered=gain.is_covered[position],
@@ -197,12 +201,23 @@ def _gain_reason(
     )
 
 
-def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainOrder:
-    """The order, computed once per state of the open set (cached ORDER_CACHE_S seconds).
+@dataclass(frozen=True)
+class GainCandidates:
+    """What Most gain ranks, whoever stores it: stored predictions (the tab, the API, the bench)
+    and suggested tags (the gallery's "Has a suggestion" walk) both come here as this."""
 
-    Predictions only arrive (a higher id) or leave (promoted, dismissed), so the count and the
-    highest id of the open rows name the set; the iteration's figures and training embeddings
-    never change once it completed. `created` tells apart iterations that reuse an id (tests).
+    ids: list[int]  # the caller's ids (prediction ids, image ids), one per candidate
+    embeddings: np.ndarray  # (N, D) stored embeddings, any width (compacted here)
+    uncertainty: np.ndarray  # (N,) in [0, 1], as training.ml.uncertainty scored it
+    total: int  # how many the candidates stand for (more than N when they are a sample)
+
+
+def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
+    """The one Most-gain rule over candidates of `iteration`'s model: every caller's order.
+
+    The candidates are put in one canonical order first (falling uncertainty, then falling id),
+    so two callers holding the same candidates under different row orders get the same ranking
+    (k-means is seeded and depends on the order of its points).
     """
     from training.ml.ranking import (
         compact_embeddings,
@@ -212,29 +227,24 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainO
     )
     from training.services.embeddings import training_embeddings
 
-    # Two index reads on prediction_newest_idx (iteration, status, -id): COUNT(*) and the top
-    # row. One aggregate of COUNT and MAX took the planner elsewhere: 235 ms at 100,000 rows.
-    total = open_rows.count()
-    top = open_rows.newest().values_list("pk", flat=True).first()
-    key = f"most-gain:{iteration.pk}:{iteration.created.timestamp()}:{total}:{top}"
-    cached: _GainOrder | None = cache.get(key)
-    if cached is not None:
-        return cached
+    if not candidates.ids:
+        return GainOrder([], [], [], [], 0)
+    uncertainty = np.asarray(candidates.uncertainty, dtype=np.float64)
+    canonical = sorted(
+        range(len(candidates.ids)), key=lambda i: (-uncertainty[i], -candidates.ids[i])
+    )
+    ids = [candidates.ids[i] for i in canonical]
     signals = model_signals(iteration)
     weight = review_weight(model_quality=signals.quality, labels_per_tag=signals.labels_per_tag)
     trust = density_trust(model_quality=signals.quality)
-    candidates = _candidates(open_rows, iteration, weight, total)
-    if not candidates:
-        return _GainOrder([], [], [], [], 0)
-    ids = [pk for pk, _ in candidates]
     # The training set's embeddings are stored compacted; compare like with like.
-    embeddings = compact_embeddings(_embeddings(ids))
+    embeddings = compact_embeddings(np.asarray(candidates.embeddings)[canonical])
     labeled = training_embeddings(iteration.pk)
     if labeled is not None and labeled.shape[1] != embeddings.shape[1]:
         labeled = None  # another feature space (e.g. a changed backbone): coverage unknown
     ranking = rank_for_review(
         embeddings,
-        np.array([u for _, u in candidates], dtype=np.float64),
+        uncertainty[canonical],
         labeled_embeddings=labeled,
         weight=weight,
         density_trust=trust,
@@ -242,14 +252,47 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> _GainO
         batch=PAGE_SIZE,
         seed=iteration.pk,
     )
-    scale = total / len(ids)
-    order = _GainOrder(
+    scale = candidates.total / len(ids)
+    return GainOrder(
         ids=[ids[int(i)] for i in ranking.order],
         for_doubt=[bool(v) for v in ranking.for_doubt],
         like_it=[round(int(v) * scale) for v in ranking.cluster_size],
         is_covered=[bool(v) for v in ranking.cluster_labeled],
-        total=total,
+        total=candidates.total,
         by_density=trust >= 0.5,
+    )
+
+
+def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> GainOrder:
+    """The order of an iteration's open predictions, computed once per state of the open set
+    (cached ORDER_CACHE_S seconds) by `gain_order`.
+
+    Predictions only arrive (a higher id) or leave (promoted, dismissed), so the count and the
+    highest id of the open rows name the set; the iteration's figures and training embeddings
+    never change once it completed. `created` tells apart iterations that reuse an id (tests).
+    """
+    # Two index reads on prediction_newest_idx (iteration, status, -id): COUNT(*) and the top
+    # row. One aggregate of COUNT and MAX took the planner elsewhere: 235 ms at 100,000 rows.
+    total = open_rows.count()
+    top = open_rows.newest().values_list("pk", flat=True).first()
+    key = f"most-gain:{iteration.pk}:{iteration.created.timestamp()}:{total}:{top}"
+    cached: GainOrder | None = cache.get(key)
+    if cached is not None:
+        return cached
+    signals = model_signals(iteration)
+    from training.ml.ranking import review_weight
+
+    weight = review_weight(model_quality=signals.quality, labels_per_tag=signals.labels_per_tag)
+    rows = _candidates(open_rows, iteration, weight, total)
+    ids = [pk for pk, _ in rows]
+    order = gain_order(
+        iteration,
+        GainCandidates(
+            ids=ids,
+            embeddings=_embeddings(ids),
+            uncertainty=np.array([u for _, u in rows], dtype=np.float64),
+            total=total,
+        ),
     )
     cache.set(key, order, ORDER_CACHE_S)
     return order
@@ -286,9 +329,15 @@ def _embeddings(ids: list[int]) -> np.ndarray:
             (pk, bytes(raw))
             for pk, raw in Prediction.objects.filter(pk__in=part).values_list("pk", "embedding")
         )
-    vectors = [np.frombuffer(stored.get(pk, b""), dtype="<f2") for pk in ids]
+    return stored_vectors([stored.get(pk, b"") for pk in ids])
+
+
+def stored_vectors(raw: Sequence[bytes]) -> np.ndarray:
+    """(N, D) float32 from stored float16 embeddings; zero rows where none (or another width)
+    was stored."""
+    vectors = [np.frombuffer(bytes(value), dtype="<f2") for value in raw]
     width = max((v.size for v in vectors), default=0)
-    result = np.zeros((len(ids), max(width, 1)), dtype=np.float32)
+    result = np.zeros((len(vectors), max(width, 1)), dtype=np.float32)
     for row, vector in enumerate(vectors):
         if vector.size == width:
             result[row, :width] = vector
@@ -301,6 +350,7 @@ def _reason(
     results: list[dict[str, Any]],
     uncertainty: float,
     *,
+    flip_disagreement: float | None = None,
     for_doubt: bool,
     like_it: int,
     is_covered: bool,
@@ -323,10 +373,7 @@ def _reason(
             return f"Likely “{top['tagName']}” ({float(top['probability']):.2f}); less doubtful."
         return "Every call is far from the threshold; less doubtful."
     if project.is_detection:
-        if not ranked:
-            return "No object found: either nothing is there or the model missed it."
-        box = min(ranked, key=lambda row: abs(float(row["probability"]) - threshold))
-        return f"A “{box['tagName']}” box near the threshold ({float(box['probability']):.2f})."
+        return _detection_reason(ranked, threshold, flip_disagreement)
     if project.is_multiclass:
         first = ranked[0] if ranked else None
         rest = 1.0 - sum(float(row["probability"]) for row in ranked)
@@ -343,3 +390,20 @@ def _reason(
         f"Near the threshold for “{closest['tagName']}” "
         f"({float(closest['probability']):.2f} against {threshold:.2f})."
     )
+
+
+def _detection_reason(
+    ranked: list[dict[str, Any]], threshold: float, flip_disagreement: float | None
+) -> str:
+    """ "Boxes disagree under flip; least sure box “car” 0.41 (threshold 0.50)." and the like."""
+    flipped = flip_disagreement is not None and flip_disagreement >= FLIP_SHOWN
+    if not ranked:
+        if flipped:
+            return "Boxes disagree under flip: the mirror image has objects this one has not."
+        return "No object found: either nothing is there or the model missed it."
+    box = min(ranked, key=lambda row: abs(float(row["probability"]) - threshold))
+    least = (
+        f"least sure box “{box['tagName']}” {float(box['probability']):.2f} "
+        f"(threshold {threshold:.2f})"
+    )
+    return f"Boxes disagree under flip; {least}." if flipped else f"{least[0].upper()}{least[1:]}."

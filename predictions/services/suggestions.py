@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
+import numpy as np
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.cache import cache
 from django.core.files.storage import default_storage
-from django.db.models import Count, Q, QuerySet
+from django.db import transaction
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from labeling.access import require_role
@@ -38,6 +41,7 @@ from predictions.services.predict import (
     run_model,
     target_for,
 )
+from predictions.services.ranking import ORDER_CACHE_S, GainCandidates, gain_order, stored_vectors
 from project.errors import LabelRuleError, LoupeError, ValidationFailed
 from project.queue import enqueue
 from training.models import Iteration
@@ -78,7 +82,7 @@ def suggest_for_untagged(
     iteration = current_iteration(project, with_model=True)
     if iteration is None:
         return 0, False
-    target = target_for(project, iteration)
+    target = replace(target_for(project, iteration), check_flip=True)  # stored: ranked
     images = list(
         project.images.training()
         .untagged()
@@ -109,9 +113,22 @@ def _suggest_one(
         return None
     tags, boxes = _suggested(project, iteration, outcome.results)
     if tags or boxes:
-        Suggestion.objects.update_or_create(
-            image=image, defaults={"iteration": iteration, "tags": tags, "boxes": boxes}
-        )
+        from training.ml.ranking import compact_embeddings
+
+        embedding = np.asarray(outcome.embedding, dtype=np.float32).reshape(1, -1)
+        compact = compact_embeddings(embedding)[0] if embedding.size else embedding[0]
+        # A new row rather than an update: a new suggestion has a higher id, which is how the
+        # Most-gain order of the waiting ones notices it (`suggestion_gain_order`).
+        with transaction.atomic():
+            Suggestion.objects.filter(image=image).delete()
+            Suggestion.objects.create(
+                image=image,
+                iteration=iteration,
+                tags=tags,
+                boxes=boxes,
+                uncertainty=outcome.uncertainty,
+                embedding=compact.astype("<f2").tobytes(),
+            )
     return outcome
 
 
@@ -128,7 +145,7 @@ def suggest_for_images(
     require_role(by, project, Role.REVIEWER)
     if not iteration.is_completed or not iteration.artifact or iteration.project_id != project.pk:
         raise LabelRuleError(f"{iteration} has no trained model to suggest with.")
-    target = target_for(project, iteration)
+    target = replace(target_for(project, iteration), check_flip=True)
     images = project.images.training().untagged().filter(pk__in=list(image_ids)).order_by("pk")
     results = []
     for image in images:
@@ -228,6 +245,40 @@ def open_suggestions(project: Project) -> QuerySet[Suggestion]:
 def has_suggestion(images: ImageQuerySet) -> ImageQuerySet:
     """The gallery filter "Has a suggestion": untagged images with a suggestion waiting."""
     return images.untagged().filter(suggestion__isnull=False)
+
+
+def suggestion_gain_order(project: Project) -> list[int]:
+    """Image ids of the waiting suggestions in Most-gain order: the gallery's "Has a
+    suggestion" filter and the tagging view's walk over it (predictions/gallery.py).
+
+    The order is predictions.services.ranking.gain_order, the Predictions tab's own rule, over
+    the suggestions of the latest run's iteration (their stored uncertainty and compact
+    embedding); suggestions from an older model follow, newest first (the gallery's default).
+    Cached by the newest suggestion of that iteration, not by how many wait: accepting one
+    keeps the order, so the walk goes on from where it was; a new suggestion reorders.
+    """
+    run = SuggestionRun.objects.filter(project=project).select_related("iteration").first()
+    if run is None:
+        return []
+    waiting = open_suggestions(project).filter(iteration=run.iteration)
+    newest = waiting.aggregate(newest=Max("pk"))["newest"]
+    iteration = run.iteration
+    key = f"suggestion-gain:{project.pk}:{iteration.pk}:{iteration.created.timestamp()}:{newest}"
+    cached: list[int] | None = cache.get(key)
+    if cached is not None:
+        return cached
+    rows = list(waiting.values_list("image_id", "uncertainty", "embedding"))
+    order = gain_order(
+        iteration,
+        GainCandidates(
+            ids=[image_id for image_id, _, _ in rows],
+            embeddings=stored_vectors([raw for _, _, raw in rows]),
+            uncertainty=np.array([u for _, u, _ in rows], dtype=np.float64),
+            total=len(rows),
+        ),
+    )
+    cache.set(key, order.ids, ORDER_CACHE_S)
+    return order.ids
 
 
 @dataclass(frozen=True)

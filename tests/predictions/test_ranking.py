@@ -232,5 +232,5 @@ def test_detection_puts_the_box_nearest_the_threshold_first_and_names_it(db):
     doubtful = detected(20, 0.52)
     page = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain")
     assert page.predictions[0].pk == doubtful.pk
-    assert page.predictions[0].gain_reason == "A “car” box near the threshold (0.52)."
+    assert page.predictions[0].gain_reason == "Least sure box “car” 0.52 (threshold 0.50)."
     assert {p.pk for p in page.predictions[1:]} == {p.pk for p in sure}

@@ -18,6 +18,8 @@ them in once a project has enough labels, so the rules are the same everywhere:
   remaining way to 1 (several doubtful boxes are worth more of a reviewer's time than one). An image
   with no box at all scores `empty_score` (0.5 by default): either nothing is there, or the model
   missed everything, and neither is as doubtful as a box sitting on the threshold.
+  Where the image was also run mirrored (stored predictions and suggestions), boxes the model
+  does not find both ways round raise the score (`flip_disagreement`, `with_flip_disagreement`).
 """
 
 from __future__ import annotations
@@ -118,3 +120,92 @@ def detection_uncertainty(
         extra_near = max(0, int((closeness >= _NEAR_CLOSENESS).sum()) - 1)
         scores[row] = 1.0 - (1.0 - least_sure) * (1.0 - _EXTRA_BOX_WEIGHT) ** extra_near
     return scores
+
+
+# --- Detection: does the model agree with itself under a horizontal flip? -----------------------
+
+# Boxes of the two passes are the same object from this overlap on (the detection metrics' IoU).
+_FLIP_MATCH_IOU = 0.5
+# A matched pair whose probabilities differ by this much counts as a disagreeing box too.
+_FLIP_PROBABILITY_GAP = 0.25
+
+
+def unflip_box(box: Sequence[Any]) -> tuple[Any, ...]:
+    """A box (tag, probability, left, top, width, height; normalised) found in the mirror image,
+    in the original image's coordinates."""
+    tag, probability, left, top, width, height = box
+    return (tag, probability, 1.0 - float(left) - float(width), top, width, height)
+
+
+def _iou(a: Sequence[Any], b: Sequence[Any]) -> float:
+    ax, ay, aw, ah = (float(v) for v in a[2:6])
+    bx, by, bw, bh = (float(v) for v in b[2:6])
+    w = min(ax + aw, bx + bw) - max(ax, bx)
+    h = min(ay + ah, by + bh) - max(ay, by)
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def flip_disagreement(
+    boxes: Sequence[Sequence[Any]],
+    mirrored: Sequence[Sequence[Any]],
+    *,
+    threshold: float = 0.5,
+) -> tuple[float, int]:
+    """How far a detector disagrees with itself between an image and its mirror image.
+
+    `boxes` are the image's (tag, probability, left, top, width, height), `mirrored` the ones
+    found in the horizontally flipped image, as found there (un-flipped here). Boxes of either
+    pass from half the threshold up are matched greedily, most probable first, to a box of the
+    same tag in the other pass with IoU >= 0.5. A box left unmatched disagrees fully; a matched
+    pair disagrees by the gap between its two probabilities. Returns (the disagreement in
+    [0, 1]: the mean over boxes and pairs weighted by their higher probability, so a faint box
+    counts for little; the number of unmatched boxes and pairs at least 0.25 apart). No box in
+    either pass: (0.0, 0), both agree that nothing is there.
+
+    Why a flip: a model that has learnt an object finds it mirrored too (training augments with
+    flips), so what it finds only one way round is what it has not learnt yet, which is the
+    same doubt a classifier's margin measures, available from one extra forward pass.
+    """
+    _check_threshold(threshold)
+    floor = threshold / 2
+    ours = [tuple(b) for b in boxes if _box_probability(b) >= floor]
+    theirs = [unflip_box(b) for b in mirrored if _box_probability(b) >= floor]
+    if not ours and not theirs:
+        return 0.0, 0
+    weights: list[float] = []
+    gaps: list[float] = []
+    free = list(range(len(theirs)))
+    for box in sorted(ours, key=lambda b: -_box_probability(b)):
+        candidates = [
+            (overlap, j)
+            for j in free
+            if theirs[j][0] == box[0] and (overlap := _iou(box, theirs[j])) >= _FLIP_MATCH_IOU
+        ]
+        p = _box_probability(box)
+        if not candidates:
+            weights.append(p)
+            gaps.append(1.0)
+            continue
+        _, j = max(candidates)
+        free.remove(j)
+        q = _box_probability(theirs[j])
+        weights.append(max(p, q))
+        gaps.append(abs(p - q))
+    for j in free:
+        weights.append(_box_probability(theirs[j]))
+        gaps.append(1.0)
+    w = np.asarray(weights, dtype=np.float64)
+    g = np.asarray(gaps, dtype=np.float64)
+    disagreement = float(np.clip((w * g).sum() / max(w.sum(), _EPS_WEIGHT), 0.0, 1.0))
+    return disagreement, int((g >= _FLIP_PROBABILITY_GAP).sum())
+
+
+_EPS_WEIGHT = 1e-9
+
+
+def with_flip_disagreement(uncertainty: float, disagreement: float) -> float:
+    """The detection uncertainty raised by the flip disagreement: each closes its share of the
+    gap to 1 (either alone can make an image doubtful; both make it more so)."""
+    return float(1.0 - (1.0 - uncertainty) * (1.0 - float(np.clip(disagreement, 0.0, 1.0))))
