@@ -101,11 +101,26 @@ function datasets() {
       pointRadius: 2.5,
       borderWidth: 0,
     }));
+  showLegend(sets);
   sets.push({
     label: `Selected (${chosen.length})`, data: chosen, backgroundColor: "rgba(0,0,0,0)",
     borderColor: "#000", borderWidth: 1.5, pointRadius: 4, order: -1,
   });
   return sets;
+}
+
+function showLegend(sets) {
+  const list = $("[data-map-legend]");
+  list.replaceChildren(
+    ...sets.map((set) => {
+      const item = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "map-swatch";
+      swatch.style.backgroundColor = set.backgroundColor; // CSSOM: allowed by the CSP
+      item.append(swatch, set.label);
+      return item;
+    }),
+  );
 }
 
 // --- Drawing, zoom and pan ----------------------------------------------------------------
@@ -120,17 +135,69 @@ function applyView() {
   y.max = view.cy + view.span / 2;
 }
 
-function draw() {
+// A full redraw (Chart.js lays out and paints every point) costs tens of milliseconds at 20,000
+// points on a CPU-rendered canvas, too slow for every frame of a drag. So while the view moves,
+// each frame paints the last full drawing moved and scaled (one drawImage), and the full redraw
+// follows once the pointer rests for IDLE_MS: pan and zoom follow the hand at the display's
+// frame rate, and the points are sharp again a moment after it stops (as map tiles do).
+const IDLE_MS = 120;
+const snapshot = document.createElement("canvas");
+let snapView = null;
+let idleTimer = 0;
+
+function fullDraw() {
   drawQueued = false;
+  clearTimeout(idleTimer);
+  idleTimer = 0;
   applyView();
   chart.update("none");
+  snapshot.width = canvas.width;
+  snapshot.height = canvas.height;
+  snapshot.getContext("2d").drawImage(canvas, 0, 0);
+  snapView = { ...view };
 }
 
-function requestDraw() {
+function viewPixel(v, x, y) {
+  // Where layout point (x, y) is drawn, in CSS pixels, when the view is `v`.
+  const area = chart.chartArea;
+  const ratio = stage.clientWidth / Math.max(1, stage.clientHeight);
+  const width = v.span * ratio;
+  return [
+    area.left + ((x - (v.cx - width / 2)) / width) * (area.right - area.left),
+    area.top + ((v.cy + v.span / 2 - y) / v.span) * (area.bottom - area.top),
+  ];
+}
+
+function previewDraw() {
+  drawQueued = false;
+  if (!snapView) return fullDraw();
+  const scale = snapView.span / view.span;
+  const [fromX, fromY] = viewPixel(snapView, snapView.cx, snapView.cy);
+  const [toX, toY] = viewPixel(view, snapView.cx, snapView.cy);
+  const r = canvas.width / Math.max(1, canvas.clientWidth);
+  const ctx = chart.ctx;
+  ctx.save();
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.setTransform(scale, 0, 0, scale, r * (toX - scale * fromX), r * (toY - scale * fromY));
+  ctx.drawImage(snapshot, 0, 0);
+  ctx.restore();
+}
+
+function requestDraw({ moving = false } = {}) {
+  if (moving) {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(fullDraw, IDLE_MS);
+  }
   if (!drawQueued) {
     drawQueued = true;
-    requestAnimationFrame(draw);
+    requestAnimationFrame(() => (moving && idleTimer ? previewDraw() : fullDraw()));
   }
+}
+
+function settle() {
+  // Pixel positions (lasso, hover) need the full drawing of the current view.
+  if (idleTimer || drawQueued) fullDraw();
 }
 
 function build() {
@@ -148,36 +215,35 @@ function build() {
       scales: { x: { ...scale }, y: { ...scale } },
       plugins: {
         tooltip: { enabled: false },
-        legend: { position: "bottom", labels: { boxWidth: 10, boxHeight: 10 } },
+        legend: { display: false }, // drawn as HTML beside the map: see showLegend
       },
     },
   });
-  applyView();
-  chart.update("none");
+  fullDraw();
 }
 
 function toPixel(point) {
   return [chart.scales.x.getPixelForValue(point.x), chart.scales.y.getPixelForValue(point.y)];
 }
 
-function toValue(px, py) {
-  return [chart.scales.x.getValueForPixel(px), chart.scales.y.getValueForPixel(py)];
-}
-
 function zoomAt(px, py, factor) {
-  const [vx, vy] = toValue(px, py);
+  // The value under the pointer, from the view itself (the scales lag behind while moving).
+  const ratio = stage.clientWidth / Math.max(1, stage.clientHeight);
+  const area = chart.chartArea;
+  const vx = view.cx + ((px - (area.left + area.right) / 2) / (area.right - area.left)) * view.span * ratio;
+  const vy = view.cy - ((py - (area.top + area.bottom) / 2) / (area.bottom - area.top)) * view.span;
   view.span = Math.min(20, Math.max(0.01, view.span * factor));
   // Keep the value under the pointer where it was.
   view.cx = vx + (view.cx - vx) * factor;
   view.cy = vy + (view.cy - vy) * factor;
-  requestDraw();
+  requestDraw({ moving: true });
 }
 
 function panBy(dx, dy) {
   const perPixel = view.span / Math.max(1, stage.clientHeight);
   view.cx -= dx * perPixel;
   view.cy += dy * perPixel;
-  requestDraw();
+  requestDraw({ moving: true });
 }
 
 // --- Pointer: lasso, pan, hover -----------------------------------------------------------
@@ -257,6 +323,7 @@ function showHover(point) {
 lassoCanvas.addEventListener("pointerdown", (event) => {
   if (event.button !== 0) return;
   lassoCanvas.setPointerCapture(event.pointerId);
+  settle();
   const at = stagePoint(event);
   const kind = mode === "lasso" || event.shiftKey ? "lasso" : "pan";
   gesture = { kind, path: [at], last: at, moved: 0 };
@@ -265,7 +332,7 @@ lassoCanvas.addEventListener("pointerdown", (event) => {
 lassoCanvas.addEventListener("pointermove", (event) => {
   const at = stagePoint(event);
   if (!gesture) {
-    showHover(nearestPoint(...at));
+    if (!idleTimer) showHover(nearestPoint(...at));
     return;
   }
   gesture.moved += Math.abs(at[0] - gesture.last[0]) + Math.abs(at[1] - gesture.last[1]);
@@ -279,6 +346,7 @@ lassoCanvas.addEventListener("pointermove", (event) => {
 
 function endGesture(event) {
   if (!gesture) return;
+  settle();
   const done = gesture;
   gesture = null;
   drawLasso([]);

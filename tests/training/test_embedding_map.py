@@ -273,7 +273,9 @@ def test_more_like_this_puts_a_resized_copy_first(project, users, client_for) ->
     # The tagging view and the gallery's thumbnails link to the set.
     link = f'href="/projects/{project.pk}/?like={originals[5].pk}"'
     assert link in client.get(f"/projects/{project.pk}/images/{originals[5].pk}/").content.decode()
-    assert link in client.get(f"/projects/{project.pk}/").content.decode()
+    gallery = client.get(f"/projects/{project.pk}/").content.decode()
+    assert f'form="like-form" name="like" value="{originals[5].pk}"' in gallery
+    assert f'id="like-form" method="get" action="/projects/{project.pk}/"' in gallery
 
 
 def test_more_like_this_of_an_unknown_image_is_not_found(project, users, client_for) -> None:
