@@ -33,10 +33,9 @@ from training.services.detection_performance import (
     DEFAULT_OVERLAP,
     OVERLAP_MAX,
     OVERLAP_MIN,
-    detection_mispredicted_rows,
-    load_detection_table,
 )
-from training.services.performance import load_scores, mispredicted_rows, predicted_tags
+from training.services.performance import predicted_tags
+from training.services.pipelines import pipeline_for
 
 QUERY_KEY = "mispredicted"
 CACHE_S = 600
@@ -73,15 +72,7 @@ def mispredicted_image_ids(
 
 
 def _compute(iteration: Iteration, threshold: float, overlap: float) -> list[int]:
-    if iteration.project.is_detection:
-        det_table = load_detection_table(iteration)
-        wrong = detection_mispredicted_rows(det_table, threshold, overlap)
-        rows = det_table.rows
-    else:
-        table = load_scores(iteration)
-        wrong = mispredicted_rows(table, threshold, multiclass=not iteration.is_multilabel).tolist()
-        rows = table.rows
-    return [row["id"] for row, is_wrong in zip(rows, wrong, strict=True) if is_wrong and row["id"]]
+    return pipeline_for(iteration.project).mispredicted_image_ids(iteration, threshold, overlap)
 
 
 def mispredicted_set(

@@ -80,6 +80,13 @@ class TrainingPipeline(ABC):
     def threshold_figures(self, iteration: Iteration, threshold: float) -> dict[str, Any]:
         """Overall and per-tag figures of a completed iteration at `threshold`."""
 
+    @abstractmethod
+    def mispredicted_image_ids(
+        self, iteration: Iteration, threshold: float, overlap: float
+    ) -> list[int]:
+        """The images the iteration got wrong at the thresholds, in the performance page's
+        order (`overlap` counts for detection only; images deleted since are left out)."""
+
     def estimate(self, project: Project, budget_s: int) -> BudgetEstimate | None:
         """Whether `budget_s` is expected to be enough for the project's training images; None
         when the kind's training does not race a budget in a way worth estimating."""

@@ -10,7 +10,7 @@ from training.services.classification_checks import (
     check_classification_trainable,
     take_classification_snapshot,
 )
-from training.services.performance import figures_at, load_scores
+from training.services.performance import figures_at, load_scores, mispredicted_rows
 from training.services.pipelines.base import TrainingChoices, TrainingPipeline
 from training.services.progress import ProgressReporter
 from training.services.snapshot import Snapshot
@@ -51,3 +51,14 @@ class ClassificationPipeline(TrainingPipeline):
 
     def threshold_figures(self, iteration: Iteration, threshold: float) -> dict[str, Any]:
         return figures_at(iteration, load_scores(iteration), threshold)
+
+    def mispredicted_image_ids(
+        self, iteration: Iteration, threshold: float, overlap: float
+    ) -> list[int]:
+        table = load_scores(iteration)
+        wrong = mispredicted_rows(table, threshold, multiclass=not iteration.is_multilabel)
+        return [
+            row["id"]
+            for row, bad in zip(table.rows, wrong.tolist(), strict=True)
+            if bad and row["id"]
+        ]

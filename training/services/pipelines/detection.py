@@ -15,7 +15,11 @@ from django.conf import settings
 from labeling.models import Project
 from training.models import Iteration, IterationImage
 from training.services.detection_checks import check_detection_trainable, take_detection_snapshot
-from training.services.detection_performance import detection_figures_at, load_detection_table
+from training.services.detection_performance import (
+    detection_figures_at,
+    detection_mispredicted_rows,
+    load_detection_table,
+)
 from training.services.pipelines.base import BudgetEstimate, TrainingChoices, TrainingPipeline
 from training.services.progress import ProgressReporter
 from training.services.snapshot import Snapshot
@@ -112,6 +116,13 @@ class DetectionPipeline(TrainingPipeline):
 
     def threshold_figures(self, iteration: Iteration, threshold: float) -> dict[str, Any]:
         return detection_figures_at(iteration, load_detection_table(iteration), threshold)
+
+    def mispredicted_image_ids(
+        self, iteration: Iteration, threshold: float, overlap: float
+    ) -> list[int]:
+        table = load_detection_table(iteration)
+        wrong = detection_mispredicted_rows(table, threshold, overlap)
+        return [row["id"] for row, bad in zip(table.rows, wrong, strict=True) if bad and row["id"]]
 
 
 def measured_prepare_per_image_s() -> float | None:
