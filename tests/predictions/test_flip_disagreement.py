@@ -124,3 +124,25 @@ def test_the_tab_ranks_boxes_that_disagree_under_flip_first_and_says_so(client_f
     assert first.startswith(f'{one_way.image_id}"')
     reason = first.split('data-testid="gain-reason">', 1)[1].split("<", 1)[0]
     assert reason == "Boxes disagree under flip; least sure box “car” 0.90 (threshold 0.50)."
+
+
+@pytest.mark.django_db
+def test_only_stored_detections_pay_for_the_mirror_pass(users):
+    from predictions.services.keys import create_key
+    from predictions.services.predict import DETECT, resolve_target
+
+    project = ProjectFactory(kind=Project.Kind.DETECTION, owner=users["admin"])
+    MembershipFactory(project=project, user=users["admin"], role="admin")
+    iteration = make_iteration(project, tags=("car",))
+    iteration.artifact.save("model.pt", ContentFile(b"unused"), save=False)
+    iteration.published_name = "live"
+    iteration.save()
+    secret = create_key(project=project, name="k", by=users["admin"]).secret
+
+    def target(store: bool):
+        return resolve_target(
+            project_id=project.pk, publish_name="live", secret=secret, kind=DETECT, store=store
+        )
+
+    assert target(store=True).check_flip is True
+    assert target(store=False).check_flip is False
