@@ -36,6 +36,7 @@ from labeling.models import Project, Role, Tag
 from labeling.services import projects as project_services
 from project.errors import LoupeError, NotFound, ValidationFailed
 from training.models import Iteration
+from training.services.model_export import SUPPORTED_PLATFORMS
 
 User = AbstractBaseUser
 
@@ -74,6 +75,19 @@ def _kind_for(domain_type_detection: bool, classification: str | None) -> str:
     return Project.Kind.MULTILABEL
 
 
+def _check_export_platforms(platforms: str) -> None:
+    """Every iteration exports to every platform this server has, so asking for those is a
+    no-op; asking for another (CoreML, TensorFlow...) is refused rather than promised."""
+    supported = {name.lower() for name in SUPPORTED_PLATFORMS}
+    unknown = [p.strip() for p in platforms.split(",") if p.strip().lower() not in supported]
+    if platforms and unknown:
+        raise cv_error(
+            "BadRequestProjectUnsupportedExportPlatform",
+            f"This server exports {' and '.join(SUPPORTED_PLATFORMS)} only, not "
+            f"{', '.join(u[:40] for u in unknown if u) or 'an empty name'}.",
+        )
+
+
 def create_project(request: HttpRequest, user: User) -> dict[str, Any]:
     name = query_required(request, "name")
     domain_id = query_text(request, "domainId")
@@ -91,11 +105,7 @@ def create_project(request: HttpRequest, user: User) -> dict[str, Any]:
             "BadRequestNotSupported",
             f"{', '.join(given)} name Azure resources; this server does not support them.",
         )
-    if query_text(request, "targetExportPlatforms"):
-        raise cv_error(
-            "BadRequestProjectUnsupportedExportPlatform",
-            "This server does not export models, so a project has no export platforms.",
-        )
+    _check_export_platforms(query_text(request, "targetExportPlatforms"))
     require_project_creator(user)
     try:
         project = project_services.create_project(

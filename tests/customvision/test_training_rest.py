@@ -682,3 +682,12 @@ def test_batch_past_djangos_10_mb_body_limit_lands(client, admin_key, settings) 
     response = call(client, "post", f"/projects/{project_id}/images/files", key, raw=body.encode())
     assert response.status_code == 200, response.content[:300]
     assert Image.objects.filter(is_tagged=True).count() == 12
+
+
+def test_target_export_platforms(client, admin_key) -> None:
+    key = admin_key[1]
+    assert new_project(client, key, targetExportPlatforms="ONNX")["name"] == "Fruit"
+    response = call(client, "post", "/projects?name=X&targetExportPlatforms=ONNX,CoreML", key)
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadRequestProjectUnsupportedExportPlatform"
+    assert "CoreML" in response.json()["message"] and Project.objects.count() == 1
