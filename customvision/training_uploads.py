@@ -219,6 +219,10 @@ def _record(group: Sequence[Entry], report: IngestReport) -> None:
         entry = group[rejected.index]
         if rejected.code == "duplicate" and rejected.image_id is not None:
             entry.status, entry.image_id = "OKDuplicate", rejected.image_id
+        elif rejected.code == "duplicate" and rejected.same_as is not None:
+            # A second copy of a file that was itself refused (rejections come in index
+            # order, so the first copy's status is known): the same verdict.
+            entry.status = group[rejected.same_as].status or "ErrorUnknown"
         else:
             entry.status = _STATUSES.get(rejected.code, "ErrorUnknown")
 

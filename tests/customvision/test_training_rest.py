@@ -691,3 +691,19 @@ def test_target_export_platforms(client, admin_key) -> None:
     assert response.status_code == 400
     assert response.json()["code"] == "BadRequestProjectUnsupportedExportPlatform"
     assert "CoreML" in response.json()["message"] and Project.objects.count() == 1
+
+
+def test_copies_within_a_batch(client, admin_key) -> None:
+    key = admin_key[1]
+    project_id, _, _ = _classification(client, key)
+    good, broken = b64(png((3, 3, 3))), b64(png()[:40])
+    batch = {"images": [{"contents": c} for c in (good, good, broken, broken)]}
+    response = call(client, "post", f"/projects/{project_id}/images/files", key, body=batch)
+    results = response.json()["images"]
+    assert [r["status"] for r in results] == [
+        "OK",
+        "OKDuplicate",
+        "ErrorImageFormat",
+        "ErrorImageFormat",
+    ]
+    assert results[0]["image"]["id"] == results[1]["image"]["id"] and Image.objects.count() == 1
