@@ -66,7 +66,7 @@ def test_a_member_asks_the_worker_computes_and_the_overlay_follows(
 
     shown = client.get(url, headers={"HX-Request": "true"})
     assert b'data-testid="where-looked-toggle"' in shown.content
-    assert b"Heat map of <strong>red</strong>" in shown.content
+    assert b"model predicts <strong>red</strong>" in shown.content
     overlay = client.get(
         reverse("training:where-looked-overlay", args=[project.pk])
         + f"?iteration={trained.pk}&image={image.pk}"
@@ -193,7 +193,7 @@ def test_quick_test_offers_the_heat_map_of_the_tested_image(project, users, clie
     client.post(url, headers={"HX-Request": "true"})
     assert explain_prediction(trained.pk, f"u{digest}") == "done"
     assert (
-        b"Heat map of <strong>red</strong>"
+        b"model predicts <strong>red</strong>"
         in client.get(url, headers={"HX-Request": "true"}).content
     )
     # Another project's member cannot reach it.
@@ -222,8 +222,11 @@ def test_context_reliance_is_measured_by_the_worker_and_shown(project, users, cl
     assert measure_context_reliance(trained.pk) == "done"
     page = client.get(url)
     rows = page.context["state"]["tags"]
-    assert [row["tag"] for row in rows] == ["red", "green"]
-    assert all(row["images"] == 2 for row in rows)
+    # Every tag has a line; blue has no image in the snapshot, so nothing was measured.
+    assert [row["tag"] for row in rows] == ["red", "green", "blue"]
+    assert [row["images"] for row in rows] == [2, 2, 0]
+    assert all(0.0 <= row["survives"] <= 1.0 for row in rows[:2])
+    assert b"No image to measure" in page.content
     assert b'data-testid="reliance-row"' in page.content
     assert b"Method and limits" in page.content
     # Bad ids: 404, never 500.

@@ -9,9 +9,9 @@ a detection project, or for classification the hottest quarter of the image's Gr
 zero after normalisation).
 
 A tag is flagged as likely learning the background when its predictions survive masking the
-object (still the predicted tag on at least half of its images) AND masking the object costs
-its score no more than masking the surroundings does (within SAME_DROP; a score that neither
-mask moves survives without the object, so it is flagged too).
+object (of the images predicted as the tag as they are, at least half still are) AND masking
+the object costs its score no more than masking the surroundings does (within SAME_DROP; a
+score that neither mask moves survives without the object, so it is flagged too).
 
 Limits: the painted patch is itself unlike any training image, so scores move a little for
 any mask; with the Grad-CAM region, a model that keys on one compact background cue (a hand,
@@ -42,7 +42,8 @@ class TagReliance:
     score: float  # mean probability of the tag, image as is
     score_without_object: float
     score_without_surroundings: float
-    survives_without_object: float  # fraction of images still predicted as the tag
+    predicted: int  # of `images`, those the model predicts as the tag when nothing is masked
+    survives_without_object: float  # of `predicted`, the fraction still predicted as the tag
     is_background_suspect: bool
 
     @property
@@ -146,20 +147,27 @@ def _summarise(
     multilabel: bool,
     threshold: float,
 ) -> TagReliance:
-    if multilabel:
-        survives = no_object[rows, tag] >= threshold
-    else:
-        survives = no_object[rows].argmax(axis=1) == tag
+    def predicts(scores: np.ndarray) -> np.ndarray:
+        if multilabel:
+            return np.asarray(scores[rows, tag] >= threshold)
+        return np.asarray(scores[rows].argmax(axis=1) == tag)
+
+    # Survival counts only images the model got as the tag to begin with: a prediction it
+    # never made cannot survive anything, and says nothing about what it relies on.
+    was_predicted = predicts(plain)
+    survives = predicts(no_object) & was_predicted
+    predicted = int(was_predicted.sum())
+    survival = float(survives.sum() / predicted) if predicted else 0.0
     score = float(plain[rows, tag].mean())
     without_object = float(no_object[rows, tag].mean())
     without_rest = float(no_rest[rows, tag].mean())
-    survival = float(survives.mean())
     return TagReliance(
         tag_index=tag,
         images=int(rows.sum()),
         score=score,
         score_without_object=without_object,
         score_without_surroundings=without_rest,
+        predicted=predicted,
         survives_without_object=survival,
         is_background_suspect=bool(
             survival >= SURVIVAL_TO_FLAG

@@ -108,7 +108,10 @@ def measure_iteration(iteration_id: int) -> str:
     if not figures:
         _write(iteration_id, FAILED, message="No readable image of this iteration had a region.")
         return FAILED
-    _write(iteration_id, DONE, tags=[_row(figure, names) for figure in figures])
+    rows = {figure.tag_index: _row(figure, names) for figure in figures}
+    # Every tag gets a line: one with no measurable image says so instead of vanishing.
+    table = [rows.get(index) or {"tag": name, "images": 0} for index, name in sorted(names.items())]
+    _write(iteration_id, DONE, tags=table)
     return DONE
 
 
@@ -202,6 +205,9 @@ def _row(figure: TagReliance, names: dict[int, str]) -> dict[str, Any]:
         "without_surroundings": round(figure.score_without_surroundings, 4),
         "object_drop": round(figure.object_drop, 4),
         "surroundings_drop": round(figure.surroundings_drop, 4),
+        "object_rise": round(max(0.0, -figure.object_drop), 4),
+        "surroundings_rise": round(max(0.0, -figure.surroundings_drop), 4),
+        "predicted": figure.predicted,
         "survives": round(figure.survives_without_object, 4),
         "flagged": figure.is_background_suspect,
     }
