@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from training.ml.errors import Cancelled, DatasetTooSmall, TrainingDiverged
-from training.ml.quick import fit_head, train_quick
+from training.ml.quick import (
+    C_GRID,
+    DEFAULT_SETTING,
+    fit_head,
+    stratified_folds,
+    train_quick,
+)
 
 
 def blobs(n_per_class: int, classes: int, dim: int = 32, seed: int = 0, spread: float = 1.0):
@@ -30,12 +36,13 @@ def test_separable_multiclass_reaches_high_kfold_accuracy() -> None:
 
 def test_out_of_fold_scores_come_from_models_that_never_saw_the_image() -> None:
     # Random features with random labels: a model scoring its own training images memorises
-    # them (D > N), an honest out-of-fold score is no better than chance.
+    # them (D > N) at a fixed weak regularisation, an honest out-of-fold score is no better
+    # than chance.
     rng = np.random.default_rng(3)
     features = rng.normal(size=(60, 200)).astype(np.float32)
     labels = rng.integers(0, 2, size=60)
     targets = np.eye(2, dtype=np.float32)[labels]
-    result = train_quick(features, targets, multilabel=False, seed=0)
+    result = train_quick(features, targets, multilabel=False, seed=0, c=1.0)
     assert (result.head.probabilities(features).argmax(axis=1) == labels).mean() == 1.0
     assert (result.oof_scores.argmax(axis=1) == labels).mean() < 0.75
     # Each held-out row equals a refit without its fold.
@@ -102,3 +109,105 @@ def test_should_stop_cancels() -> None:
 def test_bad_shapes_are_explained() -> None:
     with pytest.raises(ValueError, match="targets must be"):
         train_quick(np.zeros((4, 3)), np.zeros((5, 2)), multilabel=False)
+
+
+def test_inner_cv_picks_a_smaller_c_on_noisy_data_than_on_clean_separable_data() -> None:
+    # Clean: well-separated blobs, any weak regularisation is free. Noisy: few images, many
+    # dimensions, a third of the labels flipped; a weak penalty memorises the noise.
+    features, targets, _ = blobs(20, 3, dim=20, spread=0.5)
+    clean = train_quick(features, targets, multilabel=False, seed=0)
+    rng = np.random.default_rng(5)
+    noisy_features, _, labels = blobs(20, 3, dim=200, spread=4.0, seed=5)
+    flip = rng.random(len(labels)) < 0.33
+    labels = np.where(flip, rng.integers(0, 3, size=len(labels)), labels)
+    noisy = train_quick(
+        noisy_features, np.eye(3, dtype=np.float32)[labels], multilabel=False, seed=0
+    )
+    assert noisy.selection.final.c < clean.selection.final.c
+    assert noisy.selection.final.c <= C_GRID[1]
+    assert clean.selection.final.c >= C_GRID[-2]
+
+
+def test_class_weighting_raises_the_minority_recall_of_a_1_to_10_set() -> None:
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.zeros(200, dtype=int), np.ones(20, dtype=int)]
+    features = rng.normal(size=(220, 10)).astype(np.float32)
+    features[:, 0] += 1.5 * labels  # overlapping classes: the rare one is easy to give up on
+    targets = np.eye(2, dtype=np.float32)[labels]
+    chosen = train_quick(features, targets, multilabel=False, seed=0)
+    assert chosen.selection.final.balanced
+    assert any(setting.balanced for setting in chosen.selection.settings)
+    plain = train_quick(features, targets, multilabel=False, seed=0, c=chosen.selection.final.c)
+
+    def minority_recall(result) -> float:  # type: ignore[no-untyped-def]
+        return float((result.oof_scores[labels == 1].argmax(axis=1) == 1).mean())
+
+    assert minority_recall(chosen) >= minority_recall(plain) + 0.2
+    # Balanced data never tries weighting (it would double the fits for nothing).
+    balanced_features, balanced_targets, _ = blobs(15, 3)
+    even = train_quick(balanced_features, balanced_targets, multilabel=False)
+    assert not any(setting.balanced for setting in even.selection.settings)
+
+
+def test_inner_selection_of_a_fold_never_uses_that_folds_labels() -> None:
+    # Shuffle the labels inside fold 0 only (class counts unchanged): fold 0's choice of C and
+    # its out-of-fold scores must not move, since neither its head nor its inner CV may see
+    # those labels, while the other folds (whose inner CVs do use fold 0) are affected.
+    features, targets, labels = blobs(20, 4, dim=40, spread=3.0, seed=7)
+    fold_of = stratified_folds(targets, 5, seed=0)
+    honest = train_quick(features, targets, multilabel=False, fold_of=fold_of)
+    rng = np.random.default_rng(0)
+    shuffled = labels.copy()
+    in_fold = np.flatnonzero(fold_of == 0)
+    shuffled[in_fold] = rng.permutation(labels[in_fold])
+    assert (shuffled != labels).sum() >= 8
+    corrupted = train_quick(
+        features, np.eye(4, dtype=np.float32)[shuffled], multilabel=False, fold_of=fold_of
+    )
+    np.testing.assert_array_equal(honest.selection.inner_loss[0], corrupted.selection.inner_loss[0])
+    assert honest.selection.per_fold[0] == corrupted.selection.per_fold[0]
+    np.testing.assert_array_equal(honest.oof_scores[in_fold], corrupted.oof_scores[in_fold])
+    # The test can fail: the other folds' inner losses did see fold 0's labels.
+    assert not np.allclose(honest.selection.inner_loss[1:], corrupted.selection.inner_loss[1:])
+
+
+def test_inner_cv_fits_one_head_per_pair_of_folds_and_setting() -> None:
+    features, targets, _ = blobs(10, 2)
+    result = train_quick(features, targets, multilabel=False)
+    k = len(np.unique(result.fold_of))
+    # Each fold's row sums the losses of the k - 1 heads trained without it and one other fold.
+    assert result.selection.inner_loss.shape == (k, len(C_GRID))
+    assert (result.selection.inner_loss > 0).all()
+
+
+def test_two_folds_fall_back_to_the_default_setting() -> None:
+    features, targets, _ = blobs(10, 2)
+    keep = np.r_[0:10, 10:12]  # the second tag has 2 images -> 2 folds, no inner CV possible
+    result = train_quick(features[keep], targets[keep], multilabel=False)
+    assert result.selection.final == DEFAULT_SETTING
+
+
+def test_multilabel_inner_cv_runs_and_scores_well() -> None:
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 2, size=(60, 3)).astype(np.float32)
+    features = (targets @ rng.normal(scale=3.0, size=(3, 16)) + rng.normal(size=(60, 16))).astype(
+        np.float32
+    )
+    result = train_quick(features, targets, multilabel=True, seed=0)
+    assert result.selection.final.c in C_GRID
+    assert ((result.oof_scores >= 0.5) == targets.astype(bool)).mean() >= 0.9
+
+
+def test_fit_head_in_the_row_space_equals_the_full_space_optimum() -> None:
+    # Fewer images than dimensions: the fit runs on SVD coordinates; the folded-back head must
+    # give the same probabilities as a fit in all dimensions (reached by padding rows so the
+    # basis is not used: tripling every image with C scaled to match keeps the same optimum).
+    features, targets, _ = blobs(8, 3, dim=60, spread=2.0)
+    small, _, _ = fit_head(features, targets, multilabel=False, c=0.1, max_iter=500)
+    many, many_targets = np.concatenate([features] * 3), np.concatenate([targets] * 3)
+    # N triples, and the (n - 1) std shrinks the standardised features by sqrt(69 / 71).
+    same_c = 0.1 / 3 * 69 / 71
+    big, _, _ = fit_head(many, many_targets, multilabel=False, c=same_c, max_iter=500)
+    np.testing.assert_allclose(
+        small.probabilities(features), big.probabilities(features), atol=2e-3
+    )
