@@ -142,3 +142,29 @@ def test_context_reliance_skips_images_with_nothing_to_compare(object_model):
         measure_context_reliance(
             score, list(images), [m[:4] for m in empty], labels, multilabel=False
         )
+
+
+def test_grad_cam_on_the_real_backbone_peaks_on_the_espresso_cup():
+    """Lite0 with its own ImageNet head (a linear layer on the pooled last conv map, the shape
+    of our heads): the espresso photo's top class is espresso and the map's peak sits on the
+    cup (columns 1-4, rows 0-4 of the 7x7 grid over the centre square), not on the table."""
+    import skimage.data
+
+    from training.ml.backbones import imagenet_classifier
+    from training.ml.saliency import model_crop
+
+    net = imagenet_classifier("lite0").requires_grad_(False)
+    crop = model_crop(Image.fromarray(skimage.data.coffee()), 224)
+    pixels = (torch.tensor(crop).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+    saliency = grad_cam(
+        net.forward_features,
+        net.classifier.weight,
+        net.classifier.bias,
+        pixels,
+        multilabel=True,  # all 1000 rows are classes (no background row to drop)
+    )
+    assert saliency.tag_index == 967  # ImageNet's "espresso"
+    assert saliency.heat.shape == (7, 7)
+    row, col = np.unravel_index(int(saliency.heat.argmax()), saliency.heat.shape)
+    assert row <= 4 and 1 <= col <= 4, (row, col)
+    assert saliency.heat[5:].max() < 0.5  # the saucer's rim and the table below stay cool
