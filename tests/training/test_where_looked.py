@@ -17,6 +17,7 @@ from labeling.models import Image
 from predictions.models import Prediction
 from tests.factories import ImageFactory, ImageTagFactory, ProjectFactory, TagFactory
 from tests.predictions.conftest import colour_artifact, colour_iteration, colour_png  # noqa: F401
+from tests.robustness.conftest import broker_down  # noqa: F401
 from training.tasks_saliency import explain_prediction, measure_context_reliance
 
 pytestmark = pytest.mark.django_db
@@ -234,3 +235,43 @@ def test_context_reliance_is_measured_by_the_worker_and_shown(project, users, cl
         client.get(reverse("training:context-reliance", args=[project.pk, 999999])).status_code
         == 404
     )
+
+
+def test_with_the_broker_down_the_job_fails_at_once_with_a_reason(
+    project,
+    users,
+    client_for,
+    trained,
+    broker_down,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
+    image = _red_image(project)
+    client = client_for(users["annotator"])
+    url = _url(project, iteration=trained.pk, image=image.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert _status(trained, f"i{image.pk}")["status"] == "failed"
+    shown = client.get(url, headers={"HX-Request": "true"})
+    assert b"The job queue is unavailable" in shown.content
+    context_url = reverse("training:context-reliance", args=[project.pk, trained.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(context_url)
+    assert b"The job queue is unavailable" in client.get(context_url).content
+
+
+def test_a_job_whose_worker_died_reads_as_failed_and_is_queued_again(
+    project, users, client_for, trained
+):
+    from project.storage import replace_file
+
+    image = _red_image(project)
+    key = f"i{image.pk}"
+    lost = {"status": "running", "at": 1.0}  # long ago: past the time limit
+    replace_file(f"saliency/{trained.pk}/{key}.json", json.dumps(lost).encode())
+    client = client_for(users["annotator"])
+    url = _url(project, iteration=trained.pk, image=image.pk)
+    shown = client.get(url, headers={"HX-Request": "true"})
+    assert b"did not finish" in shown.content and b"Try again" in shown.content
+    client.post(url, headers={"HX-Request": "true"})
+    assert _status(trained, key)["status"] == "queued"
