@@ -10,121 +10,110 @@ request that still holds the evicted model keeps it alive until it returns.
 Loading is serialised per key (two first requests load the model once; the other waits), and
 the cache's own lock is held only for dictionary work, so loading one model never blocks
 predictions on another. A worker killed mid-load leaves nothing behind: the cache is memory.
+
+What is cached is a training.ml.serving.ServingModel (ONNX Runtime, no torch in this process)
+read from the iteration's serving file, which the worker writes when training completes. An
+iteration trained before serving files existed has none: its first load asks a worker to write
+it (training.build_serving_model) and predicts meanwhile with the torch model it always used
+(training.ml.torch_model, the same results), so no request waits or fails; that provisional
+entry is dropped LEGACY_RECHECK_S later, and the next load finds the serving file.
 """
 
 from __future__ import annotations
 
-import io
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any, Protocol
 
-import numpy as np
-import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from training.ml.artifact import ClassifierArtifact, Predictor, load_artifact
-from training.ml.detection import DetectorPredictor, load_detector_artifact
-from training.ml.features import embed_pil, stock_engine
+from training.ml.serving import ModelOutput
 
 CacheKey = tuple[int, str]
+LEGACY_RECHECK_S = 30.0
+
+__all__ = ["ModelOutput"]  # re-exported: callers and tests build outputs from here
 
 
-@dataclass(frozen=True)
-class ModelOutput:
-    """One image's raw outputs, in the artifact's tag-index order."""
+class Model(Protocol):
+    is_detector: bool
+    backbone: str
+    input_size: int
+    tag_count: int
 
-    probabilities: np.ndarray  # (T,) float32: per tag (detection: its best box, 0 without one)
-    boxes: list[tuple[int, float, float, float, float, float]]  # detection only, after NMS
-    embedding: np.ndarray  # (D,) float32 pooled backbone features
-    # Detection run with `mirror=True`: the boxes found in the horizontally flipped image, in
-    # its coordinates (training.ml.uncertainty.flip_disagreement un-flips them). None: not run.
-    mirrored_boxes: list[tuple[int, float, float, float, float, float]] | None = None
+    def run(self, image: Image.Image, *, mirror: bool = False) -> ModelOutput: ...
 
 
-class LoadedModel:
-    """A classifier or detector ready to run on one PIL image at a time, from any thread."""
+def __getattr__(name: str) -> Any:
+    # The torch model stays importable from here (benches compare against it) without this
+    # module importing torch.
+    if name == "LoadedModel":
+        from training.ml.torch_model import LoadedModel
 
-    def __init__(self, payload: bytes, *, threads: int | None = None, device: str = "cpu") -> None:
-        self.is_detector = _is_detector(payload)
-        self.threads = threads
-        self.device = device
-        self._classifier: Predictor | None = None
-        self._detector: DetectorPredictor | None = None
-        if self.is_detector:
-            artifact = load_detector_artifact(io.BytesIO(payload))
-            self._detector = DetectorPredictor(artifact, device=device)
-            self.backbone = artifact.backbone
-            self.tag_count = artifact.num_tags
-        else:
-            classifier: ClassifierArtifact = load_artifact(io.BytesIO(payload))
-            self._classifier = Predictor(classifier, threads=threads, device=device)
-            self.backbone = classifier.backbone
-            self.tag_count = len(classifier.tag_keys)
-
-    def run(self, image: Image.Image, *, mirror: bool = False) -> ModelOutput:
-        """One image's outputs; `mirror` (detection only) also runs its mirror image, in the
-        same batch, for the flip-disagreement signal of Most gain."""
-        if self._classifier is not None:
-            embedding = self._classifier.embed([image])
-            probabilities = self._classifier.predict_features(embedding)[0]
-            return ModelOutput(np.asarray(probabilities, dtype=np.float32), [], embedding[0])
-        assert self._detector is not None
-        found = self._detector.predict([image, ImageOps.mirror(image)] if mirror else [image])
-        boxes = [tuple(box) for box in found[0]]
-        best = np.zeros(self.tag_count, dtype=np.float32)
-        for box in boxes:
-            best[int(box[0])] = max(best[int(box[0])], float(box[1]))
-        # The detector has no pooled head: the stock backbone's embedding ranks diversity.
-        engine = stock_engine(self.backbone, threads=self.threads, device=self.device)
-        embedding = embed_pil(engine, [image], self.backbone)[0]
-        mirrored = [tuple(box) for box in found[1]] if mirror else None
-        return ModelOutput(best, boxes, embedding, mirrored)  # type: ignore[arg-type]
-
-
-def _is_detector(payload: bytes) -> bool:
-    meta = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    return isinstance(meta, dict) and meta.get("kind") == "detector"
+        return LoadedModel
+    raise AttributeError(name)
 
 
 class ModelCache:
-    """LRU of LoadedModel by (iteration id, artifact name); thread-safe."""
+    """LRU of models by (iteration id, artifact name); thread-safe."""
 
     def __init__(self, capacity: int, *, threads: int | None = None, device: str = "cpu") -> None:
         self.capacity = max(1, capacity)
         self.threads = threads  # per forward pass (settings.LOUPE_PREDICTION_THREADS)
         self.device = device  # settings.LOUPE_DEVICE
-        self._models: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[CacheKey, Model] = OrderedDict()
+        # Provisional (torch) entries and when they stop being served from the cache.
+        self._expires: dict[CacheKey, float] = {}
         self._loading: dict[CacheKey, threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads = 0  # how many times a model was built (tests check "once per process")
 
-    def get(self, key: CacheKey, read: Callable[[], bytes]) -> LoadedModel:
+    def get(self, key: CacheKey, load: Callable[[], tuple[Model, bool]]) -> Model:
+        """The cached model of `key`, else `load()`'s: (model, provisional). A provisional
+        model is served for LEGACY_RECHECK_S, then loaded again."""
         with self._lock:
-            model = self._models.get(key)
+            model = self._fresh(key)
             if model is not None:
-                self._models.move_to_end(key)
                 return model
             key_lock = self._loading.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
-                model = self._models.get(key)
+                model = self._fresh(key)
             if model is not None:  # another thread loaded it while we waited
                 return model
-            model = LoadedModel(read(), threads=self.threads, device=self.device)
+            model, provisional = load()
             with self._lock:
                 self.loads += 1
                 self._models[key] = model
                 self._models.move_to_end(key)
+                if provisional:
+                    self._expires[key] = time.monotonic() + LEGACY_RECHECK_S
+                else:
+                    self._expires.pop(key, None)
                 while len(self._models) > self.capacity:
-                    self._models.popitem(last=False)
+                    evicted, _ = self._models.popitem(last=False)
+                    self._expires.pop(evicted, None)
                 self._loading.pop(key, None)
             return model
+
+    def _fresh(self, key: CacheKey) -> Model | None:
+        """The entry of `key` unless absent or a provisional one past its time (lock held)."""
+        model = self._models.get(key)
+        if model is None:
+            return None
+        if time.monotonic() > self._expires.get(key, float("inf")):
+            del self._models[key]
+            del self._expires[key]
+            return None
+        self._models.move_to_end(key)
+        return model
 
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+            self._expires.clear()
             self._loading.clear()
 
 

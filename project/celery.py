@@ -21,3 +21,5 @@ app.autodiscover_tasks(related_name="tasks_health")
 app.autodiscover_tasks(related_name="tasks_map")
 # training/tasks_saliency.py (where the model looked: Grad-CAM, context reliance).
 app.autodiscover_tasks(related_name="tasks_saliency")
+# training/tasks_serving.py (the web process's ONNX serving file of an older iteration).
+app.autodiscover_tasks(related_name="tasks_serving")

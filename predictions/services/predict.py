@@ -225,15 +225,14 @@ def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
 
     Bytes whose pixels do not decode are a BadImage (reason "corrupt", ingest's message).
     """
-    from training.ml.backbones import get_backbone
+    from training.ml.decode import load_rgb
     from training.ml.errors import DatasetCorrupt
-    from training.ml.preprocessing import load_rgb
 
     model = _model(target)
     # Classification decodes a JPEG at the smallest DCT scale that keeps the backbone's input
     # size, as training's embedding pipeline does (training.ml.features): same pixels, a
     # fraction of the decode time. The detector sees the whole picture at its own size.
-    draft = None if target.is_detection else get_backbone(model.backbone).input_size
+    draft = None if target.is_detection else model.input_size
     pixels = _decoded_pixels(image, draft)
     if pixels > settings.LOUPE_MAX_PREDICTION_PIXELS:
         raise too_many_pixels(image)
@@ -315,12 +314,11 @@ def score_output(target: Target, output: ModelOutput) -> PredictionOutcome:
 
 def _model(target: Target) -> Any:
     from predictions.model_cache import model_cache
+    from predictions.services.serving import load_model
 
-    def read() -> bytes:
-        with default_storage.open(target.artifact_name, "rb") as handle:
-            return handle.read()
-
-    return model_cache().get(target.cache_key, read)
+    return model_cache().get(
+        target.cache_key, lambda: load_model(target.iteration_id, target.artifact_name)
+    )
 
 
 def _tag_result(tag: TargetTag, probability: float) -> dict[str, Any]:

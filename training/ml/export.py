@@ -111,7 +111,12 @@ class ClassifierGraph(nn.Module):
         self.multilabel = artifact.multilabel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.extractor(x) @ self.weight.T + self.bias
+        return self.head(self.extractor(x))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """(N,D) pooled features -> (N,T) probabilities (training.ml.serving_build also
+        outputs the features themselves)."""
+        logits = features @ self.weight.T + self.bias
         if self.multilabel:
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=1)[:, :-1]
@@ -214,13 +219,22 @@ def _check_input(artifact: ClassifierArtifact | DetectorArtifact) -> torch.Tenso
     return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
 
 
-def _onnx_bytes(module: nn.Module, example: torch.Tensor, *, is_detector: bool) -> bytes:
+def _onnx_bytes(
+    module: nn.Module,
+    example: torch.Tensor,
+    *,
+    is_detector: bool,
+    outputs: tuple[str, ...] = ("probabilities",),
+) -> bytes:
+    """`outputs`: a classifier's output names, each batch-first (the serving graph adds
+    "embedding")."""
     buffer = io.BytesIO()
     if is_detector:
         names, axes = ["boxes", "scores", "labels"], {"pixels": {0: "height", 1: "width"}}
         axes.update({name: {0: "detections"} for name in names})
     else:
-        names, axes = ["probabilities"], {"pixels": {0: "batch"}, "probabilities": {0: "batch"}}
+        names, axes = list(outputs), {"pixels": {0: "batch"}}
+        axes.update({name: {0: "batch"} for name in names})
     # The exporters warn about traced shapes torchvision handles on purpose; users never see them.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

@@ -18,7 +18,7 @@ import io
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.core.files.storage import default_storage
@@ -29,11 +29,8 @@ from project.errors import NotFound
 from project.ids import parse_optional_id
 from project.queue import enqueue
 from project.storage import replace_file
-from training.ml.context_reliance import TagReliance, box_mask, measure_context_reliance
-from training.ml.detection import DetectorPredictor, load_detector_artifact
+from training.ml.decode import load_rgb
 from training.ml.errors import DatasetCorrupt
-from training.ml.preprocessing import load_rgb
-from training.ml.saliency import model_crop, top_region
 from training.models import Iteration, IterationImage
 from training.services.saliency import (
     DONE,
@@ -45,6 +42,9 @@ from training.services.saliency import (
 )
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from training.ml.context_reliance import TagReliance
 
 TASK = "training.measure_context_reliance"
 TIME_LIMIT_S = 1200
@@ -116,6 +116,10 @@ def measure_iteration(iteration_id: int) -> str:
 
 
 def _measure(iteration: Iteration) -> tuple[list[TagReliance], dict[int, str]]:
+    # torch: the worker's job only, never imported by the pages (the web process).
+    from training.ml.context_reliance import measure_context_reliance
+    from training.ml.saliency import model_crop, top_region
+
     names = {tag.index: tag.name for tag in iteration.tags.all()}
     rows = list(iteration.images.filter(is_negative=False).select_related("score"))
     # Held-out images first: those the model never trained on (advanced, detection).
@@ -148,6 +152,9 @@ def _measure(iteration: Iteration) -> tuple[list[TagReliance], dict[int, str]]:
 def _measure_detection(
     iteration: Iteration, rows: list[IterationImage], names: dict[int, str]
 ) -> list[TagReliance]:
+    from training.ml.context_reliance import box_mask, measure_context_reliance
+    from training.ml.detection import DetectorPredictor, load_detector_artifact
+
     with default_storage.open(iteration.artifact.name, "rb") as handle:
         artifact = load_detector_artifact(io.BytesIO(handle.read()))
     predictor = DetectorPredictor(artifact)

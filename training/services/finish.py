@@ -143,4 +143,16 @@ def save_artifact_file(
             buffer.seek(0)
             storage.save(name, File(buffer, name=os.path.basename(name)))
             storage.delete(saved)
+    _write_serving_file(name, artifact)
     return name
+
+
+def _write_serving_file(name: str, artifact: ClassifierArtifact | DetectorArtifact) -> None:
+    """The web process's ONNX model (training.services.serving). A failure does not fail the
+    training: predictions then run the torch model and a worker is asked again."""
+    from training.services.serving import write_serving_file
+
+    try:
+        write_serving_file(name, artifact)
+    except Exception:
+        logger.exception("Could not write the serving file of %s", name)

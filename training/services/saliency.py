@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.files.storage import default_storage
 from django.urls import reverse
@@ -36,16 +36,12 @@ from project.errors import LoupeError, NotFound
 from project.ids import parse_optional_id
 from project.queue import enqueue
 from project.storage import replace_file
-from training.ml.artifact import load_artifact
+from training.ml.decode import load_rgb
 from training.ml.errors import DatasetCorrupt
-from training.ml.preprocessing import load_rgb
-from training.ml.saliency import (
-    SaliencyModel,
-    model_crop,
-    overlay_png,
-    saliency_model,
-)
 from training.models import Iteration
+
+if TYPE_CHECKING:  # torch: the worker's job only, never imported by the pages (web process)
+    from training.ml.saliency import SaliencyModel
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +210,8 @@ class _JobFailed(Exception):
 def _explain(iteration: Iteration, key: str) -> tuple[str, float]:
     if iteration.project.is_detection or not iteration.artifact:
         raise _JobFailed("Heat maps are for classifiers with a model file.")
+    from training.ml.saliency import model_crop, overlay_png
+
     picture = _open_picture(iteration, key)
     model = classifier_model(iteration)
     saliency = model.explain(model_crop(picture, model.input_size))
@@ -261,6 +259,9 @@ def classifier_model(iteration: Iteration) -> SaliencyModel:
         if cache_key in _MODELS:
             _MODELS.move_to_end(cache_key)
             return _MODELS[cache_key]
+    from training.ml.artifact import load_artifact
+    from training.ml.saliency import saliency_model
+
     with default_storage.open(iteration.artifact.name, "rb") as handle:
         artifact = load_artifact(io.BytesIO(handle.read()))
     model = saliency_model(artifact)

@@ -1,0 +1,125 @@
+"""Write a trained iteration's serving file (training.ml.serving reads it): worker side, torch.
+
+Built on the model export (training.ml.export): the same graphs, opset and converter, with
+two differences the web process needs: the classifier's graph also outputs the pooled
+embedding the stored-prediction ranking keeps, and a detector's file carries the stock
+backbone's embedding graph (the detector has no pooled head). Every file is checked against
+eager PyTorch before it is written (export's CHECK_* limits), so a converter bug fails the job
+with a reason instead of serving different predictions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import torch
+from torch import nn
+
+from .artifact import ClassifierArtifact
+from .backbones import build_feature_extractor, get_backbone
+from .detection import DetectorArtifact
+from .export import (
+    CHECK_PROBABILITY_ATOL,
+    ONNX_OPSET,
+    ClassifierGraph,
+    ExportMismatch,
+    _check_input,
+    _example_input,
+    _onnx_bytes,
+    _onnx_runner,
+    _self_check,
+    detector_module,
+)
+from .inference import PixelInput, onnx_bytes
+from .serving import SERVING_FORMAT, SERVING_VERSION
+
+# The embedding is stored as float16 for ranking (predictions.Prediction.embedding): 1e-4 of
+# a feature's scale is far below float16's own rounding.
+CHECK_EMBEDDING_RTOL = 1e-4
+
+
+class _WithEmbedding(nn.Module):
+    """Normalised (N,3,S,S) -> (probabilities (N,T), pooled features (N,D)) in one pass."""
+
+    def __init__(self, graph: ClassifierGraph) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.graph.extractor(x)
+        return self.graph.head(features), features
+
+
+def build_serving(artifact: ClassifierArtifact | DetectorArtifact) -> bytes:
+    """The serving zip of `artifact`. Raises ExportMismatch when a graph fails its check."""
+    spec = get_backbone(artifact.backbone)
+    common = {
+        "format": SERVING_FORMAT,
+        "version": SERVING_VERSION,
+        "onnx_opset": ONNX_OPSET,
+        "backbone": artifact.backbone,
+        "input_size": spec.input_size,
+    }
+    files: dict[str, bytes] = {}
+    if isinstance(artifact, DetectorArtifact):
+        module = detector_module(artifact)
+        files["model.onnx"] = _onnx_bytes(module, _example_input(artifact), is_detector=True)
+        _self_check(
+            module, _onnx_runner(files["model.onnx"]), _check_input(artifact), is_detector=True
+        )
+        stock = PixelInput(build_feature_extractor(artifact.backbone).eval(), spec).eval()
+        files["embed.onnx"] = onnx_bytes(stock, spec.input_size)
+        _check_embedding(stock, files["embed.onnx"], spec.input_size, output=0)
+        config = artifact.config
+        manifest = {
+            **common,
+            "type": "detection",
+            "tag_count": artifact.num_tags,
+            "resize": {
+                "shorter_side_px": config.image_size_px,
+                "max_longer_side_px": config.max_size_px,
+            },
+        }
+    else:
+        module = PixelInput(_WithEmbedding(ClassifierGraph(artifact).eval()), spec).eval()
+        files["model.onnx"] = _onnx_bytes(
+            module,
+            _example_input(artifact),
+            is_detector=False,
+            outputs=("probabilities", "embedding"),
+        )
+        _check_embedding(module, files["model.onnx"], spec.input_size, output=1)
+        manifest = {
+            **common,
+            "type": "classification",
+            "multilabel": artifact.multilabel,
+            "tag_count": len(artifact.tag_keys),
+        }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2))
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _check_embedding(module: nn.Module, model: bytes, size: int, *, output: int) -> None:
+    """ONNX Runtime against eager PyTorch on seeded noise: every output within its limit
+    (classifier: probabilities then the embedding; the stock graph: the embedding only)."""
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (3, size, size, 3), generator=generator, dtype=torch.uint8)
+    with torch.no_grad():
+        expected = module(pixels)
+    wanted = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
+    got = _onnx_runner(model)(np.ascontiguousarray(pixels.numpy()))
+    if output == 1:
+        gap = float(np.abs(got[0] - wanted[0]).max())
+        if gap > CHECK_PROBABILITY_ATOL:
+            raise ExportMismatch(f"probabilities differ by {gap:.2e} on the check image")
+    scale = float(np.abs(wanted[-1]).max()) or 1.0
+    gap = float(np.abs(got[-1] - wanted[-1]).max()) / scale
+    if gap > CHECK_EMBEDDING_RTOL:
+        raise ExportMismatch(f"embeddings differ by {gap:.2e} (relative) on the check image")
