@@ -292,12 +292,17 @@ def tag_in_view(page, project_id: int, image_ids: list[int], truth: dict, tag_na
         else:
             page.get_by_test_id("tag-button").nth(index).click()
         if n + 1 < len(image_ids):
-            page.wait_for_function(
-                f"document.getElementById('tagging-stage').dataset.imageId !== '{current}'"
-            )
-    page.wait_for_function(
-        "document.querySelector('[data-tagging-keys]').dataset.pendingSaves === '0'"
-    )
+            # Locators, not wait_for_function: that evaluates a string, which the CSP refuses.
+            page.locator(f"#tagging-stage:not([data-image-id='{current}'])").wait_for()
+    page.locator("[data-tagging-keys][data-pending-saves='0']").wait_for()
+    # The last key has no next image to show: done when its label is stored.
+    from labeling.models import ImageTag
+
+    deadline = time.perf_counter() + 60
+    while not ImageTag.objects.filter(image_id=current, tag_id=truth[current]).exists():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"image {current} was not tagged")
+        time.sleep(0.01)
 
 
 def tag_on_map(page, project_id: int, truth: dict, tag_names: list[str]) -> int:
@@ -320,9 +325,7 @@ def tag_on_map(page, project_id: int, truth: dict, tag_names: list[str]) -> int:
         page.get_by_test_id("map-tag-select").select_option(str(tag.pk))
         page.get_by_test_id("map-tag-submit").click()
         page.get_by_test_id("map-notice").filter(has_text="Tagged").wait_for()
-        page.wait_for_function(
-            "document.querySelector('[data-map-tag-form] [type=submit]').disabled === false"
-        )
+        page.locator("[data-map-tag-form] [type=submit]:not([disabled])").wait_for()
     from labeling.models import ImageTag
 
     ids = set(project_images(project_id))
@@ -343,7 +346,10 @@ def all_correct(project_id: int, truth: dict) -> bool:
         "image_id", "tag_id"
     ):
         labels.setdefault(image_id, []).append(tag_id)
-    return all(labels.get(i) == [truth[i]] for i in ids)
+    wrong = {i: (labels.get(i), truth[i]) for i in sorted(ids) if labels.get(i) != [truth[i]]}
+    if wrong:
+        print(f"project {project_id}: {len(wrong)} wrong (got, wanted): {wrong}", flush=True)
+    return not wrong
 
 
 def project_images(project_id: int) -> list[int]:

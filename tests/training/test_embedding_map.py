@@ -283,3 +283,26 @@ def test_more_like_this_of_an_unknown_image_is_not_found(project, users, client_
     other = ImageFactory(project=ProjectFactory())
     assert client.get(f"/projects/{project.pk}/?like={other.pk}").status_code == 404
     assert client.get(f"/projects/{project.pk}/?like=abc").status_code == 404
+
+
+def test_the_api_marks_mispredicted_and_suggested_images(project, users, client_for) -> None:
+    from predictions.models import Suggestion
+    from tests.training.conftest import make_iteration
+
+    # Image 0 predicted right, image 1 wrong (cat scored as dog), by the latest iteration.
+    iteration = make_iteration(project, rows=[([0], [0.9, 0.1]), ([0], [0.1, 0.9])])
+    right, wrong = [s.image for s in iteration.images.order_by("pk")]
+    untagged = ImageFactory(project=project)
+    cat = TagFactory(project=project, name="cat")
+    Suggestion.objects.create(
+        image=untagged,
+        iteration=iteration,
+        tags=[{"tagId": cat.pk, "tagName": "cat", "probability": 0.95}],
+    )
+    images = [right, wrong, untagged]
+    _cached(project, images, np.random.default_rng(0).standard_normal((3, 1280)).astype("f4"))
+    current_map(project)
+    lay_out_map(project.pk)
+    body = client_for(users[str(Role.ANNOTATOR)]).get(f"/api/projects/{project.pk}/map/").json()
+    flags = {p["id"]: (p["mispredicted"], p["suggested"]) for p in body["points"]}
+    assert flags == {right.pk: (False, False), wrong.pk: (True, False), untagged.pk: (False, True)}
