@@ -18,6 +18,7 @@ from predictions.models import Prediction
 from tests.factories import ImageFactory, ImageTagFactory, ProjectFactory, TagFactory
 from tests.predictions.conftest import colour_artifact, colour_iteration, colour_png  # noqa: F401
 from tests.robustness.conftest import broker_down  # noqa: F401
+from training.services.saliency import folder
 from training.tasks_saliency import explain_prediction, measure_context_reliance
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +46,7 @@ def _url(project, **query):
 
 
 def _status(iteration, key):
-    with default_storage.open(f"saliency/{iteration.pk}/{key}.json") as handle:
+    with default_storage.open(f"{folder(iteration)}/{key}.json") as handle:
         return json.loads(handle.read())
 
 
@@ -133,7 +134,7 @@ def test_a_stored_prediction_needs_the_reviewer_role(project, users, client_for,
     Prediction.objects.create(project=project, iteration=trained, image=image)
     url = _url(project, iteration=trained.pk, image=image.pk)
     assert client_for(users["annotator"]).post(url).status_code == 403
-    assert not default_storage.exists(f"saliency/{trained.pk}/i{image.pk}.json")
+    assert not default_storage.exists(f"{folder(trained)}/i{image.pk}.json")
     assert client_for(users["reviewer"]).post(url).status_code == 302
 
 
@@ -268,7 +269,7 @@ def test_a_job_whose_worker_died_reads_as_failed_and_is_queued_again(
     image = _red_image(project)
     key = f"i{image.pk}"
     lost = {"status": "running", "at": 1.0}  # long ago: past the time limit
-    replace_file(f"saliency/{trained.pk}/{key}.json", json.dumps(lost).encode())
+    replace_file(f"{folder(trained)}/{key}.json", json.dumps(lost).encode())
     client = client_for(users["annotator"])
     url = _url(project, iteration=trained.pk, image=image.pk)
     shown = client.get(url, headers={"HX-Request": "true"})

@@ -1,6 +1,6 @@
 """Per-tag context reliance of an iteration (training.ml.context_reliance), computed by a worker.
 
-Invariant: one JSON file per iteration, `saliency/<iteration id>/context.json` in default
+Invariant: one JSON file per iteration, `context.json` in its saliency folder in default
 storage, rewritten whole (replace_file); queued by task name only when none exists or the last
 failed; the worker ends it "done" or "failed" with a reason; past CONTEXT_STALE_AFTER_S an
 active file reads as failed and asking again re-queues it (see training.services.saliency).
@@ -38,6 +38,7 @@ from training.services.saliency import (
     QUEUED,
     RUNNING,
     classifier_model,
+    folder,
     read_json,
 )
 
@@ -53,8 +54,8 @@ PER_TAG = 12  # 3 forward passes each: ~36 per tag, a minute per 10 tags on a CP
 MAX_SIDE_PX = 448  # detection images are scored at the detector's own inference size anyway
 
 
-def context_name(iteration_id: int) -> str:
-    return f"saliency/{iteration_id}/context.json"
+def context_name(iteration: Iteration) -> str:
+    return f"{folder(iteration)}/context.json"
 
 
 def reliance_iteration(project: Project, iteration_id: object) -> Iteration:
@@ -70,7 +71,7 @@ def reliance_iteration(project: Project, iteration_id: object) -> Iteration:
 
 def context_state(iteration: Iteration) -> dict[str, Any]:
     """{"status": ""|queued|running|done|failed, "message", "tags": [...]} as stored."""
-    state = read_json(context_name(iteration.pk)) or {"status": ""}
+    state = read_json(context_name(iteration)) or {"status": ""}
     active = state.get("status") in (QUEUED, RUNNING)
     if active and time.time() - float(state.get("at", 0)) > STALE_AFTER_S:
         state = {"status": FAILED, "message": "It did not finish (its worker stopped). Try again."}
@@ -82,10 +83,10 @@ def request_context_reliance(iteration: Iteration) -> dict[str, Any]:
     state = context_state(iteration)
     if state.get("status") in (DONE, QUEUED, RUNNING):
         return state
-    _write(iteration.pk, QUEUED)
+    _write(iteration, QUEUED)
 
     def lost(err: Exception) -> None:
-        _write(iteration.pk, FAILED, message="The job queue is unavailable. Try again later.")
+        _write(iteration, FAILED, message="The job queue is unavailable. Try again later.")
 
     enqueue(TASK, iteration.pk, queue="predict", on_error=lost)
     return context_state(iteration)
@@ -96,22 +97,22 @@ def measure_iteration(iteration_id: int) -> str:
     iteration = Iteration.objects.select_related("project").filter(pk=iteration_id).first()
     if iteration is None:
         return FAILED
-    if (read_json(context_name(iteration_id)) or {}).get("status") == DONE:
+    if (read_json(context_name(iteration)) or {}).get("status") == DONE:
         return DONE
-    _write(iteration_id, RUNNING)
+    _write(iteration, RUNNING)
     try:
         figures, names = _measure(iteration)
     except Exception:  # the job still ends, with a reason
         logger.exception("Context reliance of iteration %s failed", iteration_id)
-        _write(iteration_id, FAILED, message="Context reliance could not be measured (an error).")
+        _write(iteration, FAILED, message="Context reliance could not be measured (an error).")
         return FAILED
     if not figures:
-        _write(iteration_id, FAILED, message="No readable image of this iteration had a region.")
+        _write(iteration, FAILED, message="No readable image of this iteration had a region.")
         return FAILED
     rows = {figure.tag_index: _row(figure, names) for figure in figures}
     # Every tag gets a line: one with no measurable image says so instead of vanishing.
     table = [rows.get(index) or {"tag": name, "images": 0} for index, name in sorted(names.items())]
-    _write(iteration_id, DONE, tags=table)
+    _write(iteration, DONE, tags=table)
     return DONE
 
 
@@ -220,6 +221,6 @@ def _row(figure: TagReliance, names: dict[int, str]) -> dict[str, Any]:
     }
 
 
-def _write(iteration_id: int, status: str, **fields: Any) -> None:
+def _write(iteration: Iteration, status: str, **fields: Any) -> None:
     payload = {"status": status, "at": time.time(), **fields}
-    replace_file(context_name(iteration_id), json.dumps(payload).encode())
+    replace_file(context_name(iteration), json.dumps(payload).encode())

@@ -2,8 +2,8 @@
 
 Invariant: every job is one JSON status file in Django's default storage (media may be S3; no
 local paths), rewritten whole by `project.storage.replace_file` so a poller never finds it
-missing: `saliency/<iteration id>/<key>.json` beside its overlay `<key>.png`, and
-`saliency/<iteration id>/context.json` for an iteration's context reliance. A job is queued (by
+missing: `saliency/<iteration id>-<created>/<key>.json` beside its overlay `<key>.png`, and
+`context.json` there for an iteration's context reliance (see `folder`). A job is queued (by
 task name) only when no file exists or the last one failed and the user asks again; the worker
 ends every job "done" or "failed" with a reason. A worker that dies leaves "queued"/"running":
 past STALE_AFTER_S a read reports it failed ("did not finish"), and asking again re-queues it.
@@ -11,7 +11,7 @@ A broker outage fails the job at once (`enqueue`'s on_error). An iteration's res
 stale: its model and stored images never change once it completed.
 
 Keys: `i<image id>` for a project image (a training image or a stored prediction), `u<sha256>`
-for a quick-test upload, whose bytes are kept at `saliency/<iteration id>/uploads/<sha256>` so
+for a quick-test upload, whose bytes are kept in the folder's `uploads/<sha256>` so
 a worker on another machine can read them.
 """
 
@@ -106,7 +106,7 @@ def upload_key(iteration: Iteration, upload: object) -> str:
     text = str(upload or "")
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
         raise NotFound("This tested image is no longer available; test it again.")
-    if not default_storage.exists(_upload_name(iteration.pk, text)):
+    if not default_storage.exists(_upload_name(iteration, text)):
         raise NotFound("This tested image is no longer available; test it again.")
     return f"u{text}"
 
@@ -115,7 +115,10 @@ def keep_upload(*, iteration_id: int, data: bytes) -> str:
     """Keep a quick-test image's bytes for a later "Where the model looked"; its sha256."""
     digest = hashlib.sha256(data).hexdigest()
     if len(data) <= MAX_UPLOAD_BYTES:
-        name = _upload_name(iteration_id, digest)
+        iteration = Iteration.objects.filter(pk=iteration_id).first()
+        if iteration is None:
+            return digest
+        name = _upload_name(iteration, digest)
         if not default_storage.exists(name):
             replace_file(name, data)
     return digest
@@ -126,7 +129,7 @@ def keep_upload(*, iteration_id: int, data: bytes) -> str:
 
 def saliency_state(iteration: Iteration, key: str) -> Explained:
     """The job's state as stored (stale active jobs read as failed; see module)."""
-    status = read_json(_status_name(iteration.pk, key))
+    status = read_json(_status_name(iteration, key))
     if status is None:
         return Explained(iteration=iteration, key=key, status="")
     state = str(status.get("status", ""))
@@ -155,11 +158,11 @@ def request_saliency(iteration: Iteration, key: str) -> Explained:
     current = saliency_state(iteration, key)
     if current.status in (DONE, QUEUED, RUNNING):  # a stale job reads as failed
         return current
-    _write_status(iteration.pk, key, QUEUED)
+    _write_status(iteration, key, QUEUED)
 
     def lost(err: Exception) -> None:
         _write_status(
-            iteration.pk, key, FAILED, message="The job queue is unavailable. Try again later."
+            iteration, key, FAILED, message="The job queue is unavailable. Try again later."
         )
 
     enqueue(TASK, iteration.pk, key, queue="predict", on_error=lost)
@@ -167,7 +170,7 @@ def request_saliency(iteration: Iteration, key: str) -> Explained:
 
 
 def open_overlay(iteration: Iteration, key: str) -> io.BufferedIOBase:
-    name = _overlay_name(iteration.pk, key)
+    name = _overlay_name(iteration, key)
     if not default_storage.exists(name):
         raise NotFound("This heat map has not been computed.")
     return default_storage.open(name, "rb")  # type: ignore[no-any-return]
@@ -182,22 +185,22 @@ def explain_prediction(iteration_id: int, key: str) -> str:
         iteration = Iteration.objects.select_related("project").get(pk=iteration_id)
     except Iteration.DoesNotExist:
         return FAILED  # deleted with its files; nobody polls it any more
-    status = read_json(_status_name(iteration_id, key)) or {}
+    status = read_json(_status_name(iteration, key)) or {}
     if status.get("status") == DONE:
         return DONE
-    _write_status(iteration_id, key, RUNNING)
+    _write_status(iteration, key, RUNNING)
     try:
         tag, probability = _explain(iteration, key)
     except _JobFailed as err:
-        _write_status(iteration_id, key, FAILED, message=err.message)
+        _write_status(iteration, key, FAILED, message=err.message)
         return FAILED
     except Exception:  # a bug or an outage: the job still ends, with a reason
         logger.exception("Grad-CAM of %s for iteration %s failed", key, iteration_id)
         _write_status(
-            iteration_id, key, FAILED, message="The heat map could not be computed (an error)."
+            iteration, key, FAILED, message="The heat map could not be computed (an error)."
         )
         return FAILED
-    _write_status(iteration_id, key, DONE, tag=tag, probability=probability)
+    _write_status(iteration, key, DONE, tag=tag, probability=probability)
     return DONE
 
 
@@ -215,7 +218,7 @@ def _explain(iteration: Iteration, key: str) -> tuple[str, float]:
     picture = _open_picture(iteration, key)
     model = classifier_model(iteration)
     saliency = model.explain(model_crop(picture, model.input_size))
-    replace_file(_overlay_name(iteration.pk, key), overlay_png(saliency.heat, *picture.size))
+    replace_file(_overlay_name(iteration, key), overlay_png(saliency.heat, *picture.size))
     return _tag_name(iteration, saliency.tag_index), saliency.score
 
 
@@ -226,7 +229,7 @@ def _open_picture(iteration: Iteration, key: str) -> Any:
             raise _JobFailed("The image was deleted.")
         name, label = image.file.name, str(image)
     elif key.startswith("u") and len(key) == 65:
-        name, label = _upload_name(iteration.pk, key[1:]), "the tested image"
+        name, label = _upload_name(iteration, key[1:]), "the tested image"
     else:
         raise _JobFailed("This is not an image of the project.")
     try:
@@ -247,14 +250,15 @@ def _tag_name(iteration: Iteration, index: int) -> str:
 
 # Built models per worker process (a backbone in eager PyTorch is ~20 MB): the next heat map of
 # the same iteration skips loading and building.
-_MODELS: OrderedDict[tuple[int, str], SaliencyModel] = OrderedDict()
+_MODELS: OrderedDict[tuple[int, float, str], SaliencyModel] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
 _MODELS_KEPT = 2
 
 
 def classifier_model(iteration: Iteration) -> SaliencyModel:
     """The iteration's classifier split for Grad-CAM, built once per worker process."""
-    cache_key = (iteration.pk, iteration.artifact.name)
+    # The creation time too: a reused id (see `folder`) must not get the old model.
+    cache_key = (iteration.pk, iteration.created.timestamp(), iteration.artifact.name)
     with _MODELS_LOCK:
         if cache_key in _MODELS:
             _MODELS.move_to_end(cache_key)
@@ -275,16 +279,22 @@ def classifier_model(iteration: Iteration) -> SaliencyModel:
 # --- Storage -------------------------------------------------------------------------------
 
 
-def _status_name(iteration_id: int, key: str) -> str:
-    return f"saliency/{iteration_id}/{key}.json"
+def folder(iteration: Iteration) -> str:
+    """The iteration's folder of maps. Its creation time is part of the name: a database may
+    reuse a deleted iteration's id (SQLite does), and the new one must not see the old maps."""
+    return f"saliency/{iteration.pk}-{int(iteration.created.timestamp())}"
 
 
-def _overlay_name(iteration_id: int, key: str) -> str:
-    return f"saliency/{iteration_id}/{key}.png"
+def _status_name(iteration: Iteration, key: str) -> str:
+    return f"{folder(iteration)}/{key}.json"
 
 
-def _upload_name(iteration_id: int, digest: str) -> str:
-    return f"saliency/{iteration_id}/uploads/{digest}"
+def _overlay_name(iteration: Iteration, key: str) -> str:
+    return f"{folder(iteration)}/{key}.png"
+
+
+def _upload_name(iteration: Iteration, digest: str) -> str:
+    return f"{folder(iteration)}/uploads/{digest}"
 
 
 def read_json(name: str) -> dict[str, Any] | None:
@@ -297,6 +307,6 @@ def read_json(name: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _write_status(iteration_id: int, key: str, status: str, **fields: Any) -> None:
+def _write_status(iteration: Iteration, key: str, status: str, **fields: Any) -> None:
     payload = {"status": status, "at": time.time(), **fields}
-    replace_file(_status_name(iteration_id, key), json.dumps(payload).encode())
+    replace_file(_status_name(iteration, key), json.dumps(payload).encode())
