@@ -47,7 +47,7 @@ from training.services.image_results import (
     figures_at_thresholds,
     image_results,
 )
-from training.services.iterations import start_iteration
+from training.services.iterations import TrainingInProgress, TrainingNotNeeded, start_iteration
 from training.services.model_export import (
     ExportPlatformNotSupported,
     IterationNotExportable,
@@ -88,12 +88,12 @@ def _budget_s(request: HttpRequest, training_type: str) -> int:
 
 
 def _training_error(err: LoupeError) -> LoupeError:
-    """start_iteration's refusals under Custom Vision's codes (its messages name the case)."""
+    """start_iteration's refusals under Custom Vision's codes (by the error's class)."""
     if err.code in ("not_found", "forbidden"):
         return err
-    if "Nothing changed" in err.message:
+    if isinstance(err, TrainingNotNeeded):
         return cv_error("BadRequestTrainingNotNeeded", err.message)
-    if "already queued or running" in err.message:
+    if isinstance(err, TrainingInProgress):
         return cv_error("BadRequestTrainingAlreadyInProgress", err.message)
     return cv_error("BadRequestTrainingValidationFailed", err.message)
 

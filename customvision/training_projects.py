@@ -186,10 +186,10 @@ def _tag_type(value: str) -> str:
 
 def _tag_error(err: LoupeError) -> LoupeError:
     """create_tag's and update_tag's refusals under Custom Vision's codes. The services raise
-    ValidationFailed for all of them; their messages name the case (tests pin the codes)."""
-    if "already a tag called" in err.message:
+    ValidationFailed for all of them, a subclass per case with its own code (tests pin them)."""
+    if isinstance(err, project_services.TagNameTaken):
         return cv_error("BadRequestTagNameNotUnique", err.message)
-    if "already has a Negative tag" in err.message:
+    if isinstance(err, project_services.NegativeTagExists):
         return cv_error("BadRequestMultipleNegativeTag", err.message)
     if isinstance(err, ValidationFailed):
         return cv_error("BadRequestTagName", err.message)

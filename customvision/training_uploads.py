@@ -32,7 +32,7 @@ from customvision.training_wire import CvError, Reply, cv_error
 from labeling.models import ImageTag, Project, Region, Tag
 from labeling.services.ingest import FileRejected, IngestReport, ingest_images, inspect_header
 from labeling.services.regions import add_regions, check_box_tag, normalize_box
-from labeling.services.tagging import check_tag_rules
+from labeling.services.tagging import NegativeTagNotAlone, check_tag_rules
 from project.errors import LoupeError
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def _check_labels(project: Project, entry: Entry, index: int, tags: dict[int, Ta
         if isinstance(err, CvError):
             raise
         code = "BadRequestImageRegions" if entry.boxes else "BadRequestImageTags"
-        if "Negative" in err.message and not entry.boxes:
+        if isinstance(err, NegativeTagNotAlone) and not entry.boxes:
             code = "BadRequestNegativeAndRegularTagOnSameImage"
         raise cv_error(code, f"{where}: {err.message}") from None
 

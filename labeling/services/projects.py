@@ -172,6 +172,18 @@ def _keep_one_admin(membership: Membership) -> None:
         raise LabelRuleError("A project keeps at least one admin.")
 
 
+class TagNameTaken(ValidationFailed):
+    """Another tag of the project has this name (names compare case-insensitively)."""
+
+    code = "tag_name_taken"
+
+
+class NegativeTagExists(ValidationFailed):
+    """A project has at most one Negative tag."""
+
+    code = "negative_tag_exists"
+
+
 @transaction.atomic
 def create_tag(
     *,
@@ -188,16 +200,16 @@ def create_tag(
     if kind not in Tag.Kind.values:
         raise ValidationFailed(f"Unknown tag kind {kind!r}.")
     if project.tags.filter(name__iexact=name).exists():
-        raise ValidationFailed(f"There is already a tag called {name!r}.")
+        raise TagNameTaken(f"There is already a tag called {name!r}.")
     if kind == Tag.Kind.NEGATIVE and project.tags.filter(kind=Tag.Kind.NEGATIVE).exists():
-        raise ValidationFailed("This project already has a Negative tag.")
+        raise NegativeTagExists("This project already has a Negative tag.")
     try:
         with transaction.atomic():
             return Tag.objects.create(
                 project=project, name=name, kind=kind, description=description
             )
     except IntegrityError:
-        raise ValidationFailed(f"There is already a tag called {name!r}.") from None
+        raise TagNameTaken(f"There is already a tag called {name!r}.") from None
 
 
 @transaction.atomic
@@ -210,7 +222,7 @@ def update_tag(
         if not name:
             raise ValidationFailed("A tag needs a name.")
         if tag.project.tags.filter(name__iexact=name).exclude(pk=tag.pk).exists():
-            raise ValidationFailed(f"There is already a tag called {name!r}.")
+            raise TagNameTaken(f"There is already a tag called {name!r}.")
         tag.name = name
     if description is not None:
         tag.description = description

@@ -28,6 +28,12 @@ CONFLICT_MESSAGE = (
 )
 
 
+class NegativeTagNotAlone(LabelRuleError):
+    """The Negative tag says "none of the others": it cannot share an image with one."""
+
+    code = "negative_tag_not_alone"
+
+
 def check_tag_rules(project: Project, tags: Sequence[Tag]) -> None:
     """Raise LabelRuleError if `tags` is not a valid complete tag set for one image."""
     if project.is_detection:
@@ -39,7 +45,7 @@ def check_tag_rules(project: Project, tags: Sequence[Tag]) -> None:
     if project.is_multiclass and len(tags) > 1:
         raise LabelRuleError("A multiclass project takes one tag per image.")
     if len(tags) > 1 and any(tag.is_negative for tag in tags):
-        raise LabelRuleError("The Negative tag excludes every other tag.")
+        raise NegativeTagNotAlone("The Negative tag excludes every other tag.")
 
 
 @transaction.atomic

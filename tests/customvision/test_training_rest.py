@@ -186,6 +186,10 @@ def test_tags_create_duplicate_update_count_delete(client, admin_key) -> None:
     assert response.status_code == 400 and response.json()["code"] == "BadRequestTagNameNotUnique"
     negative = call(client, "post", f"{tags}?name=none&type=Negative", key).json()
     assert negative["type"] == "Negative"
+    response = call(client, "post", f"{tags}?name=nothing&type=Negative", key)
+    assert (
+        response.status_code == 400 and response.json()["code"] == "BadRequestMultipleNegativeTag"
+    )
     response = call(
         client,
         "patch",
@@ -198,6 +202,20 @@ def test_tags_create_duplicate_update_count_delete(client, admin_key) -> None:
     assert {t["name"] for t in call(client, "get", tags, key).json()} == {"pomme", "none"}
     assert call(client, "delete", f"{tags}/{apple['id']}", key).status_code == 204
     assert call(client, "get", f"{tags}/{apple['id']}", key).json()["code"] == "NotFoundTag"
+
+
+def test_an_image_with_the_negative_tag_and_another_is_refused_by_code(client, admin_key) -> None:
+    key = admin_key[1]
+    project_id = new_project(client, key, classificationType="Multilabel")["id"]
+    red = call(client, "post", f"/projects/{project_id}/tags?name=red", key).json()["id"]
+    none = call(client, "post", f"/projects/{project_id}/tags?name=none&type=Negative", key)
+    batch = {
+        "images": [{"name": "r.png", "contents": b64(png()), "tagIds": [red, none.json()["id"]]}]
+    }
+    response = call(client, "post", f"/projects/{project_id}/images/files", key, body=batch)
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "BadRequestNegativeAndRegularTagOnSameImage"
+    assert not Image.objects.filter(project_id=from_uuid(project_id, Kind.PROJECT)).exists()
 
 
 # --- Images -------------------------------------------------------------------------------------

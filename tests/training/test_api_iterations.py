@@ -70,7 +70,7 @@ def test_train_poll_publish_and_predict_name_through_the_api(
     assert iteration.published_name == "prod"
     # The same rule as the page: nothing changed, so a second training is refused (422) ...
     again = admin_api.post(base(project), {"training_type": "quick"}, format="json")
-    assert again.status_code == 422 and again.json()["code"] == "label_rule"
+    assert again.status_code == 422 and again.json()["code"] == "training_not_needed"
     assert "Nothing changed" in again.json()["message"]
     # ... unless forced.
     forced = admin_api.post(base(project), {"training_type": "quick", "force": True}, format="json")

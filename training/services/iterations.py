@@ -74,8 +74,20 @@ def start_iteration(
     return iteration
 
 
-def _busy() -> LabelRuleError:
-    return LabelRuleError(
+class TrainingInProgress(LabelRuleError):
+    """Another training of the project is queued or running (one at a time per project)."""
+
+    code = "training_in_progress"
+
+
+class TrainingNotNeeded(LabelRuleError):
+    """Nothing changed since the last completed iteration of this type; `force` trains anyway."""
+
+    code = "training_not_needed"
+
+
+def _busy() -> TrainingInProgress:
+    return TrainingInProgress(
         "A training of this project is already queued or running. "
         "Wait for it to finish before starting another."
     )
@@ -99,7 +111,7 @@ def _create_iteration(
         .first()
     )
     if last is not None and last.snapshot_hash == snapshot.hash and not force:
-        raise LabelRuleError(
+        raise TrainingNotNeeded(
             f"Nothing changed since {last.name}: same images, same tags. Add or fix labels, "
             "or tick “Train even if nothing changed” to train again anyway."
         )
