@@ -168,3 +168,38 @@ def test_grad_cam_on_the_real_backbone_peaks_on_the_espresso_cup():
     row, col = np.unravel_index(int(saliency.heat.argmax()), saliency.heat.shape)
     assert row <= 4 and 1 <= col <= 4, (row, col)
     assert saliency.heat[5:].max() < 0.5  # the saucer's rim and the table below stay cool
+
+
+@pytest.mark.parametrize("fine_tuned", [False, True])
+def test_the_saliency_model_scores_as_the_predictor_for_quick_and_advanced_artifacts(fine_tuned):
+    """Grad-CAM explains the model predictions come from: the same backbone weights (stock, or
+    an advanced iteration's fine-tuned state), head and crop give the Predictor's numbers."""
+    import skimage.data
+
+    from training.ml.artifact import ClassifierArtifact, Predictor
+    from training.ml.backbones import build_feature_extractor
+    from training.ml.preprocessing import PREPROCESSING_VERSION
+    from training.ml.saliency import model_crop, saliency_model
+
+    generator = torch.Generator().manual_seed(3)
+    state = None
+    if fine_tuned:  # a backbone unlike the stock one: its last block's scale changed
+        state = build_feature_extractor("lite0").state_dict()
+        state["bn2.weight"] = state["bn2.weight"] * 1.5
+    artifact = ClassifierArtifact(
+        backbone="lite0",
+        multilabel=False,
+        tag_keys=["a", "b"],
+        head_weight=torch.randn(3, 1280, generator=generator) * 0.05,
+        head_bias=torch.zeros(3),
+        backbone_state=state,
+        preprocessing_version=PREPROCESSING_VERSION,
+    )
+    photo = Image.fromarray(skimage.data.coffee())
+    model = saliency_model(artifact)
+    mine = model.probabilities(model_crop(photo, model.input_size)[None])
+    theirs = Predictor(artifact, engine="eager").predict([photo])
+    np.testing.assert_allclose(mine, theirs, atol=1e-4)
+    assert model.explain(model_crop(photo, model.input_size)).score == pytest.approx(
+        float(theirs[0].max()), abs=1e-4
+    )
