@@ -309,6 +309,10 @@ class _Run:
     on_progress: ProgressFn
     should_stop: Callable[[], bool]
     precision: Precision
+    planned_epochs: int = 0  # epochs the budget buys at the measured pace (the cap at first)
+
+    def __post_init__(self) -> None:
+        self.planned_epochs = self.planned_epochs or self.max_epochs
 
     @property
     def device(self) -> torch.device:
@@ -375,7 +379,8 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
         if epochs_done and run.clock.elapsed() + epoch_seconds > run.clock.budget_s:
             break  # the next epoch would overrun the budget: keep what we have
         epoch_started = time.monotonic()
-        if not _train_one_epoch(run, epoch, rng.permutation(len(run.data.train_refs)), transform):
+        order = rng.permutation(len(run.data.train_refs))
+        if not _train_one_epoch(run, epoch, order, transform, run.planned_epochs):
             if epochs_done == 0:
                 raise BudgetExhausted(
                     f"The budget of {run.clock.budget_s:g} s ran out before the first training "
@@ -388,6 +393,9 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
             raise TrainingDiverged("The held-out loss became NaN or infinite.")
         epochs_done = epoch
         epoch_seconds = time.monotonic() - epoch_started
+        # What the budget buys at this pace, shown as "epoch 3/7" rather than the cap.
+        left = int((run.clock.budget_s - run.clock.elapsed()) // max(epoch_seconds, 1e-6))
+        run.planned_epochs = max(epoch, min(run.max_epochs, epoch + left))
         best.offer(epoch, holdout_loss, scores, run.model)
         if epoch - best.epoch >= patience:
             break
@@ -395,7 +403,11 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
 
 
 def _train_one_epoch(
-    run: _Run, epoch: int, order: np.ndarray, transform: Callable[..., torch.Tensor]
+    run: _Run,
+    epoch: int,
+    order: np.ndarray,
+    transform: Callable[..., torch.Tensor],
+    planned: int,
 ) -> bool:
     """One pass over the training split; False when the budget ran out before its end."""
     model, clock = run.model, run.clock
@@ -423,7 +435,7 @@ def _train_one_epoch(
         scaler.step(run.optimizer)
         scaler.update()
         run.on_progress(
-            f"epoch {epoch}/{run.max_epochs}", min(1.0, max(elapsed / clock.budget_s, progress))
+            f"epoch {epoch}/{planned}", min(1.0, max(elapsed / clock.budget_s, progress))
         )
     return True
 

@@ -58,7 +58,12 @@ def train_advanced(
         scores=np.asarray(result.holdout_scores, dtype=np.float64),
         folds=np.full(len(index), -1),
         timings={"training_s": time.monotonic() - t0},
-        extra={"epochs": int(result.epochs), "best_epoch": int(result.best_epoch)},
+        extra={
+            "epochs": int(result.epochs),
+            "best_epoch": int(result.best_epoch),
+            # Held-out loss per epoch, index 0 = the linear-probe start (the page's curve).
+            "holdout_losses": [round(float(loss), 5) for loss in result.holdout_losses],
+        },
     )
 
 

@@ -1,0 +1,39 @@
+"""Fine-tuning's progress counts the epochs the budget buys at the measured pace, not the cap."""
+
+from __future__ import annotations
+
+import re
+
+from tests.ml.conftest import photo_dataset
+from training.ml.advanced import fine_tune
+from training.ml.features import FeatureCache
+
+
+def test_progress_shows_the_epochs_planned_for_the_budget(
+    tiny_backbone: str, cache: FeatureCache
+) -> None:
+    refs, targets = photo_dataset(per_class=5)
+    phases: list[str] = []
+
+    result = fine_tune(
+        refs,
+        targets,
+        multilabel=False,
+        backbone=tiny_backbone,
+        budget_s=120,
+        seed=0,
+        cache=cache,
+        batch_size=8,
+        max_epochs=1000,
+        patience=1,
+        on_progress=lambda phase, fraction: phases.append(phase),
+    )
+
+    counts = [
+        tuple(map(int, m.groups())) for p in phases if (m := re.match(r"epoch (\d+)/(\d+)", p))
+    ]
+    assert counts[0] == (1, 1000)  # nothing measured yet: the cap
+    later = [planned for epoch, planned in counts if epoch >= 2]
+    if result.epochs >= 2:
+        assert later and all(epoch_count < 1000 for epoch_count in later)
+        assert all(planned >= 2 for planned in later)
