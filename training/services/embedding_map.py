@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -241,9 +242,20 @@ def similar_image_ids(project: Project, image_id: int, *, count: int = LIKE_COUN
     if not project.images.training().filter(pk=image_id).exists():
         raise NotFound("That image is not a training image of this project.")
     # The image set is only what the neighbours depend on: cached per process by its stamp,
-    # so Previous/Next in the tagging view do not read every embedding again.
-    images = project.images.training().aggregate(n=Count("pk"), top=Max("pk"), s=Sum("pk"))
-    stamp = (images["n"], images["top"], images["s"], project.domain)
+    # so Previous/Next in the tagging view do not read every embedding again. Creation times
+    # and the cache folder are part of it: a restored database (or a test's) may reuse ids.
+    images = project.images.training().aggregate(
+        n=Count("pk"), top=Max("pk"), s=Sum("pk"), last=Max("created")
+    )
+    stamp = (
+        images["n"],
+        images["top"],
+        images["s"],
+        str(images["last"]),
+        str(project.created),
+        project.domain,
+        str(settings.LOUPE_FEATURE_CACHE_DIR),
+    )
     return list(_similar(project.pk, image_id, count, stamp))
 
 
