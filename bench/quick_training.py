@@ -3,6 +3,8 @@ scikit-learn's LogisticRegression on the same cached features and folds, and pea
 
     .venv/bin/python bench/quick_training.py --images 1000 --new 50
     .venv/bin/python bench/quick_training.py --memory 5000      # peak RSS, in a child process
+    .venv/bin/python bench/quick_training.py --probe     # vs LogisticRegressionCV, 6 sets
+    .venv/bin/python bench/quick_training.py --probe-time   # time before/after the inner CV
 
 "Start to metrics" = embed_images (fresh feature cache) + train_quick (5-fold CV + final head) +
 classification_metrics, exactly what the training task calls; the Django task adds reading rows
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.data import fine_grained_textures, one_hot, photo_classes, refs_for
 from training.ml.features import FeatureCache, embed_images, stock_engine
 from training.ml.metrics import classification_metrics
-from training.ml.quick import train_quick
+from training.ml.quick import stratified_folds, train_quick
 
 DATA = Path(os.environ.get("LOUPE_BENCH_DATA", Path(tempfile.gettempdir()) / "loupe-bench"))
 
@@ -134,6 +136,125 @@ def memory_child(args: argparse.Namespace) -> None:
     )
 
 
+def _lrcv_accuracy(
+    features: np.ndarray, labels: np.ndarray, outer: np.ndarray
+) -> tuple[float, list[str]]:
+    """Held-out accuracy of StandardScaler + LogisticRegressionCV (C from 8 values 1e-3..3,
+    accuracy-scored stratified 3-fold inner CV on each outer-training part) over the outer
+    folds, and the C it chose per outer fold (sklearn's default 10 values up to 1e4 and 5 inner
+    folds took several times longer on this busy host)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    predictions = np.zeros(len(labels), dtype=np.int64)
+    chosen = []
+    for fold in np.unique(outer):
+        train = outer != fold
+        model = make_pipeline(
+            StandardScaler(),
+            LogisticRegressionCV(
+                Cs=np.logspace(-3, 0.5, 8), cv=3, scoring="accuracy", max_iter=300
+            ),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            model.fit(features[train], labels[train])
+        predictions[~train] = model.predict(features[~train])
+        chosen.append(f"{float(model[-1].C_[0]):.2g}")
+    return float((predictions == labels).mean()), chosen
+
+
+def _quick_accuracy(
+    features: np.ndarray, labels: np.ndarray, outer: np.ndarray, c: float | None
+) -> tuple[float, float, list[str]]:
+    """Held-out accuracy of quick training's final head (trained on each outer-training part,
+    with its own k-fold inside), its head time, and the settings it chose."""
+    targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
+    predictions = np.zeros(len(labels), dtype=np.int64)
+    seconds, chosen = 0.0, []
+    for fold in np.unique(outer):
+        train = outer != fold
+        started = time.process_time()
+        result = train_quick(features[train], targets[train], multilabel=False, seed=0, c=c)
+        seconds += time.process_time() - started
+        predictions[~train] = result.head.probabilities(features[~train]).argmax(axis=1)
+        final = result.selection.final
+        chosen.append(f"{final.c:g}{'b' if final.balanced else ''}")
+    return float((predictions == labels).mean()), seconds / len(np.unique(outer)), chosen
+
+
+def probe(args: argparse.Namespace) -> None:
+    """Quick training vs LogisticRegressionCV on each candidate feature set, six small sets."""
+    from bench.feature_sets import FEATURE_SETS, all_sets, features
+
+    torch.set_num_threads(args.threads)
+    names = args.feature_sets.split(",") if args.feature_sets else list(FEATURE_SETS)
+    rows = []
+    sets = all_sets()
+    wanted = [int(index) for index in args.sets.split(",")] if args.sets else range(len(sets))
+    for labelled in (sets[index] for index in wanted):
+        labels = labelled.labels
+        targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
+        outer = stratified_folds(targets, args.outer, seed=1)
+        for name in names:
+            x = features(labelled, name)
+            sk, sk_chosen = _lrcv_accuracy(x, labels, outer)
+            before, before_s, _ = _quick_accuracy(x, labels, outer, c=1.0)
+            after, after_s, chosen = _quick_accuracy(x, labels, outer, c=None)
+            rows.append((labelled.name, len(labels), name, sk, before, before_s, after, after_s))
+            print(
+                f"| {labelled.name} | {len(labels)} | {name} | {sk * 100:.1f} "
+                f"({', '.join(sk_chosen)}) | "
+                f"{before * 100:.1f} | {after * 100:.1f} ({', '.join(chosen)}) | "
+                f"{(after - sk) * 100:+.1f} | {before_s:.2f} / {after_s:.2f} s |",
+                flush=True,
+            )
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+def time_breakdown(args: argparse.Namespace) -> None:
+    """Start-to-metrics before (fixed C = 1) and after (inner CV) on the photo set: embedding
+    (fresh feature cache, lite0) is shared, the head is timed both ways; "20% new" embeds only a
+    fifth of the images, the rest being cached, as a retrain after an upload does."""
+    from bench.feature_sets import all_sets
+
+    torch.set_num_threads(args.threads)
+    labelled = all_sets()[0]
+    refs, labels = labelled.refs, labelled.labels
+    targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
+    stock_engine(args.backbone)
+    with tempfile.TemporaryDirectory() as folder:
+        cache = FeatureCache(folder)
+        old = int(len(refs) * 0.8)
+        started = time.process_time()
+        embed_images(refs[:old], backbone=args.backbone, cache=cache)
+        embed_old = time.process_time() - started
+        started = time.process_time()
+        features = embed_images(refs, backbone=args.backbone, cache=cache)
+        embed_new = time.process_time() - started
+    heads = {}
+    for name, c in (("before (C = 1)", 1.0), ("after (inner CV)", None)):
+        started = time.process_time()
+        result = train_quick(features, targets, multilabel=False, seed=0, c=c)
+        classification_metrics(targets, result.oof_scores, multiclass=True)
+        heads[name] = time.process_time() - started
+    before, after = heads["before (C = 1)"], heads["after (inner CV)"]
+    cold, warm = embed_old + embed_new, embed_new
+    print(f"\n{labelled.name}, {len(refs)} images, {args.backbone}, CPU seconds")
+    print("| part | before | after | after / before |\n|---|---|---|---|")
+    print(f"| head: k-fold + final + metrics | {before:.2f} | {after:.2f} | {after / before:.2f} |")
+    for name, embed in (("cold (empty cache)", cold), (f"{len(refs) - old} new images", warm)):
+        print(
+            f"| start to metrics, {name} | {embed + before:.1f} | {embed + after:.1f} | "
+            f"{(embed + after) / (embed + before):.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -144,8 +265,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory", type=int, default=0, help="measure peak RSS on N images")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--probe", action="store_true", help="quick training vs LogisticRegressionCV, six sets"
+    )
+    parser.add_argument("--feature-sets", default="", help="comma-separated, default: all")
+    parser.add_argument("--sets", default="", help="comma-separated set indices, default: all")
+    parser.add_argument("--outer", type=int, default=3, help="outer folds of the probe")
+    parser.add_argument(
+        "--probe-time", action="store_true", help="head time before/after the inner CV"
+    )
     args = parser.parse_args()
-    if args.memory and args.child:
+    if args.probe:
+        probe(args)
+    elif args.probe_time:
+        time_breakdown(args)
+    elif args.memory and args.child:
         memory_child(args)
     elif args.memory:
         photo_classes(DATA, images=args.memory, classes=args.classes)  # generate files first

@@ -197,60 +197,74 @@ class _Problem:
         max_iter: int = 200,
         should_stop: Callable[[], bool] = _never_stop,
     ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-        """(weight in this problem's coordinates, bias, iterations, final loss)."""
-        z = self.z
+        """(weight in this problem's coordinates, bias, iterations, final loss).
+
+        L-BFGS (scipy's L-BFGS-B, no bounds) on the loss and its closed-form gradient in
+        float64 numpy. The problems are tiny (n x n rows in SVD space, a few outputs), so the
+        cost was all per-step overhead: torch's autograd and LBFGS spent ~5 ms a loss
+        evaluation on tensor bookkeeping, 13 s for the 56 fits of a 48-image quick training on
+        a busy 2-core host; this spends microseconds, for the same objective and optimum.
+        """
+        from scipy.optimize import minimize
+
+        z = self.z.detach().numpy().astype(np.float64)
         n, d = z.shape
-        y, sample_weight = self._loss_terms(balanced)
+        outputs = self.outputs
+        y_t, weight_t = self._loss_terms(balanced)
+        sample_weight = None if weight_t is None else weight_t.numpy().astype(np.float64)
+        if self.multilabel:
+            y = y_t.numpy().astype(np.float64)
+        else:
+            y = np.zeros((n, outputs))
+            y[np.arange(n), y_t.numpy()] = 1.0
         if start is None:
-            weight = torch.zeros(self.outputs, d, dtype=torch.float32)
-            bias = torch.zeros(self.outputs, dtype=torch.float32)
+            x0 = np.zeros(outputs * (d + 1))
         else:  # warm start from the solution at a neighbouring C: fewer L-BFGS steps
-            weight, bias = start[0].clone(), start[1].clone()
-        weight.requires_grad_(True)
-        bias.requires_grad_(True)
-        optimizer = torch.optim.LBFGS(
-            [weight, bias],
-            lr=1.0,
-            max_iter=max_iter,
-            tolerance_grad=1e-6,
-            tolerance_change=1e-10,
-            history_size=20,
-            line_search_fn="strong_wolfe",
-        )
+            x0 = np.concatenate([start[0].numpy().ravel(), start[1].numpy()]).astype(np.float64)
         penalty = 1.0 / (2.0 * c * n)
         multilabel = self.multilabel
 
-        def closure_value(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-            logits = z @ weight.T + bias
-            if multilabel:
-                per_item = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-                if sample_weight is not None:
-                    per_item = per_item * sample_weight
-                data_loss = per_item.sum() / n
-            else:
-                per_row = F.cross_entropy(logits, y, reduction="none")
-                if sample_weight is not None:
-                    per_row = per_row * sample_weight
-                data_loss = per_row.sum() / n
-            return data_loss + penalty * (weight * weight).sum()
-
-        def closure() -> torch.Tensor:
+        def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
             if should_stop():
                 raise Cancelled("Training was cancelled.")
-            optimizer.zero_grad()
-            loss = closure_value(weight, bias)
-            if not torch.isfinite(loss):
+            weight = x[: outputs * d].reshape(outputs, d)
+            logits = z @ weight.T + x[outputs * d :]
+            if multilabel:
+                # Binary cross-entropy with logits, in its overflow-free form.
+                per_item = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
+                residual = 1.0 / (1.0 + np.exp(-logits)) - y
+                if sample_weight is not None:
+                    per_item = per_item * sample_weight
+                    residual = residual * sample_weight
+            else:
+                shifted = logits - logits.max(axis=1, keepdims=True)
+                log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+                log_p = shifted - log_norm
+                per_item = -(log_p * y).sum(axis=1)
+                residual = np.exp(log_p) - y
+                if sample_weight is not None:
+                    per_item = per_item * sample_weight
+                    residual = residual * sample_weight[:, None]
+            loss = float(per_item.sum() / n + penalty * (weight * weight).sum())
+            if not np.isfinite(loss):
                 raise TrainingDiverged("The training loss became NaN or infinite.")
-            loss.backward()  # type: ignore[no-untyped-call]
-            return loss
+            residual = residual / n
+            grad_weight = residual.T @ z + 2.0 * penalty * weight
+            return loss, np.concatenate([grad_weight.ravel(), residual.sum(axis=0)])
 
-        optimizer.step(closure)  # type: ignore[no-untyped-call]
-        with torch.no_grad():
-            final = float(closure_value(weight, bias))
-        if not np.isfinite(final) or not torch.isfinite(weight).all():
+        result = minimize(
+            loss_and_grad,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "maxcor": 20, "gtol": 1e-6, "ftol": 1e-10},
+        )
+        final = float(result.fun)
+        if not np.isfinite(final) or not np.isfinite(result.x).all():
             raise TrainingDiverged("The training loss became NaN or infinite.")
-        iterations = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
-        return weight.detach(), bias.detach(), iterations, final
+        weight = torch.as_tensor(result.x[: outputs * d].reshape(outputs, d), dtype=torch.float32)
+        bias = torch.as_tensor(result.x[outputs * d :], dtype=torch.float32)
+        return weight, bias, int(result.nit), final
 
     def head(self, weight: torch.Tensor, bias: torch.Tensor) -> LinearHead:
         """The fitted head on raw features: basis and standardisation folded into W and b."""
@@ -294,10 +308,10 @@ class HeadSetting:
 
 
 # C values tried by the inner cross-validation, ascending so each fit warm-starts from the
-# previous one. On standardised lite0/lite2 features of six varied sets (bench/quick_training.py
-# --probe) scikit-learn's LogisticRegressionCV picked C between 0.01 and 1 in this objective's
-# units; the ends of this grid leave room on both sides.
-C_GRID: tuple[float, ...] = (0.005, 0.02, 0.08, 0.3, 1.2)
+# previous one; same units as scikit-learn's C. Four values a factor ~5 apart: each one more
+# costs a fit per pair of folds (bench/quick_training.py --probe shows what
+# LogisticRegressionCV picks on a finer grid).
+C_GRID: tuple[float, ...] = (0.01, 0.05, 0.25, 1.2)
 # Used when there are too few folds to select (k < 3): the inner CV needs two folds besides
 # the held-out one.
 DEFAULT_SETTING = HeadSetting(c=1.0, balanced=False)
@@ -366,30 +380,32 @@ def select_settings(
 ) -> Selection:
     """Pick C (and class weighting) per outer fold by an inner CV that never touches that fold.
 
-    The inner CV of outer fold o uses the other folds as its inner folds: for each j != o a
-    head trained on the images outside {o, j} is scored on fold j. That head is the very one
-    outer fold j's inner CV needs for its inner fold o, so one fit per unordered pair of folds
-    and setting serves both: k(k-1)/2 x settings fits in all (warm-started along C, each on
-    (k-2)/k of the images) instead of k x (k-1) x settings. Held-out labels are never used:
-    every score for fold o's choice comes from folds != o, by heads trained without fold o.
-    The final head's setting is the one with the lowest loss over all pairs.
+    The inner CV of outer fold o uses two neighbouring folds j = o - 1, o + 1 (mod k) as its
+    inner folds: a head trained on the images outside {o, j} is scored on fold j. That head is
+    the very one outer fold j's inner CV needs for its inner fold o, so one fit per pair
+    {o, o + 1} and setting serves both: k x settings fits in all (warm-started along C, each on
+    (k-2)/k of the images) instead of k x 2 x settings. Held-out labels are never used: every
+    score for fold o's choice comes from folds != o, by heads trained without fold o. The
+    final head's setting is the one with the lowest loss over all pairs.
     """
     settings = settings if settings is not None else candidate_settings(targets, multilabel)
     k = int(fold_of.max()) + 1
     inner_loss = np.zeros((k, len(settings)))
-    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+    # Neighbouring pairs; for k = 3 these are all pairs. All k(k-1)/2 pairs would give each fold
+    # k - 1 inner folds at twice the fits for k = 5 (quick training's time budget: < 30% more).
+    pairs = sorted({(min(a, (a + 1) % k), max(a, (a + 1) % k)) for a in range(k)})
     for done, (a, b) in enumerate(pairs):
         on_progress(f"choosing regularisation {done + 1}/{len(pairs)}", done / len(pairs))
         keep = (fold_of != a) & (fold_of != b)
         problem = _Problem(features[keep], targets[keep], multilabel)
         starts: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         for index, setting in enumerate(settings):
-            # Inner fits rank settings; 100 steps from a warm start is ample for that.
+            # Inner fits only rank settings; 60 steps from a warm start is enough for that.
             weight, bias, _, _ = problem.fit(
                 setting.c,
                 balanced=setting.balanced,
                 start=starts.get(setting.balanced),
-                max_iter=100,
+                max_iter=60,
                 should_stop=should_stop,
             )
             starts[setting.balanced] = (weight, bias)
