@@ -49,6 +49,7 @@ from customvision.prediction import (
     declared_size_error,
     max_body_bytes,
     prediction_call,
+    response_headers,
 )
 
 logger = logging.getLogger("django.request")
@@ -148,7 +149,7 @@ def _unused(request: Any) -> HttpResponse:  # middleware wants a next handler; n
 
 
 async def _respond(send: Send, request: ASGIRequest, status: int, payload: dict[str, Any]) -> None:
-    response: HttpResponse = JsonResponse(payload, status=status)
+    response: HttpResponse = JsonResponse(payload, status=status, headers=response_headers(status))
     for middleware in (SecurityMiddleware(_unused), XFrameOptionsMiddleware(_unused)):
         response = middleware.process_response(request, response)
     body = response.content

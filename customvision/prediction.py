@@ -24,17 +24,21 @@ the lane avoids (bench/prediction_api.py); predictions/openapi.py describes the 
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from customvision.ids import Kind, from_uuid, optional_uuid, to_uuid
 from customvision.training_wire import iso, multipart_parts, translated
+from predictions.model_cache import RETRY_AFTER_S
 from predictions.models import Prediction
 from predictions.services.fetch import fetch_image
 from predictions.services.predict import (
@@ -48,6 +52,8 @@ from predictions.services.predict import (
     too_large,
 )
 from project.errors import LoupeError
+
+logger = logging.getLogger(__name__)
 
 # Room for the multipart envelope (boundaries, part headers) around the largest image.
 MULTIPART_SLACK_BYTES = 64 * 1024
@@ -90,6 +96,33 @@ class BadBody(LoupeError):
 class UrlBodyTooLarge(LoupeError):
     code = "BadRequest"
     http_status = 413
+
+
+class ServerBusy(LoupeError):
+    """The database stayed locked by other work past its wait (SQLite's busy_timeout): the
+    request did nothing and may be sent again (503 with Retry-After)."""
+
+    code = "server_busy"
+    http_status = 503
+
+
+def response_headers(status: int) -> dict[str, str]:
+    """Retry-After on a 503 (a model still loading, a busy database): the same request may be
+    sent again after that many seconds."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
+
+
+def database_busy(err: OperationalError) -> bool:
+    """Whether `err` is a lock wait that ran out (retryable), not a broken query or schema.
+
+    By the driver's error code: SQLite's SQLITE_BUSY / SQLITE_LOCKED (any extended variant),
+    PostgreSQL's lock_not_available and deadlock_detected.
+    """
+    cause = err.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(cause, "sqlstate", None) in ("55P03", "40P01")
 
 
 def declared_size_error(
@@ -158,6 +191,17 @@ def answer(call: PredictionCall) -> tuple[int, dict[str, Any]]:
             )
     except LoupeError as err:
         return error_answer(err, call.ids)
+    except OperationalError as err:
+        if not database_busy(err):
+            raise
+        # A write (storing the prediction) waited busy_timeout behind another writer on a
+        # loaded server; the transaction rolled back, so the client can simply retry.
+        logger.warning("Prediction refused as busy: %s", err)
+        busy = ServerBusy(
+            f"The server is busy; nothing was stored. Try again in {RETRY_AFTER_S} seconds.",
+            retry_after_s=RETRY_AFTER_S,
+        )
+        return error_answer(busy, call.ids)
     return 200, image_prediction(target, outcome, prediction, ids=call.ids)
 
 
@@ -256,13 +300,13 @@ def _endpoint(kind: str, *, store: bool, source: str, ids: str):  # type: ignore
         refused = declared_size_error(request.META.get("CONTENT_LENGTH"), source, ids)
         if refused is not None:
             status, payload = refused
-            return JsonResponse(payload, status=status)
+            return JsonResponse(payload, status=status, headers=response_headers(status))
         # Read past DATA_UPLOAD_MAX_MEMORY_SIZE: this endpoint has its own limit.
         limit = max_body_bytes(source)
         body = request.body if hasattr(request, "_body") else request.read(limit + 1)
         if len(body) > limit:
             status, payload = body_too_large(len(body), source, ids)
-            return JsonResponse(payload, status=status)
+            return JsonResponse(payload, status=status, headers=response_headers(status))
         call = prediction_call(
             request,
             body=body,
@@ -274,7 +318,7 @@ def _endpoint(kind: str, *, store: bool, source: str, ids: str):  # type: ignore
             ids=ids,
         )
         status, payload = await sync_to_async(answer)(call)
-        return JsonResponse(payload, status=status)
+        return JsonResponse(payload, status=status, headers=response_headers(status))
 
     view.__name__ = f"{kind}_{source}{'' if store else '_nostore'}"
     endpoint = csrf_exempt(require_POST(view))

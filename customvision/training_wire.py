@@ -66,6 +66,15 @@ CV_CODES: dict[str, tuple[int, str]] = {
     "edit_conflict": (409, "Conflict"),
     "no_files": (400, "BadRequestImageBatch"),
     "locked_out": (429, "BadRequestExceededQuota"),
+    # The services' named refusals (a LoupeError subclass each, with its own code).
+    "tag_name_taken": (400, "BadRequestTagNameNotUnique"),
+    "negative_tag_exists": (400, "BadRequestMultipleNegativeTag"),
+    "negative_tag_not_alone": (400, "BadRequestNegativeAndRegularTagOnSameImage"),
+    "training_not_needed": (400, "BadRequestTrainingNotNeeded"),
+    "training_in_progress": (400, "BadRequestTrainingAlreadyInProgress"),
+    # Retryable: the server is busy (a model still loading, the database locked past its wait).
+    "model_loading": (503, "ServiceUnavailable"),
+    "server_busy": (503, "ServiceUnavailable"),
 }
 
 

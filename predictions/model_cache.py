@@ -7,9 +7,11 @@ services/predict.py) and loads that model, while requests already running finish
 they hold. Nothing is dropped: an entry leaves the cache only as least recently used, and a
 request that still holds the evicted model keeps it alive until it returns.
 
-Loading is serialised per key (two first requests load the model once; the other waits), and
-the cache's own lock is held only for dictionary work, so loading one model never blocks
-predictions on another. A worker killed mid-load leaves nothing behind: the cache is memory.
+Loading is serialised per key (two first requests load the model once; the other waits, at
+most `load_wait_s`, then gets ModelLoading: a 503 with Retry-After, not a request held for as
+long as a cold load takes on a busy server), and the cache's own lock is held only for
+dictionary work, so loading one model never blocks predictions on another.
+A worker killed mid-load leaves nothing behind: the cache is memory.
 
 What is cached is a training.ml.serving.ServingModel (ONNX Runtime, no torch in this process)
 read from the iteration's serving file, which the worker writes when training completes. An
@@ -29,9 +31,23 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from project.errors import LoupeError
 from training.ml.serving import ModelOutput
 
 CacheKey = tuple[int, str]
+# How long a request waits for another request's load of the same model. A cold load (a
+# Lite2 model on a busy 2-core server) takes 10-20 s; past this the client is told to retry.
+LOAD_WAIT_S = 30.0
+RETRY_AFTER_S = 5
+
+
+class ModelLoading(LoupeError):
+    """Another request is still loading this model: retry after `retry_after_s` seconds."""
+
+    code = "model_loading"
+    http_status = 503
+
+
 LEGACY_RECHECK_S = 30.0
 
 __all__ = ["ModelOutput"]  # re-exported: callers and tests build outputs from here
@@ -59,8 +75,16 @@ def __getattr__(name: str) -> Any:
 class ModelCache:
     """LRU of models by (iteration id, artifact name); thread-safe."""
 
-    def __init__(self, capacity: int, *, threads: int | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        threads: int | None = None,
+        device: str = "cpu",
+        load_wait_s: float = LOAD_WAIT_S,
+    ) -> None:
         self.capacity = max(1, capacity)
+        self.load_wait_s = load_wait_s
         self.threads = threads  # per forward pass (settings.LOUPE_PREDICTION_THREADS)
         self.device = device  # settings.LOUPE_DEVICE
         self._models: OrderedDict[CacheKey, Model] = OrderedDict()
@@ -78,7 +102,13 @@ class ModelCache:
             if model is not None:
                 return model
             key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:
+        if not key_lock.acquire(timeout=self.load_wait_s):
+            raise ModelLoading(
+                "This model is still being loaded for an earlier request (the first prediction "
+                f"after publishing loads it); try again in {RETRY_AFTER_S} seconds.",
+                retry_after_s=RETRY_AFTER_S,
+            )
+        try:
             with self._lock:
                 model = self._fresh(key)
             if model is not None:  # another thread loaded it while we waited
@@ -97,6 +127,8 @@ class ModelCache:
                     self._expires.pop(evicted, None)
                 self._loading.pop(key, None)
             return model
+        finally:
+            key_lock.release()
 
     def _fresh(self, key: CacheKey) -> Model | None:
         """The entry of `key` unless absent or a provisional one past its time (lock held)."""
