@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
@@ -205,3 +207,15 @@ def mosaic_set(count: int = 1500, seed: int = 0) -> PhotoSet:
         canvas.save(buffer, format="JPEG", quality=90)
         refs.append(_ref(buffer.getvalue()))
     return PhotoSet(refs, labels, CLASS_PHOTOS)
+
+
+# --- Detection (issue 14, item 4) -------------------------------------------------------------
+
+
+def detection_set(out_dir: Path, count: int = 200, seed: int = 0) -> list[Any]:
+    """Object cut-outs (cat, cup, rocket, astronaut, motorcycle) pasted onto other photographs,
+    with their boxes: bench/detection_data.py's generator (written once, reused), as
+    (path, boxes normalised (tag, left, top, width, height)) samples."""
+    from bench.detection_data import generate
+
+    return generate(out_dir, images=count, seed=seed)
