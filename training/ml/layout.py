@@ -80,14 +80,15 @@ def nearest(
     if exclude is not None and 0 <= exclude < len(similarity):
         similarity[exclude] = -np.inf
     order = np.argsort(-similarity, kind="stable")
-    keep = order[np.isfinite(similarity[order])]
+    keep: np.ndarray = order[np.isfinite(similarity[order])]
     return keep[:k]
 
 
 def _normalise(array: np.ndarray) -> np.ndarray:
     """Unit rows: cosine geometry, the one the backbone's pooled features are compared in."""
     norms = np.linalg.norm(array, axis=1, keepdims=True)
-    return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+    unit: np.ndarray = np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+    return unit
 
 
 def _layout(
@@ -164,4 +165,5 @@ def _scale(points: np.ndarray) -> np.ndarray:
         return points.astype(np.float32)
     centred = points - (points.max(axis=0) + points.min(axis=0)) / 2
     extent = float(np.abs(centred).max())
-    return (centred / extent if extent > 0 else centred).astype(np.float32)
+    scaled: np.ndarray = (centred / extent if extent > 0 else centred).astype(np.float32)
+    return scaled
