@@ -7,9 +7,16 @@ whose worker vanished. Time limits are set per call from the iteration's budget.
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Any
+
 from celery import shared_task
+from celery.signals import celeryd_after_setup, worker_process_init
 
 from training.services.iterations import QUICK_TIME_LIMIT_S, claim_iteration, sweep_iterations
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -21,6 +28,7 @@ from training.services.iterations import QUICK_TIME_LIMIT_S, claim_iteration, sw
     ignore_result=True,
 )
 def run_iteration(iteration_id: int) -> None:
+    _stop_warming()  # before the claim: the lease runs from there
     iteration = claim_iteration(iteration_id)  # None: finished, deleted or held by another worker
     if iteration is None:
         return
@@ -33,3 +41,69 @@ def run_iteration(iteration_id: int) -> None:
 @shared_task(name="training.sweep_iterations", time_limit=120, ignore_result=True)
 def sweep_iterations_task() -> int:
     return sweep_iterations()
+
+
+# --- Warming the training worker ---------------------------------------------------------------
+# A fresh training worker paid for importing torch and building the stock backbone's ONNX
+# Runtime engine (model build, ONNX export, session) inside its first training: 30 s of the
+# first Custom Vision quickstart on a busy 2-core host (bench/customvision_quickstart.py). The
+# train worker's process does it as soon as it starts, while the server has nothing to train,
+# for the backbones of the domains its projects use (most recent first) or, on a server with
+# no project yet, every domain's, General first (the Training API's default, the slowest to
+# build). A training that arrives meanwhile stops the warm-up after the engine being built
+# (which it may need) and then runs alone, so warm-up never shares the cores with a training.
+
+_train_worker = False
+_warm_lock = threading.Lock()  # held while the warm-up builds one engine
+_warm_stop = threading.Event()
+
+
+@celeryd_after_setup.connect
+def _note_queues(sender: Any, instance: Any, **kwargs: Any) -> None:
+    global _train_worker  # read by the pool processes this worker forks
+    _train_worker = "train" in instance.app.amqp.queues.consume_from
+
+
+@worker_process_init.connect
+def _start_warm_up(**kwargs: Any) -> None:
+    if _train_worker:
+        threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    try:
+        backbones = _backbones_to_warm()
+        close_old_connections()
+        from training.ml.device import torch_threads
+        from training.ml.features import stock_engine
+
+        for backbone in backbones:
+            with _warm_lock:
+                if _warm_stop.is_set():
+                    return
+                # The engine a training builds: same arguments, same torch thread setting.
+                with torch_threads(settings.LOUPE_TRAIN_THREADS or None):
+                    stock_engine(backbone, device=settings.LOUPE_DEVICE)
+            logger.info("Training worker warmed up the %s engine", backbone)
+    except Exception:  # warming is an optimisation: the training builds what is missing
+        logger.exception("Training worker warm-up failed")
+
+
+def _backbones_to_warm() -> list[str]:
+    from labeling.models import Project
+    from training.ml.backbones import BACKBONE_FOR_DOMAIN
+
+    domains = list(
+        dict.fromkeys(Project.objects.order_by("-created").values_list("domain", flat=True)[:50])
+    ) or sorted(BACKBONE_FOR_DOMAIN, key=lambda domain: domain != Project.Domain.GENERAL)
+    return list(dict.fromkeys(BACKBONE_FOR_DOMAIN[d] for d in domains if d in BACKBONE_FOR_DOMAIN))
+
+
+def _stop_warming() -> None:
+    """Stop the warm-up and wait for the engine it is building, if any."""
+    _warm_stop.set()
+    with _warm_lock:
+        pass

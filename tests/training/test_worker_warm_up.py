@@ -1,0 +1,40 @@
+"""The training worker builds the engines its projects' backbones need when it starts, so the
+first training finds them built; a training that arrives stops the warm-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import ProjectFactory
+from training import tasks
+from training.ml import features
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engines(monkeypatch):
+    features._stock_engine_cached.cache_clear()
+    monkeypatch.setattr(tasks, "_warm_stop", type(tasks._warm_stop)())
+    yield
+    features._stock_engine_cached.cache_clear()
+
+
+@pytest.mark.django_db
+def test_warm_up_builds_the_engine_a_training_uses(settings):
+    settings.LOUPE_DEVICE = "cpu"
+    ProjectFactory(domain="general_compact")
+    assert tasks._backbones_to_warm() == ["lite0"]
+    tasks._warm_up()
+    built = features._stock_engine_cached.cache_info().currsize
+    assert built == 1
+    # embed_images asks for exactly this engine: found, not built again.
+    engine = features.stock_engine("lite0", device=settings.LOUPE_DEVICE)
+    assert features._stock_engine_cached.cache_info().currsize == 1
+    assert engine is features.stock_engine("lite0", device="cpu")
+
+
+@pytest.mark.django_db
+def test_an_empty_server_warms_general_first_and_a_training_stops_the_warm_up(settings):
+    assert tasks._backbones_to_warm() == ["lite2", "lite0"]
+    tasks._stop_warming()
+    tasks._warm_up()
+    assert features._stock_engine_cached.cache_info().currsize == 0
