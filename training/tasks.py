@@ -48,10 +48,10 @@ def sweep_iterations_task() -> int:
 # Runtime engine (model build, ONNX export, session) inside its first training: 30 s of the
 # first Custom Vision quickstart on a busy 2-core host (bench/customvision_quickstart.py). The
 # train worker's process does it as soon as it starts, while the server has nothing to train,
-# for the backbones of the domains its projects use (most recent first) or, on a server with
-# no project yet, every domain's, General first (the Training API's default, the slowest to
-# build). A training that arrives meanwhile stops the warm-up after the engine being built
-# (which it may need) and then runs alone, so warm-up never shares the cores with a training.
+# for one backbone: that of the most recently created project's domain or, on a server with
+# no project yet, General's (the Training API's default, the slowest to build). One only: a
+# training that arrives meanwhile waits for the engine being built (so the warm-up never
+# shares the cores with a training), which must be the likeliest one it needs.
 
 _train_worker = False
 _warm_lock = threading.Lock()  # held while the warm-up builds one engine
@@ -96,10 +96,9 @@ def _backbones_to_warm() -> list[str]:
     from labeling.models import Project
     from training.ml.backbones import BACKBONE_FOR_DOMAIN
 
-    domains = list(
-        dict.fromkeys(Project.objects.order_by("-created").values_list("domain", flat=True)[:50])
-    ) or sorted(BACKBONE_FOR_DOMAIN, key=lambda domain: domain != Project.Domain.GENERAL)
-    return list(dict.fromkeys(BACKBONE_FOR_DOMAIN[d] for d in domains if d in BACKBONE_FOR_DOMAIN))
+    latest = Project.objects.order_by("-created").values_list("domain", flat=True).first()
+    backbone = BACKBONE_FOR_DOMAIN.get(latest or Project.Domain.GENERAL)
+    return [backbone] if backbone else []
 
 
 def _stop_warming() -> None:

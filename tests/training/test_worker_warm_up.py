@@ -33,8 +33,8 @@ def test_warm_up_builds_the_engine_a_training_uses(settings):
 
 
 @pytest.mark.django_db
-def test_an_empty_server_warms_general_first_and_a_training_stops_the_warm_up(settings):
-    assert tasks._backbones_to_warm() == ["lite2", "lite0"]
+def test_an_empty_server_warms_general_and_a_training_stops_the_warm_up(settings):
+    assert tasks._backbones_to_warm() == ["lite2"]
     tasks._stop_warming()
     tasks._warm_up()
     assert features._stock_engine_cached.cache_info().currsize == 0
