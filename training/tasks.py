@@ -94,7 +94,7 @@ def _warm_up() -> None:
 
 def _backbones_to_warm() -> list[str]:
     from labeling.models import Project
-    from training.ml.backbones import BACKBONE_FOR_DOMAIN
+    from training.ml.domains import BACKBONE_FOR_DOMAIN
 
     latest = Project.objects.order_by("-created").values_list("domain", flat=True).first()
     backbone = BACKBONE_FOR_DOMAIN.get(latest or Project.Domain.GENERAL)

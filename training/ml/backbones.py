@@ -22,6 +22,8 @@ import timm
 import torch
 from torch import nn
 
+from .domains import BACKBONE_FOR_DOMAIN  # noqa: F401  # re-exported
+
 Mean = tuple[float, float, float]
 
 
@@ -39,8 +41,8 @@ class BackboneSpec:
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
-# "General (compact)" is the fast, exportable one; "General" trades speed for accuracy.
-BACKBONE_FOR_DOMAIN: dict[str, str] = {"general_compact": "lite0", "general": "lite2"}
+# "General (compact)" is the fast, exportable one; "General" trades speed for accuracy. The
+# table (BACKBONE_FOR_DOMAIN) lives in torch-free .domains: the web process reads it.
 
 
 def register_backbone(spec: BackboneSpec) -> None:

@@ -39,9 +39,9 @@ QUICK_TIME_LIMIT_S = 2 * 3600
 
 
 def backbone_for(project: Project) -> str:
-    """The backbone the project's domain trains on (training.ml.backbones.BACKBONE_FOR_DOMAIN)."""
-    # Imported on first use: it loads torch, which pages that never start a training skip.
-    from training.ml.backbones import BACKBONE_FOR_DOMAIN
+    """The backbone the project's domain trains on (training.ml.domains.BACKBONE_FOR_DOMAIN,
+    torch-free: starting a training in the web process must not import torch)."""
+    from training.ml.domains import BACKBONE_FOR_DOMAIN
 
     return BACKBONE_FOR_DOMAIN[project.domain]
 
