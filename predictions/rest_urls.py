@@ -2,54 +2,54 @@
 
 from django.urls import path
 
-from predictions import rest
+from predictions.rest import keys, quick_test, stored, suggestions
 
 P = "projects/<int:project_id>/"
 
 urlpatterns = [
     path(
         P + "iterations/<str:iteration_id>/predictions/",
-        rest.StoredPredictionListApi.as_view(),
+        stored.StoredPredictionListApi.as_view(),
         name="api-stored-prediction-list",
     ),
     path(
         P + "predictions/<int:image_id>/promote/",
-        rest.PredictionPromoteApi.as_view(),
+        stored.PredictionPromoteApi.as_view(),
         name="api-prediction-promote",
     ),
     path(
         P + "predictions/dismiss/",
-        rest.PredictionDismissApi.as_view(),
+        stored.PredictionDismissApi.as_view(),
         name="api-prediction-dismiss",
     ),
-    path(P + "suggestions/", rest.SuggestionListApi.as_view(), name="api-suggestion-list"),
+    path(P + "suggestions/", suggestions.SuggestionListApi.as_view(), name="api-suggestion-list"),
     path(
         P + "suggestions/status/",
-        rest.SuggestionStatusApi.as_view(),
+        suggestions.SuggestionStatusApi.as_view(),
         name="api-suggestion-status",
     ),
     path(
         P + "suggestions/accept/",
-        rest.SuggestionAcceptAllApi.as_view(),
+        suggestions.SuggestionAcceptAllApi.as_view(),
         name="api-suggestion-accept-all",
     ),
     path(
         P + "images/<int:image_id>/suggestion/accept/",
-        rest.SuggestionAcceptApi.as_view(),
+        suggestions.SuggestionAcceptApi.as_view(),
         name="api-suggestion-accept",
     ),
-    path(P + "quick-test/", rest.QuickTestApi.as_view(), name="api-quick-test"),
+    path(P + "quick-test/", quick_test.QuickTestApi.as_view(), name="api-quick-test"),
     path(
-        P + "prediction-keys/", rest.PredictionKeyListApi.as_view(), name="api-prediction-key-list"
+        P + "prediction-keys/", keys.PredictionKeyListApi.as_view(), name="api-prediction-key-list"
     ),
     path(
         P + "prediction-keys/<int:key_id>/",
-        rest.PredictionKeyDetailApi.as_view(),
+        keys.PredictionKeyDetailApi.as_view(),
         name="api-prediction-key-detail",
     ),
     path(
         P + "prediction-keys/<int:key_id>/rotate/",
-        rest.PredictionKeyRotateApi.as_view(),
+        keys.PredictionKeyRotateApi.as_view(),
         name="api-prediction-key-rotate",
     ),
 ]
