@@ -40,7 +40,8 @@ def load_model(iteration_id: int, artifact_name: str) -> tuple[Any, bool]:
         if default_storage.exists(name):
             try:
                 with default_storage.open(name, "rb") as handle:
-                    return ServingModel(handle.read(), threads=threads), False
+                    payload = handle.read()
+                return ServingModel(payload, read=_read, threads=threads), False
             except Exception:  # damaged or unreadable: rewritten by the worker, torch meanwhile
                 logger.exception("Serving file %s could not be loaded", name)
                 default_storage.delete(name)
@@ -51,6 +52,11 @@ def load_model(iteration_id: int, artifact_name: str) -> tuple[Any, bool]:
         payload = handle.read()
     model = LoadedModel(payload, threads=threads, device=settings.LOUPE_DEVICE)
     return model, settings.LOUPE_DEVICE != "cuda"
+
+
+def _read(name: str) -> bytes:
+    with default_storage.open(name, "rb") as handle:
+        return handle.read()  # type: ignore[no-any-return]
 
 
 def _ask_for_serving_file(iteration_id: int) -> None:

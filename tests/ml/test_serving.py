@@ -34,8 +34,15 @@ from training.ml.detection_metrics import box_iou
 from training.ml.export import load_model_artifact
 from training.ml.ranking import compact_embeddings, rank_for_review
 from training.ml.serving import ServingModel
-from training.ml.serving_build import build_serving
+from training.ml.serving_build import build_serving, build_stock_graph
 from training.ml.torch_model import LoadedModel
+
+
+def _serving(artifact) -> ServingModel:
+    """The serving model as the web process gets it, the stock graph read from `shared`."""
+    payload, stock = build_serving(artifact)
+    shared = {stock: build_stock_graph(artifact.backbone)} if stock else {}
+    return ServingModel(payload, read=shared.__getitem__, threads=1)
 
 
 def _target(tags, *, detection=False, multilabel=False) -> Target:
@@ -49,6 +56,18 @@ def _target(tags, *, detection=False, multilabel=False) -> Target:
         tags=tuple(TargetTag(i, 10 + i, name) for i, name in enumerate(tags)),
         check_flip=detection,
     )
+
+
+def _same_row(now: dict, was: dict) -> bool:
+    if now["tagId"] != was["tagId"] or abs(now["probability"] - was["probability"]) > 1e-4:
+        return False
+    if "boundingBox" not in was:
+        return True
+    boxes = (
+        np.array([[b["left"], b["top"], b["width"], b["height"]] for b in (now["boundingBox"],)]),
+        np.array([[b["left"], b["top"], b["width"], b["height"]] for b in (was["boundingBox"],)]),
+    )
+    return float(box_iou(*boxes)[0, 0]) >= 0.99
 
 
 def _most_gain(outcomes) -> list[int]:
@@ -66,7 +85,7 @@ def _most_gain(outcomes) -> list[int]:
 
 def _compare(payload: bytes, paths: list[Path], target: Target, draft: int | None) -> None:
     old = LoadedModel(payload, threads=1)
-    new = ServingModel(build_serving(load_model_artifact(payload)), threads=1)
+    new = _serving(load_model_artifact(payload))
     assert new.input_size == old.input_size and new.tag_count == old.tag_count
     old_outcomes, new_outcomes = [], []
     for path in paths:
@@ -80,15 +99,11 @@ def _compare(payload: bytes, paths: list[Path], target: Target, draft: int | Non
         assert float(np.abs(now.embedding - was.embedding).max()) <= 1e-4 * scale
         assert abs(now.uncertainty - was.uncertainty) <= 1e-4
         assert len(now.results) == len(was.results)
-        for row_now, row_was in zip(now.results, was.results, strict=True):
-            assert row_now["tagId"] == row_was["tagId"]
-            assert abs(row_now["probability"] - row_was["probability"]) <= 1e-4
-            if "boundingBox" in row_was:
-                boxes = [
-                    [b["left"], b["top"], b["width"], b["height"]]
-                    for b in (row_now["boundingBox"], row_was["boundingBox"])
-                ]
-                assert float(box_iou(np.array(boxes[:1]), np.array(boxes[1:]))[0, 0]) >= 0.99
+        # Each stored row has its twin (ties within 1e-4 may swap places in the sorted list).
+        unmatched = list(now.results)
+        for row_was in was.results:
+            twin = next(row for row in unmatched if _same_row(row, row_was))
+            unmatched.remove(twin)
         if was.flip_disagreement is not None:
             assert now.flip_disagreement is not None
             assert abs(now.flip_disagreement - was.flip_disagreement) <= 1e-3
@@ -113,17 +128,24 @@ def test_a_detector_serves_what_the_torch_model_did(detector_payload, tmp_path):
     _compare(detector_payload, paths, _target(("cat", "rocket"), detection=True), draft=None)
 
 
-def test_the_serving_model_runs_without_torch(tiny_backbone, tmp_path):
+@pytest.mark.parametrize("fine_tuned", [False, True], ids=["quick", "advanced"])
+def test_the_serving_model_runs_without_torch(tiny_backbone, tmp_path, fine_tuned):
     """A fresh interpreter loads the serving file and predicts; torch is never imported."""
-    artifact = _classifier(tiny_backbone, multilabel=False, fine_tuned=True)
-    (tmp_path / "serving.zip").write_bytes(build_serving(artifact))
+    artifact = _classifier(tiny_backbone, multilabel=False, fine_tuned=fine_tuned)
+    payload, stock = build_serving(artifact)
+    (tmp_path / "serving.zip").write_bytes(payload)
+    if stock:
+        (tmp_path / "stock.onnx").write_bytes(build_stock_graph(artifact.backbone))
     (image,) = _image_files(tmp_path)[:1]
     script = textwrap.dedent(
         f"""
         import sys
         from training.ml.decode import load_rgb
         from training.ml.serving import ServingModel
-        model = ServingModel(open({str(tmp_path / "serving.zip")!r}, "rb").read())
+        model = ServingModel(
+            open({str(tmp_path / "serving.zip")!r}, "rb").read(),
+            read=lambda name: open({str(tmp_path / "stock.onnx")!r}, "rb").read(),
+        )
         output = model.run(load_rgb(open({str(image)!r}, "rb").read(), draft_size=64))
         assert output.probabilities.shape == (3,), output.probabilities.shape
         assert output.embedding.shape == (1280,), output.embedding.shape
@@ -144,11 +166,11 @@ def test_the_serving_model_runs_without_torch(tiny_backbone, tmp_path):
 
 def test_a_damaged_serving_file_is_refused(tiny_backbone):
     with pytest.raises(Exception):  # noqa: B017  (zipfile's or our own ValueError)
-        ServingModel(b"not a zip")
+        ServingModel(b"not a zip", read=bytes)
     payload = io.BytesIO()
     import zipfile
 
     with zipfile.ZipFile(payload, "w") as archive:
         archive.writestr("manifest.json", '{"format": "other", "version": 1}')
     with pytest.raises(ValueError, match="serving file"):
-        ServingModel(payload.getvalue())
+        ServingModel(payload.getvalue(), read=bytes)

@@ -37,6 +37,11 @@ pytestmark = pytest.mark.django_db(transaction=False)
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _read(name: str) -> bytes:
+    with default_storage.open(name, "rb") as handle:
+        return handle.read()
+
+
 def _artifact(trained):
     with default_storage.open(trained.iteration.artifact.name, "rb") as handle:
         return load_model_artifact(handle.read())
@@ -46,7 +51,7 @@ def test_a_trained_artifact_is_written_with_its_serving_file(trained):
     name = save_artifact_file(trained.iteration, _artifact(trained))
     assert default_storage.exists(serving_name(name))
     with default_storage.open(serving_name(name), "rb") as handle:
-        model = ServingModel(handle.read())
+        model = ServingModel(handle.read(), read=_read)
     assert not model.is_detector and model.tag_count == 3 and model.input_size == 64
 
 

@@ -21,7 +21,7 @@ from training.ml.artifact import ClassifierArtifact
 from training.ml.detection import DetectorArtifact
 from training.ml.export import load_model_artifact
 from training.ml.serving import serving_name
-from training.ml.serving_build import build_serving
+from training.ml.serving_build import build_serving, build_stock_graph
 from training.models import Iteration
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,19 @@ TIME_LIMIT_S = 600
 
 
 def write_serving_file(artifact_name: str, artifact: ClassifierArtifact | DetectorArtifact) -> str:
-    """Build and store the serving file of the artifact stored as `artifact_name`.
-
-    On local disk the final name appears by `os.replace` (a killed worker never leaves half a
-    zip under it); on object storage one PUT is atomic already.
-    """
+    """Build and store the serving file of the artifact stored as `artifact_name` (and the
+    backbone's shared stock graph the first time one needs it)."""
+    payload, stock = build_serving(artifact)
+    if stock is not None and not default_storage.exists(stock):
+        _store(stock, build_stock_graph(artifact.backbone))
     name = serving_name(artifact_name)
-    payload = build_serving(artifact)
+    _store(name, payload)
+    return name
+
+
+def _store(name: str, payload: bytes) -> None:
+    """Write `payload` under `name`. On local disk the final name appears by `os.replace` (a
+    killed worker never leaves half a file under it); on object storage one PUT is atomic."""
     storage = default_storage
     with tempfile.TemporaryFile() as buffer:
         buffer.write(payload)
@@ -53,7 +59,6 @@ def write_serving_file(artifact_name: str, artifact: ClassifierArtifact | Detect
             buffer.seek(0)
             storage.save(name, File(buffer, name=os.path.basename(name)))
             storage.delete(saved)
-    return name
 
 
 def build_serving_model(iteration_id: int) -> str:
