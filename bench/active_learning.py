@@ -651,7 +651,9 @@ class DetectionProductLoop:
         )
         save_training_embeddings(iteration.pk, self.data.embeddings[labeled])
         target = target_for(self.project, iteration)
-        open_rows = [r for r, p in self.predictions.items() if p.status == Prediction.Status.OPEN]
+        # The pool's unlabeled images: the starting labels are training data, never predictions.
+        done = {int(r) for r in labeled}
+        open_rows = [r for r in self.predictions if r not in done]
         started = time.perf_counter()
         found, mirrored = detect_all(predictor, self.data, open_rows, mirror=True)
         self.mirror_s += time.perf_counter() - started
