@@ -15,6 +15,15 @@ What it does:
 4. Prints each request's status and the uvicorn process's peak RSS (VmHWM from
    /proc/<pid>/status, the kernel's high-water mark, so no spike between samples is missed).
 Goal: peak under 600 MB; every answer a 2xx or a 4xx with a reason, never a 500.
+
+Two passes, each in its own interpreter and its own fresh stack, side by side in one run:
+"torch" seeds the iteration as one trained before serving files existed (no serving file: the
+web process predicts with the torch model, as every prediction did before), "serving" writes
+the iteration's serving file as a training's end does (training.services.serving: ONNX
+Runtime, no torch in the web process). Each pass also says whether libtorch was ever mapped
+into the web process. (In the torch pass a worker writes the missing file meanwhile and the
+web process switches to it LEGACY_RECHECK_S later; torch, once imported, stays in the process,
+so the peak is still the torch path's.)
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+
+import json  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -175,7 +186,11 @@ def quick_test(client: httpx.Client, world: dict, name: str, data: bytes) -> htt
     )
 
 
-def run(record: bool, env: dict[str, str]) -> None:
+PASSES = ("torch", "serving")
+
+
+def one_pass(mode: str, env: dict[str, str]) -> dict:
+    """The corpus through a fresh stack whose iteration is served as `mode` says (PASSES)."""
     artifact = build_artifact()
     files = corpus()
     # Pages render through the manifest storage: collect this checkout's static files into a
@@ -192,6 +207,11 @@ def run(record: bool, env: dict[str, str]) -> None:
     with LoupeServer.start(env=env) as server:
         connect_django(server.data_dir)
         world = seed(artifact)
+        if mode == "serving":  # what a training's end writes (training.services.finish)
+            from training.ml.export import load_model_artifact
+            from training.services.serving import write_serving_file
+
+            write_serving_file(world["iteration"].artifact.name, load_model_artifact(artifact))
         pid = web_pid(server)
         warm = predict(server, world, _jpeg(640, 480), store=False)
         assert warm.status_code == 200, warm.text
@@ -203,8 +223,8 @@ def run(record: bool, env: dict[str, str]) -> None:
                 print(f"First 5xx; the server's log:\n{server.log_tail(60)}", flush=True)
             rows.append((entry, name, response.status_code, _reason(response), peak))
             print(
-                f"{entry:<22} {name:<28} {response.status_code} {_reason(response):<22} "
-                f"peak {peak:6.0f} MB",
+                f"[{mode}] {entry:<22} {name:<28} {response.status_code} "
+                f"{_reason(response):<22} peak {peak:6.0f} MB",
                 flush=True,
             )
 
@@ -234,34 +254,60 @@ def run(record: bool, env: dict[str, str]) -> None:
         for response in answers:
             note("predict x4 concurrent", "png-24MP-6000x4000.png", response)
         _, peak = memory_mb(pid)
+        torch_loaded = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
 
     shutil.rmtree(static_root, ignore_errors=True)
-    errors = [row for row in rows if row[2] >= 500]
-    extra = "".join(f", {k}={v}" for k, v in env.items() if k != "LOUPE_STATIC_ROOT")
-    print(
-        f"\nWeb process RSS after warm-up {baseline:.0f} MB; peak {peak:.0f} MB "
-        f"(goal < {GOAL_MB} MB); {len(errors)} responses of 5xx."
+    return {"rows": rows, "baseline": baseline, "peak": peak, "torch": torch_loaded}
+
+
+def run(record: bool, env: dict[str, str]) -> None:
+    results: dict[str, dict] = {}
+    for mode in PASSES:  # each in a fresh interpreter: Django is set up once per process
+        done = subprocess.run(
+            [sys.executable, __file__, "--pass", mode]
+            + [f"--env={key}={value}" for key, value in env.items()],
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        sys.stdout.write(done.stdout[: done.stdout.rfind("\n{")])
+        if done.returncode != 0:
+            raise SystemExit(f"The {mode} pass failed:\n{done.stderr[-4000:]}")
+        results[mode] = json.loads(done.stdout[done.stdout.rfind("\n{") :])
+    before, after = results["torch"], results["serving"]
+    errors = sum(row[2] >= 500 for r in results.values() for row in r["rows"])
+    extra = "".join(f", {k}={v}" for k, v in env.items())
+    summary = (
+        f"Web process peak RSS: torch path {before['peak']:.0f} MB, serving file (ONNX Runtime, "
+        f"no torch) {after['peak']:.0f} MB (x{after['peak'] / before['peak']:.2f}; goal < "
+        f"{GOAL_MB} MB). After warm-up: {before['baseline']:.0f} MB vs "
+        f"{after['baseline']:.0f} MB. libtorch mapped in the web process: "
+        f"{'yes' if before['torch'] else 'no'} vs {'yes' if after['torch'] else 'no'}. "
+        f"{errors} responses of 5xx."
     )
+    print(f"\n{summary}")
     if record:
         table = "\n".join(
-            f"| {entry} | {name} | {status} {reason} | {row_peak:.0f} |"
-            for entry, name, status, reason, row_peak in rows
+            f"| {entry} | {name} | {status} {reason} / {new[2]} {new[3]} | {row_peak:.0f} "
+            f"| {new[4]:.0f} |"
+            for (entry, name, status, reason, row_peak), new in zip(
+                before["rows"], after["rows"], strict=True
+            )
         )
         append_result(
             "Issue 16: reliability and security",
-            f"""### Web-process memory through large and bad images (bench/memory.py)
+            f"""### Web-process memory, torch vs serving file (bench/memory.py)
 
-`{command_line()}` on {machine_line()}{extra}. The whole stack as `make run` starts it; the uvicorn
-process's peak RSS is the kernel's high-water mark (VmHWM). Services measured: the prediction
-API's `predict_bytes` (check_image, run_model), the upload API's `ingest_images`, the quick
-test's `quick_test`, as their views call them.
+`{command_line()}` on {machine_line()}{extra}. The whole stack as `make run` starts it, twice:
+an iteration with no serving file (the torch path, as before) and one with its serving file
+(ONNX Runtime, no torch in the web process). Peak RSS is the uvicorn process's VmHWM.
 
-| entry point | image | answer | peak RSS so far (MB) |
-|---|---|---|---|
+| entry point | image | answer: torch / serving | peak so far (MB): torch | serving |
+|---|---|---|---|---|
 {table}
 
-**RSS after warm-up {baseline:.0f} MB; peak {peak:.0f} MB (goal < {GOAL_MB} MB); {len(errors)}
-responses of 5xx.** Before this change the 49 MP PNG alone took the process to 1.35 GB.""",
+**{summary}**""",
         )
 
 
@@ -326,6 +372,7 @@ def main() -> None:
         action="store_true",
         help="only the peak RSS of a fresh process running a prediction's model, torch or not",
     )
+    parser.add_argument("--pass", dest="mode", choices=PASSES, help=argparse.SUPPRESS)
     parser.add_argument(
         "--env",
         action="append",
@@ -337,7 +384,11 @@ def main() -> None:
         for name, mb in engines():
             print(f"{name:70s} {mb:6.0f} MB")
         return
-    run(record=not args.no_record, env=dict(item.split("=", 1) for item in args.env))
+    env = dict(item.split("=", 1) for item in args.env)
+    if args.mode:  # one pass, for run(): its rows as JSON on the last line
+        print("\n" + json.dumps(one_pass(args.mode, env)), flush=True)
+        return
+    run(record=not args.no_record, env=env)
 
 
 if __name__ == "__main__":
