@@ -28,13 +28,8 @@ from training.ml.detection import (
     train_detector,
 )
 from training.ml.detection_metrics import box_iou
-from training.ml.export import (
-    ONNX_OPSET,
-    ExportInfo,
-    ExportMismatch,
-    ExportTag,
-    export_model,
-)
+from training.ml.export import ExportMismatch, export_model
+from training.ml.export_manifest import ONNX_OPSET, ExportInfo, ExportTag
 from training.ml.preprocessing import PREPROCESSING_VERSION, load_rgb
 
 TAGS = ("cat", "coffee", "rocket")

@@ -252,7 +252,7 @@ def _build(export: ModelExport) -> None:
 
 def export_info(iteration: Iteration):  # type: ignore[no-untyped-def]  # ml types load torch
     """The manifest's provenance of `iteration`: tags in output order by their current names."""
-    from training.ml.export import ExportInfo, ExportTag
+    from training.ml.export_manifest import ExportInfo, ExportTag
 
     project = iteration.project
     rows = iteration.tags.order_by("index").values_list("index", "tag_id", "tag__name", "name")
