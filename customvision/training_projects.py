@@ -294,3 +294,11 @@ def iteration_for(project: Project, iteration_id: int) -> Iteration:
     if iteration is None:
         raise cv_error("NotFoundIteration", "This iteration does not exist in this project.")
     return iteration
+
+
+def project_and_iteration(
+    user: User, project_id: int, iteration_id: int
+) -> tuple[Project, Iteration]:
+    """The project through the access funnel and its iteration; each 404 speaks Custom Vision."""
+    project = project_for(user, project_id)
+    return project, iteration_for(project, iteration_id)

@@ -8,9 +8,11 @@ under the prefix answers a JSON 404 naming the operation (never an HTML page).
 
 from django.urls import path, re_path
 
+from customvision import training_exports as exports
 from customvision import training_images as images
 from customvision import training_iterations as iterations
 from customvision import training_labels as labels
+from customvision import training_performance as performance
 from customvision import training_predictions as predictions
 from customvision import training_projects as projects
 from customvision.training_media import serve_media
@@ -114,22 +116,22 @@ urlpatterns = [
     ),
     path(
         f"{IT}/performance",
-        endpoint(GET=iterations.get_iteration_performance),
+        endpoint(GET=performance.get_iteration_performance),
         name="training-performance",
     ),
     path(
         f"{IT}/performance/images",
-        endpoint(GET=iterations.get_image_performances),
+        endpoint(GET=performance.get_image_performances),
         name="training-image-performances",
     ),
     path(
         f"{IT}/performance/images/count",
-        endpoint(GET=iterations.get_image_performance_count),
+        endpoint(GET=performance.get_image_performance_count),
         name="training-image-performance-count",
     ),
     path(
         f"{IT}/export",
-        endpoint(GET=iterations.get_exports, POST=iterations.export_iteration),
+        endpoint(GET=exports.get_exports, POST=exports.export_iteration),
         name="training-export",
     ),
     path(
