@@ -7,6 +7,18 @@ RandomResizedCrop / flip / TrivialAugmentWide, a cosine learning rate over the b
 BatchNorm statistics frozen (CPU batches are small). After every epoch the held-out split is
 scored; the best checkpoint (lowest held-out loss, the linear-probe start counting as epoch 0)
 is kept in memory, and training stops early after `patience` epochs without improvement.
+
+Where a CPU epoch's time went (bench/fine_tuning.py --profile, numbers in bench/RESULTS.md):
+decoding and augmenting every image again each epoch in PIL, forward and backward at 224 px even
+for 128 px images (three times the pixels), the stem and first blocks' backward (their large
+activations make them the slowest layers per FLOP), and decoding the held-out images again for
+every score. The default FineTuneRecipe therefore decodes every image once into a uint8 cache at
+its own resolution (capped at the backbone's input), freezes the stem and the first blocks and
+computes their outputs once, augments in that feature space (random resized crop and flip, which
+commute with the frozen convolutions up to border effects; photometric jitter is the price), and
+scores the held-out split from its cached prefix at the serving resolution, so the checkpoint is
+chosen on exactly what the Predictor computes. FineTuneRecipe.legacy() is the previous recipe,
+kept for bench/fine_tuning.py's side-by-side figure.
 """
 
 from __future__ import annotations
@@ -15,11 +27,13 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .artifact import ClassifierArtifact
@@ -28,11 +42,40 @@ from .data import ImageRef, read_bytes
 from .device import Precision, precision_for, resolve_device, to_device
 from .errors import BudgetExhausted, Cancelled, TrainingDiverged
 from .features import FeatureCache, decoded_batches, embed_images
-from .preprocessing import PREPROCESSING_VERSION, load_rgb, normalize_batch, train_transform
+from .preprocessing import (
+    PREPROCESSING_VERSION,
+    load_rgb,
+    normalize_batch,
+    resize_center_crop,
+    train_transform,
+)
 from .quick import _validate, fit_head, fold_count, stratified_folds
 from .seeding import seed_everything
 
 ProgressFn = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class FineTuneRecipe:
+    """How fine_tune spends an epoch. The default is the fast CPU recipe (module docstring)."""
+
+    own_resolution: bool = True  # train at the images' size when smaller than the input size
+    frozen_blocks: int = 2  # the stem and this many blocks are frozen, their outputs cached
+    cached: bool = True  # decode once into a uint8 cache (False: PIL augmentation every epoch)
+    channels_last: bool = False  # no gain measured on CPU for the depthwise convolutions
+    fused_optimizer: bool = True
+    cache_limit_mb: float = 1500.0  # fewer frozen blocks when their outputs would not fit
+
+    @classmethod
+    def legacy(cls) -> FineTuneRecipe:
+        """The recipe before issue 15: full network at the input size, PIL augmentation."""
+        return cls(
+            own_resolution=False,
+            frozen_blocks=0,
+            cached=False,
+            channels_last=False,
+            fused_optimizer=False,
+        )
 
 
 def _ignore_progress(phase: str, fraction: float) -> None:
@@ -51,6 +94,8 @@ class FineTuneResult:
     epochs: int  # fine-tuning epochs completed
     best_epoch: int  # 0 = the linear-probe start was never beaten
     holdout_losses: tuple[float, ...] = ()  # per epoch, index 0 = the linear-probe start
+    spent_s: Mapping[str, float] = field(default_factory=dict)  # seconds per phase
+    train_size: int = 0  # the side the training images were fed at
 
     def to_artifact(
         self,
@@ -84,9 +129,48 @@ class _Classifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.frozen_blocks = 0  # stem + this many blocks run once, outside training (prefix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))  # type: ignore[no-any-return]
+
+    def splittable_blocks(self) -> int:
+        """How many blocks can be frozen as a prefix (0 for a backbone of another shape)."""
+        net = self.backbone
+        parts = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")
+        if not all(hasattr(net, part) for part in parts):
+            return 0
+        return len(net.blocks)  # type: ignore[arg-type]
+
+    def freeze_prefix(self, blocks: int) -> None:
+        """Freeze the stem and the first `blocks` blocks (computed by prefix(), not trained)."""
+        self.frozen_blocks = blocks
+        if blocks <= 0:
+            return
+        net = self.backbone
+        for module in (net.conv_stem, net.bn1, *net.blocks[:blocks]):  # type: ignore[index]
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels -> the frozen blocks' output (the pixels when nothing is frozen)."""
+        if self.frozen_blocks <= 0:
+            return x
+        net = self.backbone
+        x = net.bn1(net.conv_stem(x))  # type: ignore[operator]
+        for block in net.blocks[: self.frozen_blocks]:  # type: ignore[index]
+            x = block(x)
+        return x
+
+    def suffix(self, x: torch.Tensor) -> torch.Tensor:
+        """prefix()'s output -> logits; suffix(prefix(x)) == forward(x)."""
+        if self.frozen_blocks <= 0:
+            return self(x)
+        net = self.backbone
+        for block in net.blocks[self.frozen_blocks :]:  # type: ignore[index]
+            x = block(x)
+        x = net.bn2(net.conv_head(x))  # type: ignore[operator]
+        return self.head(net.forward_head(x))  # type: ignore[operator,no-any-return]
 
     def train_with_frozen_norm(self) -> None:
         self.train()
@@ -179,6 +263,7 @@ def fine_tune(
     patience: int = 4,
     lr: float = 3e-4,
     device: str = "auto",
+    recipe: FineTuneRecipe = FineTuneRecipe(),
 ) -> FineTuneResult:
     """Fine-tune `backbone` on `refs` within `budget_s` seconds of wall-clock time.
 
@@ -187,7 +272,7 @@ def fine_tune(
     frozen embeddings. `device` ("auto", "cpu", "cuda"): on CUDA the steps run under mixed
     precision (device.py). Raises BudgetExhausted if not one epoch fits in the budget,
     TrainingDiverged on a non-finite loss, DatasetCorrupt, DatasetTooSmall, Cancelled,
-    DeviceUnavailable.
+    DeviceUnavailable. `recipe`: how epochs are run (FineTuneRecipe; legacy() for benches).
     """
     targets = np.asarray(targets)
     if len(refs) != targets.shape[0]:
@@ -216,22 +301,34 @@ def fine_tune(
             "choose a larger budget.",
             spent_s={"linear-probe start": clock.elapsed()},
         )
+    spent: dict[str, float] = {"linear-probe start": clock.elapsed()}
     model.to(target)
+    if recipe.cached:
+        on_progress("caching images", 0.0)
+        model.freeze_prefix(_frozen_blocks(model, recipe, data, backbone, target))
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
     run = _Run(
         model=model,
         data=data,
         backbone=backbone,
         multilabel=multilabel,
         clock=clock,
-        optimizer=_optimizer(model, lr),
+        optimizer=_optimizer(model, lr, fused=recipe.fused_optimizer),
         batch_size=batch_size,
         max_epochs=max_epochs,
         on_progress=on_progress,
         should_stop=should_stop,
         precision=precision_for(target),
+        recipe=recipe,
+        spent=spent,
     )
+    if recipe.cached:
+        with _timed(run, "decoding and caching"):
+            run.cached = _cache_prefix(run)
     epochs_done = _train_epochs(run, best, seed=seed, patience=patience)
     on_progress("done", 1.0)
+    train_size = run.cached.size if run.cached else get_backbone(backbone).input_size
     return FineTuneResult(
         best.state,
         data.holdout_index,
@@ -239,6 +336,8 @@ def fine_tune(
         epochs_done,
         best.epoch,
         tuple(best.history),
+        spent_s=dict(spent),
+        train_size=train_size,
     )
 
 
@@ -309,6 +408,9 @@ class _Run:
     on_progress: ProgressFn
     should_stop: Callable[[], bool]
     precision: Precision
+    recipe: FineTuneRecipe = field(default_factory=FineTuneRecipe)
+    spent: dict[str, float] = field(default_factory=dict)  # seconds per phase, for the bench
+    cached: _Cached | None = None
     planned_epochs: int = 0  # epochs the budget buys at the measured pace (the cap at first)
 
     def __post_init__(self) -> None:
@@ -356,13 +458,16 @@ def _linear_probe_start(
     return model, _Best(loss=loss, scores=scores, state=_state_copy(model), history=[loss])
 
 
-def _optimizer(model: _Classifier, lr: float) -> torch.optim.Optimizer:
+def _optimizer(model: _Classifier, lr: float, *, fused: bool = False) -> torch.optim.Optimizer:
+    trainable = [p for p in model.backbone.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         [
-            {"params": model.backbone.parameters(), "lr": lr},
+            {"params": trainable, "lr": lr},
             {"params": model.head.parameters(), "lr": lr * 10},
         ],
         weight_decay=1e-4,
+        # One fused kernel over all parameters instead of a Python loop over ~150 tensors.
+        fused=fused or None,
     )
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
@@ -373,6 +478,7 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
     """Epochs until the budget, the epoch cap or early stopping; returns the epochs completed."""
     transform = train_transform(get_backbone(run.backbone))
     rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     epochs_done = 0
     epoch_seconds = 0.0
     for epoch in range(1, run.max_epochs + 1):
@@ -380,7 +486,21 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
             break  # the next epoch would overrun the budget: keep what we have
         epoch_started = time.monotonic()
         order = rng.permutation(len(run.data.train_refs))
-        if not _train_one_epoch(run, epoch, order, transform, run.planned_epochs):
+        batches = (
+            _cached_batches(run, order, generator)
+            if run.cached is not None
+            else _timed_batches(
+                run,
+                _train_batches(
+                    run.data.train_refs,
+                    order,
+                    run.batch_size,
+                    get_backbone(run.backbone).input_size,
+                    transform,
+                ),
+            )
+        )
+        if not _train_one_epoch(run, epoch, batches, run.planned_epochs):
             if epochs_done == 0:
                 raise BudgetExhausted(
                     f"The budget of {run.clock.budget_s:g} s ran out before the first training "
@@ -388,7 +508,8 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
                     spent_s={"the first epoch": run.clock.elapsed()},
                 )
             break  # the budget ran out mid-epoch (after at least one full epoch)
-        holdout_loss, scores = _evaluate(run)
+        with _timed(run, "held-out scoring"):
+            holdout_loss, scores = _evaluate_cached(run) if run.cached else _evaluate(run)
         if not math.isfinite(holdout_loss):
             raise TrainingDiverged("The held-out loss became NaN or infinite.")
         epochs_done = epoch
@@ -396,7 +517,8 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
         # What the budget buys at this pace, shown as "epoch 3/7" rather than the cap.
         left = int((run.clock.budget_s - run.clock.elapsed()) // max(epoch_seconds, 1e-6))
         run.planned_epochs = max(epoch, min(run.max_epochs, epoch + left))
-        best.offer(epoch, holdout_loss, scores, run.model)
+        with _timed(run, "checkpointing"):
+            best.offer(epoch, holdout_loss, scores, run.model)
         if epoch - best.epoch >= patience:
             break
     return epochs_done
@@ -405,16 +527,15 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
 def _train_one_epoch(
     run: _Run,
     epoch: int,
-    order: np.ndarray,
-    transform: Callable[..., torch.Tensor],
+    batches: Iterator[tuple[np.ndarray, torch.Tensor]],
     planned: int,
 ) -> bool:
     """One pass over the training split; False when the budget ran out before its end."""
     model, clock = run.model, run.clock
     model.train_with_frozen_norm()
-    size = get_backbone(run.backbone).input_size
     scaler = run.precision.scaler()
-    for chunk, batch in _train_batches(run.data.train_refs, order, run.batch_size, size, transform):
+    memory = torch.channels_last if run.recipe.channels_last else torch.contiguous_format
+    for chunk, batch in batches:
         if run.should_stop():
             raise Cancelled("Training was cancelled.")
         elapsed = clock.elapsed()
@@ -425,15 +546,20 @@ def _train_one_epoch(
         for group in run.optimizer.param_groups:
             group["lr"] = group["base_lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
         targets = to_device(run.data.y_train[torch.from_numpy(chunk)], run.device)
+        inputs = to_device(batch, run.device).contiguous(memory_format=memory)
+        started = time.monotonic()
         with run.precision.autocast():
-            logits = model(to_device(batch, run.device))
+            logits = model.suffix(inputs)
         loss = _loss(logits.float(), targets, run.multilabel)
         if not torch.isfinite(loss):
             raise TrainingDiverged("The training loss became NaN or infinite.")
         run.optimizer.zero_grad()
         scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        stepped = time.monotonic()
         scaler.step(run.optimizer)
         scaler.update()
+        _add(run, "forward and backward", stepped - started)
+        _add(run, "optimizer", time.monotonic() - stepped)
         run.on_progress(
             f"epoch {epoch}/{planned}", min(1.0, max(elapsed / clock.budget_s, progress))
         )
@@ -453,3 +579,191 @@ class _MemoryCache(FeatureCache):
     def put_many(self, vectors: Mapping[str, np.ndarray], backbone: str) -> None:
         for key, vector in vectors.items():
             self._store[(backbone, key)] = np.asarray(vector, dtype=np.float32)
+
+
+# --- The cached recipe: decode once, frozen prefix computed once, feature-space augmentation ---
+
+
+@dataclass(frozen=True)
+class _Cached:
+    train: torch.Tensor  # (N, C, h, w) float16: the frozen prefix's output per training image
+    holdout: torch.Tensor  # (M, C, H, W) float32: the same at the serving size, held-out images
+    size: int  # the side the training images were decoded at
+
+
+def _add(run: _Run, phase: str, seconds: float) -> None:
+    run.spent[phase] = run.spent.get(phase, 0.0) + seconds
+
+
+@contextmanager
+def _timed(run: _Run, phase: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        _add(run, phase, time.monotonic() - started)
+
+
+def _timed_batches(
+    run: _Run, batches: Iterator[tuple[np.ndarray, torch.Tensor]]
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """The legacy loader's batches, charging the time the model waited for them."""
+    while True:
+        started = time.monotonic()
+        item = next(batches, None)
+        _add(run, "waiting for decoding and augmentation", time.monotonic() - started)
+        if item is None:
+            return
+        yield item
+
+
+def _prefix_numel(model: _Classifier, blocks: int, size: int, device: torch.device) -> int:
+    """Values per image in the output of the stem and `blocks` blocks at `size` px."""
+    if blocks <= 0:
+        return 3 * size * size
+    previous = model.frozen_blocks
+    model.frozen_blocks = blocks
+    try:
+        with torch.inference_mode():
+            out = model.prefix(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        model.frozen_blocks = previous
+    return int(out[0].numel())
+
+
+def _frozen_blocks(
+    model: _Classifier,
+    recipe: FineTuneRecipe,
+    data: _Data,
+    backbone: str,
+    device: torch.device,
+) -> int:
+    """The recipe's frozen blocks, fewer when their cached outputs would pass the memory limit.
+
+    Sized at the input size (the worst case for the training images) so the decision needs no
+    decoding; float16 for training images, float32 for held-out ones.
+    """
+    size = get_backbone(backbone).input_size
+    blocks = min(recipe.frozen_blocks, model.splittable_blocks())
+    per_image_weight = 2 * len(data.train_refs) + 4 * len(data.holdout_refs)
+    while blocks > 0:
+        needed_mb = _prefix_numel(model, blocks, size, device) * per_image_weight / 2**20
+        if needed_mb <= recipe.cache_limit_mb:
+            break
+        blocks -= 1
+    return blocks
+
+
+def _decode_capped(ref: ImageRef, cap: int) -> np.ndarray:
+    """uint8 (s, s, 3): shorter side to min(its own, cap), centre crop (upscales nothing)."""
+    image = load_rgb(read_bytes(ref), key=ref.key, draft_size=cap)
+    return resize_center_crop(image, min(cap, *image.size))
+
+
+def _decode_own_size(
+    refs: Sequence[ImageRef], cap: int, own_resolution: bool, should_stop: Callable[[], bool]
+) -> tuple[np.ndarray, int]:
+    """uint8 (N, S, S, 3) of every image, and S: the largest own side up to `cap` (or `cap`).
+
+    Images smaller than S (a mixed set) are brought up to it; the network then sees each image
+    at most at the resolution it has instead of 224 px interpolated from 128 px.
+    """
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+        arrays: list[np.ndarray] = []
+        for array in pool.map(_decode_capped, refs, [cap] * len(refs)):
+            if should_stop():
+                raise Cancelled("Training was cancelled.")
+            arrays.append(array)
+    size = max((a.shape[0] for a in arrays), default=cap) if own_resolution else cap
+    pixels = np.empty((len(arrays), size, size, 3), dtype=np.uint8)
+    for row, array in enumerate(arrays):
+        if array.shape[0] != size:
+            array = resize_center_crop(Image.fromarray(array), size)
+        pixels[row] = array
+    return pixels, size
+
+
+def _run_prefix(
+    run: _Run, pixels: Iterator[np.ndarray], count: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The frozen prefix's output for batches of uint8 pixels, stacked on the CPU."""
+    spec = get_backbone(run.backbone)
+    outputs: list[torch.Tensor] = []
+    run.model.eval()
+    with torch.inference_mode():
+        for batch in pixels:
+            if run.should_stop():
+                raise Cancelled("Training was cancelled.")
+            normalized = to_device(normalize_batch(torch.from_numpy(batch), spec), run.device)
+            outputs.append(run.model.prefix(normalized).to("cpu", dtype))
+    if not outputs:
+        return torch.zeros(count, 0)
+    return torch.cat(outputs)
+
+
+def _cache_prefix(run: _Run) -> _Cached:
+    """Decode every image once; the frozen prefix's output for training and held-out images."""
+    spec = get_backbone(run.backbone)
+    train_pixels, size = _decode_own_size(
+        run.data.train_refs, spec.input_size, run.recipe.own_resolution, run.should_stop
+    )
+    chunks = (train_pixels[i : i + 32] for i in range(0, len(train_pixels), 32))
+    train = _run_prefix(run, chunks, len(train_pixels), torch.float16)
+    # Held-out images go through the serving path (input size, float32), so the kept
+    # checkpoint's scores are the ones the Predictor will produce.
+    holdout_pixels = (
+        batch
+        for _, batch in decoded_batches(run.data.holdout_refs, size=spec.input_size, batch_size=32)
+    )
+    holdout = _run_prefix(run, holdout_pixels, len(run.data.holdout_refs), torch.float32)
+    return _Cached(train=train, holdout=holdout, size=size)
+
+
+def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random resized crop (area 25-100%, aspect 3/4-4/3) and horizontal flip of (B,C,h,w).
+
+    Applied to the frozen prefix's output rather than the pixels: the frozen convolutions are
+    (up to border effects and their stride) equivariant to crops and scalings, so cropping
+    their output stands in for recomputing them on a cropped image, at no cost.
+    """
+    _, _, height, width = batch.shape
+    out = torch.empty_like(batch)
+    draws = torch.rand(len(batch), 5, generator=generator).tolist()
+    for row, (area_draw, ratio_draw, x_draw, y_draw, flip_draw) in enumerate(draws):
+        area = (0.25 + 0.75 * area_draw) * height * width
+        ratio = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * ratio_draw)
+        crop_w = max(1, min(width, round(math.sqrt(area * ratio))))
+        crop_h = max(1, min(height, round(math.sqrt(area / ratio))))
+        left = int(x_draw * (width - crop_w + 1))
+        top = int(y_draw * (height - crop_h + 1))
+        crop = batch[row : row + 1, :, top : top + crop_h, left : left + crop_w]
+        if (crop_h, crop_w) != (height, width):
+            crop = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
+        out[row] = crop[0].flip(-1) if flip_draw < 0.5 else crop[0]
+    return out
+
+
+def _cached_batches(
+    run: _Run, order: np.ndarray, generator: torch.Generator
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Augmented float32 batches of the cached prefix outputs, in `order`."""
+    assert run.cached is not None
+    for start in range(0, len(order), run.batch_size):
+        chunk = order[start : start + run.batch_size]
+        with _timed(run, "augmentation"):
+            batch = _augment(run.cached.train[torch.from_numpy(chunk)].float(), generator)
+        yield chunk, batch
+
+
+def _evaluate_cached(run: _Run) -> tuple[float, np.ndarray]:
+    """(held-out loss, (M, T) probabilities) from the held-out images' cached prefix."""
+    assert run.cached is not None
+    run.model.eval()
+    logits: list[torch.Tensor] = []
+    with torch.inference_mode(), run.precision.autocast():
+        for start in range(0, len(run.cached.holdout), 32):
+            batch = to_device(run.cached.holdout[start : start + 32], run.device)
+            logits.append(run.model.suffix(batch).float().cpu())
+    all_logits = torch.cat(logits)
+    loss = float(_loss(all_logits, run.data.y_holdout, run.multilabel))
+    return loss, _probabilities(all_logits, run.multilabel).numpy().astype(np.float32)
