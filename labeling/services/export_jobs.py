@@ -19,13 +19,11 @@ LOUPE_EXPORT_KEEP_S, archive and status, so exports do not pile up in storage.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -40,10 +38,9 @@ from labeling.access import require_role
 from labeling.models import Project, Role
 from labeling.services.datasets import ExportSelection, dataset_format, export_dataset
 from labeling.services.datasets.exports import check_selection
+from labeling.services.job_status import lease_deadline, lease_heartbeat, read_status, write_status
 from project.errors import LoupeError, NotFound, ValidationFailed
-from project.heartbeat import Heartbeat
 from project.queue import enqueue, send
-from project.storage import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -199,9 +196,9 @@ def run_export(*, project_id: int, job_id: str) -> ExportJob:
             job, FAILED, "The export stopped its worker twice; try again, or export fewer images."
         )
     job.state, job.message = RUNNING, "Reading the labels."
-    job.lease_expires = _lease_deadline()
+    job.lease_expires = lease_deadline()
     _write(job)
-    with _lease_heartbeat(job):
+    with lease_heartbeat(job, lambda: _write(job), f"export-{job.job_id}"):
         _export(job)
     return _finish(job, job.state, job.message)
 
@@ -214,7 +211,7 @@ def _export(job: ExportJob) -> None:
         nonlocal last_write
         job.progress, job.message = fraction, message
         if time.monotonic() - last_write >= _PROGRESS_EVERY_S:
-            job.lease_expires = _lease_deadline()
+            job.lease_expires = lease_deadline()
             _write(job)
             last_write = time.monotonic()
 
@@ -339,22 +336,6 @@ def _fail_if_queued(project_id: int, job_id: str, message: str) -> None:
         _finish(job, FAILED, message)
 
 
-def _lease_deadline() -> float:
-    return time.time() + settings.LOUPE_IMPORT_LEASE_S
-
-
-def _lease_heartbeat(job: ExportJob) -> Heartbeat:
-    """Renews the job's lease every third of it; progress writes renew it too."""
-
-    def renew() -> None:
-        job.lease_expires = _lease_deadline()
-        _write(job)
-
-    return Heartbeat(
-        renew, interval_s=settings.LOUPE_IMPORT_LEASE_S / 3, name=f"export-{job.job_id}"
-    )
-
-
 def _finish(job: ExportJob, state: str, message: str) -> ExportJob:
     job.state, job.message, job.progress = state, message, 1.0
     job.lease_expires = 0.0
@@ -364,31 +345,8 @@ def _finish(job: ExportJob, state: str, message: str) -> ExportJob:
 
 
 def _read(project_id: int, job_id: str) -> ExportJob | None:
-    name = f"{_folder(project_id, job_id)}/status.json"
-    # The writer replaces the file in place (project.storage.replace_file); the retry covers a
-    # storage without an atomic replace, where it is deleted and saved again.
-    for attempt in range(2):
-        try:
-            with default_storage.open(name, "rb") as handle:
-                data = json.loads(handle.read())
-            return ExportJob(**{k: v for k, v in data.items() if k in _FIELDS})
-        except FileNotFoundError:
-            if attempt == 0:
-                time.sleep(0.05)
-        except (ValueError, TypeError):
-            logger.warning("Unreadable export status %s", name, exc_info=True)
-            return None
-    return None
-
-
-_FIELDS = {f.name for f in fields(ExportJob)}
-# The worker's thread and its lease heartbeat both write status.json.
-_write_lock = threading.Lock()
+    return read_status(f"{_folder(project_id, job_id)}/status.json", ExportJob, "export")
 
 
 def _write(job: ExportJob) -> None:
-    name = f"{_folder(job.project_id, job.job_id)}/status.json"
-    with _write_lock:
-        data = json.dumps(job.__dict__).encode()
-        # In place: a poll between a delete and a save would find no job (404) on S3.
-        replace_file(name, data)
+    write_status(f"{_folder(job.project_id, job.job_id)}/status.json", job)

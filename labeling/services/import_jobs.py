@@ -31,14 +31,12 @@ set); the worst case is a job re-queued whose rerun finds it finished or leased 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import posixpath
-import threading
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -50,10 +48,9 @@ from django.core.files.storage import default_storage
 from labeling.access import require_role
 from labeling.models import Project, Role
 from labeling.services.datasets import dataset_format, import_dataset, import_labels
+from labeling.services.job_status import lease_deadline, lease_heartbeat, read_status, write_status
 from project.errors import LoupeError, NotFound, ValidationFailed
-from project.heartbeat import Heartbeat
 from project.queue import enqueue, send
-from project.storage import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +190,9 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
             "imported. Check the archive's images or import it in parts.",
         )
     job.state, job.message = RUNNING, "Reading the archive."
-    job.lease_expires = _lease_deadline()
+    job.lease_expires = lease_deadline()
     _write(job)
-    with _lease_heartbeat(job):
+    with lease_heartbeat(job, lambda: _write(job), f"import-{job.job_id}"):
         _import(job, user_id=user_id, format_name=format_name)
     return _finish(job, job.state, job.message)
 
@@ -208,7 +205,7 @@ def _import(job: ImportJob, *, user_id: int, format_name: str) -> None:
         nonlocal last_write
         job.progress, job.message = fraction, message
         if time.monotonic() - last_write >= _PROGRESS_EVERY_S:
-            job.lease_expires = _lease_deadline()
+            job.lease_expires = lease_deadline()
             _write(job)
             last_write = time.monotonic()
 
@@ -344,22 +341,6 @@ def _fail_if_queued(project_id: int, job_id: str, message: str) -> None:
         _finish(job, FAILED, message)
 
 
-def _lease_deadline() -> float:
-    return time.time() + settings.LOUPE_IMPORT_LEASE_S
-
-
-def _lease_heartbeat(job: ImportJob) -> Heartbeat:
-    """Renews the job's lease every third of it; progress writes renew it too."""
-
-    def renew() -> None:
-        job.lease_expires = _lease_deadline()
-        _write(job)
-
-    return Heartbeat(
-        renew, interval_s=settings.LOUPE_IMPORT_LEASE_S / 3, name=f"import-{job.job_id}"
-    )
-
-
 def _finish(job: ImportJob, state: str, message: str) -> ImportJob:
     job.state, job.message, job.progress = state, message, 1.0
     job.lease_expires = 0.0
@@ -372,31 +353,8 @@ def _finish(job: ImportJob, state: str, message: str) -> ImportJob:
 
 
 def _read(project_id: int, job_id: str) -> ImportJob | None:
-    name = f"{_folder(project_id, job_id)}/status.json"
-    # The writer replaces the file in place (project.storage.replace_file); the retry covers a
-    # storage without an atomic replace, where it is deleted and saved again.
-    for attempt in range(2):
-        try:
-            with default_storage.open(name, "rb") as handle:
-                data = json.loads(handle.read())
-            return ImportJob(**{k: v for k, v in data.items() if k in _FIELDS})
-        except FileNotFoundError:
-            if attempt == 0:
-                time.sleep(0.05)
-        except (ValueError, TypeError):
-            logger.warning("Unreadable import status %s", name, exc_info=True)
-            return None
-    return None
-
-
-_FIELDS = {f.name for f in fields(ImportJob)}
-# The worker's thread and its lease heartbeat both write status.json.
-_write_lock = threading.Lock()
+    return read_status(f"{_folder(project_id, job_id)}/status.json", ImportJob, "import")
 
 
 def _write(job: ImportJob) -> None:
-    name = f"{_folder(job.project_id, job.job_id)}/status.json"
-    with _write_lock:
-        data = json.dumps(job.__dict__).encode()
-        # In place: a poll between a delete and a save would find no job (404) on S3.
-        replace_file(name, data)
+    write_status(f"{_folder(job.project_id, job.job_id)}/status.json", job)
