@@ -36,6 +36,7 @@ import posixpath
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -47,7 +48,7 @@ from django.core.files.storage import default_storage
 
 from labeling.access import require_role
 from labeling.models import Project, Role
-from labeling.services.datasets import dataset_format, import_dataset, import_labels
+from labeling.services.datasets import ImportReport, dataset_format, import_dataset, import_labels
 from labeling.services.job_status import lease_deadline, lease_heartbeat, read_status, write_status
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.queue import enqueue, send
@@ -199,16 +200,7 @@ def run_import(*, project_id: int, job_id: str, user_id: int, format_name: str) 
 
 def _import(job: ImportJob, *, user_id: int, format_name: str) -> None:
     """Run the import and set `job.state`, `message`, `report`, `problems`; never raises."""
-    last_write = time.monotonic()
-
-    def on_progress(fraction: float, message: str) -> None:
-        nonlocal last_write
-        job.progress, job.message = fraction, message
-        if time.monotonic() - last_write >= _PROGRESS_EVERY_S:
-            job.lease_expires = lease_deadline()
-            _write(job)
-            last_write = time.monotonic()
-
+    on_progress = _progress_writer(job)
     archive = f"{_folder(job.project_id, job.job_id)}/archive.zip"
     try:
         project = Project.objects.get(pk=job.project_id)
@@ -244,16 +236,36 @@ def _import(job: ImportJob, *, user_id: int, format_name: str) -> None:
         job.state, job.message = FAILED, _UNEXPECTED
         job.problems = [{"item": "archive", "code": "unexpected", "message": _UNEXPECTED}]
     else:
-        job.report = report.as_dict()
-        job.problems = job.report.pop("problems")  # type: ignore[assignment]
-        job.skipped = job.report.pop("skipped")  # type: ignore[assignment]
-        job.state = DONE if report.ok else FAILED
-        job.message = (
-            _done_message(job, report.images)
-            if report.ok
-            else f"Nothing was imported: {len(report.problems)} problem"
-            f"{'s' if len(report.problems) != 1 else ''} to fix."
-        )
+        _record_report(job, report)
+
+
+def _progress_writer(job: ImportJob) -> Callable[[float, str], None]:
+    """The importer's progress callback: it updates the job, and writes it (renewing the lease)
+    at most every _PROGRESS_EVERY_S."""
+    last_write = time.monotonic()
+
+    def on_progress(fraction: float, message: str) -> None:
+        nonlocal last_write
+        job.progress, job.message = fraction, message
+        if time.monotonic() - last_write >= _PROGRESS_EVERY_S:
+            job.lease_expires = lease_deadline()
+            _write(job)
+            last_write = time.monotonic()
+
+    return on_progress
+
+
+def _record_report(job: ImportJob, report: ImportReport) -> None:
+    job.report = report.as_dict()
+    job.problems = job.report.pop("problems")  # type: ignore[assignment]
+    job.skipped = job.report.pop("skipped")  # type: ignore[assignment]
+    job.state = DONE if report.ok else FAILED
+    job.message = (
+        _done_message(job, report.images)
+        if report.ok
+        else f"Nothing was imported: {len(report.problems)} problem"
+        f"{'s' if len(report.problems) != 1 else ''} to fix."
+    )
 
 
 def _done_message(job: ImportJob, images: int) -> str:
