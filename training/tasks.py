@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
     ignore_result=True,
 )
 def run_iteration(iteration_id: int) -> None:
-    _stop_warming()  # before the claim: the lease runs from there
+    _stop_warming()
     iteration = claim_iteration(iteration_id)  # None: finished, deleted or held by another worker
     if iteration is None:
         return
@@ -49,12 +49,11 @@ def sweep_iterations_task() -> int:
 # first Custom Vision quickstart on a busy 2-core host (bench/customvision_quickstart.py). The
 # train worker's process does it as soon as it starts, while the server has nothing to train,
 # for one backbone: that of the most recently created project's domain or, on a server with
-# no project yet, General's (the Training API's default, the slowest to build). One only: a
-# training that arrives meanwhile waits for the engine being built (so the warm-up never
-# shares the cores with a training), which must be the likeliest one it needs.
+# no project yet, General's (the Training API's default, the slowest to build). One only, so
+# at most one engine build shares the cores with a training that arrives meanwhile (and if
+# that training needs this engine, it waits on stock_engine's lock instead of building it).
 
 _train_worker = False
-_warm_lock = threading.Lock()  # held while the warm-up builds one engine
 _warm_stop = threading.Event()
 
 
@@ -77,16 +76,19 @@ def _warm_up() -> None:
     try:
         backbones = _backbones_to_warm()
         close_old_connections()
-        from training.ml.device import torch_threads
+        import torch
+
         from training.ml.features import stock_engine
 
+        # The thread count every training sets (runner.train_iteration), set for good in this
+        # process: the engine is built as a training would build it (ONNX Runtime follows
+        # torch's count), and no context here restores another count under a running training.
+        if settings.LOUPE_TRAIN_THREADS:
+            torch.set_num_threads(settings.LOUPE_TRAIN_THREADS)
         for backbone in backbones:
-            with _warm_lock:
-                if _warm_stop.is_set():
-                    return
-                # The engine a training builds: same arguments, same torch thread setting.
-                with torch_threads(settings.LOUPE_TRAIN_THREADS or None):
-                    stock_engine(backbone, device=settings.LOUPE_DEVICE)
+            if _warm_stop.is_set():
+                return
+            stock_engine(backbone, device=settings.LOUPE_DEVICE)
             logger.info("Training worker warmed up the %s engine", backbone)
     except Exception:  # warming is an optimisation: the training builds what is missing
         logger.exception("Training worker warm-up failed")
@@ -102,7 +104,5 @@ def _backbones_to_warm() -> list[str]:
 
 
 def _stop_warming() -> None:
-    """Stop the warm-up and wait for the engine it is building, if any."""
+    """No further engines: a training has come (the one being built is finished)."""
     _warm_stop.set()
-    with _warm_lock:
-        pass

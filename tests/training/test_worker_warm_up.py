@@ -4,6 +4,7 @@ first training finds them built; a training that arrives stops the warm-up."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.factories import ProjectFactory
 from training import tasks
@@ -12,10 +13,12 @@ from training.ml import features
 
 @pytest.fixture(autouse=True)
 def _fresh_engines(monkeypatch):
+    threads = torch.get_num_threads()  # the warm-up sets the train worker's count for good
     features._stock_engine_cached.cache_clear()
     monkeypatch.setattr(tasks, "_warm_stop", type(tasks._warm_stop)())
     yield
     features._stock_engine_cached.cache_clear()
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.django_db
