@@ -99,7 +99,7 @@ def _backbones_to_warm() -> list[str]:
     from training.ml.domains import BACKBONE_FOR_DOMAIN
 
     latest = Project.objects.order_by("-created").values_list("domain", flat=True).first()
-    backbone = BACKBONE_FOR_DOMAIN.get(latest or Project.Domain.GENERAL)
+    backbone = BACKBONE_FOR_DOMAIN.get(str(latest or Project.Domain.GENERAL))
     return [backbone] if backbone else []
 
 
