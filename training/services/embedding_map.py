@@ -28,7 +28,6 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import Count, Max, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -39,10 +38,10 @@ from labeling.image_sets import ImageSet
 from labeling.models import ImageTag, Project, Role
 from project.errors import NotFound
 from project.ids import parse_optional_id
-from project.queue import enqueue
 from training.ml.layout import layout_2d, nearest
 from training.models import EmbeddingMap
 from training.services.health import _embeddings
+from training.services.project_jobs import claim_run, request_run
 
 logger = logging.getLogger(__name__)
 
@@ -85,34 +84,19 @@ def current_map(project: Project, *, refresh: bool = True) -> EmbeddingMap:
 
 def request_map(project: Project) -> EmbeddingMap:
     """Queue a layout unless one is queued or running; returns the map."""
-    with transaction.atomic():
-        emap, _ = EmbeddingMap.objects.select_for_update().get_or_create(project=project)
-        if emap.status in (EmbeddingMap.Status.QUEUED, EmbeddingMap.Status.RUNNING):
-            return emap
-        emap.status = EmbeddingMap.Status.QUEUED
-        emap.requested = timezone.now()
-        emap.save(update_fields=["status", "requested"])
-        enqueue(TASK, project.pk, queue="train", on_error=lambda err: _fail_lost(emap.pk))
-    return emap
-
-
-def _fail_lost(map_id: int) -> None:
-    EmbeddingMap.objects.filter(pk=map_id).update(
-        status=EmbeddingMap.Status.FAILED,
-        failure_message="The layout could not be queued (the task queue is down).",
-        finished=timezone.now(),
+    return request_run(
+        EmbeddingMap,
+        project,
+        task=TASK,
+        lost_message="The layout could not be queued (the task queue is down).",
     )
 
 
 def run_map_layout(project_id: int) -> None:
     """The worker's job: claim, embed what is missing, lay out, store. Ends done or failed."""
-    with transaction.atomic():
-        emap = EmbeddingMap.objects.select_for_update().filter(project_id=project_id).first()
-        if emap is None or emap.status == EmbeddingMap.Status.RUNNING:
-            return
-        emap.status = EmbeddingMap.Status.RUNNING
-        emap.started = timezone.now()
-        emap.save(update_fields=["status", "started"])
+    emap = claim_run(EmbeddingMap, project_id)
+    if emap is None:
+        return
     started = time.perf_counter()
     try:
         project = Project.objects.get(pk=project_id)

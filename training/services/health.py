@@ -27,15 +27,15 @@ from urllib.parse import urlencode
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import Count, Max, Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from labeling.models import ImageTag, Project, Region
-from project.queue import broker_is_down, enqueue
+from project.queue import broker_is_down
 from training.ml.health import NOT_IN_SPLIT, HealthData, TagInfo, check_health
 from training.models import HealthReport, IterationImage, IterationScore
+from training.services.project_jobs import claim_run, request_run
 
 logger = logging.getLogger(__name__)
 
@@ -103,36 +103,20 @@ def sweep_health() -> int:
 
 def request_health_check(project: Project) -> HealthReport:
     """Queue a check unless one is queued or running; returns the report."""
-    with transaction.atomic():
-        report, _ = HealthReport.objects.select_for_update().get_or_create(
-            project=project, defaults=_IDLE
-        )
-        if report.status in (HealthReport.Status.QUEUED, HealthReport.Status.RUNNING):
-            return report
-        report.status = HealthReport.Status.QUEUED
-        report.requested = timezone.now()
-        report.save(update_fields=["status", "requested"])
-        enqueue(TASK, project.pk, queue="train", on_error=lambda err: _fail_lost(report.pk))
-    return report
-
-
-def _fail_lost(report_id: int) -> None:
-    HealthReport.objects.filter(pk=report_id).update(
-        status=HealthReport.Status.FAILED,
-        failure_message="The check could not be queued (the task queue is down).",
-        finished=timezone.now(),
+    return request_run(
+        HealthReport,
+        project,
+        task=TASK,
+        lost_message="The check could not be queued (the task queue is down).",
+        defaults=_IDLE,
     )
 
 
 def run_health_check(project_id: int) -> None:
     """The worker's job: claim, compute, store. Ends done or failed, never running."""
-    with transaction.atomic():
-        report = HealthReport.objects.select_for_update().filter(project_id=project_id).first()
-        if report is None or report.status == HealthReport.Status.RUNNING:
-            return
-        report.status = HealthReport.Status.RUNNING
-        report.started = timezone.now()
-        report.save(update_fields=["status", "started"])
+    report = claim_run(HealthReport, project_id)
+    if report is None:
+        return
     project = Project.objects.get(pk=project_id)
     started = time.perf_counter()
     try:
