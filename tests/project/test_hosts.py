@@ -14,7 +14,7 @@ from django.test import Client
 from labeling.models import Role
 from project.asgi import application
 from project.hosts import websocket_origin_allowed
-from project.up import Config, hosts_warning
+from project.up_config import Config, hosts_warning
 from tests.factories import ImageFactory, MembershipFactory
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from project.up import Config, child_env
+from project.up import child_env
+from project.up_config import Config
 
 
 def _config(tmp_path: Path) -> Config:
