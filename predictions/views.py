@@ -170,13 +170,12 @@ def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
                     tested_name=result.name,
                     preview=f"data:{mime};base64,{base64.b64encode(result.image.data).decode()}",
                 )
-                if not result.target.is_detection:  # "Where the model looked" reads it later
-                    context.update(
-                        where_looked_iteration=result.target.iteration_id,
-                        where_looked_upload=keep_upload(
-                            iteration_id=result.target.iteration_id, data=result.image.data
-                        ),
-                    )
+                context.update(  # "Where the model looked" reads the kept bytes later
+                    where_looked_iteration=result.target.iteration_id,
+                    where_looked_upload=keep_upload(
+                        iteration_id=result.target.iteration_id, data=result.image.data
+                    ),
+                )
         if form.errors:
             status = 422
     return TemplateResponse(request, "predictions/quick_test.html", context, status=status)

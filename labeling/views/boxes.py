@@ -61,6 +61,7 @@ def image_boxes(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
     gallery_url = reverse("labeling:project-detail", args=[project.pk])
     editor_data = {
         "name": str(image),
+        "imageId": image.pk,  # "Where the model looked" follows the editor by it
         "version": image.version,
         "imageUrl": image_file_url(image),
         "width": image.width,

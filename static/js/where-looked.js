@@ -22,6 +22,29 @@ function pictureFor(box) {
   return null;
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// An SVG picture (the box editor's <image>): the overlay is an SVG <image> right after it, in
+// the same user units, so it follows the editor's zoom and pan by itself.
+function svgOverlayOf(picture, url) {
+  let overlay = picture.parentNode.querySelector(`:scope > image.${OVERLAY_CLASS}`);
+  if (!overlay || overlay.dataset.src !== url) {
+    if (overlay) overlay.remove();
+    overlay = document.createElementNS(SVG_NS, "image");
+    overlay.setAttribute("class", OVERLAY_CLASS);
+    overlay.setAttribute("data-testid", "where-looked-overlay");
+    overlay.setAttribute("pointer-events", "none");
+    overlay.setAttribute("preserveAspectRatio", "none");
+    overlay.dataset.src = url;
+    for (const name of ["x", "y", "width", "height"]) {
+      overlay.setAttribute(name, picture.getAttribute(name) || "0");
+    }
+    overlay.setAttribute("href", url);
+    picture.after(overlay);
+  }
+  return overlay;
+}
+
 function place(overlay, picture) {
   overlay.style.left = `${picture.offsetLeft}px`;
   overlay.style.top = `${picture.offsetTop}px`;
@@ -54,8 +77,13 @@ function setShown(button, shown) {
   const box = button.closest("[data-where-looked]");
   const picture = box && pictureFor(box);
   if (!picture) return;
-  const overlay = overlayOf(picture, button.dataset.overlayUrl);
-  overlay.hidden = !shown;
+  if (picture instanceof SVGElement) {
+    const overlay = svgOverlayOf(picture, button.dataset.overlayUrl);
+    overlay.setAttribute("display", shown ? "inline" : "none");
+  } else {
+    const overlay = overlayOf(picture, button.dataset.overlayUrl);
+    overlay.hidden = !shown;
+  }
   button.setAttribute("aria-pressed", shown ? "true" : "false");
 }
 
@@ -81,3 +109,19 @@ document.addEventListener("htmx:beforeSwap", (event) => {
   }
 });
 autoShow(document);
+
+// The box editor moves between images without reloading (its "box-editor:load" event, which
+// does not bubble: caught on the way down): drop the old image's overlay and ask for the new
+// image's state of the same iteration.
+document.addEventListener("box-editor:load", (event) => {
+  const root = event.target;
+  const imageId = event.detail && event.detail.imageId;
+  for (const overlay of root.querySelectorAll(`.${OVERLAY_CLASS}`)) overlay.remove();
+  const box = root.querySelector("[data-where-looked][data-url]");
+  if (!box || !imageId || !window.htmx) return;
+  const url = new URL(box.dataset.url, window.location.href);
+  if (url.searchParams.get("image") === String(imageId)) return;
+  url.searchParams.set("image", String(imageId));
+  url.searchParams.set("target", box.dataset.target || "");
+  window.htmx.ajax("GET", url.pathname + url.search, { target: box, swap: "outerHTML" });
+}, true);

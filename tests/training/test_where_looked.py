@@ -138,17 +138,129 @@ def test_a_stored_prediction_needs_the_reviewer_role(project, users, client_for,
     assert client_for(users["reviewer"]).post(url).status_code == 302
 
 
-def test_a_detection_project_is_told_heat_maps_do_not_apply(users, client_for, colour_artifact):  # noqa: F811
+@pytest.fixture(scope="module")
+def detector_bytes():
+    """Lite0 FCOS detectors (the production build, 96 px) whose heads are set, not trained:
+    "sure" finds tag 0 (red) everywhere with boxes 4x its anchors, "blind" finds nothing."""
+    from training.ml.detection import (
+        DetectorArtifact,
+        DetectorConfig,
+        build_detector,
+        save_detector_artifact,
+    )
+
+    config = DetectorConfig(image_size_px=96, max_size_px=128, train_scales=(1.0,))
+    state = build_detector("lite0", 3, config).state_dict()
+    made = {}
+    for name, red_bias in (("sure", 4.0), ("blind", -12.0)):
+        weights = {key: value.clone() for key, value in state.items()}
+        bias = weights["head.classification_head.cls_logits.bias"]
+        bias[:] = -12.0
+        bias[0] = red_bias
+        weights["head.regression_head.bbox_reg.bias"][:] = 2.0
+        buffer = io.BytesIO()
+        save_detector_artifact(DetectorArtifact("lite0", 3, config, weights), buffer)
+        made[name] = buffer.getvalue()
+    return made
+
+
+def _detection_iteration(users, artifact: bytes):
     project = ProjectFactory(kind="detection")
     project.memberships.create(user=users["admin"], role="admin")
+    project.memberships.create(user=users["annotator"], role="annotator")
     tags = [TagFactory(project=project, name=n) for n in ("red", "green", "blue")]
-    iteration = colour_iteration(project, tags, colour_artifact)
-    image = _red_image(project)
-    response = client_for(users["admin"]).post(
-        _url(project, iteration=iteration.pk, image=image.pk)
+    iteration = colour_iteration(project, tags, artifact)
+    iteration.backbone = "lite0"
+    iteration.save(update_fields=["backbone"])
+    return project, iteration
+
+
+def test_a_detector_explains_its_top_box_over_http(users, client_for, detector_bytes):
+    project, iteration = _detection_iteration(users, detector_bytes["sure"])
+    image = _red_image(project, size=(120, 90))
+    client = client_for(users["annotator"])
+    url = _url(project, iteration=iteration.pk, image=image.pk)
+
+    asked = client.post(url, {"target": "#stage-image"}, headers={"HX-Request": "true"})
+    assert asked.status_code == 200 and b'data-testid="where-looked-busy"' in asked.content
+    assert _status(iteration, f"i{image.pk}")["status"] == "queued"
+
+    assert explain_prediction(iteration.pk, f"i{image.pk}") == "done"
+    stored = _status(iteration, f"i{image.pk}")
+    assert stored["status"] == "done" and stored["tag"] == "red"
+    assert 0.5 < stored["probability"] <= 1.0
+    left, top, width, height = stored["box"]
+    assert left >= 0 and top >= 0 and width > 0 and height > 0
+    assert left + width <= 1 + 1e-6 and top + height <= 1 + 1e-6
+
+    shown = client.get(url, headers={"HX-Request": "true"})
+    assert b'data-testid="where-looked-toggle"' in shown.content
+    assert b"for its top box (outlined in white)" in shown.content
+    overlay = client.get(
+        reverse("training:where-looked-overlay", args=[project.pk])
+        + f"?iteration={iteration.pk}&image={image.pk}"
     )
-    assert response.status_code == 422
-    assert b"boxes already show where it looked" in response.content
+    assert overlay.status_code == 200 and overlay["Content-Type"] == "image/png"
+    png = PILImage.open(io.BytesIO(b"".join(overlay.streaming_content)))
+    assert png.mode == "RGBA" and png.size == (120, 90)  # the whole image: no unseen strips
+    assert (png.getchannel("A").getextrema()[1]) > 0  # something is coloured
+
+
+def test_a_detector_that_finds_no_box_ends_the_job_failed_with_a_reason(
+    users, client_for, detector_bytes
+):
+    project, iteration = _detection_iteration(users, detector_bytes["blind"])
+    image = _red_image(project)
+    client = client_for(users["annotator"])
+    url = _url(project, iteration=iteration.pk, image=image.pk)
+    client.post(url, headers={"HX-Request": "true"})
+    assert explain_prediction(iteration.pk, f"i{image.pk}") == "failed"
+    assert _status(iteration, f"i{image.pk}")["message"] == (
+        "The model finds no box in this image: there is no box to explain."
+    )
+    assert b"no box to explain" in client.get(url, headers={"HX-Request": "true"}).content
+
+
+def test_a_detection_quick_test_and_box_context_reliance_work_through_the_worker(
+    users, client_for, detector_bytes
+):
+    from training.models import IterationImage
+
+    project, iteration = _detection_iteration(users, detector_bytes["sure"])
+    client = client_for(users["annotator"])
+    upload = io.BytesIO(colour_png(RED, 64))
+    upload.name = "red.png"
+    tested = client.post(
+        reverse("predictions:quick-test", args=[project.pk]),
+        {"iteration": iteration.pk, "image": upload},
+    )
+    assert tested.status_code == 200
+    assert b'data-testid="where-looked-run"' in tested.content
+    digest = tested.context["where_looked_upload"]
+    url = _url(project, iteration=iteration.pk, upload=digest)
+    client.post(url, headers={"HX-Request": "true"})
+    assert explain_prediction(iteration.pk, f"u{digest}") == "done"
+    assert b"for its top box" in client.get(url, headers={"HX-Request": "true"}).content
+
+    # Box-based context reliance: the labelled boxes are masked, the tag scored by its best box.
+    for n in range(2):
+        image = _red_image(project, size=(64 + n, 48))
+        IterationImage.objects.create(
+            iteration=iteration,
+            image=image,
+            sha256=image.sha256,
+            file_name=image.file.name,
+            labels=[0],
+            boxes=[[0, 0.25, 0.25, 0.5, 0.5]],
+        )
+    assert measure_context_reliance(iteration.pk) == "done"
+    page = client.get(reverse("training:context-reliance", args=[project.pk, iteration.pk]))
+    rows = page.context["state"]["tags"]
+    assert [row["tag"] for row in rows] == ["red", "green", "blue"]
+    assert [row["images"] for row in rows] == [2, 0, 0]
+    # This head ignores the pixels (a bias says red everywhere): masking the box changes
+    # nothing, so the tag is flagged as not relying on its object.
+    assert rows[0]["flagged"] is True and rows[0]["survives"] == 1.0
 
 
 def test_an_unreadable_image_ends_the_job_failed_with_a_reason(project, users, client_for, trained):

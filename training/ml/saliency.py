@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .artifact import ClassifierArtifact
 from .backbones import build_feature_extractor, get_backbone
@@ -37,6 +37,7 @@ ConvFeatures = Callable[[torch.Tensor], torch.Tensor]
 _RAMP = np.array([[48, 18, 120], [33, 145, 140], [253, 231, 37], [230, 60, 30]], dtype=np.float32)
 _MAX_ALPHA = 170  # of 255: the strongest cell still lets the image show through
 _UNSEEN_RGBA = (128, 128, 128, 110)  # outside the centre square the model never saw
+_BOX_RGBA = (255, 255, 255, 230)  # the explained box of a detector's map
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,41 @@ def overlay_png(
     canvas[y0 : y0 + side_px, x0 : x0 + side_px] = square[: out_h - y0, : out_w - x0]
     buffer = io.BytesIO()
     Image.fromarray(canvas, mode="RGBA").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def whole_image_overlay_png(
+    heat: np.ndarray,
+    width_px: int,
+    height_px: int,
+    *,
+    box: tuple[float, float, float, float] | None = None,
+    max_side_px: int = 512,
+) -> bytes:
+    """Like `overlay_png` for a model that sees the whole image (a detector): `heat` (any
+    h x w over the whole image) is stretched over all of it, and `box` (left, top, width,
+    height fractions), the explained box, is outlined so the map reads against it."""
+    if width_px < 1 or height_px < 1:
+        raise ValueError("The image size must be positive.")
+    if heat.ndim != 2:
+        raise ValueError(f"heat must be (h, w), got {heat.shape}.")
+    scale = min(1.0, max_side_px / max(width_px, height_px))
+    out_w, out_h = max(1, round(width_px * scale)), max(1, round(height_px * scale))
+    resized = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F").resize(
+        (out_w, out_h), Image.Resampling.BILINEAR
+    )
+    canvas = Image.fromarray(_colour(np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)))
+    if box is not None:
+        left, top, box_w, box_h = box
+        outline = [
+            round(left * out_w),
+            round(top * out_h),
+            min(out_w - 1, round((left + box_w) * out_w)),
+            min(out_h - 1, round((top + box_h) * out_h)),
+        ]
+        ImageDraw.Draw(canvas).rectangle(outline, outline=_BOX_RGBA, width=max(2, out_w // 200))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 

@@ -155,18 +155,15 @@ def _measure_detection(
 ) -> list[TagReliance]:
     from training.ml.context_reliance import box_mask, measure_context_reliance
     from training.ml.detection import DetectorPredictor, load_detector_artifact
+    from training.ml.detection_saliency import best_box_scores
 
     with default_storage.open(iteration.artifact.name, "rb") as handle:
         artifact = load_detector_artifact(io.BytesIO(handle.read()))
     predictor = DetectorPredictor(artifact)
 
     def score(batch: list[np.ndarray]) -> np.ndarray:
-        best = np.zeros((len(batch), artifact.num_tags), dtype=np.float32)
         found = predictor.predict([Image.fromarray(pixels) for pixels in batch])
-        for row, detections in enumerate(found):
-            for tag, probability, *_ in detections:
-                best[row, int(tag)] = max(best[row, int(tag)], float(probability))
-        return best
+        return best_box_scores(found, artifact.num_tags)
 
     pixels, masks, tags = [], [], []
     for index in sorted(names):

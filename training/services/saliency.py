@@ -32,7 +32,7 @@ from django.urls import reverse
 
 from labeling.access import UserLike, access_image
 from labeling.models import Image, Project
-from project.errors import LoupeError, NotFound
+from project.errors import NotFound
 from project.ids import parse_optional_id
 from project.queue import enqueue
 from project.storage import replace_file
@@ -41,6 +41,7 @@ from training.ml.errors import DatasetCorrupt
 from training.models import Iteration
 
 if TYPE_CHECKING:  # torch: the worker's job only, never imported by the pages (web process)
+    from training.ml.detection_saliency import DetectorSaliency
     from training.ml.saliency import SaliencyModel
 
 logger = logging.getLogger(__name__)
@@ -51,11 +52,6 @@ STALE_AFTER_S = TIME_LIMIT_S + 120
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-
-
-class NotApplicable(LoupeError):
-    code = "saliency_not_applicable"
-    http_status = 422
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,7 @@ class Explained:
     tag_name: str = ""
     probability: float = 0.0
     overlay_url: str = ""
+    box: tuple[float, ...] = ()  # a detector's explained box (left, top, width, height)
 
     @property
     def is_active(self) -> bool:
@@ -80,18 +77,14 @@ class Explained:
 
 
 def explainable_iteration(project: Project, iteration_id: object) -> Iteration:
-    """The project's completed iteration with a model file; NotFound for a bad or foreign id,
-    NotApplicable for a detector (its boxes already say where it looked)."""
+    """The project's completed iteration with a model file; NotFound for a bad or foreign id.
+    Classifiers and detectors both: a detector's map explains its top box."""
     pk = parse_optional_id(iteration_id)
     iteration = (
         project.iterations.completed().exclude(artifact="").filter(pk=pk).first() if pk else None
     )
     if iteration is None:
         raise NotFound("This iteration does not exist in this project or has no model.")
-    if project.is_detection:
-        raise NotApplicable(
-            "Heat maps are for classifiers: a detector's boxes already show where it looked."
-        )
     return iteration
 
 
@@ -150,6 +143,7 @@ def saliency_state(iteration: Iteration, key: str) -> Explained:
         tag_name=str(status.get("tag", "")),
         probability=float(status.get("probability", 0.0)),
         overlay_url=overlay,
+        box=tuple(float(v) for v in status.get("box") or ()),
     )
 
 
@@ -190,7 +184,7 @@ def explain_prediction(iteration_id: int, key: str) -> str:
         return DONE
     _write_status(iteration, key, RUNNING)
     try:
-        tag, probability = _explain(iteration, key)
+        tag, probability, *box = _explain(iteration, key)
     except _JobFailed as err:
         _write_status(iteration, key, FAILED, message=err.message)
         return FAILED
@@ -200,7 +194,8 @@ def explain_prediction(iteration_id: int, key: str) -> str:
             iteration, key, FAILED, message="The heat map could not be computed (an error)."
         )
         return FAILED
-    _write_status(iteration, key, DONE, tag=tag, probability=probability)
+    extra = {"box": box[0]} if box else {}
+    _write_status(iteration, key, DONE, tag=tag, probability=probability, **extra)
     return DONE
 
 
@@ -210,12 +205,20 @@ class _JobFailed(Exception):
         self.message = message
 
 
-def _explain(iteration: Iteration, key: str) -> tuple[str, float]:
-    if iteration.project.is_detection or not iteration.artifact:
-        raise _JobFailed("Heat maps are for classifiers with a model file.")
-    from training.ml.saliency import model_crop, overlay_png
+def _explain(iteration: Iteration, key: str) -> tuple[Any, ...]:
+    """(tag name, probability) of the explained prediction, and a detector's box after them."""
+    if not iteration.artifact:
+        raise _JobFailed("Heat maps need an iteration with a model file.")
+    from training.ml.saliency import model_crop, overlay_png, whole_image_overlay_png
 
     picture = _open_picture(iteration, key)
+    if iteration.project.is_detection:
+        found = detector_model(iteration).explain(picture)
+        if found is None:
+            raise _JobFailed("The model finds no box in this image: there is no box to explain.")
+        png = whole_image_overlay_png(found.heat, *picture.size, box=found.box)
+        replace_file(_overlay_name(iteration, key), png)
+        return _tag_name(iteration, found.tag_index), found.score, list(found.box)
     model = classifier_model(iteration)
     saliency = model.explain(model_crop(picture, model.input_size))
     replace_file(_overlay_name(iteration, key), overlay_png(saliency.heat, *picture.size))
@@ -250,25 +253,46 @@ def _tag_name(iteration: Iteration, index: int) -> str:
 
 # Built models per worker process (a backbone in eager PyTorch is ~20 MB): the next heat map of
 # the same iteration skips loading and building.
-_MODELS: OrderedDict[tuple[int, float, str], SaliencyModel] = OrderedDict()
+_MODELS: OrderedDict[tuple[int, float, str], SaliencyModel | DetectorSaliency] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
 _MODELS_KEPT = 2
 
 
 def classifier_model(iteration: Iteration) -> SaliencyModel:
     """The iteration's classifier split for Grad-CAM, built once per worker process."""
+    from training.ml.artifact import load_artifact
+    from training.ml.saliency import SaliencyModel, saliency_model
+
+    def build(data: bytes) -> SaliencyModel:
+        return saliency_model(load_artifact(io.BytesIO(data)))
+
+    model = _cached_model(iteration, build)
+    assert isinstance(model, SaliencyModel)
+    return model
+
+
+def detector_model(iteration: Iteration) -> DetectorSaliency:
+    """The iteration's detector for box Grad-CAM, built once per worker process."""
+    from training.ml.detection import load_detector_artifact
+    from training.ml.detection_saliency import DetectorSaliency
+
+    def build(data: bytes) -> DetectorSaliency:
+        return DetectorSaliency(load_detector_artifact(io.BytesIO(data)))
+
+    model = _cached_model(iteration, build)
+    assert isinstance(model, DetectorSaliency)
+    return model
+
+
+def _cached_model(iteration: Iteration, build: Any) -> SaliencyModel | DetectorSaliency:
     # The creation time too: a reused id (see `folder`) must not get the old model.
     cache_key = (iteration.pk, iteration.created.timestamp(), iteration.artifact.name)
     with _MODELS_LOCK:
         if cache_key in _MODELS:
             _MODELS.move_to_end(cache_key)
             return _MODELS[cache_key]
-    from training.ml.artifact import load_artifact
-    from training.ml.saliency import saliency_model
-
     with default_storage.open(iteration.artifact.name, "rb") as handle:
-        artifact = load_artifact(io.BytesIO(handle.read()))
-    model = saliency_model(artifact)
+        model = build(handle.read())
     with _MODELS_LOCK:
         _MODELS[cache_key] = model
         while len(_MODELS) > _MODELS_KEPT:
