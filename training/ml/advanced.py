@@ -8,13 +8,14 @@ BatchNorm statistics frozen (CPU batches are small). After every epoch the held-
 scored; the best checkpoint (lowest held-out loss, the linear-probe start counting as epoch 0)
 is kept in memory, and training stops early after `patience` epochs without improvement.
 
-Where a CPU epoch's time went (bench/fine_tuning.py --profile, numbers in bench/RESULTS.md):
-decoding and augmenting every image again each epoch in PIL, forward and backward at 224 px even
-for 128 px images (three times the pixels), the stem and first blocks' backward (their large
-activations make them the slowest layers per FLOP), and decoding the held-out images again for
-every score. The default FineTuneRecipe therefore decodes every image once into a uint8 cache at
-its own resolution (capped at the backbone's input), freezes the stem and the first blocks and
-computes their outputs once, augments in that feature space (random resized crop and flip, which
+Where a CPU epoch's time goes (FineTuneResult.spent_s, printed per phase by bench/fine_tuning.py):
+the legacy recipe decodes and augments every image again each epoch in PIL (hidden behind the
+model by a thread pool), runs forward and backward at the input size even for 128 px images
+(three times the pixels), including the stem and first blocks, whose large activations are
+costly on CPU, and decodes the held-out images again for every score. The default
+FineTuneRecipe decodes every image once into a uint8 cache at its own resolution (capped
+at the backbone's input), freezes the stem and the first blocks and computes
+their outputs once, augments in that feature space (random resized crop and flip, which
 commute with the frozen convolutions up to border effects; photometric jitter is the price), and
 scores the held-out split from its cached prefix at the serving resolution, so the checkpoint is
 chosen on exactly what the Predictor computes. FineTuneRecipe.legacy() is the previous recipe,

@@ -1,0 +1,98 @@
+"""The cached fine-tuning recipe (issue 15, item 2): frozen prefix computed once, images decoded
+once at their own resolution, feature-space augmentation; it must still learn, score held-out
+images exactly as the served model does, stop early and keep the best checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from tests.ml.conftest import photo_dataset
+from training.ml.advanced import FineTuneRecipe, _Classifier, fine_tune
+from training.ml.backbones import build_feature_extractor, get_backbone
+from training.ml.features import FeatureCache
+
+
+def test_frozen_prefix_then_suffix_equals_the_full_network(tiny_backbone: str) -> None:
+    torch.manual_seed(0)
+    head = nn.Linear(get_backbone(tiny_backbone).feature_dim, 4)
+    model = _Classifier(build_feature_extractor(tiny_backbone), head).eval()
+    pixels = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        full = model(pixels)
+        for blocks in (1, 2, 3):
+            model.freeze_prefix(blocks)
+            cached = model.prefix(pixels)
+            assert cached.shape[1] != 3  # really a feature map, not the pixels
+            torch.testing.assert_close(model.suffix(cached), full, atol=1e-5, rtol=1e-5)
+    frozen = {name for name, p in model.backbone.named_parameters() if not p.requires_grad}
+    assert any(name.startswith("conv_stem") for name in frozen)
+    assert any(name.startswith("blocks.2.") for name in frozen)
+    assert not any(name.startswith("blocks.3.") for name in frozen)
+
+
+def test_cached_recipe_learns_and_beats_its_linear_probe_start(
+    tiny_backbone: str, cache: FeatureCache
+) -> None:
+    refs, targets = photo_dataset(per_class=6, size=48)
+    result = fine_tune(
+        refs,
+        targets,
+        multilabel=False,
+        backbone=tiny_backbone,
+        budget_s=600,
+        seed=0,
+        cache=cache,
+        batch_size=8,
+        max_epochs=3,
+        patience=3,
+    )
+    labels = targets.argmax(axis=1)[result.holdout_index]
+    accuracy = float((result.holdout_scores.argmax(axis=1) == labels).mean())
+    assert accuracy >= 0.9
+    assert result.epochs == 3
+    assert min(result.holdout_losses[1:]) < result.holdout_losses[0]  # fine-tuning helped
+    assert result.best_epoch == int(np.argmin(result.holdout_losses))
+    assert result.spent_s["forward and backward"] > 0 and "held-out scoring" in result.spent_s
+
+
+def test_small_images_train_at_their_own_resolution(
+    tiny_backbone: str, cache: FeatureCache
+) -> None:
+    refs, targets = photo_dataset(per_class=4, size=40)  # the tiny backbone's input is 64 px
+    common = {
+        "multilabel": False,
+        "backbone": tiny_backbone,
+        "budget_s": 600,
+        "cache": cache,
+        "batch_size": 8,
+        "max_epochs": 1,
+    }
+    own = fine_tune(refs, targets, **common)  # type: ignore[arg-type]
+    legacy = fine_tune(refs, targets, recipe=FineTuneRecipe.legacy(), **common)  # type: ignore[arg-type]
+    assert own.train_size == 40
+    assert legacy.train_size == 64
+    assert "decoding and caching" in own.spent_s
+    assert "decoding and caching" not in legacy.spent_s
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_backbone: str, cache: FeatureCache) -> None:
+    refs, targets = photo_dataset(per_class=5)
+    result = fine_tune(
+        refs,
+        targets,
+        multilabel=False,
+        backbone=tiny_backbone,
+        budget_s=600,
+        seed=0,
+        cache=cache,
+        batch_size=8,
+        max_epochs=40,
+        patience=1,
+        lr=3e-2,  # large enough that the held-out loss soon stops improving
+    )
+    assert result.epochs < 40
+    assert result.epochs == result.best_epoch + 1  # stopped one epoch without improvement
+    assert result.best_epoch == int(np.argmin(result.holdout_losses))
+    assert len(result.holdout_losses) == result.epochs + 1
