@@ -19,10 +19,10 @@ from labeling.models import Image, Project, Tag
 from labeling.services.customvision_import.status import (
     CvImportJob,
     SourceError,
-    lease_deadline,
     write_job,
 )
 from labeling.services.ingest import ingest_images
+from labeling.services.job_status import lease_deadline
 from labeling.services.projects import create_project, create_tag
 from labeling.services.regions import set_image_regions
 from labeling.services.tagging import set_image_tags

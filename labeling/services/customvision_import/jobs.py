@@ -25,10 +25,10 @@ from labeling.services.customvision_import.status import (
     CvImportJob,
     fail_if_queued,
     heartbeat,
-    lease_deadline,
     read_job,
     write_job,
 )
+from labeling.services.job_status import lease_deadline
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.queue import enqueue
 

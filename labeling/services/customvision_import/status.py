@@ -3,17 +3,12 @@ storage (see the package docstring), its lease and heartbeat."""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-
+from labeling.services.job_status import lease_heartbeat, read_status, write_status
 from project.errors import LoupeError
 from project.heartbeat import Heartbeat
 
@@ -86,41 +81,13 @@ def fail_if_queued(job_id: str, message: str) -> None:
         write_job(job)
 
 
-def lease_deadline() -> float:
-    return time.time() + settings.LOUPE_IMPORT_LEASE_S
-
-
 def heartbeat(job: CvImportJob) -> Heartbeat:
-    def renew() -> None:
-        job.lease_expires = lease_deadline()
-        write_job(job)
-
-    return Heartbeat(renew, interval_s=settings.LOUPE_IMPORT_LEASE_S / 3, name=f"cv-{job.job_id}")
+    return lease_heartbeat(job, lambda: write_job(job), name=f"cv-{job.job_id}")
 
 
 def read_job(job_id: str) -> CvImportJob | None:
-    name = f"{ROOT}/{job_id}/status.json"
-    for attempt in range(2):
-        try:
-            with default_storage.open(name, "rb") as handle:
-                data = json.loads(handle.read())
-            return CvImportJob(**{k: v for k, v in data.items() if k in _FIELDS})
-        except FileNotFoundError:
-            if attempt == 0:
-                time.sleep(0.05)
-        except (ValueError, TypeError):
-            logger.warning("Unreadable Custom Vision import status %s", name, exc_info=True)
-            return None
-    return None
-
-
-_FIELDS = {f.name for f in fields(CvImportJob)}
-_write_lock = threading.Lock()
+    return read_status(f"{ROOT}/{job_id}/status.json", CvImportJob, "Custom Vision import")
 
 
 def write_job(job: CvImportJob) -> None:
-    name = f"{ROOT}/{job.job_id}/status.json"
-    with _write_lock:
-        data = json.dumps(job.__dict__).encode()
-        default_storage.delete(name)
-        default_storage.save(name, ContentFile(data))
+    write_status(f"{ROOT}/{job.job_id}/status.json", job)
