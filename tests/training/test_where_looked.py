@@ -388,3 +388,38 @@ def test_a_job_whose_worker_died_reads_as_failed_and_is_queued_again(
     assert b"did not finish" in shown.content and b"Try again" in shown.content
     client.post(url, headers={"HX-Request": "true"})
     assert _status(trained, key)["status"] == "queued"
+
+
+def test_the_box_editors_mispredicted_walk_offers_the_map_over_its_svg_image(
+    project, users, client_for, detector_bytes
+):
+    from django.core.files.base import ContentFile as Bytes
+
+    from labeling.models import Project
+    from tests.training.detection_data import make_detection_iteration
+
+    Project.objects.filter(pk=project.pk).update(kind=Project.Kind.DETECTION)
+    project.refresh_from_db()
+    rows = [([], [[0, 0.8, 0.2, 0.2, 0.2, 0.2]])]  # a red box where there is none: mispredicted
+    iteration = make_detection_iteration(project, tags=("red", "green", "blue"), rows=rows)
+    iteration.artifact.save("model.pt", Bytes(detector_bytes["sure"]), save=True)
+    image = iteration.images.get().image
+    client = client_for(users["annotator"])
+    url = reverse("labeling:image-boxes", args=[project.pk, image.pk])
+    page = client.get(url + f"?mispredicted={iteration.pk}&threshold=0.5&overlap=0.5")
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert 'data-testid="model-prediction"' in content
+    assert 'data-testid="where-looked-run"' in content
+    assert 'data-target=".box-canvas .box-image"' in content
+    assert (
+        json.loads(page.context["editor_data"] and json.dumps(page.context["editor_data"]))[
+            "imageId"
+        ]
+        == image.pk
+    )
+    # The worker explains the top box of the image the editor shows.
+    client.post(
+        _url(project, iteration=iteration.pk, image=image.pk), headers={"HX-Request": "true"}
+    )
+    assert explain_prediction(iteration.pk, f"i{image.pk}") == "done"
