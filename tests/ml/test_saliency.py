@@ -203,3 +203,127 @@ def test_the_saliency_model_scores_as_the_predictor_for_quick_and_advanced_artif
     assert model.explain(model_crop(photo, model.input_size)).score == pytest.approx(
         float(theirs[0].max()), abs=1e-4
     )
+
+
+# --- Detection: Grad-CAM of one box (training.ml.detection_saliency) -----------------------
+
+
+@pytest.fixture(scope="module")
+def _one_thread():
+    # Tiny models on the shared 2-core machine: 2 OpenMP threads only wait at barriers.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def object_detector(_one_thread):
+    from tests.ml import toy_detector
+
+    return toy_detector.train_toy("object")
+
+
+@pytest.fixture(scope="module")
+def background_detector(_one_thread):
+    from tests.ml import toy_detector
+
+    return toy_detector.train_toy("background")
+
+
+def _inside_box(shape: tuple[int, int]) -> np.ndarray:
+    from tests.ml.toy_detector import BOX_PX
+
+    x1, y1, x2, y2 = BOX_PX
+    inside = np.zeros(shape, dtype=bool)
+    inside[y1:y2, x1:x2] = True
+    return inside
+
+
+def test_box_grad_cam_peaks_inside_the_box_of_a_detector_that_learned_the_object(
+    object_detector,
+):
+    from tests.ml.toy_detector import BOX_PX, CONFIG, SIZE, make_set, pil
+    from training.ml.detection_saliency import box_grad_cam
+
+    images, positives = make_set("object", 6, seed=9)
+    inside = _inside_box((SIZE, SIZE))
+    for pixels, positive in zip(images, positives, strict=True):
+        if not positive:
+            continue
+        saliency = box_grad_cam(object_detector, pil(pixels), CONFIG)
+        assert saliency is not None and saliency.tag_index == 0
+        left, top, width, height = saliency.box  # its top box sits on the object
+        x1, y1, x2, y2 = (v / SIZE for v in BOX_PX)
+        assert x1 < left + width / 2 < x2 and y1 < top + height / 2 < y2, saliency.box
+        assert saliency.score > 0.3
+        assert saliency.heat.shape == (SIZE, SIZE)  # the whole image, as the detector saw it
+        peak = np.unravel_index(int(saliency.heat.argmax()), saliency.heat.shape)
+        assert inside[peak], f"peak at {peak}"
+        assert saliency.heat[inside].mean() > 2 * saliency.heat[~inside].mean()
+
+
+def test_box_grad_cam_explains_a_named_box_and_refuses_bad_input(object_detector):
+    from tests.ml.toy_detector import BOX, CONFIG, make_set, pil
+    from training.ml.detection_saliency import box_grad_cam
+
+    image = pil(make_set("object", 1, seed=4)[0][0])
+    top = box_grad_cam(object_detector, image, CONFIG)
+    assert top is not None
+    # Naming the top box explains the same location: the same score.
+    again = box_grad_cam(object_detector, image, CONFIG, tag_index=0, box=top.box)
+    assert again is not None and again.score == pytest.approx(top.score, abs=1e-4)
+    named = box_grad_cam(object_detector, image, CONFIG, tag_index=0, box=BOX)
+    assert named is not None and named.box == pytest.approx(BOX) and named.score > 0.3
+    with pytest.raises(ValueError, match="tag_index"):
+        box_grad_cam(object_detector, image, CONFIG, tag_index=3, box=BOX)
+    with pytest.raises(ValueError, match="needs its tag_index"):
+        box_grad_cam(object_detector, image, CONFIG, box=BOX)
+    # A tag the detector never finds in the image: nothing to explain.
+    assert box_grad_cam(object_detector, image, CONFIG, tag_index=1) is None
+
+
+def test_whole_image_overlay_covers_the_image_and_outlines_the_box():
+    from training.ml.saliency import whole_image_overlay_png
+
+    heat = np.zeros((30, 40), dtype=np.float32)
+    heat[10:20, 25:35] = 1.0
+    overlay = Image.open(
+        io.BytesIO(whole_image_overlay_png(heat, 800, 600, box=(0.5, 0.25, 0.25, 0.5)))
+    )
+    assert overlay.mode == "RGBA" and overlay.size == (512, 384)
+    pixels = np.asarray(overlay)
+    assert 0 < pixels[192, 384, 3] < 255  # hot: coloured, see-through
+    assert pixels[350, 50, 3] == 0  # cold: clear, no "unseen" strips for a detector
+    assert tuple(pixels[96 + 50, 256]) == (255, 255, 255, 230)  # the box's left edge
+
+
+def _detector_reliance(model, kind: str):
+    from tests.ml.toy_detector import BOX, CONFIG, SIZE, make_set, pil
+    from training.ml.detection.evaluate import detect
+    from training.ml.detection_saliency import best_box_scores
+
+    images, positives = make_set(kind, 12, seed=11)
+    pixels = [image for image, positive in zip(images, positives, strict=True) if positive]
+    return measure_context_reliance(
+        lambda batch: best_box_scores(detect(model, [pil(b) for b in batch], CONFIG), 1),
+        pixels,
+        [box_mask([BOX], SIZE, SIZE)] * len(pixels),
+        [0] * len(pixels),
+        multilabel=True,
+    )
+
+
+def test_box_context_reliance_flags_a_detector_that_learned_the_background(background_detector):
+    (figure,) = _detector_reliance(background_detector, "background")
+    assert figure.predicted >= 6, figure  # it does find the (empty) box from the band
+    assert figure.is_background_suspect, figure
+    assert figure.survives_without_object >= 0.5
+    assert figure.surroundings_drop > figure.object_drop
+
+
+def test_box_context_reliance_does_not_flag_a_detector_that_learned_the_object(object_detector):
+    (figure,) = _detector_reliance(object_detector, "object")
+    assert figure.predicted >= 6, figure
+    assert not figure.is_background_suspect, figure
+    assert figure.object_drop > figure.surroundings_drop + 0.2, figure

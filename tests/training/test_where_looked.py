@@ -412,12 +412,7 @@ def test_the_box_editors_mispredicted_walk_offers_the_map_over_its_svg_image(
     assert 'data-testid="model-prediction"' in content
     assert 'data-testid="where-looked-run"' in content
     assert 'data-target=".box-canvas .box-image"' in content
-    assert (
-        json.loads(page.context["editor_data"] and json.dumps(page.context["editor_data"]))[
-            "imageId"
-        ]
-        == image.pk
-    )
+    assert page.context["editor_data"]["imageId"] == image.pk  # where-looked.js follows it
     # The worker explains the top box of the image the editor shows.
     client.post(
         _url(project, iteration=iteration.pk, image=image.pk), headers={"HX-Request": "true"}
