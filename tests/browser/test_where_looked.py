@@ -19,6 +19,7 @@ from labeling.models import Image
 from tests.factories import MembershipFactory, TagFactory
 from tests.predictions.conftest import TINY_BACKBONE, colour_artifact  # noqa: F401
 from tests.training.conftest import make_iteration
+from tests.training.test_where_looked import detector_bytes  # noqa: F401
 
 # red/green/blue. At 0.5 the first image (a red one scored green) is mispredicted.
 ROWS = [([0], [0.3, 0.6, 0.1]), ([1], [0.1, 0.8, 0.1]), ([2], [0.1, 0.1, 0.8])]
@@ -144,4 +145,42 @@ def test_quick_test_review_and_context_reliance_pages_show_where_the_model_looke
     expect(page.get_by_test_id("reliance-row")).to_have_count(3, timeout=90_000)
     expect(page.get_by_test_id("reliance-method")).to_contain_text("Limits")
     shot(page, "context-reliance")
+    assert not problems, problems
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_detectors_map_lies_over_the_box_editors_image_and_toggles(
+    page,
+    login,
+    celery_worker_redis,
+    detector_bytes,  # noqa: F811
+):
+    from labeling.models import Project
+    from tests.training.detection_data import make_detection_iteration
+
+    member = MembershipFactory(role="annotator", user__username="where-looked-boxes")
+    project = member.project
+    Project.objects.filter(pk=project.pk).update(kind=Project.Kind.DETECTION)
+    project.refresh_from_db()
+    rows = [([], [[0, 0.8, 0.2, 0.2, 0.2, 0.2]])]  # a red box where there is none
+    iteration = make_detection_iteration(project, tags=("red", "green", "blue"), rows=rows)
+    iteration.artifact.save("model.pt", ContentFile(detector_bytes["sure"]), save=True)
+    image = iteration.images.get().image
+    image.file.save("chelsea.jpg", ContentFile(_photo()), save=False)
+    Image.objects.filter(pk=image.pk).update(file=image.file.name, width=451, height=300)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    login(member.user)
+    url = reverse("labeling:image-boxes", args=[project.id, image.id])
+    page.goto(f"{url}?mispredicted={iteration.id}&threshold=0.5&overlap=0.5")
+    page.get_by_test_id("where-looked-run").click()
+    toggle = page.get_by_test_id("where-looked-toggle")
+    expect(toggle).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("where-looked-caption")).to_contain_text("for its top box")
+    overlay = page.locator("svg.box-canvas image.where-looked-overlay")
+    expect(overlay).to_have_attribute("display", "inline")
+    assert overlay.get_attribute("width") == "451" and overlay.get_attribute("height") == "300"
+    shot(page, "where-looked-box-editor")
+    toggle.click()
+    expect(overlay).to_have_attribute("display", "none")
     assert not problems, problems
