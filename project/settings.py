@@ -358,6 +358,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 LOUPE_MAX_IMAGE_BYTES = env_int("LOUPE_MAX_IMAGE_BYTES", 6 * 1024 * 1024)
 LOUPE_MAX_IMAGE_PIXELS = env_int("LOUPE_MAX_IMAGE_PIXELS", 50_000_000)
+# Bytes of decoded pixels the process holds at once (uploads' checks and predictions together,
+# labeling.services.ingest.decode_budget): large images take turns. 200 MB is one 49 MP upload,
+# or one 24 MP PNG prediction (decode + RGB copy); bench/memory.py measures it.
+LOUPE_DECODE_BUDGET_MB = env_int("LOUPE_DECODE_BUDGET_MB", 200)
 LOUPE_SMALL_EDGE_PX = 256
 LOUPE_THUMBNAIL_PX = 256
 # Prediction API (predictions/): the largest image a client may send, how many published

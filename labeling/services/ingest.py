@@ -464,7 +464,8 @@ def _decode(image: PILImage.Image) -> _Inspection:
         if inspection is not None:
             image.draft(None, (max(1, width // 8), max(1, height // 8)))
         try:
-            with decode_budget(image.size[0] * image.size[1]):
+            # Pillow holds a decoded picture at 4 bytes a pixel (RGB is padded to 4 bands).
+            with decode_budget(image.size[0] * image.size[1] * DECODED_BYTES_PER_PIXEL):
                 image.load()
         except PILImage.DecompressionBombError:
             raise _too_many_pixels((width, height)) from None
@@ -473,13 +474,20 @@ def _decode(image: PILImage.Image) -> _Inspection:
         return inspection or _upright_inspection(image)
 
 
-class _PixelBudget:
-    """How many pixels this process decodes at once, across upload threads and predictions.
+# What one decoded pixel costs in Pillow's memory: 4 bytes for RGB, RGBA, CMYK (RGB is stored
+# padded to 4 bands), 1 for L and P. Counted at 4 whatever the mode: an upper bound.
+DECODED_BYTES_PER_PIXEL = 4
 
-    Invariant: the pixels held by running decodes stay within LOUPE_MAX_IMAGE_PIXELS, except
-    that one image over it (possible when the setting was lowered) runs alone. Small images
-    share the budget and decode in parallel; an image near the limit waits for the others and
-    then decodes alone, so four 49 MP PNGs in one upload never hold 4 x 147 MB of RGB together.
+
+class _DecodeBudget:
+    """How many bytes of decoded pixels this process holds at once, across upload threads and
+    predictions (LOUPE_DECODE_BUDGET_MB).
+
+    Invariant: the bytes held by running decodes stay within the budget, except that one
+    decode over it runs alone. Each caller holds what its path really keeps alive (an upload's
+    check: the decoded picture; a prediction: the picture and its RGB copy until the model has
+    run). Small images share the budget and decode in parallel; large ones take turns, so four
+    49 MP PNGs in one upload, or four 24 MP PNG predictions at once, never pile up together.
     A waiting thread is released when a holder leaves its `with` block, also by an exception.
     """
 
@@ -488,29 +496,29 @@ class _PixelBudget:
         self._held = 0
 
     @contextmanager
-    def hold(self, pixels: int) -> Iterator[None]:
-        limit = settings.LOUPE_MAX_IMAGE_PIXELS
+    def hold(self, nbytes: int) -> Iterator[None]:
+        limit = settings.LOUPE_DECODE_BUDGET_MB * 1_000_000
         with self._changed:
-            self._changed.wait_for(lambda: self._held == 0 or self._held + pixels <= limit)
-            self._held += pixels
+            self._changed.wait_for(lambda: self._held == 0 or self._held + nbytes <= limit)
+            self._held += nbytes
         try:
             yield
         finally:
             with self._changed:
-                self._held -= pixels
+                self._held -= nbytes
                 self._changed.notify_all()
 
 
-_pixel_budget = _PixelBudget()
+_decode_budget = _DecodeBudget()
 
 
-def decode_budget(pixels: int) -> AbstractContextManager[None]:
-    """Hold `pixels` of the process's decode budget for the `with` block (see _PixelBudget).
+def decode_budget(nbytes: int) -> AbstractContextManager[None]:
+    """Hold `nbytes` of the process's decode budget for the `with` block (see _DecodeBudget).
 
     Uploads and predictions decode under it, so the web process's memory for pixels stays
     bounded whatever a burst of large images asks for.
     """
-    return _pixel_budget.hold(pixels)
+    return _decode_budget.hold(nbytes)
 
 
 def _upright_inspection(image: PILImage.Image, data: bytes | None = None) -> _Inspection:

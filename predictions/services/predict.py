@@ -30,6 +30,7 @@ from PIL import Image as PILImage
 
 from labeling.models import Image, Project
 from labeling.services.ingest import (
+    DECODED_BYTES_PER_PIXEL,
     SUPPORTED_FORMATS,
     FileRejected,
     corrupt_rejection,
@@ -236,9 +237,11 @@ def run_model(target: Target, image: CheckedImage) -> PredictionOutcome:
     pixels = _decoded_pixels(image, draft)
     if pixels > settings.LOUPE_MAX_PREDICTION_PIXELS:
         raise too_many_pixels(image)
-    # The decoded picture lives until the model has run: hold its pixels in the process's
+    # The decoded picture lives until the model has run: hold its bytes in the process's
     # decode budget that long, so concurrent large images take turns instead of piling up.
-    with decode_budget(pixels):
+    # Twice Pillow's bytes a pixel: the decoded file and, at most, one full-size RGB copy
+    # (conversion from RGBA/P/L, or an EXIF rotation) alive together inside load_rgb.
+    with decode_budget(pixels * 2 * DECODED_BYTES_PER_PIXEL):
         try:
             picture = load_rgb(image.data, key=image.sha256, draft_size=draft)
         except DatasetCorrupt:  # passed the header checks, yet the pixels would not decode

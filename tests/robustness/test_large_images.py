@@ -3,7 +3,8 @@
 A 49-megapixel PNG was accepted by the prediction API and took the web process to 1.35 GB RSS.
 Now a prediction decodes at most LOUPE_MAX_PREDICTION_PIXELS (a JPEG classified counts at the
 reduced scale it is decoded at), uploads decode a JPEG at 1/8 scale, and every decode in the
-process holds a share of one pixel budget. bench/memory.py measures the RSS.
+process holds the bytes it keeps alive in one budget (LOUPE_DECODE_BUDGET_MB). bench/memory.py
+measures the RSS.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from predictions.services.predict import ImageTooManyPixels, quick_test
 from tests.predictions import conftest as prediction_fixtures
 from tests.predictions.conftest import RED, colour_png
 from tests.predictions.test_api import post
+from training.ml.decode import load_rgb
 
 # The prediction tests' fixtures: a really trained, published colour model and its key.
 _isolated = prediction_fixtures._isolated
@@ -108,11 +110,11 @@ def test_upload_checks_a_large_jpeg_at_reduced_scale_with_its_full_size():
 
 
 def test_two_images_over_half_the_budget_decode_one_after_the_other(settings):
-    settings.LOUPE_MAX_IMAGE_PIXELS = 100
+    settings.LOUPE_DECODE_BUDGET_MB = 100
     events: list[str] = []
 
     def decode(name: str) -> None:
-        with decode_budget(80):
+        with decode_budget(80_000_000):
             events.append(f"{name} start")
             time.sleep(0.05)
             events.append(f"{name} end")
@@ -123,9 +125,53 @@ def test_two_images_over_half_the_budget_decode_one_after_the_other(settings):
     for thread in threads:
         thread.join(5)
     assert [e.split()[1] for e in events] == ["start", "end", "start", "end"]
-    # Small ones share it: 4 x 20 pixels run together.
-    with decode_budget(20), decode_budget(20), decode_budget(20), decode_budget(20):
+    # Small ones share it: 4 x 20 MB run together.
+    small = 20_000_000
+    with decode_budget(small), decode_budget(small), decode_budget(small), decode_budget(small):
         pass
+
+
+def test_concurrent_large_decodes_never_hold_more_than_the_budget_together(settings):
+    """Four threads decoding real 1,000 x 1,000 PNGs, each holding what a prediction holds
+    (2 x 4 bytes a pixel: 8 MB), under a 20 MB budget: at most two at once, never 24 MB."""
+    settings.LOUPE_DECODE_BUDGET_MB = 20
+    data = big_png(1000, 1000)
+    need = 1000 * 1000 * 2 * ingest.DECODED_BYTES_PER_PIXEL
+    lock = threading.Lock()
+    held = [0]
+    most = [0]
+    running = [0]
+    most_running = [0]
+
+    def predict_like() -> None:
+        with decode_budget(need):
+            with lock:
+                held[0] += need
+                running[0] += 1
+                most[0] = max(most[0], held[0])
+                most_running[0] = max(most_running[0], running[0])
+            picture = load_rgb(data)
+            assert picture.size == (1000, 1000)
+            time.sleep(0.05)  # the model's run, with the picture alive
+            with lock:
+                held[0] -= need
+                running[0] -= 1
+
+    threads = [threading.Thread(target=predict_like) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert most[0] <= 20_000_000
+    assert most_running[0] == 2  # they share what fits, they do not all wait for one
+
+
+def test_readme_lists_the_decode_budget_setting_with_its_default(settings):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = re.search(r"^\| `LOUPE_DECODE_BUDGET_MB` \| ([\d,]+) MB \|", readme, re.MULTILINE)
+    assert row is not None
+    assert int(row.group(1).replace(",", "")) == settings.LOUPE_DECODE_BUDGET_MB
 
 
 def test_readme_lists_the_prediction_pixel_setting_with_its_default(settings):
