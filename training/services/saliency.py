@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -284,7 +285,9 @@ def detector_model(iteration: Iteration) -> DetectorSaliency:
     return model
 
 
-def _cached_model(iteration: Iteration, build: Any) -> SaliencyModel | DetectorSaliency:
+def _cached_model(
+    iteration: Iteration, build: Callable[[bytes], SaliencyModel | DetectorSaliency]
+) -> SaliencyModel | DetectorSaliency:
     # The creation time too: a reused id (see `folder`) must not get the old model.
     cache_key = (iteration.pk, iteration.created.timestamp(), iteration.artifact.name)
     with _MODELS_LOCK:
