@@ -47,6 +47,7 @@ def test_cached_recipe_learns_and_beats_its_linear_probe_start(
         batch_size=8,
         max_epochs=3,
         patience=3,
+        recipe=FineTuneRecipe(),
     )
     labels = targets.argmax(axis=1)[result.holdout_index]
     accuracy = float((result.holdout_scores.argmax(axis=1) == labels).mean())
@@ -69,7 +70,7 @@ def test_small_images_train_at_their_own_resolution(
         "batch_size": 8,
         "max_epochs": 1,
     }
-    own = fine_tune(refs, targets, **common)  # type: ignore[arg-type]
+    own = fine_tune(refs, targets, recipe=FineTuneRecipe(), **common)  # type: ignore[arg-type]
     legacy = fine_tune(refs, targets, recipe=FineTuneRecipe.legacy(), **common)  # type: ignore[arg-type]
     assert own.train_size == 40
     assert legacy.train_size == 64
@@ -91,6 +92,7 @@ def test_early_stopping_keeps_the_best_epoch(tiny_backbone: str, cache: FeatureC
         max_epochs=40,
         patience=1,
         lr=3e-2,  # large enough that the held-out loss soon stops improving
+        recipe=FineTuneRecipe(),
     )
     assert result.epochs < 40
     assert result.epochs == result.best_epoch + 1  # stopped one epoch without improvement

@@ -13,13 +13,13 @@ the legacy recipe decodes and augments every image again each epoch in PIL (hidd
 model by a thread pool), runs forward and backward at the input size even for 128 px images
 (three times the pixels), including the stem and first blocks, whose large activations are
 costly on CPU, and decodes the held-out images again for every score. The default
-FineTuneRecipe decodes every image once into a uint8 cache at its own resolution (capped
+FineTuneRecipe() (opt-in: fine_tune's default stays legacy() until bench/fine_tuning.py
+measures it faster) decodes every image once into a uint8 cache at its own resolution (capped
 at the backbone's input), freezes the stem and the first blocks and computes
 their outputs once, augments in that feature space (random resized crop and flip, which
 commute with the frozen convolutions up to border effects; photometric jitter is the price), and
 scores the held-out split from its cached prefix at the serving resolution, so the checkpoint is
-chosen on exactly what the Predictor computes. FineTuneRecipe.legacy() is the previous recipe,
-kept for bench/fine_tuning.py's side-by-side figure.
+chosen on exactly what the Predictor computes.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ ProgressFn = Callable[[str, float], None]
 
 @dataclass(frozen=True)
 class FineTuneRecipe:
-    """How fine_tune spends an epoch. The default is the fast CPU recipe (module docstring)."""
+    """How fine_tune spends an epoch; the field defaults are the cached recipe (see above)."""
 
     own_resolution: bool = True  # train at the images' size when smaller than the input size
     frozen_blocks: int = 2  # the stem and this many blocks are frozen, their outputs cached
@@ -264,7 +264,7 @@ def fine_tune(
     patience: int = 4,
     lr: float = 3e-4,
     device: str = "auto",
-    recipe: FineTuneRecipe = FineTuneRecipe(),
+    recipe: FineTuneRecipe | None = None,
 ) -> FineTuneResult:
     """Fine-tune `backbone` on `refs` within `budget_s` seconds of wall-clock time.
 
@@ -273,8 +273,10 @@ def fine_tune(
     frozen embeddings. `device` ("auto", "cpu", "cuda"): on CUDA the steps run under mixed
     precision (device.py). Raises BudgetExhausted if not one epoch fits in the budget,
     TrainingDiverged on a non-finite loss, DatasetCorrupt, DatasetTooSmall, Cancelled,
-    DeviceUnavailable. `recipe`: how epochs are run (FineTuneRecipe; legacy() for benches).
+    DeviceUnavailable. `recipe`: how epochs are run; None = FineTuneRecipe.legacy(), because
+    the cached recipe has not yet measured faster (bench/RESULTS.md, issue 15).
     """
+    recipe = recipe or FineTuneRecipe.legacy()
     targets = np.asarray(targets)
     if len(refs) != targets.shape[0]:
         raise ValueError(f"refs has {len(refs)} images but targets has {targets.shape[0]} rows.")
