@@ -30,7 +30,7 @@ class HealthLineSerializer(serializers.Serializer):
 
 
 class HealthApi(APIView):
-    class OutputSerializer(serializers.Serializer):
+    class HealthReportSerializer(serializers.Serializer):
         status = serializers.CharField(help_text="queued, running, done or failed")
         failure_message = serializers.CharField(allow_blank=True)
         checked = serializers.DateTimeField(allow_null=True)
@@ -39,7 +39,7 @@ class HealthApi(APIView):
         rules = HealthLineSerializer(many=True)
 
     @extend_schema(
-        responses={200: OutputSerializer, **errors()},
+        responses={200: HealthReportSerializer, **errors()},
         summary="The project's dataset health check",
     )
     def get(self, request: Request, project_id: int) -> Response:

@@ -100,7 +100,7 @@ class MapTagSerializer(serializers.Serializer):
 
 
 class EmbeddingMapApi(APIView):
-    class OutputSerializer(serializers.Serializer):
+    class EmbeddingMapSerializer(serializers.Serializer):
         status = serializers.CharField(help_text="queued, running, done or failed")
         failure_message = serializers.CharField(allow_blank=True)
         laid_out = serializers.DateTimeField(allow_null=True)
@@ -110,7 +110,7 @@ class EmbeddingMapApi(APIView):
         points = MapPointSerializer(many=True)
 
     @extend_schema(
-        responses={200: OutputSerializer, **errors()},
+        responses={200: EmbeddingMapSerializer, **errors()},
         summary="The project's embedding map: every training image placed in 2-D by similarity",
     )
     def get(self, request: Request, project_id: int) -> Response:
