@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.al_data import glyph_set
 from training.ml.advanced import FineTuneRecipe, FineTuneResult, fine_tune
+from training.ml.data import ImageRef
 from training.ml.errors import BudgetExhausted
 from training.ml.features import FeatureCache, embed_images
 from training.ml.quick import fit_head
@@ -36,7 +37,12 @@ RECIPES = {"legacy": FineTuneRecipe.legacy(), "cached": FineTuneRecipe()}
 
 
 def _run(
-    refs: list, targets: np.ndarray, labels: np.ndarray, recipe: FineTuneRecipe, args, budget
+    refs: list[ImageRef],
+    targets: np.ndarray,
+    labels: np.ndarray,
+    recipe: FineTuneRecipe,
+    args: argparse.Namespace,
+    budget: float,
 ) -> tuple[FineTuneResult | None, float, float]:
     """(result, held-out accuracy, epochs per minute); None, nan, 0 when no epoch fitted."""
     started = time.monotonic()

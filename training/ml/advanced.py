@@ -166,7 +166,7 @@ class _Classifier(nn.Module):
     def suffix(self, x: torch.Tensor) -> torch.Tensor:
         """prefix()'s output -> logits; suffix(prefix(x)) == forward(x)."""
         if self.frozen_blocks <= 0:
-            return self(x)
+            return self.forward(x)
         net = self.backbone
         for block in net.blocks[self.frozen_blocks :]:  # type: ignore[index]
             x = block(x)
