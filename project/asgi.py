@@ -13,7 +13,12 @@ django_asgi_app = get_asgi_application()
 
 from customvision.fast_lane import PredictionFastLane  # noqa: E402
 from project.hosts import SiteOriginValidator  # noqa: E402
+from project.malloc import return_large_frees_to_the_os  # noqa: E402
 from project.routing import websocket_urlpatterns  # noqa: E402
+
+# Before any picture is decoded: large decodes taking turns on different request threads must
+# not each leave their blocks in a heap arena (project/malloc.py).
+return_large_frees_to_the_os()
 
 application = ProtocolTypeRouter(
     {
