@@ -152,10 +152,13 @@ class ServingModel:
         assert self._head is not None
         weight, bias = self._head
         logits = (embedding[None, :] @ weight.T + bias)[0].astype(np.float64)
+        probabilities: np.ndarray
         if self.multilabel:
-            return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-        shifted = np.exp(logits - logits.max())
-        return (shifted / shifted.sum())[:-1].astype(np.float32)
+            probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        else:
+            shifted = np.exp(logits - logits.max())
+            probabilities = (shifted / shifted.sum())[:-1].astype(np.float32)
+        return probabilities
 
     def _detect(self, image: Image.Image) -> list[Box]:
         """(tag, probability, left, top, width, height) normalised, highest first, as

@@ -22,7 +22,6 @@ from .artifact import ClassifierArtifact
 from .backbones import build_feature_extractor, get_backbone
 from .detection import DetectorArtifact
 from .export import (
-    ONNX_OPSET,
     ClassifierGraph,
     ExportMismatch,
     _check_input,
@@ -32,6 +31,7 @@ from .export import (
     _self_check,
     detector_module,
 )
+from .export_manifest import ONNX_OPSET
 from .inference import PixelInput, onnx_bytes
 from .preprocessing import PREPROCESSING_VERSION
 from .serving import SERVING_FORMAT, SERVING_VERSION
