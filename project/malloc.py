@@ -14,7 +14,8 @@ from __future__ import annotations
 import ctypes
 import os
 
-_M_MMAP_THRESHOLD = -3  # glibc malloc.h
+_M_TRIM_THRESHOLD = -1  # glibc malloc.h
+_M_MMAP_THRESHOLD = -3
 LARGE_BLOCK_BYTES = 4 * 1024 * 1024
 
 
@@ -28,4 +29,11 @@ def return_large_frees_to_the_os() -> bool:
     except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES))
+    # A fixed mmap threshold also freezes the trim threshold at its 128 kB default, and the heap
+    # would then be given back and faulted in again around every small decode (measured: a
+    # 640 x 480 JPEG's decode 1.4 -> 2.2 ms). Twice the mmap threshold is what glibc's dynamic
+    # rule would have set.
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+        and mallopt(_M_TRIM_THRESHOLD, 2 * LARGE_BLOCK_BYTES)
+    )
