@@ -40,7 +40,7 @@ from project.errors import NotFound
 from project.ids import parse_optional_id
 from training.ml.layout import layout_2d, nearest
 from training.models import EmbeddingMap
-from training.services.health import _embeddings
+from training.services.embeddings import cached_embeddings
 from training.services.project_jobs import claim_run, request_run
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,9 @@ def run_map_layout(project_id: int) -> None:
 def _project_embeddings(project: Project, *, embed_missing: bool) -> tuple[np.ndarray, np.ndarray]:
     """(image ids, (N, D) embeddings) of the training images that have one, in id order."""
     rows = list(project.images.training().order_by("pk").values_list("pk", "sha256"))
-    matrix, embedded_rows = _embeddings(project, [r[1] for r in rows], embed_missing)
+    matrix, embedded_rows = cached_embeddings(
+        project, [r[1] for r in rows], embed_missing=embed_missing
+    )
     if matrix is None or embedded_rows is None:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
     ids = np.array([rows[i][0] for i in embedded_rows.tolist()], dtype=np.int64)
@@ -264,7 +266,7 @@ def _similar(project_id: int, image_id: int, count: int, stamp: tuple[Any, ...])
 
 def _one_embedding(project: Project, image_id: int) -> tuple[np.ndarray, np.ndarray]:
     sha = project.images.filter(pk=image_id).values_list("sha256", flat=True).first()
-    matrix, rows = _embeddings(project, [sha], True) if sha else (None, None)
+    matrix, rows = cached_embeddings(project, [sha], embed_missing=True) if sha else (None, None)
     if matrix is None or rows is None:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
     return np.array([image_id]), matrix

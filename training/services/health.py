@@ -25,8 +25,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
-from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db.models import Count, Max, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +33,7 @@ from labeling.models import ImageTag, Project, Region
 from project.queue import broker_is_down
 from training.ml.health import NOT_IN_SPLIT, HealthData, TagInfo, check_health
 from training.models import HealthReport, IterationImage, IterationScore
+from training.services.embeddings import cached_embeddings
 from training.services.project_jobs import claim_run, request_run
 
 logger = logging.getLogger(__name__)
@@ -155,7 +154,9 @@ def gather_health_data(project: Project, *, embed_missing: bool = False) -> Heal
     label_pairs = [(row_of[i], t) for i, t in labels.values_list("image_id", "tag_id")]
     box_values = Region.objects.filter(image__project=project, image__is_training=True)
     box_list = list(box_values.values_list("image_id", "tag_id", "left", "top", "width", "height"))
-    embeddings, embedded_rows = _embeddings(project, [r[3] for r in rows], embed_missing)
+    embeddings, embedded_rows = cached_embeddings(
+        project, [r[3] for r in rows], embed_missing=embed_missing
+    )
     side, iteration_name = _split_sides(project, row_of)
     return HealthData(
         kind=project.kind,
@@ -173,51 +174,6 @@ def gather_health_data(project: Project, *, embed_missing: bool = False) -> Heal
         side=side,
         iteration_name=iteration_name,
     )
-
-
-def _embeddings(
-    project: Project, hashes: list[str], embed_missing: bool
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    from training.ml.features import FeatureCache
-    from training.services.iterations import backbone_for
-
-    backbone = backbone_for(project)
-    cache = FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR)
-    known = cache.get_many(hashes, backbone)
-    missing = [h for h in dict.fromkeys(hashes) if h not in known]
-    if missing and embed_missing:
-        known.update(_embed(project, missing, backbone, cache))
-    rows = [i for i, h in enumerate(hashes) if h in known]
-    if not rows:
-        return None, None
-    matrix = np.stack([known[hashes[i]] for i in rows]).astype(np.float32)
-    return matrix, np.array(rows, dtype=np.int64)
-
-
-def _embed(project: Project, hashes: list[str], backbone: str, cache: Any) -> dict[str, Any]:
-    """Embed images the cache lacks; an unreadable image is left out (the check goes on)."""
-    from training.ml.data import ImageRef
-    from training.ml.errors import DatasetCorrupt
-    from training.ml.features import embed_images
-
-    files = dict(project.images.training().filter(sha256__in=hashes).values_list("sha256", "file"))
-
-    def opener(name: str) -> Any:
-        return lambda: default_storage.open(name, "rb")
-
-    refs = [ImageRef(key=h, open=opener(files[h])) for h in hashes if h in files]
-    found: dict[str, Any] = {}
-    while refs:
-        try:
-            vectors = embed_images(refs, backbone=backbone, cache=cache)
-        except DatasetCorrupt as err:  # drop the named image and embed the rest
-            bad = getattr(err, "item_key", None)
-            logger.warning("Health check skips unreadable image %s: %s", bad, err)
-            refs = [r for r in refs if r.key != bad] if bad else []
-            continue
-        found.update({r.key: v for r, v in zip(refs, vectors, strict=True)})
-        break
-    return found
 
 
 def _split_sides(project: Project, row_of: dict[int, int]) -> tuple[np.ndarray | None, str]:
