@@ -8,18 +8,17 @@ through storage, and the (N, T) label matrix. Imported by the worker only (torch
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
-from django.core.files import File
 from django.core.files.storage import Storage, default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from project.storage import replace_file
 from training.ml.artifact import ClassifierArtifact, save_artifact
 from training.ml.data import ImageRef
 from training.ml.detection import DetectorArtifact, save_detector_artifact
@@ -121,28 +120,17 @@ def save_artifact_file(
 ) -> str:
     """Write the artifact to `iterations/<id>/model.pt` through storage, via a temporary name.
 
-    On local disk the final name appears by `os.replace`, so a killed worker never leaves half a
-    model under it; on object storage a single PUT is atomic already.
+    Written whole in place (project.storage.replace_file): a killed worker never leaves half a
+    model under the name.
     """
-    storage = default_storage
     name = artifact_path(iteration, "model.pt")
-    tmp_name = f"{name}.tmp"
     with tempfile.TemporaryFile() as buffer:
         if isinstance(artifact, DetectorArtifact):
             save_detector_artifact(artifact, buffer)
         else:
             save_artifact(artifact, buffer)
         buffer.seek(0)
-        for stale in (tmp_name, name):
-            if storage.exists(stale):
-                storage.delete(stale)
-        saved = storage.save(tmp_name, File(buffer, name=os.path.basename(tmp_name)))
-        try:
-            os.replace(storage.path(saved), storage.path(name))
-        except NotImplementedError:  # remote storage: no local path, write the final name
-            buffer.seek(0)
-            storage.save(name, File(buffer, name=os.path.basename(name)))
-            storage.delete(saved)
+        replace_file(name, buffer.read())
     _write_serving_file(name, artifact)
     return name
 

@@ -11,12 +11,10 @@ Imported by the worker only (torch).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 
-from django.core.files import File
 from django.core.files.storage import default_storage
 
+from project.storage import replace_file
 from training.ml.artifact import ClassifierArtifact
 from training.ml.detection import DetectorArtifact
 from training.ml.export import load_model_artifact
@@ -42,23 +40,8 @@ def write_serving_file(artifact_name: str, artifact: ClassifierArtifact | Detect
 
 
 def _store(name: str, payload: bytes) -> None:
-    """Write `payload` under `name`. On local disk the final name appears by `os.replace` (a
-    killed worker never leaves half a file under it); on object storage one PUT is atomic."""
-    storage = default_storage
-    with tempfile.TemporaryFile() as buffer:
-        buffer.write(payload)
-        buffer.seek(0)
-        tmp_name = f"{name}.tmp"
-        for stale in (tmp_name, name):
-            if storage.exists(stale):
-                storage.delete(stale)
-        saved = storage.save(tmp_name, File(buffer, name=os.path.basename(tmp_name)))
-        try:
-            os.replace(storage.path(saved), storage.path(name))
-        except NotImplementedError:  # remote storage: no local path, write the final name
-            buffer.seek(0)
-            storage.save(name, File(buffer, name=os.path.basename(name)))
-            storage.delete(saved)
+    """Write `payload` under `name` whole in place: a killed worker never leaves half a file."""
+    replace_file(name, payload)
 
 
 def build_serving_model(iteration_id: int) -> str:
