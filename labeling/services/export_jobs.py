@@ -38,7 +38,13 @@ from labeling.access import require_role
 from labeling.models import Project, Role
 from labeling.services.datasets import ExportSelection, dataset_format, export_dataset
 from labeling.services.datasets.exports import check_selection
-from labeling.services.job_status import lease_deadline, lease_heartbeat, read_status, write_status
+from labeling.services.job_status import (
+    job_folders,
+    lease_deadline,
+    lease_heartbeat,
+    read_status,
+    write_status,
+)
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.queue import enqueue, send
 
@@ -261,7 +267,7 @@ def sweep_exports(*, now: float | None = None) -> int:
     many it changed."""
     now = time.time() if now is None else now
     changed = 0
-    for project_id, job_id in _job_folders():
+    for project_id, job_id in job_folders(_ROOT):
         job = _read(project_id, job_id)
         if job is None:
             continue
@@ -314,20 +320,6 @@ def _delete(job: ExportJob) -> None:
             default_storage.delete(f"{folder}/{name}")
         except OSError:
             logger.warning("Could not delete %s/%s of an expired export", folder, name)
-
-
-def _job_folders() -> list[tuple[int, str]]:
-    """(project_id, job_id) of every export folder in storage."""
-    found: list[tuple[int, str]] = []
-    try:
-        project_dirs, _ = default_storage.listdir(_ROOT)
-    except (FileNotFoundError, NotADirectoryError):
-        return found
-    for project_dir in project_dirs:
-        if project_dir.isdigit():
-            job_dirs, _ = default_storage.listdir(f"{_ROOT}/{project_dir}")
-            found += [(int(project_dir), job_dir) for job_dir in job_dirs]
-    return found
 
 
 def _fail_if_queued(project_id: int, job_id: str, message: str) -> None:

@@ -49,7 +49,13 @@ from django.core.files.storage import default_storage
 from labeling.access import require_role
 from labeling.models import Project, Role
 from labeling.services.datasets import ImportReport, dataset_format, import_dataset, import_labels
-from labeling.services.job_status import lease_deadline, lease_heartbeat, read_status, write_status
+from labeling.services.job_status import (
+    job_folders,
+    lease_deadline,
+    lease_heartbeat,
+    read_status,
+    write_status,
+)
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.queue import enqueue, send
 
@@ -284,7 +290,7 @@ def sweep_imports(*, now: float | None = None) -> int:
     """
     now = time.time() if now is None else now
     changed = 0
-    for project_id, job_id in _job_folders():
+    for project_id, job_id in job_folders(_ROOT):
         job = _read(project_id, job_id)
         if job is None or job.is_finished:
             continue
@@ -330,21 +336,6 @@ def _created(job: ImportJob) -> float:
         return default_storage.get_modified_time(name).timestamp()
     except (OSError, NotImplementedError):
         return time.time()
-
-
-def _job_folders() -> list[tuple[int, str]]:
-    """(project_id, job_id) of every job folder in storage."""
-    found: list[tuple[int, str]] = []
-    try:
-        project_dirs, _ = default_storage.listdir(_ROOT)
-    except (FileNotFoundError, NotADirectoryError):
-        return found
-    for project_dir in project_dirs:
-        if not project_dir.isdigit():
-            continue
-        job_dirs, _ = default_storage.listdir(f"{_ROOT}/{project_dir}")
-        found += [(int(project_dir), job_dir) for job_dir in job_dirs]
-    return found
 
 
 def _fail_if_queued(project_id: int, job_id: str, message: str) -> None:

@@ -69,3 +69,17 @@ def write_status(name: str, job: Any) -> None:
         data = json.dumps(job.__dict__).encode()
         # In place: a poll between a delete and a save would find no job (404) on S3.
         replace_file(name, data)
+
+
+def job_folders(root: str) -> list[tuple[int, str]]:
+    """(project_id, job_id) of every job folder under `root` (`<root>/<project id>/<job id>/`)."""
+    found: list[tuple[int, str]] = []
+    try:
+        project_dirs, _ = default_storage.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for project_dir in project_dirs:
+        if project_dir.isdigit():
+            job_dirs, _ = default_storage.listdir(f"{root}/{project_dir}")
+            found += [(int(project_dir), job_dir) for job_dir in job_dirs]
+    return found
