@@ -507,55 +507,15 @@ class DetectionSet:
 
 
 def detection_map50(data: DetectionSet, rows: Any, found: list[list[tuple]]) -> float:
-    """mAP@0.5 by pycocotools' COCOeval over `rows` with these detections (boxes in pixels)."""
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+    """mAP@0.5 by pycocotools' COCOeval over `rows` with these detections."""
+    from bench.coco_map import coco_map
     from bench.detection_data import HEIGHT_PX, TAGS, WIDTH_PX
 
-    images, annotations, results = [], [], []
-    for image_id, (row, boxes) in enumerate(zip(rows, found, strict=True), 1):
-        images.append({"id": image_id, "width": WIDTH_PX, "height": HEIGHT_PX})
-        for tag, left, top, w, h in data.boxes[int(row)]:
-            bbox = [left * WIDTH_PX, top * HEIGHT_PX, w * WIDTH_PX, h * HEIGHT_PX]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(tag) + 1,
-                    "bbox": bbox,
-                    "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
-                }
-            )
-        for tag, probability, left, top, w, h in boxes:
-            bbox = [left * WIDTH_PX, top * HEIGHT_PX, w * WIDTH_PX, h * HEIGHT_PX]
-            results.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(tag) + 1,
-                    "bbox": bbox,
-                    "score": float(probability),
-                }
-            )
-    if not annotations:
+    truths = [data.boxes[int(row)] for row in rows]
+    if not any(len(boxes) for boxes in truths):
         return 0.0
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = {
-            "images": images,
-            "annotations": annotations,
-            "categories": [{"id": t + 1, "name": n} for t, n in enumerate(TAGS)],
-        }
-        coco.createIndex()
-        evaluator = COCOeval(coco, coco.loadRes(results) if results else COCO(), iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return max(float(evaluator.stats[1]), 0.0)  # -1 when no category has a ground-truth box
+    _, map_50 = coco_map([(WIDTH_PX, HEIGHT_PX)] * len(truths), truths, found, TAGS)
+    return max(map_50, 0.0)  # -1 when no category has a ground-truth box
 
 
 def detect_all(predictor: Any, data: DetectionSet, rows: Any, *, mirror: bool = False) -> Any:

@@ -17,8 +17,6 @@ The issue's goal: mAP@0.5 >= 0.5 within a 10-minute budget on the 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import sys
 import time
@@ -29,6 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.coco_map import coco_map
 from bench.common import append_result, command_line, percentile
 from bench.detection_data import TAGS, generate
 from training.ml.data import ImageRef
@@ -48,44 +47,8 @@ def _file_ref(path: Path) -> ImageRef:
 
 
 def cocoeval_map(gts, dets) -> tuple[float, float]:
-    """(mAP@[.5:.95], mAP@0.5) from pycocotools on pixel boxes of 640x480 images."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    width, height = 640, 480
-    images, annotations, results = [], [], []
-    for image_id, (gt, det) in enumerate(zip(gts, dets, strict=True), 1):
-        images.append({"id": image_id, "width": width, "height": height})
-        for tag, left, top, w, h in gt:
-            bbox = [left * width, top * height, w * width, h * height]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": tag + 1,
-                    "bbox": bbox,
-                    "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
-                }
-            )
-        for tag, score, left, top, w, h in det:
-            bbox = [left * width, top * height, w * width, h * height]
-            results.append(
-                {"image_id": image_id, "category_id": tag + 1, "bbox": bbox, "score": score}
-            )
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = {
-            "images": images,
-            "annotations": annotations,
-            "categories": [{"id": t + 1, "name": n} for t, n in enumerate(TAGS)],
-        }
-        coco.createIndex()
-        evaluator = COCOeval(coco, coco.loadRes(results) if results else COCO(), iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return float(evaluator.stats[0]), float(evaluator.stats[1])
+    """(mAP@[.5:.95], mAP@0.5) from pycocotools on the boxes of 640x480 images."""
+    return coco_map([(640, 480)] * len(gts), gts, dets, TAGS)
 
 
 def main() -> None:

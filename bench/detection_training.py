@@ -17,8 +17,6 @@ The issue's goal: done inside the default budget (600 s) with mAP@0.5 >= 0.5 on 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.coco_map import coco_map as pycocotools_map
 from bench.common import append_result, command_line
 from bench.detection_project_data import TAGS, Sample, generate_project_set
 from training.ml.data import ImageRef
@@ -43,43 +42,10 @@ def _file_ref(path: Path) -> ImageRef:
 
 def coco_map(samples: list[Sample], detections: list[list[tuple]]) -> tuple[float, float]:
     """(mAP@0.5, mAP@[.5:.95]) by pycocotools' COCOeval, boxes in each image's pixels."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    images, annotations, results = [], [], []
-    for image_id, (sample, found) in enumerate(zip(samples, detections, strict=True), 1):
-        width, height = sample.width, sample.height
-        images.append({"id": image_id, "width": width, "height": height})
-        for tag, left, top, w, h in sample.boxes:
-            bbox = [left * width, top * height, w * width, h * height]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": tag + 1,
-                    "bbox": bbox,
-                    "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
-                }
-            )
-        for tag, score, left, top, w, h in found:
-            bbox = [left * width, top * height, w * width, h * height]
-            results.append(
-                {"image_id": image_id, "category_id": tag + 1, "bbox": bbox, "score": score}
-            )
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = {
-            "images": images,
-            "annotations": annotations,
-            "categories": [{"id": t + 1, "name": n} for t, n in enumerate(TAGS)],
-        }
-        coco.createIndex()
-        evaluator = COCOeval(coco, coco.loadRes(results) if results else COCO(), iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return float(evaluator.stats[1]), float(evaluator.stats[0])
+    sizes = [(sample.width, sample.height) for sample in samples]
+    truths = [sample.boxes for sample in samples]
+    map_all, map_50 = pycocotools_map(sizes, truths, detections, TAGS)
+    return map_50, map_all
 
 
 def run(
