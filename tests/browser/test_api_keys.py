@@ -53,7 +53,14 @@ def test_keys_are_made_rotated_and_revoked_from_the_keyboard(page, login) -> Non
     _shot(page, "api-keys-created.png")
 
     # Rotate: a confirm dialog, then a new secret in place of the old.
-    page.get_by_role("button", name="Rotate Training notebook").focus()
+    rotate = page.get_by_role("button", name="Rotate Training notebook")
+    # The row arrived by an htmx swap: Enter before htmx has processed the new button would
+    # submit the plain form (the no-JavaScript path, which has no confirm dialog).
+    rotate.element_handle().wait_for_element_state("stable")
+    page.wait_for_function(
+        "el => el['htmx-internal-data'] !== undefined", arg=rotate.element_handle()
+    )
+    rotate.focus()
     page.keyboard.press("Enter")
     expect(secret).not_to_have_text(first)
     second = secret.inner_text().strip()
