@@ -49,8 +49,10 @@ SCRIPT = textwrap.dedent(
 
 
 def test_starting_a_training_does_not_import_torch(tmp_path):
+    # Its own SQLite under tmp_path: on the PostgreSQL pass DATABASE_URL names the shared
+    # database, where a second run found the first run's "admin" already there.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "LOUPE_DATA_DIR": str(tmp_path),
         "REDIS_URL": "redis://127.0.0.1:1/0",  # no broker: the send fails fast and is logged
