@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from django.core import signing
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from customvision.training_wire import json_response, training_base
 from labeling.models import Image
 from project.errors import LoupeError
 from project.hosts import absolute_url
+from project.streaming import stream_file
 from training.models import ModelExport
 from training.services.model_export import download_name, open_model_export
 
@@ -68,7 +69,7 @@ def serve_media(request: HttpRequest, token: str) -> HttpResponse:
         handle = default_storage.open(name, "rb")
     except OSError:
         return _gone("This image's file is missing on the server.")
-    response = FileResponse(handle, content_type=content_type)
+    response = stream_file(handle, content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
@@ -81,7 +82,7 @@ def _export(export_id: int) -> HttpResponse:
         handle = open_model_export(export)
     except LoupeError as err:
         return _gone(err.message, code="NotFound")
-    return FileResponse(
+    return stream_file(
         handle, as_attachment=True, filename=download_name(export), content_type="application/zip"
     )
 

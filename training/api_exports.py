@@ -21,6 +21,7 @@ from labeling.models import Role
 from project.errors import NotFound
 from project.hosts import absolute_url
 from project.ids import parse_optional_id
+from project.streaming import stream_file
 from training.models import Iteration, ModelExport
 from training.services.model_export import (
     SUPPORTED_PLATFORMS,
@@ -140,7 +141,7 @@ class ExportDownloadApi(APIView):
         if not pk:
             raise NotFound("This export does not exist.")
         export = get_model_export(iteration=iteration, export_id=pk)
-        return FileResponse(
+        return stream_file(
             open_model_export(export),
             as_attachment=True,
             filename=download_name(export),

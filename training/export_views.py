@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from labeling.access import access_project
 from labeling.models import Project, Role
 from project.errors import LoupeError
+from project.streaming import stream_file
 from training.models import Iteration
 from training.services.model_export import (
     download_name,
@@ -73,7 +74,7 @@ def iteration_export_download(
 ) -> FileResponse:
     _, iteration = _admin_iteration(request, project_id, iteration_id)
     export = get_model_export(iteration=iteration, export_id=model_export_id)
-    return FileResponse(
+    return stream_file(
         open_model_export(export),
         as_attachment=True,
         filename=download_name(export),

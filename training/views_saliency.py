@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from labeling.access import access_image, access_project
 from labeling.models import Project
 from project.errors import LoupeError, error_response
+from project.streaming import stream_file
 from training.services import context_reliance, saliency
 
 
@@ -83,7 +84,7 @@ def where_looked_overlay(request: HttpRequest, project_id: int) -> HttpResponse:
         handle = saliency.open_overlay(state.iteration, state.key)
     except LoupeError as err:
         return error_response(request, err)
-    response = FileResponse(handle, content_type="image/png")
+    response = stream_file(handle, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

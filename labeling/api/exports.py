@@ -33,6 +33,7 @@ from labeling.services.export_jobs import (
     start_export,
 )
 from project.ids import id_list_field
+from project.streaming import stream_file
 
 
 class ExportJobSerializer(serializers.Serializer):
@@ -129,7 +130,7 @@ class ExportDownloadApi(APIView):
     def get(self, request: Request, project_id: int, export_id: UUID) -> FileResponse:
         project = access_project(request.user, project_id, min_role=Role.REVIEWER)
         job, archive = open_export(project=project, job_id=str(export_id))
-        return FileResponse(
+        return stream_file(
             archive,
             as_attachment=True,
             filename=job.download_name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,6 +24,7 @@ from labeling.services.export_jobs import get_export, open_export, recent_export
 from labeling.services.images import ImageFilter
 from labeling.services.import_jobs import get_import, start_import
 from project.errors import LoupeError, ValidationFailed
+from project.streaming import stream_file
 
 
 @require_http_methods(["GET", "POST"])
@@ -105,7 +106,7 @@ def dataset_export_status(request: HttpRequest, project_id: int, export_id: UUID
 def dataset_export_download(request: HttpRequest, project_id: int, export_id: UUID) -> HttpResponse:
     project = access_project(request.user, project_id, min_role=Role.REVIEWER)
     job, archive = open_export(project=project, job_id=str(export_id))
-    return FileResponse(
+    return stream_file(
         archive, as_attachment=True, filename=job.download_name, content_type="application/zip"
     )
 

@@ -14,6 +14,7 @@ from labeling.models import Image, ImageTag, Project, Region, Role, Tag
 from labeling.services.api_keys import create_api_key
 from tests.conftest import make_image
 from tests.factories import MembershipFactory, ProjectFactory, TagFactory, UserFactory
+from tests.streaming import body_of
 from training.models import Iteration
 
 BASE = "/customvision/v3.4-preview/training"
@@ -378,7 +379,7 @@ def test_image_uris_are_fetchable_without_a_key(client, admin_key) -> None:
     uri = result["images"][0]["image"]["originalImageUri"]
     client.logout()
     response = client.get(uri)
-    assert response.status_code == 200 and b"".join(response.streaming_content) == data
+    assert response.status_code == 200 and body_of(response) == data
     assert client.get(uri[:-3] + "xyz").status_code == 404
 
 

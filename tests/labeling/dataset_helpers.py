@@ -13,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from labeling.services.import_jobs import get_import
 from labeling.tasks_import import import_dataset_task
+from tests.streaming import body_of
 
 
 def make_zip(entries: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
@@ -95,4 +96,4 @@ def export_through_page(client, project, format_name: str, capture, **form) -> b
     archive = client.get(download)
     assert archive.status_code == 200
     assert archive["Content-Type"] == "application/zip"
-    return b"".join(archive.streaming_content)
+    return body_of(archive)

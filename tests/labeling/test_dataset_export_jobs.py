@@ -18,6 +18,7 @@ from labeling.services.export_jobs import get_export, run_export, start_export, 
 from labeling.tasks_export import export_dataset_task
 from tests.conftest import make_image
 from tests.factories import ImageFactory, ProjectFactory, TagFactory, UserFactory
+from tests.streaming import body_of
 
 pytestmark = pytest.mark.django_db
 
@@ -68,7 +69,7 @@ def test_api_starts_polls_and_downloads_an_export(
     download = api_client.get(polled["download_url"])
     assert download.status_code == 200
     assert 'filename="fruit-stand-csv.zip"' in download["Content-Disposition"]
-    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+    with zipfile.ZipFile(io.BytesIO(body_of(download))) as archive:
         names = sorted(archive.namelist())
         assert names == ["images/fruit0.png", "images/fruit1.png", "labels.csv", "loupe.json"]
         assert archive.testzip() is None
@@ -174,7 +175,7 @@ def test_export_works_on_storage_that_is_not_a_local_disk(
     job_id = response.url.split("export=")[1]
     assert export_dataset_task(project.pk, job_id) == "done"
     download = client.get(f"/projects/{project.pk}/datasets/exports/{job_id}/download/")
-    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+    with zipfile.ZipFile(io.BytesIO(body_of(download))) as archive:
         with image.file.open("rb") as original:
             assert archive.read("a.png") == original.read()
         assert json.loads(archive.read("loupe.json"))["kind"] == "multiclass"

@@ -6,6 +6,7 @@ from django.core.files.storage import default_storage
 
 from tests.conftest import make_image
 from tests.factories import ImageFactory, ProjectFactory
+from tests.streaming import body_of
 
 pytestmark = pytest.mark.django_db
 
@@ -15,10 +16,6 @@ def image(project):
     image = ImageFactory(project=project)
     image.thumbnail.save(f"{image.pk}.jpg", ContentFile(make_image(4, 4, fmt="JPEG")))
     return image
-
-
-def body_of(response) -> bytes:
-    return b"".join(response.streaming_content)
 
 
 @pytest.mark.parametrize("role", ["admin", "reviewer", "annotator"])

@@ -25,14 +25,11 @@ from labeling.models import Image
 from tests.conftest import make_image
 from tests.factories import TagFactory
 from tests.storage.conftest import ACCESS_KEY, REGION, SECRET_KEY, Bucket
+from tests.streaming import body_of
 from tests.training.conftest import COLOURS, add_images
 from tests.worker import wait_for
 
 TINY_BACKBONE = "lite0-64"
-
-
-def _body(response) -> bytes:
-    return b"".join(response.streaming_content)
 
 
 def _png(name: str, colour: tuple[int, int, int], size: int = 40) -> SimpleUploadedFile:
@@ -102,7 +99,7 @@ def test_upload_thumbnails_tags_and_media_view(
         assert answer.status_code == 200
         assert answer["Content-Type"] == content_type
         assert answer["Cache-Control"] == "private, max-age=3600"
-        assert _body(answer) == s3_media.read(name)
+        assert body_of(answer) == s3_media.read(name)
         assert int(answer["Content-Length"]) == len(s3_media.read(name))
     assert client_for(users["non_member"]).get(image.file.url).status_code == 404
     assert client_for(None).get(image.file.url).status_code == 302
@@ -199,7 +196,7 @@ def test_quick_training_publishing_and_prediction(
     stored = Prediction.objects.get(pk=answer.json()["id"])
     assert stored.image.file.name in s3_media.keys("images/")
     reviewer = client_for(users["reviewer"])
-    assert _body(reviewer.get(stored.image.file.url)) == s3_media.read(stored.image.file.name)
+    assert body_of(reviewer.get(stored.image.file.url)) == s3_media.read(stored.image.file.name)
     assert client_for(users["annotator"]).get(stored.image.file.url).status_code == 404
     assert os.path.isfile(settings.MEDIA_ROOT)
 
@@ -255,7 +252,7 @@ def test_dataset_import_and_export(
     assert s3_media.keys(f"exports/{project.pk}/{export_id}/")
     download = admin.get(reverse("labeling:dataset-export-download", args=[project.pk, export_id]))
     assert download.status_code == 200
-    content = b"".join(download.streaming_content)
+    content = body_of(download)
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         pngs = sorted(n for n in archive.namelist() if n.endswith(".png"))
         assert len(pngs) == 6

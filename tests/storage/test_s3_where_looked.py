@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 from tests.factories import ImageFactory, TagFactory
 from tests.predictions.conftest import colour_artifact, colour_iteration, colour_png  # noqa: F401
 from tests.storage.conftest import Bucket
+from tests.streaming import body_of
 from training.models import IterationImage
 from training.services.saliency import folder
 from training.tasks_saliency import explain_prediction, measure_context_reliance
@@ -52,7 +53,7 @@ def test_heat_maps_and_context_reliance_live_in_the_bucket(
     assert {f"{prefix}i{image.pk}.json", f"{prefix}i{image.pk}.png"} <= s3_media.keys(prefix)
     overlay = client.get(reverse("training:where-looked-overlay", args=[project.pk]) + query)
     assert overlay.status_code == 200
-    body = b"".join(overlay.streaming_content)
+    body = body_of(overlay)
     assert body == s3_media.read(f"{prefix}i{image.pk}.png")
     assert PILImage.open(io.BytesIO(body)).mode == "RGBA"
 

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import TagFactory
 from tests.predictions.conftest import colour_artifact, colour_iteration  # noqa: F401
+from tests.streaming import body_of
 from tests.training.conftest import make_iteration
 from training.models import ModelExport
 from training.services.model_export import sweep_model_exports
@@ -65,7 +66,7 @@ def test_admin_exports_over_the_api_and_downloads_the_zip(users, iteration):
     assert download.status_code == 200
     assert download["Content-Type"] == "application/zip"
     assert "attachment" in download["Content-Disposition"]
-    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+    with zipfile.ZipFile(io.BytesIO(body_of(download))) as archive:
         names = archive.namelist()
         (manifest_name,) = [name for name in names if name.endswith("manifest.json")]
         manifest = json.loads(archive.read(manifest_name))
@@ -220,7 +221,7 @@ def test_the_iteration_page_lists_exports_for_admins_only(client_for, users, ite
         )
     )
     assert download.status_code == 200
-    assert zipfile.is_zipfile(io.BytesIO(b"".join(download.streaming_content)))
+    assert zipfile.is_zipfile(io.BytesIO(body_of(download)))
     reviewer_page = client_for(users["reviewer"]).get(url).content.decode()
     assert 'data-testid="model-exports"' not in reviewer_page
 

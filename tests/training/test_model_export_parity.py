@@ -26,6 +26,7 @@ from predictions.services.predict import predict_bytes, target_for
 from tests.factories import ProjectFactory, TagFactory
 from tests.ml.test_export import assert_same_boxes
 from tests.predictions.conftest import TINY_BACKBONE, colour_artifact, colour_iteration  # noqa: F401
+from tests.streaming import body_of
 from tests.training.conftest import make_iteration
 from training.ml.artifact import ClassifierArtifact, save_artifact
 from training.ml.preprocessing import PREPROCESSING_VERSION
@@ -68,7 +69,7 @@ def _export_and_run(admin, iteration, platform: str, images: list[Path], folder:
     (listed,) = client.get(url).json()
     download = client.get(listed["download_url"])
     assert download.status_code == 200
-    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+    with zipfile.ZipFile(io.BytesIO(body_of(download))) as archive:
         archive.extractall(folder)
     (script,) = folder.glob("*/predict.py")
     done = subprocess.run(

@@ -18,6 +18,7 @@ from predictions.models import Prediction
 from tests.factories import ImageFactory, ImageTagFactory, ProjectFactory, TagFactory
 from tests.predictions.conftest import colour_artifact, colour_iteration, colour_png  # noqa: F401
 from tests.robustness.conftest import broker_down  # noqa: F401
+from tests.streaming import body_of
 from training.services.saliency import folder
 from training.tasks_saliency import explain_prediction, measure_context_reliance
 
@@ -74,7 +75,7 @@ def test_a_member_asks_the_worker_computes_and_the_overlay_follows(
         + f"?iteration={trained.pk}&image={image.pk}"
     )
     assert overlay.status_code == 200 and overlay["Content-Type"] == "image/png"
-    png = PILImage.open(io.BytesIO(b"".join(overlay.streaming_content)))
+    png = PILImage.open(io.BytesIO(body_of(overlay)))
     assert png.mode == "RGBA" and png.size == (60, 40)  # the image's own shape
 
     # Asking again reuses the stored map: nothing is queued.
@@ -201,7 +202,7 @@ def test_a_detector_explains_its_top_box_over_http(users, client_for, detector_b
         + f"?iteration={iteration.pk}&image={image.pk}"
     )
     assert overlay.status_code == 200 and overlay["Content-Type"] == "image/png"
-    png = PILImage.open(io.BytesIO(b"".join(overlay.streaming_content)))
+    png = PILImage.open(io.BytesIO(body_of(overlay)))
     assert png.mode == "RGBA" and png.size == (120, 90)  # the whole image: no unseen strips
     assert (png.getchannel("A").getextrema()[1]) > 0  # something is coloured
 
