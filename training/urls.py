@@ -49,6 +49,7 @@ urlpatterns = [
     ),
     path("iterations/<int:iteration_id>/rename/", views.iteration_rename, name="iteration-rename"),
     path("iterations/<int:iteration_id>/delete/", views.iteration_delete, name="iteration-delete"),
+    path("iterations/<int:iteration_id>/cancel/", views.iteration_cancel, name="iteration-cancel"),
     path(
         "iterations/<int:iteration_id>/threshold/",
         views.iteration_threshold,

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from labeling.access import access_project, has_role
 from labeling.models import Project, Role
@@ -33,7 +34,7 @@ from training.services.detection_performance import (
     load_detection_table,
 )
 from training.services.figures import compare, headline
-from training.services.iterations import start_iteration
+from training.services.iterations import cancel_iteration, start_iteration
 from training.services.mispredicted import parse_fraction
 from training.services.performance import figures_at, load_scores, page_data
 from training.services.pipelines import pipeline_for
@@ -172,6 +173,14 @@ def _action(
         else:
             messages.success(request, done)
         return redirect("training:iteration-performance", project.id, iteration.id)
+    if request.POST.get("next") == "train":  # the Train page's progress card
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, done)
+        url = reverse("training:train", args=[project.id])
+        # The whole page changes (the Train form comes back), so htmx loads it afresh.
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     if request.htmx:
         context = {
             **_list_context(request, project),
@@ -257,6 +266,18 @@ def iteration_delete(request: HttpRequest, project_id: int, iteration_id: int) -
         iteration_id,
         lambda it: publishing.delete_iteration(iteration=it, by=request.user),
         "Iteration deleted.",
+    )
+
+
+@require_POST
+@login_required
+def iteration_cancel(request: HttpRequest, project_id: int, iteration_id: int) -> HttpResponse:
+    return _action(
+        request,
+        project_id,
+        iteration_id,
+        lambda it: cancel_iteration(iteration=it, by=request.user),
+        "Training cancelled.",
     )
 
 

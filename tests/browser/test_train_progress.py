@@ -136,3 +136,41 @@ def test_iterations_list_shows_the_live_status_of_a_running_iteration(page, logi
     )
     expect(page.get_by_test_id("status-1")).to_have_text("Training")
     expect(page.get_by_test_id("phase-1")).to_have_text("embedding 5/61")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_cancels_a_running_training_from_the_train_tab(page, login):
+    """Default settings: the Cancel button asks first, then the page shows the cancelled run."""
+    admin = MembershipFactory(role="admin", user__username="cancel-admin")
+    iteration = make_iteration(
+        admin.project,
+        status="training",
+        started=timezone.now(),
+        progress_phase="epoch 1/20",
+        metrics={},
+    )
+    page.route_web_socket(PROGRESS_SOCKET, lambda ws: None)
+    login(admin.user)
+    page.goto(reverse("training:train", args=[admin.project_id]))
+    expect(page.get_by_test_id("train-button")).to_be_disabled()
+    dialogs: list[str] = []
+
+    def dismiss_then_accept(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss() if len(dialogs) == 1 else dialog.accept()
+
+    page.on("dialog", dismiss_then_accept)
+    cancel = page.get_by_test_id("cancel-training")
+    cancel.focus()
+    page.keyboard.press("Enter")  # dismissed: nothing changes
+    page.wait_for_timeout(300)
+    iteration.refresh_from_db()
+    assert iteration.status == "training" and dialogs[0].startswith("Cancel Iteration 1?")
+    cancel.focus()
+    page.keyboard.press("Enter")  # accepted
+    expect(page.get_by_test_id("progress-status")).to_have_text("Failed")
+    expect(page.get_by_test_id("failure")).to_contain_text("Cancelled by cancel-admin.")
+    expect(page.get_by_test_id("train-button")).to_be_enabled()
+    iteration.refresh_from_db()
+    assert iteration.status == "failed" and iteration.failure_reason == "cancelled"
+    shot(page, "train-cancelled")

@@ -289,6 +289,7 @@ MATRIX: list[Entry] = [
     E("POST", "training:iteration-default",              "302 403 403 404 302"),
     E("POST", "training:iteration-rename",               "302 403 403 404 302", lambda w: {"name": "Best"}),
     E("POST", "training:iteration-delete",               "302 403 403 404 302"),
+    E("POST", "training:iteration-cancel",               "302 403 403 404 302"),
     E("POST", "training:iteration-threshold",            "302 403 403 404 302", lambda w: {"threshold": "0.4"}),
     E("GET", "training:iteration-exports",               "302 403 403 404 302"),  # htmx gets the card
     E("POST", "training:iteration-export-start",         "409 403 403 404 302", lambda w: {"platform": "ONNX"}, fmt="form"),
