@@ -235,13 +235,13 @@ def test_a_model_that_exports_differently_fails_its_self_check(tiny_backbone, mo
     # caught before anything is packaged.
     import training.ml.export as export_module
 
-    real = export_module._onnx_runner
+    real = export_module.onnx_runner
 
     def drifting(model: bytes):
         run = real(model)
         return lambda pixels: run(np.ascontiguousarray(255 - pixels))
 
-    monkeypatch.setattr(export_module, "_onnx_runner", drifting)
+    monkeypatch.setattr(export_module, "onnx_runner", drifting)
     payload = _payload(_classifier(tiny_backbone, multilabel=False, fine_tuned=False))
     with pytest.raises(ExportMismatch):
         export_model(payload, _info(), "ONNX", io.BytesIO())

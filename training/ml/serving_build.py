@@ -1,10 +1,10 @@
 """Write a trained iteration's serving file (training.ml.serving reads it): worker side, torch.
 
-Built on the model export (training.ml.export): the same graphs, opset and converter, with
-two differences the web process needs: the classifier's graph also outputs the pooled
-embedding the stored-prediction ranking keeps, and a detector's file carries the stock
+Built on the model export's graphs (training.ml.export_graphs): the same modules, opset and
+converter, with two differences the web process needs: the classifier's graph also outputs
+the pooled embedding the stored-prediction ranking keeps, and a detector's file carries the stock
 backbone's embedding graph (the detector has no pooled head). Every file is checked against
-eager PyTorch before it is written (export's CHECK_* limits), so a converter bug fails the job
+eager PyTorch before it is written (export_graphs' self_check), so a converter bug fails the job
 with a reason instead of serving different predictions.
 """
 
@@ -21,15 +21,15 @@ from torch import nn
 from .artifact import ClassifierArtifact
 from .backbones import build_feature_extractor, get_backbone
 from .detection import DetectorArtifact
-from .export import (
+from .export_graphs import (
     ClassifierGraph,
     ExportMismatch,
-    _check_input,
-    _example_input,
-    _onnx_bytes,
-    _onnx_runner,
-    _self_check,
+    check_input,
     detector_module,
+    example_input,
+    onnx_graph_bytes,
+    onnx_runner,
+    self_check,
 )
 from .export_manifest import ONNX_OPSET
 from .inference import PixelInput, onnx_bytes
@@ -91,9 +91,9 @@ def build_serving(artifact: ClassifierArtifact | DetectorArtifact) -> tuple[byte
     stock: str | None = None
     if isinstance(artifact, DetectorArtifact):
         module = detector_module(artifact)
-        files["model.onnx"] = _onnx_bytes(module, _example_input(artifact), is_detector=True)
-        _self_check(
-            module, _onnx_runner(files["model.onnx"]), _check_input(artifact), is_detector=True
+        files["model.onnx"] = onnx_graph_bytes(module, example_input(artifact), is_detector=True)
+        self_check(
+            module, onnx_runner(files["model.onnx"]), check_input(artifact), is_detector=True
         )
         stock = stock_graph_name(artifact.backbone)
         config = artifact.config
@@ -119,9 +119,9 @@ def build_serving(artifact: ClassifierArtifact | DetectorArtifact) -> tuple[byte
         )
     else:
         module = PixelInput(_WithEmbedding(ClassifierGraph(artifact).eval()), spec).eval()
-        files["model.onnx"] = _onnx_bytes(
+        files["model.onnx"] = onnx_graph_bytes(
             module,
-            _example_input(artifact),
+            example_input(artifact),
             is_detector=False,
             outputs=("probabilities", "embedding"),
         )
@@ -146,7 +146,7 @@ def _check_embedding(module: nn.Module, model: bytes, size: int, *, output: int)
     with torch.no_grad():
         expected = module(pixels)
     wanted = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
-    got = _onnx_runner(model)(np.ascontiguousarray(pixels.numpy()))
+    got = onnx_runner(model)(np.ascontiguousarray(pixels.numpy()))
     if output == 1:
         gap = float(np.abs(got[0] - wanted[0]).max())
         if gap > CHECK_PROBABILITY_ATOL:
