@@ -30,6 +30,19 @@ def streams_from_object_storage(storage: Storage) -> bool:
     return callable(getattr(storage, "stream", None))
 
 
+def files_under(folder: str, *, storage: Storage | None = None) -> list[str]:
+    """The names of every file below `folder`, at any depth; [] when there is no such folder."""
+    storage = storage or default_storage
+    try:
+        folders, files = storage.listdir(folder)
+    except FileNotFoundError:  # local disk; object storage lists an absent prefix as empty
+        return []
+    names = [f"{folder}/{name}" for name in files]
+    for sub in folders:
+        names.extend(files_under(f"{folder}/{sub}", storage=storage))
+    return names
+
+
 def replace_file(name: str, data: bytes, *, storage: Storage | None = None) -> None:
     """Write `name` whole in place, so a reader sees the old content or the new, never none.
 

@@ -13,9 +13,15 @@ from django.db import models
 from django.db.models import Q
 
 
+def iteration_folder(iteration_id: int) -> str:
+    """The folder of the files named by an iteration's id: its model (artifact_path), serving
+    file, training embeddings and model exports (export_path)."""
+    return f"iterations/{iteration_id}"
+
+
 def artifact_path(iteration: Iteration, filename: str) -> str:
     # A fixed name per iteration: a re-run overwrites its own file, never another iteration's.
-    return f"iterations/{iteration.pk}/model.pt"
+    return f"{iteration_folder(iteration.pk)}/model.pt"
 
 
 class IterationQuerySet(models.QuerySet["Iteration"]):
@@ -211,8 +217,9 @@ class IterationScore(models.Model):
 
 
 def export_path(export: ModelExport, filename: str) -> str:
-    # One file per export row: a re-export replaces its own zip, never another's.
-    return f"exports/{export.iteration_id}/{export.pk}/{filename}"
+    # One file per export row: a re-export replaces its own zip, never another's. Inside the
+    # iteration's folder, not beside the dataset exports' `exports/<project id>/` (ids collide).
+    return f"{iteration_folder(export.iteration_id)}/exports/{export.pk}/{filename}"
 
 
 class ModelExport(models.Model):

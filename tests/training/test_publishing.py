@@ -188,3 +188,30 @@ def test_iteration_list_is_newest_first_with_headline_figures(client_for, projec
     assert "50%" in html and "25%" in html and "75%" in html
     assert "Dataset corrupt: The image “x.png” could not be read." in html
     assert "Publish</button>" not in html  # annotators see no admin actions
+
+
+def test_delete_removes_every_file_the_iteration_owns_and_nothing_else(client_for, project, users):
+    from training.models import ModelExport
+    from training.services.saliency import folder
+
+    iteration = make_iteration(project)
+    owned = [
+        default_storage.save(f"iterations/{iteration.pk}/model.pt", ContentFile(b"model")),
+        default_storage.save(f"iterations/{iteration.pk}/model.serving.zip", ContentFile(b"s")),
+        default_storage.save(f"iterations/{iteration.pk}/train_embeddings.npy", ContentFile(b"e")),
+        default_storage.save(f"{folder(iteration)}/u{'0' * 64}.png", ContentFile(b"map")),
+        default_storage.save(f"{folder(iteration)}/uploads/{'0' * 64}", ContentFile(b"jpeg")),
+        # An export stored where exports went before they moved into the iteration's folder.
+        default_storage.save(f"exports/{iteration.pk}/7/old.zip", ContentFile(b"zip")),
+    ]
+    Iteration.objects.filter(pk=iteration.pk).update(artifact=owned[0])
+    ModelExport.objects.create(iteration=iteration, platform="ONNX", file=owned[-1])
+    # Not the iteration's: another iteration's folder, a dataset export of a project whose id
+    # happens to be the iteration's.
+    others = [
+        default_storage.save(f"iterations/{iteration.pk + 1}/model.pt", ContentFile(b"other")),
+        default_storage.save(f"exports/{iteration.pk}/job-1/status.json", ContentFile(b"{}")),
+    ]
+    assert act(client_for(users["admin"]), iteration, "delete").status_code == 302
+    assert [name for name in owned if default_storage.exists(name)] == []
+    assert all(default_storage.exists(name) for name in others)

@@ -24,12 +24,13 @@ from django.core.files.storage import default_storage
 
 from labeling.models import Project
 from training.ml.ranking import compact_embeddings
+from training.models import iteration_folder
 
 logger = logging.getLogger(__name__)
 
 
 def _name(iteration_id: int) -> str:
-    return f"iterations/{iteration_id}/train_embeddings.npy"
+    return f"{iteration_folder(iteration_id)}/train_embeddings.npy"
 
 
 def save_training_embeddings(iteration_id: int, features: np.ndarray) -> None:

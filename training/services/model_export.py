@@ -42,7 +42,7 @@ from labeling.models import Role
 from project.errors import LoupeError, NotFound
 from project.heartbeat import Heartbeat
 from project.queue import enqueue, send
-from training.models import Iteration, ModelExport
+from training.models import Iteration, ModelExport, export_path
 
 logger = logging.getLogger(__name__)
 
@@ -230,9 +230,7 @@ def _build(export: ModelExport) -> None:
         size = tmp.tell()
         tmp.seek(0)
         old_name = export.file.name if export.file else ""
-        stored = default_storage.save(
-            f"exports/{export.iteration_id}/{export.pk}/{result.folder}.zip", File(tmp)
-        )
+        stored = default_storage.save(export_path(export, f"{result.folder}.zip"), File(tmp))
     finished = ModelExport.objects.filter(
         pk=export.pk, status=ModelExport.Status.EXPORTING, attempts=export.attempts
     ).update(

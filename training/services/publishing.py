@@ -12,6 +12,7 @@ import logging
 import re
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from labeling.access import require_role
@@ -19,6 +20,7 @@ from labeling.models import Project, Role
 from project.errors import LabelRuleError, ValidationFailed
 from training.models import Iteration
 from training.services.figures import remember_headline
+from training.services.iteration_files import iteration_files
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +140,7 @@ def set_suggested_threshold(
 
 
 def delete_iteration(*, iteration: Iteration, by: AbstractBaseUser) -> None:
-    """Delete an iteration with its snapshot, scores and model file.
+    """Delete an iteration with its snapshot, scores and stored files (iteration_files).
 
     Refused while published (clients may call it) and while training (its worker holds it); a
     queued one may go, so a lost message never blocks a project for good.
@@ -153,11 +155,11 @@ def delete_iteration(*, iteration: Iteration, by: AbstractBaseUser) -> None:
             )
         if locked.status == Iteration.Status.TRAINING:
             raise LabelRuleError(f"{locked.name} is training. Wait for it to finish.")
-        artifact = locked.artifact.name
+        names = iteration_files(locked)
         locked.delete()
-    if artifact:
-        # After the commit: a failed delete leaves an orphan file, never a row without its file.
+    # After the commit: a failed delete leaves an orphan file, never a row without its file.
+    for name in names:
         try:
-            iteration.artifact.storage.delete(artifact)
+            default_storage.delete(name)
         except OSError:
-            logger.warning("Could not delete model file %s", artifact, exc_info=True)
+            logger.warning("Could not delete %s of a deleted iteration", name, exc_info=True)
