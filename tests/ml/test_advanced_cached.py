@@ -56,9 +56,11 @@ def test_cached_recipe_learns_and_beats_its_linear_probe_start(
     assert min(result.holdout_losses[1:]) < result.holdout_losses[0]  # fine-tuning helped
     assert result.best_epoch == int(np.argmin(result.holdout_losses))
     assert result.spent_s["forward and backward"] > 0 and "held-out scoring" in result.spent_s
+    # Trained channels-last, kept in the contiguous layout every loader of the weights expects.
+    assert all(tensor.is_contiguous() for tensor in result.state.values())
 
 
-def test_small_images_train_at_their_own_resolution(
+def test_default_recipe_is_the_cached_one_at_the_serving_size(
     tiny_backbone: str, cache: FeatureCache
 ) -> None:
     refs, targets = photo_dataset(per_class=4, size=40)  # the tiny backbone's input is 64 px
@@ -70,11 +72,13 @@ def test_small_images_train_at_their_own_resolution(
         "batch_size": 8,
         "max_epochs": 1,
     }
-    own = fine_tune(refs, targets, recipe=FineTuneRecipe(), **common)  # type: ignore[arg-type]
+    # No recipe given: the cached recipe, at the size the Predictor serves (issue 15).
+    default = fine_tune(refs, targets, **common)  # type: ignore[arg-type]
+    own = fine_tune(refs, targets, recipe=FineTuneRecipe(own_resolution=True), **common)  # type: ignore[arg-type]
     legacy = fine_tune(refs, targets, recipe=FineTuneRecipe.legacy(), **common)  # type: ignore[arg-type]
-    assert own.train_size == 40
+    assert default.train_size == 64 and "decoding and caching" in default.spent_s
+    assert own.train_size == 40  # opt-in: the images' own resolution
     assert legacy.train_size == 64
-    assert "decoding and caching" in own.spent_s
     assert "decoding and caching" not in legacy.spent_s
 
 
