@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,13 +137,13 @@ def memory_child(args: argparse.Namespace) -> None:
     )
 
 
-def _lrcv_accuracy(
+def _lrcv_predictions(
     features: np.ndarray, labels: np.ndarray, outer: np.ndarray
-) -> tuple[float, list[str]]:
-    """Held-out accuracy of StandardScaler + LogisticRegressionCV (C from 8 values 1e-3..3,
-    accuracy-scored stratified 3-fold inner CV on each outer-training part) over the outer
-    folds, and the C it chose per outer fold (sklearn's default 10 values up to 1e4 and 5 inner
-    folds took several times longer on this busy host)."""
+) -> tuple[np.ndarray, list[str], float]:
+    """Held-out predictions of StandardScaler + scikit-learn's LogisticRegressionCV with its
+    defaults (10 C values 1e-4..1e4, stratified 5-fold inner CV scored by accuracy, lbfgs;
+    max_iter 1000 instead of 100 so the large C values converge), fitted on each outer-training
+    part; the C it chose per outer fold; seconds per outer fold."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -152,79 +153,141 @@ def _lrcv_accuracy(
 
     predictions = np.zeros(len(labels), dtype=np.int64)
     chosen = []
+    started = time.process_time()
     for fold in np.unique(outer):
         train = outer != fold
-        model = make_pipeline(
-            StandardScaler(),
-            LogisticRegressionCV(
-                Cs=np.logspace(-3, 0.5, 8), cv=3, scoring="accuracy", max_iter=300
-            ),
-        )
+        model = make_pipeline(StandardScaler(), LogisticRegressionCV(max_iter=1000))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", FutureWarning)
             model.fit(features[train], labels[train])
         predictions[~train] = model.predict(features[~train])
         chosen.append(f"{float(model[-1].C_[0]):.2g}")
-    return float((predictions == labels).mean()), chosen
+    return predictions, chosen, (time.process_time() - started) / len(np.unique(outer))
 
 
-def _quick_accuracy(
+@dataclass(frozen=True)
+class _QuickRun:
+    predictions: np.ndarray  # (N,) held-out class of each image
+    kfold_accuracy: list[float]  # per outer fold, quick training's own k-fold (OOF) accuracy
+    seconds: float  # CPU seconds of one train_quick, averaged over the outer folds
+    chosen: list[str]  # the final head's setting per outer fold ("b": class-weighted)
+
+
+def _quick_predictions(
     features: np.ndarray, labels: np.ndarray, outer: np.ndarray, c: float | None
-) -> tuple[float, float, list[str]]:
-    """Held-out accuracy of quick training's final head (trained on each outer-training part,
-    with its own k-fold inside), its head time, and the settings it chose."""
+) -> _QuickRun:
+    """Held-out predictions of quick training's final head, trained on each outer-training
+    part with its own k-fold inside."""
     targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
     predictions = np.zeros(len(labels), dtype=np.int64)
-    seconds, chosen = 0.0, []
+    seconds, chosen, kfold = 0.0, [], []
     for fold in np.unique(outer):
         train = outer != fold
         started = time.process_time()
         result = train_quick(features[train], targets[train], multilabel=False, seed=0, c=c)
         seconds += time.process_time() - started
         predictions[~train] = result.head.probabilities(features[~train]).argmax(axis=1)
+        kfold.append(float((result.oof_scores.argmax(axis=1) == labels[train]).mean()))
         final = result.selection.final
         chosen.append(f"{final.c:g}{'b' if final.balanced else ''}")
-    return float((predictions == labels).mean()), seconds / len(np.unique(outer)), chosen
+    return _QuickRun(predictions, kfold, seconds / len(np.unique(outer)), chosen)
+
+
+def _picked_per_project(runs: dict[str, _QuickRun], outer: np.ndarray) -> tuple[np.ndarray, str]:
+    """Predictions when quick training picks, in each outer fold, the feature set with the best
+    k-fold accuracy of its own (ties: the first, the default): only outer-training labels
+    decide, so the held-out accuracy stays honest."""
+    names = list(runs)
+    predictions = np.zeros(len(outer), dtype=np.int64)
+    picks = []
+    for index, fold in enumerate(np.unique(outer)):
+        best = max(names, key=lambda name: (runs[name].kfold_accuracy[index], -names.index(name)))
+        predictions[outer == fold] = runs[best].predictions[outer == fold]
+        picks.append(best)
+    return predictions, ", ".join(picks)
 
 
 def probe(args: argparse.Namespace) -> None:
     """Quick training vs LogisticRegressionCV on each candidate feature set, six small sets."""
+    from threadpoolctl import threadpool_limits
+
     from bench.feature_sets import FEATURE_SETS, all_sets, features
 
     torch.set_num_threads(args.threads)
     names = args.feature_sets.split(",") if args.feature_sets else list(FEATURE_SETS)
-    rows = []
     sets = all_sets()
     wanted = [int(index) for index in args.sets.split(",")] if args.sets else range(len(sets))
-    for labelled in (sets[index] for index in wanted):
-        labels = labelled.labels
-        targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
-        outer = stratified_folds(targets, args.outer, seed=1)
+    for labelled in (sets[index] for index in wanted):  # embed first: the rows come together
         for name in names:
-            x = features(labelled, name)
-            sk, sk_chosen = _lrcv_accuracy(x, labels, outer)
-            before, before_s, _ = _quick_accuracy(x, labels, outer, c=1.0)
-            after, after_s, chosen = _quick_accuracy(x, labels, outer, c=None)
-            rows.append((labelled.name, len(labels), name, sk, before, before_s, after, after_s))
-            print(
-                f"| {labelled.name} | {len(labels)} | {name} | {sk * 100:.1f} "
-                f"({', '.join(sk_chosen)}) | "
-                f"{before * 100:.1f} | {after * 100:.1f} ({', '.join(chosen)}) | "
-                f"{(after - sk) * 100:+.1f} | {before_s:.2f} / {after_s:.2f} s |",
-                flush=True,
+            features(labelled, name)
+    print(
+        f"\nheld-out accuracy (%) over {args.outer} outer folds; in brackets the C chosen per "
+        "outer fold; CPU s per fit of the outer-training part"
+    )
+    print(
+        "| dataset | images | feature set | LogisticRegressionCV | quick, C = 1 | "
+        "quick, inner CV | quick - LRCV (pts) | s: LRCV / quick C = 1 / quick |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    summary = []
+    # Multithreaded OpenBLAS on this 2-core host at load 13-21 left LogisticRegressionCV at ~6%
+    # of a core (threads waiting on each other), so no row came in 25 minutes: one thread.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for labelled in (sets[index] for index in wanted):
+            labels = labelled.labels
+            targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
+            outer = stratified_folds(targets, args.outer, seed=1)
+            sk_acc, runs = {}, {}
+            for name in names:
+                x = features(labelled, name)
+                sk, sk_chosen, sk_s = _lrcv_predictions(x, labels, outer)
+                fixed = _quick_predictions(x, labels, outer, c=1.0)
+                inner = runs[name] = _quick_predictions(x, labels, outer, c=None)
+                sk_acc[name] = float((sk == labels).mean())
+                fixed_acc = float((fixed.predictions == labels).mean())
+                inner_acc = float((inner.predictions == labels).mean())
+                print(
+                    f"| {labelled.name} | {len(labels)} | {name} | {sk_acc[name] * 100:.1f} "
+                    f"({', '.join(sk_chosen)}) | {fixed_acc * 100:.1f} | {inner_acc * 100:.1f} "
+                    f"({', '.join(inner.chosen)}) | {(inner_acc - sk_acc[name]) * 100:+.1f} | "
+                    f"{sk_s:.1f} / {fixed.seconds:.2f} / {inner.seconds:.2f} |",
+                    flush=True,
+                )
+            picked, picks = _picked_per_project(runs, outer)
+            quick_acc = {
+                name: float((run.predictions == labels).mean()) for name, run in runs.items()
+            }
+            summary.append(
+                (labelled.name, sk_acc, quick_acc, float((picked == labels).mean()), picks)
             )
+    print(
+        "\n| dataset | best LRCV (feature set) | quick, default features | best quick "
+        "(feature set) | quick picking per project (its picks) | best quick - best LRCV |"
+    )
+    print("|---|---|---|---|---|---|")
+    default = names[0]
+    for name, sk_acc, quick_acc, picked_acc, picks in summary:
+        best_sk = max(sk_acc, key=lambda n: sk_acc[n])
+        best_quick = max(quick_acc, key=lambda n: quick_acc[n])
+        print(
+            f"| {name} | {sk_acc[best_sk] * 100:.1f} ({best_sk}) | "
+            f"{quick_acc[default] * 100:.1f} | {quick_acc[best_quick] * 100:.1f} ({best_quick}) | "
+            f"{picked_acc * 100:.1f} ({picks}) | "
+            f"{(quick_acc[best_quick] - sk_acc[best_sk]) * 100:+.1f} |"
+        )
     print(f"load average at the end: {os.getloadavg()}")
 
 
 def time_breakdown(args: argparse.Namespace) -> None:
-    """Start-to-metrics before (fixed C = 1) and after (inner CV) on the photo set: embedding
-    (fresh feature cache, lite0) is shared, the head is timed both ways; "20% new" embeds only a
-    fifth of the images, the rest being cached, as a retrain after an upload does."""
-    from bench.feature_sets import all_sets
+    """Start-to-metrics before (fixed C = 1) and after (inner CV) on the photo set of
+    bench/al_data.py: embedding (fresh feature cache, lite0) is shared, the head is timed both
+    ways, alternately `--repeats` times (median); "20% new" embeds only a fifth of the images,
+    the rest being cached, as a retrain after an upload does."""
+    from bench.al_data import photo_set
 
     torch.set_num_threads(args.threads)
-    labelled = all_sets()[0]
+    labelled = photo_set(per_class=args.per_class)
     refs, labels = labelled.refs, labelled.labels
     targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
     stock_engine(args.backbone)
@@ -237,15 +300,19 @@ def time_breakdown(args: argparse.Namespace) -> None:
         started = time.process_time()
         features = embed_images(refs, backbone=args.backbone, cache=cache)
         embed_new = time.process_time() - started
-    heads = {}
-    for name, c in (("before (C = 1)", 1.0), ("after (inner CV)", None)):
-        started = time.process_time()
-        result = train_quick(features, targets, multilabel=False, seed=0, c=c)
-        classification_metrics(targets, result.oof_scores, multiclass=True)
-        heads[name] = time.process_time() - started
-    before, after = heads["before (C = 1)"], heads["after (inner CV)"]
+    heads: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(args.repeats):
+        for name, c in (("before", 1.0), ("after", None)):
+            started = time.process_time()
+            result = train_quick(features, targets, multilabel=False, seed=0, c=c)
+            classification_metrics(targets, result.oof_scores, multiclass=True)
+            heads[name].append(time.process_time() - started)
+    before, after = float(np.median(heads["before"])), float(np.median(heads["after"]))
     cold, warm = embed_old + embed_new, embed_new
-    print(f"\n{labelled.name}, {len(refs)} images, {args.backbone}, CPU seconds")
+    print(
+        f"\nphotos, {len(refs)} images, {args.backbone}, CPU seconds (head: median of "
+        f"{args.repeats}); before = C fixed at 1, after = inner CV"
+    )
     print("| part | before | after | after / before |\n|---|---|---|---|")
     print(f"| head: k-fold + final + metrics | {before:.2f} | {after:.2f} | {after / before:.2f} |")
     for name, embed in (("cold (empty cache)", cold), (f"{len(refs) - old} new images", warm)):
@@ -253,6 +320,7 @@ def time_breakdown(args: argparse.Namespace) -> None:
             f"| start to metrics, {name} | {embed + before:.1f} | {embed + after:.1f} | "
             f"{(embed + after) / (embed + before):.2f} |"
         )
+    print(f"load average at the end: {os.getloadavg()}")
 
 
 def main() -> None:
@@ -270,10 +338,12 @@ def main() -> None:
     )
     parser.add_argument("--feature-sets", default="", help="comma-separated, default: all")
     parser.add_argument("--sets", default="", help="comma-separated set indices, default: all")
-    parser.add_argument("--outer", type=int, default=3, help="outer folds of the probe")
+    parser.add_argument("--outer", type=int, default=5, help="outer folds of the probe")
     parser.add_argument(
         "--probe-time", action="store_true", help="head time before/after the inner CV"
     )
+    parser.add_argument("--per-class", type=int, default=25, help="--probe-time's photos")
+    parser.add_argument("--repeats", type=int, default=3, help="--probe-time's head timings")
     args = parser.parse_args()
     if args.probe:
         probe(args)
