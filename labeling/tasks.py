@@ -57,3 +57,14 @@ def queue_missing_thumbnails() -> int:
 def delete_stored_files(names: list[str]) -> int:
     # Idempotent: a file already gone counts as deleted, so a redelivered batch is harmless.
     return projects.delete_stored_files(names)
+
+
+@shared_task(
+    name="labeling.delete_stored_folders",
+    acks_late=True,
+    time_limit=600,
+    ignore_result=True,
+)
+def delete_stored_folders(folders: list[str]) -> int:
+    # Idempotent as delete_stored_files: a second run finds the folders empty.
+    return projects.delete_stored_folders(folders)

@@ -143,6 +143,18 @@ class Iteration(models.Model):
     def progress_percent(self) -> int:
         return round(100 * self.progress_fraction)
 
+    @property
+    def saliency_folder(self) -> str:
+        """Its "where the model looked" maps and kept quick-test uploads. The creation time is
+        part of the name: a database may reuse a deleted iteration's id (SQLite does), and the
+        new one must not see the old maps."""
+        return f"saliency/{self.pk}-{int(self.created.timestamp())}"
+
+    def stored_folders(self) -> tuple[str, ...]:
+        """Every folder of stored files it owns, for deleting it (or its project) without
+        leftovers: iteration_folder and saliency_folder."""
+        return (iteration_folder(self.pk), self.saliency_folder)
+
 
 class IterationTag(models.Model):
     """A regular tag as the iteration saw it; `index` is its column in targets and scores."""

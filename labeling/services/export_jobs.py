@@ -39,6 +39,7 @@ from labeling.models import Project, Role
 from labeling.services.datasets import ExportSelection, dataset_format, export_dataset
 from labeling.services.datasets.exports import check_selection
 from labeling.services.job_status import (
+    EXPORTS_ROOT,
     job_folders,
     lease_deadline,
     lease_heartbeat,
@@ -55,7 +56,7 @@ _PROGRESS_EVERY_S = 1.0
 MAX_ATTEMPTS = 2
 EXPORT_TASK = "labeling.export_dataset"
 EXPORT_QUEUE = "celery"
-_ROOT = "exports"
+_ROOT = EXPORTS_ROOT
 _UNEXPECTED = (
     "The export stopped on an unexpected error. The error was logged for the administrator; "
     "try again, or export fewer images (choose tags)."

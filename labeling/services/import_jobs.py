@@ -50,6 +50,7 @@ from labeling.access import require_role
 from labeling.models import Project, Role
 from labeling.services.datasets import ImportReport, dataset_format, import_dataset, import_labels
 from labeling.services.job_status import (
+    IMPORTS_ROOT,
     job_folders,
     lease_deadline,
     lease_heartbeat,
@@ -66,7 +67,7 @@ _PROGRESS_EVERY_S = 1.0
 MAX_ATTEMPTS = 2
 IMPORT_TASK = "labeling.import_dataset"
 IMPORT_QUEUE = "celery"
-_ROOT = "imports"
+_ROOT = IMPORTS_ROOT
 _UNEXPECTED = (
     "The import stopped on an unexpected error; nothing was imported. The error was logged "
     "for the administrator; try again, or import the archive in parts."
@@ -104,7 +105,7 @@ class ImportJob:
 
 
 def _folder(project_id: int, job_id: str) -> str:
-    return f"imports/{project_id}/{job_id}"
+    return f"{_ROOT}/{project_id}/{job_id}"
 
 
 def start_import(

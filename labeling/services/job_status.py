@@ -21,6 +21,10 @@ from project.storage import replace_file
 
 logger = logging.getLogger(__name__)
 
+# Each job is a folder <root>/<project id>/<job id>/ holding its status.json and its file.
+EXPORTS_ROOT = "exports"
+IMPORTS_ROOT = "imports"
+
 Job = TypeVar("Job")
 # The worker's thread and its lease heartbeat both write status.json.
 _write_lock = threading.Lock()
@@ -69,6 +73,11 @@ def write_status(name: str, job: Any) -> None:
         data = json.dumps(job.__dict__).encode()
         # In place: a poll between a delete and a save would find no job (404) on S3.
         replace_file(name, data)
+
+
+def project_job_folders(project_id: int) -> tuple[str, str]:
+    """The folders of a project's dataset export and import jobs."""
+    return f"{EXPORTS_ROOT}/{project_id}", f"{IMPORTS_ROOT}/{project_id}"
 
 
 def job_folders(root: str) -> list[tuple[int, str]]:

@@ -16,8 +16,10 @@ from rest_framework.authtoken.models import Token
 
 from labeling.access import require_project_creator, require_role
 from labeling.models import ImageTag, Membership, Project, Region, Role, Tag
+from labeling.services.job_status import project_job_folders
 from project.errors import Forbidden, LabelRuleError, NotFound, ValidationFailed
 from project.queue import enqueue
+from project.storage import files_under
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -25,6 +27,7 @@ User = get_user_model()
 # Stored files deleted per worker task: a task stays short, and a lost one loses little.
 FILE_DELETE_BATCH = 500
 DELETE_FILES_TASK = "labeling.delete_stored_files"
+DELETE_FOLDERS_TASK = "labeling.delete_stored_folders"
 
 
 @transaction.atomic
@@ -86,7 +89,9 @@ def delete_project(
     Admins only. The browser passes `confirm_name`, which must be the project's name (a deleted
     project cannot come back). The rows go in this transaction; the files (images, thumbnails,
     models, predictions) are collected from the rows the cascade deletes, whatever app they
-    belong to, and handed to `labeling.delete_stored_files` after the commit. If the broker is
+    belong to, and handed to `labeling.delete_stored_files` after the commit; the folders of
+    files no row names (dataset jobs, and each deleted row's `stored_folders()`: an iteration's
+    serving file, maps and kept uploads) to `labeling.delete_stored_folders`. If the broker is
     down the files stay on disk as orphans (logged): never a row whose file is gone.
     """
     require_role(by, project, Role.ADMIN)
@@ -97,9 +102,25 @@ def delete_project(
     collector = Collector(using=router.db_for_write(Project))
     collector.collect([project])
     names = sorted(set(_stored_files(collector)))
+    folders = list(project_job_folders(project.pk))
+    folders += sorted(set(_stored_folders(collector)))
     collector.delete()
     for start in range(0, len(names), FILE_DELETE_BATCH):
         enqueue(DELETE_FILES_TASK, names[start : start + FILE_DELETE_BATCH], queue="celery")
+    enqueue(DELETE_FOLDERS_TASK, folders, queue="celery")
+
+
+def _stored_folders(collector: Collector) -> Iterator[str]:
+    """The `stored_folders()` of every row the collector will delete whose model has one (the
+    training app's iterations; labeling does not import it, so it asks the rows)."""
+    for model, instances in collector.data.items():
+        if hasattr(model, "stored_folders"):
+            for instance in instances:
+                yield from instance.stored_folders()
+    for queryset in collector.fast_deletes:
+        if hasattr(queryset.model, "stored_folders"):
+            for instance in queryset:
+                yield from instance.stored_folders()
 
 
 def _stored_files(collector: Collector) -> Iterator[str]:
@@ -331,3 +352,9 @@ def delete_stored_files(names: Sequence[str]) -> int:
         else:
             removed += 1
     return removed
+
+
+def delete_stored_folders(folders: Sequence[str]) -> int:
+    """The worker's side of `delete_project` for folders: every file below each; returns how
+    many it removed (delete_stored_files' rules: gone is fine, a failure is logged)."""
+    return sum(delete_stored_files(files_under(folder)) for folder in folders)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
@@ -100,8 +101,15 @@ def test_deleting_a_project_removes_its_rows_and_a_worker_removes_its_files(
     iteration.artifact.save("model.pt", __import__("io").BytesIO(b"weights"), save=True)
     names = [image.file.name for image in images] + [iteration.artifact.name]
     names += [image.file.name for image in Image.objects.filter(project=project)]
+    # Files no row names: the serving file, a where-looked map, a dataset export job's zip.
+    names += [
+        default_storage.save(f"iterations/{iteration.pk}/model.serving.zip", ContentFile(b"s")),
+        default_storage.save(f"{iteration.saliency_folder}/i1.png", ContentFile(b"map")),
+        default_storage.save(f"exports/{project.pk}/job/fruit.zip", ContentFile(b"zip")),
+    ]
     assert all(default_storage.exists(name) for name in names)
     keep = ImageFactory()  # another project's image stays
+    kept_export = default_storage.save(f"exports/{keep.project_id}/job/x.zip", ContentFile(b"z"))
 
     client.force_login(admin.user)
     response = client.post(
@@ -116,4 +124,4 @@ def test_deleting_a_project_removes_its_rows_and_a_worker_removes_its_files(
         timeout_s=30,
         what="the worker to delete the project's files",
     )
-    assert default_storage.exists(keep.file.name)
+    assert default_storage.exists(keep.file.name) and default_storage.exists(kept_export)

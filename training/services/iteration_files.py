@@ -8,8 +8,7 @@ the new iteration's. Deleting the iteration deletes them all.
 from __future__ import annotations
 
 from project.storage import files_under
-from training.models import Iteration, iteration_folder
-from training.services.saliency import folder as saliency_folder
+from training.models import Iteration
 
 
 def iteration_files(iteration: Iteration) -> list[str]:
@@ -18,6 +17,6 @@ def iteration_files(iteration: Iteration) -> list[str]:
     names = [str(iteration.artifact.name)] if iteration.artifact else []
     # Exports made before they moved into the iteration's folder are found by their rows.
     names += [name for name in iteration.exports.values_list("file", flat=True) if name]
-    for folder in (iteration_folder(iteration.pk), saliency_folder(iteration)):
+    for folder in iteration.stored_folders():
         names.extend(files_under(folder))
     return sorted(set(names))

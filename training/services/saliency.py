@@ -307,9 +307,8 @@ def _cached_model(
 
 
 def folder(iteration: Iteration) -> str:
-    """The iteration's folder of maps. Its creation time is part of the name: a database may
-    reuse a deleted iteration's id (SQLite does), and the new one must not see the old maps."""
-    return f"saliency/{iteration.pk}-{int(iteration.created.timestamp())}"
+    """The iteration's folder of maps (Iteration.saliency_folder)."""
+    return iteration.saliency_folder
 
 
 def _status_name(iteration: Iteration, key: str) -> str:
