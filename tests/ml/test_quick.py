@@ -9,6 +9,7 @@ from training.ml.errors import Cancelled, DatasetTooSmall, TrainingDiverged
 from training.ml.quick import (
     C_GRID,
     DEFAULT_SETTING,
+    _inner_score,
     fit_head,
     stratified_folds,
     train_quick,
@@ -211,3 +212,34 @@ def test_fit_head_in_the_row_space_equals_the_full_space_optimum() -> None:
     np.testing.assert_allclose(
         small.probabilities(features), big.probabilities(features), atol=2e-3
     )
+
+
+def test_inner_score_ranks_settings_by_mistakes_before_log_loss() -> None:
+    # A weakly regularised head: one image confidently wrong (a large log loss). A strongly
+    # regularised one: unsure about everything, three images wrong by a hair. The inner CV must
+    # prefer the head that makes fewer mistakes (what accuracy and the per-tag figures count);
+    # the log loss alone prefers the unsure head, which cost 2-4 points on weak features.
+    features = np.eye(4, dtype=np.float64)
+    targets = np.eye(2, dtype=np.float32)[[0, 0, 1, 1]]
+    bias = np.zeros(3)
+    # Identity features: column i of a head is image i's logits (tag 0, tag 1, background).
+    confident = np.array([[9.0, 9.0, 0.0, 9.0], [0.0, 0.0, 9.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    unsure = np.array([[0.0, 0.1, 0.1, 0.1], [0.1, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    for name, head in (("confident", confident), ("unsure", unsure)):
+        logits = features @ head.T
+        wrong = (logits.argmax(axis=1) != [0, 0, 1, 1]).sum()
+        assert wrong == {"confident": 1, "unsure": 3}[name]
+    assert _inner_score(confident, bias, features, targets, False) < _inner_score(
+        unsure, bias, features, targets, False
+    )
+    assert _balanced_log_loss_of(confident, features, targets) > _balanced_log_loss_of(
+        unsure, features, targets
+    )
+
+
+def _balanced_log_loss_of(weight: np.ndarray, features: np.ndarray, targets: np.ndarray) -> float:
+    logits = features @ weight.T
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    labels = targets.argmax(axis=1)
+    loss = -log_p[np.arange(len(labels)), labels]
+    return float(np.mean([loss[labels == c].mean() for c in np.unique(labels)]))
