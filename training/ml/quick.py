@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -259,6 +259,13 @@ class _Problem:
         raw_weight = full / self.std
         return raw_weight, bias - raw_weight @ self.mean
 
+    def start_from(self, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """A head on raw features (raw_head's output) in this problem's coordinates: the warm
+        start an outer fold's fit takes from the inner fit on most of the same rows."""
+        full = weight * self.std
+        coordinates = full @ self.basis.T if self.basis is not None else full
+        return np.concatenate([coordinates.ravel(), bias + weight @ self.mean])
+
     def head(self, params: np.ndarray) -> LinearHead:
         weight, bias = self.raw_head(params)
         return LinearHead(
@@ -301,10 +308,12 @@ class HeadSetting:
 
 
 # C values tried by the inner cross-validation, ascending so each fit warm-starts from the
-# previous one; same units as scikit-learn's C. Four values a factor ~5 apart: each one more
-# costs a fit per pair of folds (bench/quick_training.py --probe shows what
-# LogisticRegressionCV picks on a finer grid).
-C_GRID: tuple[float, ...] = (0.01, 0.05, 0.25, 1.2)
+# previous one; same units as scikit-learn's C. Five values a factor ~5 apart: each one more
+# costs a fit per pair of folds. 6.0 was added on evidence: LogisticRegressionCV chose C of
+# 3-1000 on the weak-feature sets of bench/quick_training.py --probe, and without 6.0 quick
+# training's held-out accuracy was 0.3-1 point lower on 6 of 25 (set, feature set) pairs, higher
+# on 1 (0.5 point).
+C_GRID: tuple[float, ...] = (0.01, 0.05, 0.25, 1.2, 6.0)
 # Used when there are too few folds to select (k < 3): the inner CV needs two folds besides
 # the held-out one.
 DEFAULT_SETTING = HeadSetting(c=1.0, balanced=False)
@@ -386,6 +395,10 @@ class Selection:
     # (folds, settings) summed inner loss each outer fold saw, for inspection and tests.
     inner_loss: np.ndarray
     settings: list[HeadSetting]
+    # (pair of folds, setting index) -> the inner head (raw weight, bias) trained without them.
+    inner_heads: dict[tuple[tuple[int, int], int], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
 
 
 def select_settings(
@@ -411,6 +424,7 @@ def select_settings(
     settings = settings if settings is not None else candidate_settings(targets, multilabel)
     k = int(fold_of.max()) + 1
     inner_loss = np.zeros((k, len(settings)))
+    inner_heads: dict[tuple[tuple[int, int], int], tuple[np.ndarray, np.ndarray]] = {}
     # Neighbouring pairs; for k = 3 these are all pairs. All k(k-1)/2 pairs would give each fold
     # k - 1 inner folds at twice the fits for k = 5 (quick training's time budget: < 30% more).
     pairs = sorted({(min(a, (a + 1) % k), max(a, (a + 1) % k)) for a in range(k)})
@@ -431,7 +445,7 @@ def select_settings(
                 should_stop=should_stop,
             )
             starts[setting.balanced] = params
-            weight, bias = problem.raw_head(params)
+            weight, bias = inner_heads[(a, b), index] = problem.raw_head(params)
             inner_loss[b, index] += _inner_score(
                 weight, bias, features[on_a], targets[on_a], multilabel
             )
@@ -442,7 +456,16 @@ def select_settings(
     # Each pair's two scores were added once to each of its folds: the column sums are the
     # loss over every (pair, scored fold), a CV estimate on (k-2)/k of the images.
     final = settings[int(np.argmin(inner_loss.sum(axis=0)))]
-    return Selection(per_fold, final, inner_loss, settings)
+    return Selection(per_fold, final, inner_loss, settings, inner_heads)
+
+
+def _warm_start(
+    problem: _Problem, selection: Selection, pair: tuple[int, int], setting: HeadSetting
+) -> np.ndarray | None:
+    if setting not in selection.settings:
+        return None
+    head = selection.inner_heads.get((pair, selection.settings.index(setting)))
+    return problem.start_from(*head) if head is not None else None
 
 
 def train_quick(
@@ -500,14 +523,21 @@ def train_quick(
             train = fold_of != fold
             setting = selection.per_fold[fold]
             problem = _Problem(features[train], targets[train], multilabel)
+            # Warm start from the inner head trained without this fold and its neighbour: the
+            # same setting on most of the same rows, and it never saw this fold's labels.
+            pair = (min(fold, (fold + 1) % k), max(fold, (fold + 1) % k))
+            start = _warm_start(problem, selection, pair, setting)
             params, _, _ = problem.fit(
-                setting.c, balanced=setting.balanced, should_stop=should_stop
+                setting.c, balanced=setting.balanced, start=start, should_stop=should_stop
             )
             oof[~train] = problem.head(params).probabilities(features[~train])
         on_progress("final model", base + (1 - base) * k / (k + 1))
         problem = _Problem(features, targets, multilabel)
         params, iterations, loss = problem.fit(
-            selection.final.c, balanced=selection.final.balanced, should_stop=should_stop
+            selection.final.c,
+            balanced=selection.final.balanced,
+            start=_warm_start(problem, selection, (0, 1), selection.final),
+            should_stop=should_stop,
         )
         head = problem.head(params)
     on_progress("done", 1.0)
