@@ -4,7 +4,8 @@
     .venv/bin/python bench/active_learning.py --dataset hard --rounds 20
     .venv/bin/python bench/active_learning.py --dataset imbalanced
     .venv/bin/python bench/active_learning.py --dataset path/to/tags --test path/to/test_tags
-    options: --strategies product,random,margin,typiclust  --seeds N  --rounds N  --budget N
+    options: --strategies product,random,random-b,margin,balanced-margin,badge,typiclust
+             --seeds N  --rounds N  --budget N
              --json PATH (curves, paired differences, labels needed)  --no-write (RESULTS.md)
 
 Datasets (bench/al_data.py; nothing is downloaded): "easy" = augmented crops of ten scikit-image
@@ -26,8 +27,11 @@ training.services.embeddings), stores the pool's predictions as the prediction A
 and uncertainty from predictions.services.predict.score_output, the embedding), and takes the
 first page of predictions.services.ranking.ranked_predictions(sort="gain"): the Predictions tab's
 own call (`first_page`; tests/predictions/test_ranking.py checks the tab shows the same order).
-Ablations: "random"; "margin" (the least sure first); "typiclust" (the product's rule with the
-weight held at 0: coverage only).
+Ablations: "random"; "random-b" (a second random sampler with its own draws: its paired
+difference from "random" is the noise floor of the protocol); "margin" (the least sure first);
+"balanced-margin" (the least sure of each predicted class in turn); "badge" (BADGE: k-means++
+over the head's gradient embeddings); "typiclust" (the product's rule with the weight held at
+0: coverage only).
 
 Detection (issue 14, item 4), measured in mAP@0.5 (pycocotools' COCOeval) on held-out images:
 
@@ -66,7 +70,7 @@ from bench.al_data import PhotoSet, folder_set, glyph_set, mosaic_set, photo_set
 from training.ml.features import FeatureCache, embed_images  # noqa: E402
 from training.ml.metrics import classification_metrics  # noqa: E402
 from training.ml.quick import QuickResult, train_quick  # noqa: E402
-from training.ml.ranking import rank_for_review  # noqa: E402
+from training.ml.ranking import compact_embeddings, rank_for_review  # noqa: E402
 from training.ml.uncertainty import classification_uncertainty  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "al"
@@ -103,10 +107,59 @@ def random_pick(round_: Round, budget: int) -> np.ndarray:
     return rng.choice(round_.unlabeled.size, size=budget, replace=False)
 
 
+def random_again(round_: Round, budget: int) -> np.ndarray:
+    """A second random sampler with its own draws: the noise floor. Its paired difference from
+    "random" is what sampling alone gives, the yardstick for every other strategy's."""
+    rng = np.random.default_rng([round_.seed, round_.number, 2])
+    return rng.choice(round_.unlabeled.size, size=budget, replace=False)
+
+
 def margin(round_: Round, budget: int) -> np.ndarray:
     multilabel = round_.labels.ndim == 2
     scores = classification_uncertainty(round_.pool_probabilities(), multilabel=multilabel)
     return np.argsort(-scores, kind="stable")[:budget]
+
+
+def badge(round_: Round, budget: int) -> np.ndarray:
+    """BADGE (Ash et al., 2020): k-means++ seeding over the head's gradient embeddings
+    ``(p - onehot(argmax p)) ⊗ x`` (x the compact embedding), the longest gradient first."""
+    p = round_.pool_probabilities()
+    x = compact_embeddings(round_.features[round_.unlabeled])
+    guess = (p > 0.5).astype(np.float32)
+    if round_.labels.ndim == 1:
+        guess = np.eye(p.shape[1], dtype=np.float32)[p.argmax(axis=1)]
+    g = ((p - guess)[:, :, None] * x[:, None, :]).reshape(p.shape[0], -1)
+    rng = np.random.default_rng([round_.seed, round_.number, 3])
+    sq_norms = np.einsum("ij,ij->i", g, g)
+    chosen = [int(np.argmax(sq_norms))]
+    closest = np.maximum(sq_norms - 2.0 * g @ g[chosen[0]] + sq_norms[chosen[0]], 0.0)
+    while len(chosen) < budget:
+        closest[chosen] = 0.0
+        total = float(closest.sum())
+        pick = (
+            int(rng.integers(g.shape[0]))
+            if total <= 1e-12
+            else int(rng.choice(g.shape[0], p=closest / total))
+        )
+        if pick in chosen:
+            continue
+        chosen.append(pick)
+        distance = np.maximum(sq_norms - 2.0 * g @ g[pick] + sq_norms[pick], 0.0)
+        closest = np.minimum(closest, distance)
+    return np.array(chosen, dtype=np.int64)
+
+
+def balanced_margin(round_: Round, budget: int) -> np.ndarray:
+    """Margin sampling balanced over the predicted classes: the least sure of each predicted
+    class in turn (classes ordered by their least sure image)."""
+    p = round_.pool_probabilities()
+    scores = classification_uncertainty(p, multilabel=round_.labels.ndim == 2)
+    by_class: dict[int, list[int]] = {}
+    for i in np.argsort(-scores, kind="stable"):
+        by_class.setdefault(int(p[i].argmax()), []).append(int(i))
+    queues = sorted(by_class.values(), key=lambda members: -scores[members[0]])
+    picks = [q[depth] for depth in range(budget) for q in queues if depth < len(q)]
+    return np.array(picks[:budget], dtype=np.int64)
 
 
 def typiclust(round_: Round, budget: int) -> np.ndarray:
@@ -340,7 +393,14 @@ def run_seed(
     return counts, accuracy
 
 
-STRATEGIES: dict[str, Strategy] = {"random": random_pick, "margin": margin, "typiclust": typiclust}
+STRATEGIES: dict[str, Strategy] = {
+    "random": random_pick,
+    "random-b": random_again,
+    "margin": margin,
+    "balanced-margin": balanced_margin,
+    "badge": badge,
+    "typiclust": typiclust,
+}
 
 
 def labels_to_reach(counts: list[int], curve: np.ndarray, target: float) -> float | None:

@@ -11,6 +11,7 @@ from training.ml.ranking import (
     compact_embeddings,
     density_trust,
     kmeans,
+    near_chance,
     rank_for_review,
     review_weight,
 )
@@ -51,8 +52,10 @@ def test_compact_embeddings_keep_the_order_of_distances() -> None:
 
 def test_weight_grows_with_quality_and_labels_and_keeps_half_near_chance() -> None:
     assert review_weight(model_quality=0.65, labels_per_tag=50) == pytest.approx(0.857, abs=1e-3)
-    # Near chance the features do not follow the tags: coverage buys little, doubt keeps half.
-    assert review_weight(model_quality=0.05, labels_per_tag=50) == 0.5
+    # Near chance the features do not follow the tags: coverage buys nothing, doubt decides;
+    # a little above it (density not yet trusted) doubt keeps half.
+    assert review_weight(model_quality=0.05, labels_per_tag=50) == 1.0
+    assert review_weight(model_quality=0.36, labels_per_tag=50) == pytest.approx(0.48)
     assert review_weight(model_quality=0.95, labels_per_tag=2) == pytest.approx(0.2)
     assert review_weight(model_quality=0.95, labels_per_tag=30) == 1.0
     assert review_weight(model_quality=None, labels_per_tag=5) == pytest.approx(0.5)
@@ -177,3 +180,13 @@ def test_without_trust_in_density_a_cluster_gives_any_member_not_its_most_typica
     ]
     assert all(sorted(ids[order].tolist()) == [0, 1, 2, 3] for order in spread)  # still covers
     assert any(set(order.tolist()) != set(typical.order.tolist()) for order in spread)
+
+
+def test_near_chance_ramps_from_one_to_zero_between_its_floor_and_full() -> None:
+    assert near_chance(model_quality=0.1) == 1.0
+    assert near_chance(model_quality=0.3) == 1.0
+    assert near_chance(model_quality=0.325) == pytest.approx(0.5)
+    assert near_chance(model_quality=0.35) == 0.0
+    assert near_chance(model_quality=None) == 0.0
+    with pytest.raises(ValueError, match="floor"):
+        near_chance(model_quality=0.2, floor=0.4, full=0.3)

@@ -95,13 +95,45 @@ def test_a_weak_model_shows_typical_images_first_not_its_doubts(client_for, proj
 
 
 def test_a_model_near_chance_gets_a_spread_sample_and_says_so(client_for, project, users):
-    iteration = ranked_iteration(project, accuracy=0.52)  # 2 tags: quality 0.04
+    # 2 tags at 0.68: quality 0.36, density barely trusted and past the random draws' band.
+    iteration = ranked_iteration(project, accuracy=0.68)
     for vector in blob(direction(1), 12, seed=1):
         crafted_prediction(project, iteration, [0.9, 0.1], vector)
     rows = shown(tab(client_for(users["reviewer"]), project, iteration))
     assert rows[0][1].startswith("One of ")
     assert "other unlabeled images like it, none like it labeled yet" in rows[0][1]
     assert rows[0][1].endswith("the model is near chance, so its doubt only half counts.")
+
+
+def test_the_rule_moves_from_doubt_to_a_spread_sample_to_doubt_on_the_models_signal(
+    client_for, project, users
+):
+    """Same candidates, three held-out accuracies of the model (2 tags). At chance the features
+    say nothing of the tags, so the model's doubts come first; a little above chance, a spread
+    sample; a good model, its doubts again. Each row says which."""
+    from django.core.cache import cache
+
+    iteration = ranked_iteration(project, accuracy=0.5)
+    rng = np.random.default_rng(3)
+    unsure = set()
+    for i in range(60):
+        p = 0.51 if i < 5 else float(rng.uniform(0.8, 0.99))
+        vector = direction(i % 6) + rng.normal(0, 0.2, 64)
+        row = crafted_prediction(project, iteration, [p, 1 - p], vector)
+        unsure |= {row.image_id} if i < 5 else set()
+    client = client_for(users["reviewer"])
+    pages = {}
+    for accuracy in (0.52, 0.68, 0.98):
+        iteration.metrics = {"accuracy": accuracy}
+        iteration.save(update_fields=["metrics"])
+        cache.clear()  # the order is cached by the open set, which is the same each time
+        pages[accuracy] = shown(tab(client, project, iteration))
+    for accuracy in (0.52, 0.98):  # quality 0.04 and 0.96
+        assert {image_id for image_id, _ in pages[accuracy][:5]} == unsure
+        assert pages[accuracy][0][1] == "Unsure between “cat” and “dog”."
+    spread = pages[0.68]  # quality 0.36: a spread sample, the doubts not first
+    assert {image_id for image_id, _ in spread[:5]} != unsure
+    assert spread[0][1].startswith("One of ")
 
 
 def test_a_good_model_shows_its_doubts_first_with_the_tags_it_hesitates_between(
@@ -119,7 +151,7 @@ def test_a_good_model_shows_its_doubts_first_with_the_tags_it_hesitates_between(
 
 
 def test_regions_the_training_set_covers_come_after_uncovered_ones(client_for, project, users):
-    iteration = ranked_iteration(project, accuracy=0.5)
+    iteration = ranked_iteration(project, accuracy=0.68)  # above the random draws' band
     covered_vectors = blob(direction(4), 50, seed=4, spread=0.3)
     covered = {
         crafted_prediction(project, iteration, [0.6, 0.4], vector).image_id
