@@ -4,12 +4,21 @@ images exactly as the served model does, stop early and keep the best checkpoint
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
 
 from tests.ml.conftest import photo_dataset
-from training.ml.advanced import FineTuneRecipe, _Classifier, fine_tune
+from training.ml.advanced import (
+    FineTuneRecipe,
+    _Classifier,
+    _Data,
+    _frozen_blocks,
+    _prefix_numel,
+    fine_tune,
+)
 from training.ml.backbones import build_feature_extractor, get_backbone
 from training.ml.features import FeatureCache
 
@@ -102,3 +111,52 @@ def test_early_stopping_keeps_the_best_epoch(tiny_backbone: str, cache: FeatureC
     assert result.epochs == result.best_epoch + 1  # stopped one epoch without improvement
     assert result.best_epoch == int(np.argmin(result.holdout_losses))
     assert len(result.holdout_losses) == result.epochs + 1
+
+
+def _cache_mb(model: _Classifier, blocks: int, data: _Data, size: int) -> float:
+    values = _prefix_numel(model, blocks, size, torch.device("cpu"))
+    return values * (2 * len(data.train_refs) + 4 * len(data.holdout_refs)) / 2**20
+
+
+def test_a_cache_over_the_limit_freezes_deeper_never_shallower(tiny_backbone: str) -> None:
+    refs, targets = photo_dataset(per_class=4, size=40)
+    data = _Data.split(refs, targets, 0)
+    head = nn.Linear(get_backbone(tiny_backbone).feature_dim, 4)
+    model = _Classifier(build_feature_extractor(tiny_backbone), head)
+    size = get_backbone(tiny_backbone).input_size
+    recipe = FineTuneRecipe(frozen_blocks=1)
+    at_recipe = _cache_mb(model, 1, data, size)
+    cpu = torch.device("cpu")
+    assert (
+        _frozen_blocks(model, replace(recipe, cache_limit_mb=at_recipe), data, tiny_backbone, cpu)
+        == 1
+    )
+    # Just under what the recipe's blocks need: a deeper block with a smaller output, whose cache
+    # fits (fewer blocks would need more: the pixels or the stem's wide maps).
+    tighter = replace(recipe, cache_limit_mb=at_recipe * 0.99)
+    deeper = _frozen_blocks(model, tighter, data, tiny_backbone, cpu)
+    assert deeper is not None and deeper > 1
+    assert _cache_mb(model, deeper, data, size) <= tighter.cache_limit_mb
+    assert (
+        _frozen_blocks(model, replace(recipe, cache_limit_mb=1e-6), data, tiny_backbone, cpu)
+        is None
+    )
+
+
+def test_when_no_cache_fits_fine_tuning_streams_the_images(
+    tiny_backbone: str, cache: FeatureCache
+) -> None:
+    refs, targets = photo_dataset(per_class=4, size=40)
+    result = fine_tune(
+        refs,
+        targets,
+        multilabel=False,
+        backbone=tiny_backbone,
+        budget_s=600,
+        cache=cache,
+        batch_size=8,
+        max_epochs=1,
+        recipe=FineTuneRecipe(cache_limit_mb=1e-6),
+    )
+    assert result.epochs == 1
+    assert "decoding and caching" not in result.spent_s  # the streaming path, not a huge cache

@@ -29,12 +29,13 @@ step several times slower for both recipes.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -314,7 +315,11 @@ def fine_tune(
     model.to(target)
     if recipe.cached:
         on_progress("caching images", 0.0)
-        model.freeze_prefix(_frozen_blocks(model, recipe, data, backbone, target))
+        blocks = _frozen_blocks(model, recipe, data, backbone, target)
+        if blocks is None:  # the cache would not fit: stream the images every epoch instead
+            recipe = replace(recipe, cached=False, frozen_blocks=0)
+        else:
+            model.freeze_prefix(blocks)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
     run = _Run(
@@ -650,21 +655,26 @@ def _frozen_blocks(
     data: _Data,
     backbone: str,
     device: torch.device,
-) -> int:
-    """The recipe's frozen blocks, fewer when their cached outputs would pass the memory limit.
+) -> int | None:
+    """Blocks to freeze so the cached outputs fit `recipe.cache_limit_mb`; None: none fit.
 
-    Sized at the input size (the worst case for the training images) so the decision needs no
-    decoding; float16 for training images, float32 for held-out ones.
+    The recipe's count first, then deeper ones (leaving at least one block to train): an
+    EfficientNet's early blocks output the largest maps (lite0 at 224 px: 200k values after
+    block 1, 31k after block 3), so freezing fewer blocks would only grow the cache. Sized at
+    the input size (the worst case for the training images) so the decision needs no decoding;
+    float16 for training images, float32 for held-out ones. Images are decoded a batch at a
+    time (`_cache_prefix`), so the outputs are all the cache holds.
     """
     size = get_backbone(backbone).input_size
-    blocks = min(recipe.frozen_blocks, model.splittable_blocks())
-    per_image_weight = 2 * len(data.train_refs) + 4 * len(data.holdout_refs)
-    while blocks > 0:
-        needed_mb = _prefix_numel(model, blocks, size, device) * per_image_weight / 2**20
+    splittable = model.splittable_blocks()
+    per_image_bytes = 2 * len(data.train_refs) + 4 * len(data.holdout_refs)
+    for blocks in range(min(recipe.frozen_blocks, splittable), max(splittable, 1)):
+        if blocks <= 0:
+            continue  # nothing frozen: that is the streaming recipe, not a cache of the pixels
+        needed_mb = _prefix_numel(model, blocks, size, device) * per_image_bytes / 2**20
         if needed_mb <= recipe.cache_limit_mb:
-            break
-        blocks -= 1
-    return blocks
+            return blocks
+    return None
 
 
 def _decode_capped(ref: ImageRef, cap: int) -> np.ndarray:
@@ -673,27 +683,45 @@ def _decode_capped(ref: ImageRef, cap: int) -> np.ndarray:
     return resize_center_crop(image, min(cap, *image.size))
 
 
-def _decode_own_size(
-    refs: Sequence[ImageRef], cap: int, own_resolution: bool, should_stop: Callable[[], bool]
-) -> tuple[np.ndarray, int]:
-    """uint8 (N, S, S, 3) of every image, and S: the largest own side up to `cap` (or `cap`).
+def _train_side(refs: Sequence[ImageRef], cap: int, own_resolution: bool) -> int:
+    """The side the training images are cached at: `cap`, or with `own_resolution` the largest
+    shorter side up to `cap` (read from the headers, nothing decoded)."""
+    if not own_resolution:
+        return cap
+    side = 0
+    for ref in refs:
+        with Image.open(io.BytesIO(read_bytes(ref))) as image:
+            side = max(side, min(cap, *image.size))
+        if side == cap:
+            break
+    return side or cap
 
-    Images smaller than S (a mixed set) are brought up to it; the network then sees each image
-    at most at the resolution it has instead of 224 px interpolated from 128 px.
+
+def _decoded_chunks(
+    refs: Sequence[ImageRef],
+    cap: int,
+    side: int,
+    should_stop: Callable[[], bool],
+    chunk: int = 32,
+) -> Iterator[np.ndarray]:
+    """uint8 (<=chunk, side, side, 3) batches of the images, decoded two at a time.
+
+    A batch at a time, so memory holds one batch of pixels, never the whole set. Images smaller
+    than `side` (a mixed set at its own resolution) are brought up to it; the network then sees
+    each image at most at the resolution it has instead of 224 px interpolated from 128 px.
     """
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-        arrays: list[np.ndarray] = []
-        for array in pool.map(_decode_capped, refs, [cap] * len(refs)):
+        for start in range(0, len(refs), chunk):
+            part = refs[start : start + chunk]
+            arrays = list(pool.map(_decode_capped, part, [cap] * len(part)))
             if should_stop():
                 raise Cancelled("Training was cancelled.")
-            arrays.append(array)
-    size = max((a.shape[0] for a in arrays), default=cap) if own_resolution else cap
-    pixels = np.empty((len(arrays), size, size, 3), dtype=np.uint8)
-    for row, array in enumerate(arrays):
-        if array.shape[0] != size:
-            array = resize_center_crop(Image.fromarray(array), size)
-        pixels[row] = array
-    return pixels, size
+            pixels = np.empty((len(arrays), side, side, 3), dtype=np.uint8)
+            for row, array in enumerate(arrays):
+                if array.shape[0] != side:
+                    array = resize_center_crop(Image.fromarray(array), side)
+                pixels[row] = array
+            yield pixels
 
 
 def _run_prefix(
@@ -717,11 +745,10 @@ def _run_prefix(
 def _cache_prefix(run: _Run) -> _Cached:
     """Decode every image once; the frozen prefix's output for training and held-out images."""
     spec = get_backbone(run.backbone)
-    train_pixels, size = _decode_own_size(
-        run.data.train_refs, spec.input_size, run.recipe.own_resolution, run.should_stop
-    )
-    chunks = (train_pixels[i : i + 32] for i in range(0, len(train_pixels), 32))
-    train = _run_prefix(run, chunks, len(train_pixels), torch.float16)
+    refs = run.data.train_refs
+    size = _train_side(refs, spec.input_size, run.recipe.own_resolution)
+    chunks = _decoded_chunks(refs, spec.input_size, size, run.should_stop)
+    train = _run_prefix(run, chunks, len(refs), torch.float16)
     # Held-out images go through the serving path (input size, float32), so the kept
     # checkpoint's scores are the ones the Predictor will produce.
     holdout_pixels = (
