@@ -243,9 +243,11 @@ def main() -> None:
     folder = tempfile.TemporaryDirectory(prefix="bench-fine-tuning-cache-")
     args.cache_dir = args.cache_dir or folder.name
     features = embed_images(refs, backbone=args.backbone, cache=FeatureCache(args.cache_dir))
-    if args.json:
-        rows = [_run(refs, targets, labels, args.recipes[0], args, b) for b in args.budgets]
-        Path(args.json).write_text(json.dumps(rows))
+    if args.json:  # a --parallel child: its rows so far after every run, to watch progress
+        rows = []
+        for budget in args.budgets:
+            rows.append(_run(refs, targets, labels, args.recipes[0], args, budget))
+            Path(args.json).write_text(json.dumps(rows))
         return
     print(
         f"glyph set: {len(refs)} images of 128 px, {len(data.class_names)} tags; backbone "
