@@ -220,6 +220,7 @@ def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
     (k-means is seeded and depends on the order of its points).
     """
     from training.ml.ranking import (
+        clusters_follow_tags,
         compact_embeddings,
         density_trust,
         rank_for_review,
@@ -251,6 +252,7 @@ def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
         k=len(ids),
         batch=PAGE_SIZE,
         seed=iteration.pk,
+        one_per_cluster=clusters_follow_tags(model_quality=signals.quality),
     )
     scale = candidates.total / len(ids)
     return GainOrder(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from training.ml.ranking import (
+    clusters_follow_tags,
     compact_embeddings,
     density_trust,
     kmeans,
@@ -108,6 +109,26 @@ def test_a_good_model_puts_its_doubts_first_one_per_region() -> None:
     assert set(ranking.order.tolist()) <= set(unsure.tolist())
     assert sorted(ids[ranking.order].tolist()) == [2, 3]  # not two doubts of one region
     assert ranking.for_doubt.all()
+
+
+def test_without_clusters_the_doubts_come_first_even_from_one_region() -> None:
+    points, ids = blobs(4, 25, spread=0.4, seed=11)  # no two points near copies of each other
+    probs = np.tile([0.99, 0.01], (100, 1))
+    unsure = np.flatnonzero(ids == 2)[:6]  # every doubt in one region
+    probs[unsure] = [0.5, 0.5]
+    u = classification_uncertainty(probs, multilabel=False)
+    spread = rank_for_review(points, u, weight=1.0, k=6, batch=4)
+    alone = rank_for_review(points, u, weight=1.0, k=6, batch=4, one_per_cluster=False)
+    assert set(spread.order.tolist()) != set(unsure.tolist())  # one per region: 1 doubt, 3 sure
+    assert set(alone.order.tolist()) == set(unsure.tolist())  # the doubt alone: margin sampling
+
+
+def test_clusters_are_used_unless_the_model_is_nearer_chance_than_not() -> None:
+    assert not clusters_follow_tags(model_quality=0.1)
+    assert not clusters_follow_tags(model_quality=0.32)  # near_chance 0.6
+    assert clusters_follow_tags(model_quality=0.33)  # near_chance 0.4
+    assert clusters_follow_tags(model_quality=0.8)
+    assert clusters_follow_tags(model_quality=None)  # not measured: trusted, as density is
 
 
 def test_close_call_ranks_above_a_sure_image() -> None:

@@ -136,6 +136,23 @@ def test_the_rule_moves_from_doubt_to_a_spread_sample_to_doubt_on_the_models_sig
     assert spread[0][1].startswith("One of ")
 
 
+def test_a_model_at_chance_shows_all_its_doubts_first_even_from_one_region(
+    client_for, project, users
+):
+    """Near chance the feature space's regions do not follow the tags: the page is the model's
+    doubt alone (margin sampling), not one doubt per region (ml.ranking.clusters_follow_tags)."""
+    iteration = ranked_iteration(project, accuracy=0.52)  # quality 0.04
+    rng = np.random.default_rng(4)
+    unsure = set()
+    for i in range(60):
+        p = 0.51 if i < 6 else float(rng.uniform(0.8, 0.99))
+        vector = direction(0 if i < 12 else i % 6) + rng.normal(0, 0.2, 64)
+        row = crafted_prediction(project, iteration, [p, 1 - p], vector)
+        unsure |= {row.image_id} if i < 6 else set()
+    rows = shown(tab(client_for(users["reviewer"]), project, iteration))
+    assert {image_id for image_id, _ in rows[:6]} == unsure
+
+
 def test_a_good_model_shows_its_doubts_first_with_the_tags_it_hesitates_between(
     client_for, project, users
 ):

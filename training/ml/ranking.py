@@ -31,6 +31,10 @@ density_trust(model_quality) -> t in [0, 1]
     still (`near_chance`), the doubt has all of it: coverage of clusters that do not follow the
     tags teaches nothing, and margin sampling beat random there over 20 seeds.
 
+clusters_follow_tags(model_quality) -> bool
+    False nearer chance than not: then the page is the best scores in order (the doubt alone,
+    or near the ramp's middle the doubt blended with a random draw), not one per cluster.
+
 rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...)
     1. Cluster candidates + labeled embeddings with k-means (k-means++ seeding) into
        ``|labeled| + batch`` clusters (at most `max_clusters`, and at most one per
@@ -41,7 +45,8 @@ rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...
     3. Each candidate's score ``(1 - w) * member score + w * uncertainty rank``, the member
        score ``t * typicality rank in its cluster + (1 - t) * a seeded random draw`` (t =
        `density_trust`; ranks scaled to [0, 1]).
-    4. Clusters are visited by priority ``(1 - w) * (open + size rank / 2) + w * best score``
+    4. (With `one_per_cluster`; without it, the best scores in order.) Clusters are visited by
+       priority ``(1 - w) * (open + size rank / 2) + w * best score``
        (open = holds no labeled image, so at w = 0 every open cluster comes before a covered
        one, largest first) and each gives its best-scoring candidate. When the clusters run out,
        the best remaining scores follow.
@@ -229,6 +234,19 @@ def near_chance(*, model_quality: float | None, floor: float = 0.3, full: float 
     return float(np.clip((full - float(model_quality)) / (full - floor), 0.0, 1.0))
 
 
+def clusters_follow_tags(*, model_quality: float | None) -> bool:
+    """Whether "Most gain" takes one pick per cluster (else the best scores, clusters unused).
+
+    False when the model is nearer chance than not (`near_chance` above 1/2): the feature
+    space's clusters then do not follow the tags, so spreading the page over them only dilutes
+    the model's doubt with a stratified random sample. Measured on the hard bench set (5 seeds,
+    10 rounds): one doubt per cluster was 3.1 points behind random at 60 labels and never
+    reached random's 220-label accuracy; the doubt alone (margin sampling) was 1.2 points behind
+    at worst and reached it with 209 labels (bench/RESULTS.md, issue 14).
+    """
+    return near_chance(model_quality=model_quality) <= 0.5
+
+
 def review_weight(
     *,
     model_quality: float | None,
@@ -277,11 +295,13 @@ def rank_for_review(
     min_cluster_size: int = 3,
     duplicate_distance: float = 0.1,
     max_labeled: int = 2000,
+    one_per_cluster: bool = True,
 ) -> Ranking:
     """The first min(k, N) of N candidates in "Most gain" order (rule: module docstring).
 
     embeddings (N, D) float, any scale; uncertainty (N,) in [0, 1]; labeled_embeddings (M, D) in
-    the same feature space (or None); weight in [0, 1] from `review_weight`.
+    the same feature space (or None); weight in [0, 1] from `review_weight`; `one_per_cluster`
+    from `clusters_follow_tags` (False: the best scores in order, clusters play no part).
     """
     x = _check_embeddings("embeddings", embeddings)
     n, d = x.shape
@@ -321,7 +341,11 @@ def rank_for_review(
     ) * rng.random(n)
     covered = np.zeros(clusters, dtype=bool)
     covered[labels[n:]] = True
-    order = _order(labels[:n], covered, member_score, u, weight, n)
+    if one_per_cluster:
+        order = _order(labels[:n], covered, member_score, u, weight, n)
+    else:
+        score = weight * _rank01(u) + (1.0 - weight) * member_score
+        order = np.argsort(-score, kind="stable").astype(np.int64)
     order = _duplicates_last(points[:n], order, duplicate_distance)[:k]
     sizes = np.bincount(labels[:n], minlength=clusters)
     return Ranking(
