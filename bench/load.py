@@ -219,6 +219,7 @@ def run_level(
             "n": len(values),
             "p50": percentile([1000 * v for v in values], 0.5),
             "p95": percentile([1000 * v for v in values], 0.95),
+            "p99": percentile([1000 * v for v in values], 0.99),
         }
         for kind, values in outcome.latencies.items()
         if values
@@ -229,6 +230,7 @@ def run_level(
         "rps": len(every) / wall,
         "p50": percentile(every, 0.5) if every else float("nan"),
         "p95": percentile(every, 0.95) if every else float("nan"),
+        "p99": percentile(every, 0.99) if every else float("nan"),
         "errors": len(outcome.errors),
         "first_errors": outcome.errors[:3],
         "conflicts": outcome.conflicts,
@@ -386,9 +388,9 @@ def report(results: list[dict[str, Any]], seconds: float) -> str:
         + ", ".join(f"{r['db']} {r['load']:.1f}" for r in results)
         + " (other work shares this machine).",
         "",
-        "| database | clients | requests | req/s | x 1 client | p50 ms | p95 ms | errors "
+        "| database | clients | requests | req/s | x 1 client | p50 ms | p95 ms | p99 ms | errors "
         "| conflicts refused | lost writes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         first = result["levels"][0]["rps"]
@@ -397,15 +399,18 @@ def report(results: list[dict[str, Any]], seconds: float) -> str:
             lines.append(
                 f"| {result['db']} | {level['clients']} | {level['requests']} | "
                 f"{level['rps']:.1f} | {level['rps'] / first:.2f} | {level['p50']:.0f} | "
-                f"{level['p95']:.0f} | {level['errors']} | {level['conflicts']} | "
+                f"{level['p95']:.0f} | {level['p99']:.0f} | {level['errors']} | "
+                f"{level['conflicts']} | "
                 f"{lost if level is result['levels'][-1] else ''} |"
             )
-    lines += ["", "p50 / p95 ms by request at 32 clients:", ""]
+    lines += ["", "p50 / p95 / p99 ms by request at 32 clients:", ""]
     lines += ["| database | gallery | tag save | upload | prediction |", "|---|---|---|---|---|"]
     for result in results:
         kinds = result["levels"][-1]["by_kind"]
         cells = [
-            f"{kinds[k]['p50']:.0f} / {kinds[k]['p95']:.0f}" if k in kinds else "-"
+            f"{kinds[k]['p50']:.0f} / {kinds[k]['p95']:.0f} / {kinds[k]['p99']:.0f}"
+            if k in kinds
+            else "-"
             for k in ("gallery", "tag", "upload", "predict")
         ]
         lines.append(f"| {result['db']} | " + " | ".join(cells) + " |")
