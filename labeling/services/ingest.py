@@ -49,6 +49,7 @@ from labeling.models import Image, Project, Role, Tag
 from labeling.services.tagging import add_tags_to_images, check_tag_rules
 from labeling.services.thumbnails import enqueue_thumbnails_after_commit
 from project.errors import NotFound, ValidationFailed
+from project.multipart import safe_filename
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -312,8 +313,10 @@ def _too_large_message(size: int, max_bytes: int) -> str:
 
 
 def _display_name(upload: UploadLike, index: int) -> str:
-    name = (getattr(upload, "name", None) or "").replace("\\", "/").rsplit("/", 1)[-1]
-    return name[:255] or f"file {index + 1}"
+    # Names reach here from multipart (already made safe by project.multipart) and from JSON
+    # (the Training API's `name`, a dataset archive's members): the same rule for both, so a
+    # lone surrogate, a NUL or a control character never reaches the database.
+    return safe_filename(str(getattr(upload, "name", None) or "")) or f"file {index + 1}"
 
 
 # --- Pass 2: decode and store, a few files at a time on a small thread pool ------------------

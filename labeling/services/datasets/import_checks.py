@@ -56,6 +56,16 @@ def check_items(
                         f"The tag name “{tag[:40]}…” is longer than 100 characters.",
                     )
                 )
+            elif not tag.isprintable():
+                # A NUL or control character: PostgreSQL refuses a NUL in text outright.
+                shown = "".join(char if char.isprintable() else "?" for char in tag)
+                problems.append(
+                    Problem(
+                        item.path,
+                        "invalid",
+                        f"The tag name “{shown}” holds a control character (shown as ?).",
+                    )
+                )
         if item.width_px and item.height_px:
             problems += _box_problems(item, item.width_px, item.height_px)
         try:
