@@ -17,9 +17,5 @@ class TrainingConfig(AppConfig):
         from training.services.health_set import health_set
 
         register_image_set("health", health_set)
-
-        # "?like=<image id>": the image and its nearest neighbours by embedding ("more like
-        # this", training.services.embedding_map).
-        from training.services.embedding_map import LIKE_KEY, like_set
-
-        register_image_set(LIKE_KEY, like_set)
+        # "?like=<image id>" ("more like this") is registered by predictions: any image a user
+        # looks at, a stored prediction's included (predictions.services.similar).

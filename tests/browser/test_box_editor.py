@@ -157,6 +157,18 @@ def test_n_goes_to_the_next_image_without_boxes(page, login, setup):
     expect(page.get_by_test_id("image-name")).to_have_text("older.png")
 
 
+def test_more_like_this_follows_the_editor_from_image_to_image(page, login, setup):
+    project, image, older = setup["project"], setup["image"], setup["older"]
+    login(setup["user"])
+    open_editor(page, project, image)
+    like = page.get_by_test_id("more-like-this")
+    expect(like).to_have_attribute("href", f"/projects/{project.pk}/?like={image.pk}")
+    page.keyboard.press("ArrowRight")  # the next image, without a page load
+    page.wait_for_url(f"**/images/{older.pk}/boxes/")
+    expect(page.get_by_test_id("image-name")).to_have_text("older.png")
+    expect(like).to_have_attribute("href", f"/projects/{project.pk}/?like={older.pk}")
+
+
 def test_boxes_drawn_after_zoom_and_pan_land_on_the_same_image_pixels(page, login, setup):
     project, image = setup["project"], setup["image"]
     login(setup["user"])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -29,17 +28,14 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db.models import Count, Max, Sum
-from django.urls import reverse
 from django.utils import timezone
 
 from labeling.access import require_role, visible_images
 from labeling.gallery_extensions import extra_filters
-from labeling.image_sets import ImageSet
 from labeling.models import ImageTag, Project, Role
 from project.errors import NotFound
-from project.ids import parse_optional_id
 from training.ml.layout import layout_2d, nearest
-from training.models import EmbeddingMap
+from training.models import EmbeddingMap, Iteration
 from training.services.embeddings import cached_embeddings
 from training.services.project_jobs import claim_run, request_run
 
@@ -219,6 +215,8 @@ def _suggested_ids(project: Project) -> list[int]:
 
 
 # --- More like this ------------------------------------------------------------------------
+# Any image a user looks at asks here: a training image by id, anything else (a stored
+# prediction: predictions.services.similar) by an embedding in the same space.
 
 
 def similar_image_ids(project: Project, image_id: int, *, count: int = LIKE_COUNT) -> list[int]:
@@ -227,13 +225,66 @@ def similar_image_ids(project: Project, image_id: int, *, count: int = LIKE_COUN
     lacks otherwise are left out until the map's worker has embedded them."""
     if not project.images.training().filter(pk=image_id).exists():
         raise NotFound("That image is not a training image of this project.")
-    # The image set is only what the neighbours depend on: cached per process by its stamp,
-    # so Previous/Next in the tagging view do not read every embedding again. Creation times
-    # and the cache folder are part of it: a restored database (or a test's) may reuse ids.
+    return list(_similar(project.pk, image_id, b"", count, _neighbour_stamp(project)))
+
+
+def similar_to_embedding(
+    project: Project, embedding: np.ndarray, *, count: int = LIKE_COUNT
+) -> list[int]:
+    """The training images nearest `embedding` ((D,) float, the stock backbone of the project's
+    domain: `image_embedding`, or a stored prediction's when `serves_image_embeddings`), most
+    similar first. Empty for an embedding of another width or with non-finite values."""
+    query = np.ascontiguousarray(embedding, dtype=np.float32).ravel()
+    if not query.size or not np.isfinite(query).all():
+        return []
+    return list(_similar(project.pk, None, query.tobytes(), count, _neighbour_stamp(project)))
+
+
+def serves_image_embeddings(iteration: Iteration) -> bool:
+    """Whether the embedding `iteration`'s model serves (what a stored prediction keeps) is the
+    project's image embedding: the stock backbone of the project's current domain. A quick
+    classifier and a detector serve the stock graph's (training.ml.serving); a fine-tuned
+    (advanced) classifier serves its own features, another space."""
+    from training.services.iterations import backbone_for
+
+    project = iteration.project
+    if iteration.backbone != backbone_for(project):
+        return False
+    return project.is_detection or iteration.training_type == Iteration.TrainingType.QUICK
+
+
+def image_embedding(project: Project, image_id: int) -> np.ndarray | None:
+    """The stock-backbone embedding (D,) of any image of the project, a stored prediction's
+    included: from the feature cache, or computed now (a fraction of a second) and cached.
+    None for an image that is gone or whose file cannot be read."""
+    from training.ml.data import ImageRef
+    from training.ml.errors import DatasetCorrupt
+    from training.ml.features import FeatureCache, embed_images
+    from training.services.iterations import backbone_for
+
+    row = project.images.filter(pk=image_id).values_list("sha256", "file").first()
+    if row is None:
+        return None
+    sha, name = row
+    ref = ImageRef(key=sha, open=lambda: default_storage.open(name, "rb"))
+    cache = FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR)
+    try:
+        vectors = embed_images([ref], backbone=backbone_for(project), cache=cache)
+    except DatasetCorrupt as err:
+        logger.warning("Image %s of project %s cannot be embedded: %s", image_id, project.pk, err)
+        return None
+    vector: np.ndarray = vectors[0]
+    return vector
+
+
+def _neighbour_stamp(project: Project) -> tuple[Any, ...]:
+    """What the neighbours depend on, the training image set: results are cached per process
+    by it, so Previous/Next in the tagging view do not read every embedding again. Creation
+    times and the cache folder are part of it: a restored database (or a test's) may reuse ids."""
     images = project.images.training().aggregate(
         n=Count("pk"), top=Max("pk"), s=Sum("pk"), last=Max("created")
     )
-    stamp = (
+    return (
         images["n"],
         images["top"],
         images["s"],
@@ -242,50 +293,26 @@ def similar_image_ids(project: Project, image_id: int, *, count: int = LIKE_COUN
         project.domain,
         str(settings.LOUPE_FEATURE_CACHE_DIR),
     )
-    return list(_similar(project.pk, image_id, count, stamp))
 
 
 @lru_cache(maxsize=64)
-def _similar(project_id: int, image_id: int, count: int, stamp: tuple[Any, ...]) -> tuple[int, ...]:
+def _similar(
+    project_id: int, image_id: int | None, query_bytes: bytes, count: int, stamp: tuple[Any, ...]
+) -> tuple[int, ...]:
+    """Neighbours of training image `image_id`, or of the float32 embedding `query_bytes`."""
     project = Project.objects.get(pk=project_id)
     ids, vectors = _project_embeddings(project, embed_missing=False)
-    where = np.flatnonzero(ids == image_id)
-    if len(where):
-        query = vectors[where[0]]
-        exclude: int | None = int(where[0])
-    else:  # the one image not embedded yet: embed it now (a fraction of a second)
-        own_ids, own = _one_embedding(project, image_id)
-        if not len(own_ids):
+    exclude: int | None = None
+    if image_id is None:
+        query = np.frombuffer(query_bytes, dtype=np.float32)
+    elif len(where := np.flatnonzero(ids == image_id)):
+        query, exclude = vectors[where[0]], int(where[0])
+    else:  # the one image not embedded yet: embed it now
+        own = image_embedding(project, image_id)
+        if own is None:
             return ()
-        query, exclude = own[0], None
-    if not len(ids):
+        query = own
+    if not len(ids) or query.shape[0] != vectors.shape[1]:
         return ()
     rows = nearest(vectors, query, k=count, exclude=exclude)
     return tuple(int(ids[r]) for r in rows)
-
-
-def _one_embedding(project: Project, image_id: int) -> tuple[np.ndarray, np.ndarray]:
-    sha = project.images.filter(pk=image_id).values_list("sha256", flat=True).first()
-    matrix, rows = cached_embeddings(project, [sha], embed_missing=True) if sha else (None, None)
-    if matrix is None or rows is None:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
-    return np.array([image_id]), matrix
-
-
-def like_set(user: AbstractBaseUser, project: Project, query: Mapping[str, str]) -> ImageSet:
-    """labeling.image_sets' provider for `?like=<image id>`: the image, then its neighbours."""
-    image_id = parse_optional_id(query.get(LIKE_KEY))
-    if image_id is None:
-        raise NotFound("That image is not a training image of this project.")
-    neighbours = similar_image_ids(project, image_id)
-    return ImageSet(
-        label=f"More like image {image_id}",
-        image_ids=[image_id, *neighbours],
-        params={LIKE_KEY: str(image_id)},
-        back_url=reverse(
-            "labeling:image-boxes" if project.is_detection else "labeling:image-tag",
-            args=[project.pk, image_id],
-        ),
-        back_label="The image",
-        prediction=lambda other: None,
-    )
