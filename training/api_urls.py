@@ -1,10 +1,14 @@
-"""REST API routes of training under /api/: iterations and their performance."""
+"""REST API routes of training under /api/: iterations and their performance, where the model
+looked and context reliance, and the possible-mislabels queue."""
 
 from django.urls import path
 
 from training.api import iterations as iteration_api
+from training.api import mislabels as mislabel_api
 from training.api import performance as performance_api
+from training.api import saliency as saliency_api
 
+M = "projects/<int:project_id>/mislabels/"
 P = "projects/<int:project_id>/iterations/"
 IT = P + "<int:iteration_id>/"
 
@@ -36,4 +40,18 @@ urlpatterns = [
         performance_api.ImageResultListApi.as_view(),
         name="api-iteration-image-results",
     ),
+    path(IT + "where-looked/", saliency_api.WhereLookedApi.as_view(), name="api-where-looked"),
+    path(
+        IT + "where-looked/overlay/",
+        saliency_api.WhereLookedOverlayApi.as_view(),
+        name="api-where-looked-overlay",
+    ),
+    path(
+        IT + "context-reliance/",
+        saliency_api.ContextRelianceApi.as_view(),
+        name="api-context-reliance",
+    ),
+    path(M, mislabel_api.MislabelListApi.as_view(), name="api-mislabel-list"),
+    path(M + "accept/", mislabel_api.MislabelAcceptApi.as_view(), name="api-mislabel-accept"),
+    path(M + "keep/", mislabel_api.MislabelKeepApi.as_view(), name="api-mislabel-keep"),
 ]

@@ -6,6 +6,7 @@ renamed field must fail here, not in a customer's script."""
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 from datetime import datetime
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import pytest
 from azure.cognitiveservices.vision.customvision.training import models
 from django.core.files.base import ContentFile
+from django.urls import URLPattern, resolve
 from msrest.serialization import Deserializer
 
+from customvision import training_urls
 from customvision.ids import Kind, from_uuid, to_uuid
 from labeling.models import Project
 from labeling.services.api_keys import create_api_key
@@ -35,6 +38,71 @@ MODELS = {name: cls for name, cls in vars(models).items() if isinstance(cls, typ
 # every field (`null` when Loupe has no value); a prediction row shared with the Prediction API
 # (customvision.prediction.prediction_result) has a boundingBox only for detection.
 OPTIONAL: dict[str, set[str]] = {"Prediction": {"boundingBox"}}
+
+
+# What the contract tests check, one line per (method, route name) of customvision/
+# training_urls.py that answers a JSON body: the msrest model its answer is read as. `conforms`
+# refuses to check a route not listed here (or with another model), and
+# test_every_training_route_with_a_body_is_under_contract fails a route added without a line.
+# fmt: off
+CONTRACT: dict[tuple[str, str], str] = {
+    ("GET", "training-domains"):                   "[Domain]",
+    ("GET", "training-domain"):                    "Domain",
+    ("GET", "training-projects"):                  "[Project]",
+    ("POST", "training-projects"):                 "Project",
+    ("GET", "training-project"):                   "Project",
+    ("PATCH", "training-project"):                 "Project",
+    ("GET", "training-tags"):                      "[Tag]",
+    ("POST", "training-tags"):                     "Tag",
+    ("GET", "training-tag"):                       "Tag",
+    ("PATCH", "training-tag"):                     "Tag",
+    ("GET", "training-images"):                    "[Image]",
+    ("POST", "training-images"):                   "ImageCreateSummary",
+    ("POST", "training-image-files"):              "ImageCreateSummary",
+    ("POST", "training-image-urls"):               "ImageCreateSummary",
+    ("POST", "training-image-predictions"):        "ImageCreateSummary",
+    ("GET", "training-images-by-id"):              "[Image]",
+    ("GET", "training-image-count"):               "int",
+    ("GET", "training-tagged"):                    "[Image]",
+    ("GET", "training-tagged-count"):              "int",
+    ("GET", "training-untagged"):                  "[Image]",
+    ("GET", "training-untagged-count"):            "int",
+    ("POST", "training-image-tags"):               "ImageTagCreateSummary",
+    ("POST", "training-image-regions"):            "ImageRegionCreateSummary",
+    ("POST", "training-train"):                    "Iteration",
+    ("GET", "training-iterations"):                "[Iteration]",
+    ("GET", "training-iteration"):                 "Iteration",
+    ("PATCH", "training-iteration"):               "Iteration",
+    ("POST", "training-publish"):                  "bool",
+    ("GET", "training-performance"):               "IterationPerformance",
+    ("GET", "training-image-performances"):        "[ImagePerformance]",
+    ("GET", "training-image-performance-count"):   "int",
+    ("GET", "training-export"):                    "[Export]",
+    ("POST", "training-export"):                   "Export",
+    ("POST", "training-quicktest-image"):          "ImagePrediction",
+    ("POST", "training-quicktest-url"):            "ImagePrediction",
+    ("POST", "training-predictions-query"):        "PredictionQueryResult",
+    ("POST", "training-suggestions"):              "[SuggestedTagAndRegion]",
+}
+# fmt: on
+# Answers without a JSON body (204 No Content, as Custom Vision's deletes): nothing to compare.
+NO_BODY = {
+    ("DELETE", "training-project"),
+    ("DELETE", "training-tag"),
+    ("DELETE", "training-images"),
+    ("DELETE", "training-image-tags"),
+    ("DELETE", "training-image-regions"),
+    ("DELETE", "training-iteration"),
+    ("DELETE", "training-publish"),
+    ("DELETE", "training-predictions"),
+}
+# Routes that are not SDK operations, each with its reason.
+NOT_OPERATIONS = {
+    "training-media": "A signed image address the Image models' URIs point at: image bytes, "
+    "no msrest model (tests/customvision/test_training_rest.py).",
+    "training-unsupported": "The catch-all: a CustomVisionError 404 for any other address.",
+}
+ERROR_MODEL = "CustomVisionError"
 
 
 def check(value: Any, type_name: str, where: str = "body") -> None:
@@ -74,6 +142,10 @@ def check(value: Any, type_name: str, where: str = "body") -> None:
 
 def conforms(response, type_name: str, status: int = 200) -> Any:
     assert response.status_code == status, response.content[:500]
+    if type_name != ERROR_MODEL:  # any route may answer an error
+        method = response.request["REQUEST_METHOD"]
+        route = (method, resolve(response.request["PATH_INFO"]).url_name)
+        assert CONTRACT.get(route) == type_name, f"{route} is not in CONTRACT as {type_name}"
     body = response.json()
     check(body, type_name)
     # And the SDK's own deserializer reads it without an error.
@@ -406,3 +478,34 @@ def test_train_answer_matches_the_sdk_model(api, db) -> None:
     conforms(api("post", f"/projects/{pid}/images/files", {"images": images}), "ImageCreateSummary")
     iteration = conforms(api("post", f"/projects/{pid}/train?reservedBudgetInHours=0"), "Iteration")
     assert iteration["status"] == "Training" and iteration["trainedAt"] is None
+
+
+def _training_routes() -> dict[str, set[str] | None]:
+    """Each Training API route name and the methods its `endpoint` serves (None: not one)."""
+    routes: dict[str, set[str] | None] = {}
+    for pattern in training_urls.urlpatterns:
+        assert isinstance(pattern, URLPattern) and pattern.name, f"unnamed route {pattern}"
+        view = inspect.unwrap(pattern.callback)  # csrf_exempt's wrapper
+        handlers = inspect.getclosurevars(view).nonlocals.get("handlers")
+        routes[pattern.name] = set(handlers) if handlers else None
+    return routes
+
+
+def test_every_training_route_with_a_body_is_under_contract() -> None:
+    """A route of customvision/training_urls.py whose answer has a JSON body must have a CONTRACT
+    line (and a `conforms` check above), so a renamed field in a new operation fails here."""
+    routes = _training_routes()
+    served = set()
+    for name, methods in routes.items():
+        if methods is None:
+            assert name in NOT_OPERATIONS, f"{name}: not an endpoint() and not in NOT_OPERATIONS"
+            continue
+        served |= {(method, name) for method in methods}
+    missing = sorted(served - set(CONTRACT) - NO_BODY)
+    assert not missing, f"Training API routes without a contract check: {missing}"
+    stale = sorted((set(CONTRACT) | NO_BODY) - served)
+    assert not stale, f"CONTRACT/NO_BODY lines for routes that no longer exist: {stale}"
+    assert not set(CONTRACT) & NO_BODY, "a route is both checked and bodiless"
+    assert set(NOT_OPERATIONS) <= set(routes), "NOT_OPERATIONS names a route that is gone"
+    unknown = {model for model in CONTRACT.values() if model.strip("[]") not in MODELS}
+    assert unknown <= {"int", "bool"}, f"not msrest models: {sorted(unknown)}"

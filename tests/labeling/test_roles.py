@@ -216,6 +216,21 @@ MATRIX: list[Entry] = [
     E("GET", "api-model-export-download",                "200 403 403 404 401"),
     E("GET", "api-project-health",                       "200 200 200 404 401"),
     E("GET", "api-project-map",                          "200 200 200 404 401"),
+    # Health check and map: every member refreshes them, as on their pages; the mislabel queue
+    # is the reviewers'. The world has no scored iteration: no suggestion to act on, 404.
+    E("POST", "api-project-health-refresh",              "202 202 202 404 401"),
+    E("POST", "api-project-map-refresh",                 "202 202 202 404 401"),
+    E("GET", "api-mislabel-list",                        "200 200 403 404 401"),
+    E("POST", "api-mislabel-accept",                     "404 404 403 404 401", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
+    E("POST", "api-mislabel-keep",                       "404 404 403 404 401", lambda w: {"image_id": w.kwargs["image_id"], "label_key": "mc:1"}),
+    # Where the model looked and context reliance: any member, as the pages (stored predictions
+    # need reviewers: tests/training/test_api_saliency.py). The world's iteration has no model
+    # file: 404 past the role check.
+    E("GET", "api-where-looked",                         "404 404 404 404 401", query="?image_id={image_id}"),
+    E("POST", "api-where-looked",                        "404 404 404 404 401", lambda w: {"image_id": w.kwargs["image_id"]}),
+    E("GET", "api-where-looked-overlay",                 "404 404 404 404 401", query="?image_id={image_id}"),
+    E("GET", "api-context-reliance",                     "404 404 404 404 401"),
+    E("POST", "api-context-reliance",                    "404 404 404 404 401"),
     # --- REST API: predictions (triage and suggestions as the tabs; keys: admins) ----------
     # The world's image is a training image, not a stored prediction: 404 past the role check.
     E("POST", "api-prediction-promote",                  "404 404 403 404 401"),
