@@ -124,6 +124,15 @@ def test_the_task_lays_out_every_image_and_the_api_colours_them(
     assert b"data-embedding-map" in page.content and b'data-testid="tab-map"' in page.content
 
 
+def test_the_first_read_of_a_new_projects_map_sends_its_layout(project, mapped) -> None:
+    """A map row is born idle: born "queued" it was never sent, and never went stale."""
+    emap = current_map(project)
+    emap.refresh_from_db()
+    assert emap.requested is not None  # went through request_run: the task was sent
+    # Sent: queued for the worker, or failed with the reason when the queue is down (tests).
+    assert emap.status in (EmbeddingMap.Status.QUEUED, EmbeddingMap.Status.FAILED)
+
+
 def test_a_new_upload_makes_the_map_stale_and_queues_a_layout(project, mapped) -> None:
     current_map(project)
     lay_out_map(project.pk)

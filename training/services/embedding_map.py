@@ -59,9 +59,14 @@ def map_fingerprint(project: Project) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# A new map row starts idle, not "queued": request_run queues only a row that is not queued or
+# running already, so a row born "queued" (the model's default) would never get its task.
+_IDLE = {"status": EmbeddingMap.Status.DONE}
+
+
 def current_map(project: Project, *, refresh: bool = True) -> EmbeddingMap:
     """The project's map, queueing a layout when it is missing, stale or lost (see module)."""
-    emap, _ = EmbeddingMap.objects.get_or_create(project=project)
+    emap, _ = EmbeddingMap.objects.get_or_create(project=project, defaults=_IDLE)
     now = timezone.now()
     active = (EmbeddingMap.Status.QUEUED, EmbeddingMap.Status.RUNNING)
     is_active = emap.status in active
@@ -85,6 +90,7 @@ def request_map(project: Project) -> EmbeddingMap:
         project,
         task=TASK,
         lost_message="The layout could not be queued (the task queue is down).",
+        defaults=_IDLE,
     )
 
 
