@@ -155,7 +155,10 @@ def test_the_job_ends_failed_with_a_reason_on_bad_embeddings(project) -> None:
     lay_out_map(project.pk)
     emap = EmbeddingMap.objects.get(project=project)
     assert emap.status == EmbeddingMap.Status.FAILED
-    assert emap.failure_message == "The layout failed (LayoutError). Try again later."
+    assert emap.failure_message == (
+        "The layout failed; the details are in the server's log. Try again later."
+    )
+    assert "LayoutError" not in emap.failure_message  # no exception text for the user
     assert emap.finished is not None
 
 

@@ -225,3 +225,20 @@ def test_the_worker_embeds_what_the_cache_lacks_and_skips_an_unreadable_file(
 
     cached = FeatureCache(cache_dir).get_many([i.sha256 for i in images], backbone_for(project))
     assert set(cached) == {images[0].sha256, images[1].sha256}
+
+
+def test_a_check_that_breaks_ends_failed_without_showing_the_error(
+    project, cache_dir, monkeypatch
+) -> None:
+    import training.services.health as health
+
+    def broken(*args, **kwargs):
+        raise ValueError("internal detail /srv/loupe/secret.py line 3")
+
+    monkeypatch.setattr(health, "gather_health_data", broken)
+    HealthReport.objects.create(project=project, status="queued")
+    check_health(project.pk)
+    report = HealthReport.objects.get(project=project)
+    assert report.status == "failed"
+    assert "Try again later" in report.failure_message
+    assert "ValueError" not in report.failure_message and "secret" not in report.failure_message

@@ -105,11 +105,13 @@ def run_map_layout(project_id: int) -> None:
         fingerprint = map_fingerprint(project)
         ids, vectors = _project_embeddings(project, embed_missing=True)
         xy = layout_2d(vectors, seed=project.pk) if len(ids) else np.zeros((0, 2))
-    except Exception as err:  # every job ends: a named failure, the details in the log
+    except Exception:  # every job ends: a named failure, the details in the log only
         logger.exception("Embedding map of project %s failed", project_id)
         EmbeddingMap.objects.filter(pk=emap.pk).update(
             status=EmbeddingMap.Status.FAILED,
-            failure_message=f"The layout failed ({type(err).__name__}). Try again later.",
+            failure_message=(
+                "The layout failed; the details are in the server's log. Try again later."
+            ),
             finished=timezone.now(),
         )
         return

@@ -122,11 +122,13 @@ def run_health_check(project_id: int) -> None:
         fingerprint = data_fingerprint(project)
         data = gather_health_data(project, embed_missing=True)
         results = [vars(r) | {"image_ids": list(r.image_ids)} for r in check_health(data)]
-    except Exception as err:  # every job ends: a named failure, the details in the log
+    except Exception:  # every job ends: a named failure, the details in the log only
         logger.exception("Health check of project %s failed", project_id)
         HealthReport.objects.filter(pk=report.pk).update(
             status=HealthReport.Status.FAILED,
-            failure_message=f"The check failed ({type(err).__name__}). Try again later.",
+            failure_message=(
+                "The check failed; the details are in the server's log. Try again later."
+            ),
             finished=timezone.now(),
         )
         return
