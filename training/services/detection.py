@@ -51,6 +51,7 @@ def train_detection(
     boxes = [_ground_truth(image) for image in images]
     t0 = time.monotonic()
     config = detector_config()
+    options = TrainOptions(max_epochs=int(settings.LOUPE_DETECTION_MAX_EPOCHS))
     result = train_detector(
         build_refs(images),
         boxes,
@@ -60,7 +61,7 @@ def train_detection(
         seed=0,
         on_progress=_progress(report),
         config=config,
-        options=TrainOptions(max_epochs=int(settings.LOUPE_DETECTION_MAX_EPOCHS)),
+        options=options,
         map_store=MapStore(
             settings.LOUPE_DETECTION_MAP_CACHE_DIR,
             backbone=iteration.backbone,
@@ -75,6 +76,7 @@ def train_detection(
     held = [int(i) for i in result.holdout_index]
     detections = [_rounded(found) for found in result.holdout_detections]
     metrics = _metrics(iteration, result, boxes, held, detections, tag_names)
+    metrics.update(_epochs_summary(result, max_epochs=options.max_epochs))
     timings["metrics_s"] = time.monotonic() - t0
     artifact = result.to_artifact(backbone=iteration.backbone, num_tags=len(tag_names))
     name = save_artifact_file(iteration, artifact)
@@ -120,6 +122,21 @@ def _metrics(
         training_images=int(result.training_images),
     )
     return metrics
+
+
+def _epochs_summary(result: DetectorResult, *, max_epochs: int) -> dict[str, Any]:
+    """The page's epoch summary: the detector kept is the last epoch's (the held-out split is
+    scored once, so no epoch is picked by it), and the only per-epoch figure is the training
+    loss. `still_improving`: the budget, not the epoch cap, ended training while that loss was
+    still at its lowest, so a larger budget would likely help."""
+    losses = [round(float(loss), 4) for loss in result.epoch_losses]
+    return {
+        "best_epoch": int(result.best_epoch),
+        "epoch_losses": losses,
+        "still_improving": bool(
+            result.epochs < max_epochs and len(losses) >= 2 and losses[-1] <= min(losses)
+        ),
+    }
 
 
 def _ground_truth(image: IterationImage) -> list[GroundTruthBox]:

@@ -85,7 +85,9 @@ class DetectorResult:
     epochs: int  # full passes over the prepared training images (a last partial one is not counted)
     best_epoch: int  # epoch of the returned weights: the last, since none is picked by score
     steps: int = 0
-    epoch_losses: tuple[float, ...] = ()  # mean training loss of each full epoch
+    # Mean training loss of each full epoch (augmented views): the only per-epoch figure, since
+    # the held-out split is scored once, at the end.
+    epoch_losses: tuple[float, ...] = ()
     config: DetectorConfig = field(default_factory=DetectorConfig)
     trained_images: int = 0  # training images with a prepared view (all, when none was cut)
     training_images: int = 0  # images in the training split
@@ -261,9 +263,13 @@ def _train_epochs(
     scaler = precision.scaler()
     steps = epochs = 0
     epoch_losses: list[float] = []
+    planned = options.max_epochs  # nothing measured yet: the cap
     for epoch in range(1, options.max_epochs + 1):
         order = rng.permutation(train_index)
         loss_sum = 0.0
+        epoch_started = time.monotonic()
+        # A last, partial epoch may start when fewer epochs were planned: it reads "epoch 4/4".
+        phase = f"epoch {epoch}/{max(planned, epoch)}"
         for chunk in _chunks(order, options.batch_size):
             loop.check_stop()
             if loop.out_of_time():
@@ -274,10 +280,12 @@ def _train_epochs(
             loss = _step(model, step, chunk, optimizer, precision, scaler)
             steps += 1
             loss_sum += loss * len(chunk)
-            loop.record_step(time.monotonic() - step_started, len(chunk), f"epoch {epoch}")
+            loop.record_step(time.monotonic() - step_started, len(chunk), phase)
         epochs = epoch
         epoch_losses.append(loss_sum / len(order))
+        epoch_s = time.monotonic() - epoch_started
         loop.after_epoch(epoch)
+        planned = loop.planned_epochs(epoch, epoch_s, options.max_epochs)
     return epochs, steps, epoch_losses
 
 
@@ -403,6 +411,12 @@ class _Loop:
         detect(model, images, config)
         measured = (time.monotonic() - started) / len(images)
         self.inference_s = max(self.inference_s or 0.0, measured)
+
+    def planned_epochs(self, epoch: int, epoch_s: float, max_epochs: int) -> int:
+        """Epochs the budget buys at the pace of the last one, capped: progress shows
+        "epoch 3/7" rather than the cap (the budget, not the cap, usually ends training)."""
+        left_s = max(self.budget_s - self.elapsed() - self.reserve_s(), 0.0)
+        return max(epoch, min(max_epochs, epoch + int(left_s // max(epoch_s, 1e-6))))
 
     def reserve_s(self) -> float:
         per_image = self.inference_s
