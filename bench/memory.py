@@ -12,6 +12,12 @@ What it does:
    process: the prediction API (stored and not), the upload API (the whole corpus in one
    request, and four 49 MP PNGs in one request), the quick test page (a logged-in form post),
    and four concurrent predictions of the largest accepted PNG.
+   Before those, right after warm-up, the whole bad-input corpus of the robustness tests
+   (tests/robustness/bad_inputs.py: 37 images, one a plain control, and 40 archives, each a
+   few kB): each image alone through the upload API, the prediction API (stored and not) and
+   the quick test page, each archive through the dataset import API (into a fresh project of
+   the kind its format needs), then each import job polled until it ends. One row per entry
+   point counts the answers by status class; its peak is the bad-input corpus's alone.
 4. Prints each request's status and the uvicorn process's peak RSS (VmHWM from
    /proc/<pid>/status, the kernel's high-water mark, so no spike between samples is missed).
 Goal: peak under 600 MB; every answer a 2xx or a 4xx with a reason, never a 500.
@@ -38,7 +44,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zlib
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -61,6 +70,12 @@ from bench.prediction_api import (  # noqa: E402
     build_artifact,
     connect_django,
     seed,
+)
+from tests.robustness.bad_inputs import (  # noqa: E402  (no Django: the generator alone)
+    BadArchive,
+    BadImage,
+    archive_corpus,
+    image_corpus,
 )
 
 GOAL_MB = 600
@@ -186,6 +201,154 @@ def quick_test(client: httpx.Client, world: dict, name: str, data: bytes) -> htt
     )
 
 
+# --- The bad-input corpus ----------------------------------------------------------------------
+
+CORPUS = "bad-input corpus"
+_BOUNDARY = "----loupe-bench-boundary"
+# Jobs run in the import worker; a corpus archive is a few kB, so each ends in seconds.
+JOBS_TIMEOUT_S = 300
+
+
+def _multipart(fields: dict[str, str], field: str, filename: str | bytes, data: bytes) -> dict:
+    """A multipart body written by hand: a corpus file name may be empty, hold a NUL or not be
+    UTF-8, and each must reach the server as the corpus has it."""
+    raw = filename if isinstance(filename, bytes) else filename.encode("utf-8", "surrogateescape")
+    quoted = raw.replace(b"\\", b"\\\\").replace(b'"', b"%22")
+    head = f"--{_BOUNDARY}\r\nContent-Disposition: form-data; "
+    parts = [f'{head}name="{name}"\r\n\r\n{value}\r\n'.encode() for name, value in fields.items()]
+    parts.append(
+        f'{head}name="{field}"; filename="'.encode()
+        + quoted
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        + data
+        + b"\r\n"
+    )
+    return {
+        "content": b"".join(parts) + f"--{_BOUNDARY}--\r\n".encode(),
+        "headers": {"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"},
+    }
+
+
+def _status_class(response: httpx.Response | None) -> str:
+    return "no answer" if response is None else f"{response.status_code // 100}xx"
+
+
+def _send(call: Callable[..., httpx.Response], *args: object) -> httpx.Response | None:
+    """call(*args)'s answer, or None when the connection dropped (counted, never raised)."""
+    try:
+        return call(*args)
+    except httpx.HTTPError as err:
+        print(f"  no answer: {type(err).__name__}: {err}", flush=True)
+        return None
+
+
+def _image_entry_points(
+    server: LoupeServer, world: dict, tester: httpx.Client, token: str
+) -> dict[str, Callable[[BadImage], httpx.Response]]:
+    """Each entry point that takes an image, sending one corpus image alone."""
+    project_id = world["project"].pk
+    quick_url = f"/projects/{project_id}/predictions/quick-test/"
+
+    def upload_api(bad: BadImage) -> httpx.Response:
+        body = _multipart({}, "files", bad.filename, bad.data)
+        body["headers"]["Authorization"] = f"Token {token}"
+        return httpx.post(
+            f"{server.url}/api/projects/{project_id}/images/upload/", **body, timeout=300
+        )
+
+    def quick_test_page(bad: BadImage) -> httpx.Response:
+        body = _multipart(
+            {"iteration": str(world["iteration"].pk), "store": "on"},
+            "image",
+            bad.filename,
+            bad.data,
+        )
+        body["headers"]["X-CSRFToken"] = tester.cookies.get("csrftoken")
+        body["headers"]["Referer"] = f"{server.url}{quick_url}"
+        return tester.post(quick_url, **body)
+
+    return {
+        "upload API": upload_api,
+        "predict (nostore)": lambda bad: predict(server, world, bad.data, store=False),
+        "predict (store)": lambda bad: predict(server, world, bad.data, store=True),
+        "quick test page": quick_test_page,
+    }
+
+
+def _import_projects(world: dict) -> dict[str, object]:
+    """A fresh project of each kind the archives' formats need, the bench user its admin."""
+    from labeling.models import Membership, Project, Role
+
+    projects = {}
+    for kind in (Project.Kind.MULTICLASS, Project.Kind.DETECTION):
+        project = Project.objects.create(
+            name=f"Bench imports ({kind})", kind=kind, owner=world["user"]
+        )
+        Membership.objects.create(project=project, user=world["user"], role=Role.ADMIN)
+        projects[kind] = project
+    detection = ("coco", "voc", "yolo")
+    return {
+        fmt: projects[Project.Kind.DETECTION if fmt in detection else Project.Kind.MULTICLASS]
+        for fmt in (*detection, "csv", "folders")
+    }
+
+
+def import_api(
+    server: LoupeServer, project: object, token: str, archive: BadArchive
+) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/projects/{project.pk}/imports/",
+        data={"format": archive.format, "contents": "labels" if archive.labels_only else "images"},
+        files={"archive": (archive.upload_name, archive.data)},
+        headers={"Authorization": f"Token {token}"},
+        timeout=300,
+    )
+
+
+def _wait_for_jobs(server: LoupeServer, token: str, jobs: list[tuple[int, str]]) -> Counter:
+    """Each job's final state (done, failed), or "still running" after JOBS_TIMEOUT_S."""
+    states: Counter = Counter()
+    deadline = time.monotonic() + JOBS_TIMEOUT_S
+    for project_id, job_id in jobs:
+        url = f"{server.url}/api/projects/{project_id}/imports/{job_id}/"
+        while True:
+            body = httpx.get(url, headers={"Authorization": f"Token {token}"}, timeout=60).json()
+            if body["is_finished"] or time.monotonic() > deadline:
+                states[body["state"] if body["is_finished"] else "still running"] += 1
+                break
+            time.sleep(0.5)
+    return states
+
+
+def bad_input_corpus(
+    server: LoupeServer, world: dict, tester: httpx.Client, note: Callable[..., Counter]
+) -> dict[str, Counter]:
+    """The whole bad-input corpus through the web process's entry points; `note` records one
+    row per entry point. Returns the answers' status classes per entry point."""
+    token = server.token("bench", "bench-password")
+    classes: dict[str, Counter] = {}
+    images = image_corpus()
+    for entry, send in _image_entry_points(server, world, tester, token).items():
+        answers = [(bad.id, _send(send, bad)) for bad in images]
+        classes[entry] = note(entry, f"{len(images)} images", answers)
+    archives = archive_corpus()
+    projects = _import_projects(world)
+    answers, jobs = [], []
+    for archive in archives:
+        project = projects[archive.format]
+        response = _send(import_api, server, project, token, archive)
+        answers.append((archive.id, response))
+        if response is not None and response.status_code == 202:
+            jobs.append((project.pk, response.json()["job_id"]))
+    states = _wait_for_jobs(server, token, jobs)
+    finished = ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+    classes["import API"] = note(
+        "import API", f"{len(archives)} archives", answers, f"; jobs {finished}"
+    )
+    classes["import jobs"] = states
+    return classes
+
+
 PASSES = ("torch", "serving")
 
 
@@ -228,6 +391,32 @@ def one_pass(mode: str, env: dict[str, str]) -> dict:
                 flush=True,
             )
 
+        def note_corpus(
+            entry: str, name: str, answers: list[tuple[str, httpx.Response | None]], extra: str = ""
+        ) -> Counter:
+            peak = memory_mb(pid)[1]
+            counts = Counter(_status_class(response) for _, response in answers)
+            for input_id, response in answers:
+                if response is None or response.status_code >= 500:
+                    code = response.status_code if response is not None else "no answer"
+                    print(f"[{mode}] {entry} {input_id}: {code}", flush=True)
+            if (counts["5xx"] or counts["no answer"]) and not any(r[2] >= 500 for r in rows):
+                print(f"First 5xx; the server's log:\n{server.log_tail(60)}", flush=True)
+            # A dropped connection counts as the worst answer (599).
+            worst = max(response.status_code if response else 599 for _, response in answers)
+            summary = ", ".join(f"{c} {n}" for c, n in sorted(counts.items()))
+            rows.append((f"{CORPUS}: {entry}", name, worst, f"worst of {summary}{extra}", peak))
+            print(
+                f"[{mode}] {CORPUS}: {entry:<18} {name:<12} {summary}{extra}; peak {peak:6.0f} MB",
+                flush=True,
+            )
+            return counts
+
+        # First, right after warm-up: the peak it leaves is the bad-input corpus's alone.
+        tester = quick_tester(server)
+        corpus_classes = bad_input_corpus(server, world, tester, note_corpus)
+        corpus_peak = memory_mb(pid)[1]
+
         for name, data in files.items():
             note("predict (nostore)", name, predict(server, world, data, store=False))
         for name, data in files.items():
@@ -235,7 +424,6 @@ def one_pass(mode: str, env: dict[str, str]) -> dict:
         note("upload API", f"all {len(files)} in one request", upload(server, world, files))
         four = {f"big{n}.png": _png(7000, 7000 - n) for n in range(4)}
         note("upload API", "4 x 49 MP PNG in one request", upload(server, world, four))
-        tester = quick_tester(server)
         for name, data in files.items():
             note("quick test", name, quick_test(tester, world, name, data))
 
@@ -257,7 +445,14 @@ def one_pass(mode: str, env: dict[str, str]) -> dict:
         torch_loaded = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
 
     shutil.rmtree(static_root, ignore_errors=True)
-    return {"rows": rows, "baseline": baseline, "peak": peak, "torch": torch_loaded}
+    return {
+        "rows": rows,
+        "baseline": baseline,
+        "peak": peak,
+        "torch": torch_loaded,
+        "corpus": corpus_classes,
+        "corpus_peak": corpus_peak,
+    }
 
 
 def run(record: bool, env: dict[str, str]) -> None:
@@ -276,7 +471,20 @@ def run(record: bool, env: dict[str, str]) -> None:
             raise SystemExit(f"The {mode} pass failed:\n{done.stderr[-4000:]}")
         results[mode] = json.loads(done.stdout[done.stdout.rfind("\n{") :])
     before, after = results["torch"], results["serving"]
-    errors = sum(row[2] >= 500 for r in results.values() for row in r["rows"])
+    errors = sum(
+        row[2] >= 500 for r in results.values() for row in r["rows"] if CORPUS not in row[0]
+    )
+    errors += sum(
+        counts.get("5xx", 0) + counts.get("no answer", 0)
+        for r in results.values()
+        for counts in r["corpus"].values()
+    )
+    requests = sum(
+        n
+        for entry, counts in before["corpus"].items()
+        if entry != "import jobs"
+        for n in counts.values()
+    )
     extra = "".join(f", {k}={v}" for k, v in env.items())
     summary = (
         f"Web process peak RSS: torch path {before['peak']:.0f} MB, serving file (ONNX Runtime, "
@@ -284,6 +492,8 @@ def run(record: bool, env: dict[str, str]) -> None:
         f"{GOAL_MB} MB). After warm-up: {before['baseline']:.0f} MB vs "
         f"{after['baseline']:.0f} MB. libtorch mapped in the web process: "
         f"{'yes' if before['torch'] else 'no'} vs {'yes' if after['torch'] else 'no'}. "
+        f"Through the bad-input corpus alone ({requests} requests, first after warm-up): "
+        f"{before['corpus_peak']:.0f} MB vs {after['corpus_peak']:.0f} MB. "
         f"{errors} responses of 5xx."
     )
     print(f"\n{summary}")
