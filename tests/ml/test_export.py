@@ -314,9 +314,16 @@ def test_exported_detector_finds_the_same_boxes_as_the_app(detector_payload, tmp
 
 def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> None:
     """Each expected box has an answer of its tag at IoU >= 0.99, score within 1e-3, one to one
-    (matched by overlap, not by order: two near-equal scores may swap)."""
+    (matched by overlap, not by order: two near-equal scores may swap).
+
+    One exception, at most one per image: the box-merging step (non-maximum suppression, IoU
+    `DetectorConfig.nms_iou`) keeps the higher-scoring of two overlapping candidates, and when
+    their scores tie within float noise the two sides may keep different ones. Such a pair is
+    the same object: same tag, scores within 1e-3, overlapping past the merge threshold. Seen
+    in tests (0.311264 both sides, IoU 0.55), not at real size (bench/model_export.py --parity)."""
     assert len(rows) == len(found)
     unused = list(range(len(rows)))
+    merge_ties = 0
     for tag, probability, *box in found:
         best, best_iou = None, -1.0
         for index in unused:
@@ -330,8 +337,11 @@ def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> N
             )[0, 0]
             if iou > best_iou:
                 best, best_iou = index, iou
-        assert best is not None and best_iou >= 0.99, (tag, probability, box)
-        assert abs(rows[best]["probability"] - probability) <= 1e-3
+        assert best is not None, (tag, probability, box)
+        assert abs(rows[best]["probability"] - probability) <= 1e-3, (tag, probability, box)
+        if best_iou < 0.99:
+            merge_ties += 1
+            assert best_iou >= DetectorConfig().nms_iou and merge_ties <= 1, (tag, probability, box)
         unused.remove(best)
 
 
