@@ -51,6 +51,18 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    """Each test has its own MEDIA_ROOT, and iteration ids repeat across tests (SQLite reuses a
+    rolled-back id): a model cached by an earlier test under the same (iteration id, artifact
+    name) would answer for this test's model (predictions.model_cache)."""
+    from predictions.model_cache import model_cache
+
+    model_cache().clear()
+    yield
+    model_cache().clear()
+
+
+@pytest.fixture(autouse=True)
 def _queue_backoff():
     """A broker failure in one test must not make project.queue skip sends in the next."""
     from project.queue import reset_backoff

@@ -316,15 +316,17 @@ def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> N
     """Each expected box has an answer of its tag at IoU >= 0.99, score within 1e-3, one to one
     (matched by overlap, not by order: two near-equal scores may swap).
 
-    One exception, at most one per image: the box-merging step (non-maximum suppression, IoU
-    `DetectorConfig.nms_iou`) keeps the higher-scoring of two overlapping candidates, and when
-    their scores tie within float noise the two sides may keep different ones. Such a pair is
-    the same object: same tag, scores within 1e-3, overlapping past the merge threshold. Seen
-    in tests (0.311264 both sides, IoU 0.55), not at real size (bench/model_export.py --parity)."""
+    When the answer holds `max_detections` boxes (an undertrained detector fills the cap), the
+    last places go by score, and candidates whose scores differ by float noise fall either side
+    of the cut: only the boxes clearly above it (1e-3) are compared, both ways."""
     assert len(rows) == len(found)
+    floor = 0.0
+    if len(found) >= DetectorConfig().max_detections:
+        floor = max(min(f[1] for f in found), min(r["probability"] for r in rows)) + 1e-3
     unused = list(range(len(rows)))
-    merge_ties = 0
     for tag, probability, *box in found:
+        if probability < floor:
+            continue
         best, best_iou = None, -1.0
         for index in unused:
             row = rows[index]
@@ -337,12 +339,11 @@ def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> N
             )[0, 0]
             if iou > best_iou:
                 best, best_iou = index, iou
-        assert best is not None, (tag, probability, box)
-        assert abs(rows[best]["probability"] - probability) <= 1e-3, (tag, probability, box)
-        if best_iou < 0.99:
-            merge_ties += 1
-            assert best_iou >= DetectorConfig().nms_iou and merge_ties <= 1, (tag, probability, box)
+        assert best is not None and best_iou >= 0.99, (tag, probability, box)
+        assert abs(rows[best]["probability"] - probability) <= 1e-3
         unused.remove(best)
+    # Nothing clearly above the cut is the export's alone.
+    assert all(rows[index]["probability"] < floor + 1e-3 for index in unused)
 
 
 def test_detector_manifest_states_the_resize_rule(detector_payload):
