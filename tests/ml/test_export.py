@@ -316,12 +316,19 @@ def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> N
     """Each expected box has an answer of its tag at IoU >= 0.99, score within 1e-3, one to one
     (matched by overlap, not by order: two near-equal scores may swap).
 
-    When the answer holds `max_detections` boxes (an undertrained detector fills the cap), the
-    last places go by score, and candidates whose scores differ by float noise fall either side
-    of the cut: only the boxes clearly above it (1e-3) are compared, both ways."""
+    Two ties, both seen in CI on the toy detector, where float noise decides between
+    candidates of equal score:
+    - the merge step (non-maximum suppression, IoU `nms_iou`) keeps one of two overlapping
+      candidates of one tag: a pair of that tag, scores within 1e-3, overlapping past `nms_iou`
+      is the same object (0.311265 on both sides, IoU 0.55); at most one such pair an image;
+    - when the answer holds `max_detections` boxes (an undertrained detector fills the cap), the
+      last places go by score: only the boxes clearly above the cut (1e-3) are compared, both
+      ways."""
     assert len(rows) == len(found)
+    config = DetectorConfig()
+    merge_ties = 0
     floor = 0.0
-    if len(found) >= DetectorConfig().max_detections:
+    if len(found) >= config.max_detections:
         floor = max(min(f[1] for f in found), min(r["probability"] for r in rows)) + 1e-3
     unused = list(range(len(rows)))
     for tag, probability, *box in found:
@@ -339,8 +346,11 @@ def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> N
             )[0, 0]
             if iou > best_iou:
                 best, best_iou = index, iou
-        assert best is not None and best_iou >= 0.99, (tag, probability, box)
-        assert abs(rows[best]["probability"] - probability) <= 1e-3
+        assert best is not None, (tag, probability, box)
+        assert abs(rows[best]["probability"] - probability) <= 1e-3, (tag, probability, box)
+        if best_iou < 0.99:  # the other candidate of a merge tie, or a real difference
+            merge_ties += 1
+            assert best_iou >= config.nms_iou and merge_ties <= 1, (tag, probability, box)
         unused.remove(best)
     # Nothing clearly above the cut is the export's alone.
     assert all(rows[index]["probability"] < floor + 1e-3 for index in unused)
