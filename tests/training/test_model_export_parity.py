@@ -30,6 +30,7 @@ from tests.streaming import body_of
 from tests.training.conftest import make_iteration
 from training.ml.artifact import ClassifierArtifact, save_artifact
 from training.ml.preprocessing import PREPROCESSING_VERSION
+from training.services.serving import build_serving_model
 from training.tasks_model_export import export_model_task
 
 pytestmark = pytest.mark.django_db
@@ -56,6 +57,13 @@ def _photos(folder: Path) -> list[Path]:
         image.save(path, **options)
         paths.append(path)
     return paths
+
+
+def _served(iteration) -> None:
+    """Write the iteration's serving file as training's end does: the prediction service then
+    answers from it, as for every iteration trained today (without it, from the legacy torch
+    model, whose float noise against ONNX Runtime decides the toy detector's score ties)."""
+    assert build_serving_model(iteration.pk) == "done"
 
 
 def _export_and_run(admin, iteration, platform: str, images: list[Path], folder: Path) -> list:
@@ -115,6 +123,7 @@ def test_exported_classifier_answers_as_the_prediction_service(
     tags = [TagFactory(project=project, name=name) for name in ("red", "green", "blue")]
     artifact = colour_artifact if kind == "multiclass" else _multilabel_artifact()
     iteration = colour_iteration(project, tags, artifact)
+    _served(iteration)
     images = _photos(tmp_path)
 
     answers = _export_and_run(users["admin"], iteration, platform, images, tmp_path / "zip")
@@ -171,6 +180,7 @@ def test_exported_detector_finds_the_boxes_of_the_prediction_service(
         it_tag.tag = tag
         it_tag.save(update_fields=["tag"])
     iteration.artifact.save("model.pt", ContentFile(detector_artifact), save=True)
+    _served(iteration)
     refs, _ = _toy_dataset(seed=7)
     images = []
     for index, ref in enumerate(refs[:5]):
