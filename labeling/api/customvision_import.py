@@ -46,6 +46,10 @@ class CvImportSerializer(serializers.Serializer):
     images_refused = serializers.IntegerField()
     refused = RefusedSerializer(many=True)
     tags_created = serializers.ListField(child=serializers.CharField())
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What changed on the way, e.g. a domain Loupe has no model for.",
+    )
     runs = serializers.IntegerField(help_text="Runs so far (a continuation is one more).")
 
     class Meta:

@@ -180,6 +180,60 @@ def test_an_image_whose_file_is_gone_is_refused_with_its_reason(live_server, own
     assert [t.tag.name for t in ImageTag.objects.filter(image__project=copy)] == ["apple"]
 
 
+def test_a_compact_multiclass_project_comes_over_compact_without_a_note(live_server, owner, key):
+    source = ProjectFactory(
+        kind=Project.Kind.MULTICLASS, domain=Project.Domain.GENERAL_COMPACT, name="Phone app"
+    )
+    Membership.objects.create(project=source, user=owner, role=Role.ADMIN)
+    cat = TagFactory(project=source, name="cat")
+    for number in range(3):
+        image = ImageFactory(
+            project=source, content=make_image(12, 9, (number, 9, 9)), is_tagged=True
+        )
+        ImageTag.objects.create(image=image, tag=cat)
+    job = run(live_server.url, key, source, owner)
+    assert job.state == "done", job.message
+    copy = Project.objects.get(pk=job.target_project_id)
+    assert (copy.kind, copy.domain) == ("multiclass", "general_compact")
+    assert job.notes == [] and snapshot(copy) == snapshot(source)
+
+
+class AzureDomain(httpx.HTTPTransport):
+    """The endpoint describing the project's domain as Azure would for one Loupe has no model
+    for (a Loupe server offers General and General (compact) only)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if "/domains/" in request.url.path:
+            response.read()
+            domain = {**response.json(), "name": self.name}
+            return httpx.Response(200, json=domain, request=request)
+        return response
+
+
+@pytest.mark.parametrize(
+    ("azure", "loupe"), [("Food", "general"), ("Retail (compact)", "general_compact")]
+)
+def test_a_domain_without_a_loupe_model_comes_over_as_general_and_says_so(
+    live_server, owner, key, azure, loupe, client
+):
+    source = source_detection(owner, images=2)
+    job = run(live_server.url, key, source, owner, transport=AzureDomain(azure))
+    assert job.state == "done", job.message
+    copy = Project.objects.get(pk=job.target_project_id)
+    assert copy.domain == loupe
+    (note,) = job.notes
+    assert note.startswith(f"Custom Vision's {azure} domain has no Loupe model")
+    assert get_customvision_import(job_id=job.job_id, user=owner).report()["notes"] == [note]
+    client.force_login(owner)
+    page = client.get(f"/projects/import/customvision/?job={job.job_id}").content.decode()
+    assert 'data-testid="cv-import-note"' in page and "has no Loupe model" in page
+
+
 def test_the_command_reports_and_a_wrong_key_fails_with_a_reason(live_server, owner, key, capsys):
     source = source_detection(owner, images=4)
     project_id = to_uuid(Kind.PROJECT, source.pk)

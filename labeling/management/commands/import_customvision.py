@@ -63,6 +63,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=1))
         else:
             self.stdout.write(job.message)
+            for note in job.notes:
+                self.stdout.write(f"  note: {note}")
             for item in job.refused:
                 self.stdout.write(f"  refused {item['item']}: {item['code']}: {item['message']}")
             if job.target_project_id:

@@ -1,10 +1,12 @@
 """Import a whole Custom Vision project through Custom Vision's own Training API (v3.3).
 
 Given an endpoint, a training key and a project id, a new Loupe project gets the source's kind
-(classification type or object detection), domain (compact or not), tags (Negative kept as
-Negative) and every image, tagged and untagged, with its tags or boxes. Images go through the
-same ingest as uploads (type by content, size, pixel bombs), labels through the editors'
-services; an image it cannot copy is refused, with its reason, and the rest are copied.
+(classification type or object detection), domain (compact or not; a domain Loupe has no
+model for, such as Food, becomes General of the same size, said in the job's notes), tags
+(Negative kept as Negative) and every image, tagged and untagged, with its tags or boxes.
+Images go through the same ingest as uploads (type by content, size, pixel bombs), labels
+through the editors' services; an image it cannot copy is refused, with its reason, and the
+rest are copied.
 
 Invariant: job `<job_id>` is the folder `cvimports/<job_id>/` of the default storage holding
 `status.json`; the id is a hash of the endpoint and the source project id, so starting the

@@ -187,11 +187,13 @@ def _target_project(
         kind = Project.Kind.MULTILABEL
     else:
         kind = Project.Kind.MULTICLASS
-    compact = "compact" in str(domain.get("name", "")).lower()
+    loupe_domain, note = domain_for(str(domain.get("name") or ""))
+    if note:
+        job.notes.append(note)
     project = create_project(
         name=job.source_name[:200],
         kind=kind,
-        domain=Project.Domain.GENERAL_COMPACT if compact else Project.Domain.GENERAL,
+        domain=loupe_domain,
         description=str(info.get("description") or "")
         + f"\nImported from Custom Vision project {job.source_project_id} at {job.endpoint}.",
         by=user,
@@ -199,6 +201,24 @@ def _target_project(
     job.target_project_id = project.pk
     write_job(job)  # a rerun finds this project rather than making another
     return project
+
+
+def domain_for(source_domain: str) -> tuple[str, str]:
+    """(Loupe domain, note) for a Custom Vision domain name. Loupe has models for General and
+    General (compact) only; Azure's Food, Landmarks, Retail, Logo and Products on Shelves
+    domains (and the [A1]/[S1] variants) come over as the General domain of the same size,
+    said in the import's report rather than silently: a user who chose Food expected a
+    food-tuned model, and retraining here gives a general one."""
+    name = source_domain.strip()
+    compact = "compact" in name.lower()
+    domain = Project.Domain.GENERAL_COMPACT if compact else Project.Domain.GENERAL
+    family = name.split("(")[0].split("[")[0].strip().lower()
+    if family in {"general", ""}:
+        return domain, ""
+    return domain, (
+        f"Custom Vision's {name} domain has no Loupe model: the project uses "
+        f"{domain.label}, and trains a general model on your images."
+    )
 
 
 def _copy_tags(

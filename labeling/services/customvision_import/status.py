@@ -41,6 +41,7 @@ class CvImportJob:
     refused: list[dict[str, str]] = field(default_factory=list)  # {item, code, message}
     tag_map: dict[str, int] = field(default_factory=dict)  # source tag id -> Loupe tag id
     tags_created: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what came over changed, and why
     runs: int = 0
     created: float = 0.0
     finished: float = 0.0
@@ -70,6 +71,7 @@ class CvImportJob:
             "images_refused": len(self.refused),
             "refused": self.refused,
             "tags_created": self.tags_created,
+            "notes": self.notes,
             "runs": self.runs,
         }
 
