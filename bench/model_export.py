@@ -114,6 +114,11 @@ def _iteration(  # type: ignore[no-untyped-def]
         tag = Tag.objects.create(project=project, name=names[index] if names else f"tag{index}")
         IterationTag.objects.create(iteration=iteration, tag=tag, name=tag.name, index=index)
     iteration.artifact.save("model.pt", ContentFile(payload), save=True)
+    # As training's end does: the prediction API then answers from the serving file, not from
+    # the legacy torch path of iterations trained before serving files existed.
+    from training.services.serving import build_serving_model
+
+    assert build_serving_model(iteration.pk) == "done"
     return iteration
 
 
