@@ -1,8 +1,7 @@
-"""Stored predictions (reviewers and admins): the Predictions tab's list through
-predictions.services.ranking.ranked_predictions, so "most gain" here is the order a reviewer sees,
-with each row's reason; ranked lists page by number (an order that depends on the whole open set
-has no stable cursor). Promote ("Save and close", optionally with the tags or boxes to save) and
-dismiss through predictions.services.triage.
+"""Stored predictions (reviewers and admins): the Predictions tab's orders, keyset-paged by
+predictions.services.stored_pages, so "most gain" here is the order a reviewer sees, with each
+row's reason, and a walk through the pages neither skips nor repeats a row. Promote ("Save and
+close", optionally with the tags or boxes to save) and dismiss through predictions.services.triage.
 """
 
 from __future__ import annotations
@@ -23,9 +22,11 @@ from labeling.api.images import MAX_BULK_IMAGES
 from labeling.api.regions import BoxSerializer, box_spec
 from labeling.models import Role
 from labeling.services.projects import get_tags
-from predictions.services.ranking import SORTS, ranked_predictions
+from predictions.services.ranking import SORTS
+from predictions.services.stored_pages import stored_prediction_page
 from predictions.services.triage import dismiss_predictions, promote_prediction
 from project.errors import NotFound
+from project.hosts import absolute_url
 from project.ids import IdField, id_list_field, parse_optional_id
 
 MAX_PAGE_SIZE = 200
@@ -40,7 +41,12 @@ class StoredPredictionListApi(APIView):
             "probability of `tag`.",
         )
         tag = IdField(required=False, help_text="The tag of the lowest/highest sorts.")
-        page = serializers.IntegerField(required=False, min_value=1, default=1)
+        after = serializers.CharField(
+            required=False,
+            max_length=100,
+            help_text="Cursor: the `next_cursor` of the previous page (keyset paging: rows "
+            "promoted or dismissed meanwhile make no row skipped or shown twice).",
+        )
         page_size = serializers.IntegerField(
             required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=40
         )
@@ -62,8 +68,11 @@ class StoredPredictionListApi(APIView):
             ref_name = "StoredPrediction"
 
     class PageSerializer(serializers.Serializer):
-        page = serializers.IntegerField()
-        has_more = serializers.BooleanField()
+        count = serializers.IntegerField(help_text="Open predictions the sort lists.")
+        next_cursor = serializers.CharField(
+            allow_null=True, help_text="Pass as `after` for the next page."
+        )
+        next = serializers.CharField(allow_null=True, help_text="URL of the next page.")
         results = serializers.ListField(child=serializers.DictField())
 
         class Meta:
@@ -83,12 +92,12 @@ class StoredPredictionListApi(APIView):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params: dict[str, Any] = query.validated_data
-        page = ranked_predictions(
+        page = stored_prediction_page(
             project=project,
             iteration_id=iteration_pk,
             sort=params["sort"],
             tag_id=params.get("tag"),
-            page=params["page"],
+            after=params.get("after"),
             size=params["page_size"],
         )
         rows = [
@@ -102,9 +111,15 @@ class StoredPredictionListApi(APIView):
             }
             for prediction in page.predictions
         ]
+        next_url = None
+        if page.next_cursor is not None:
+            query_string = request.query_params.copy()
+            query_string["after"] = page.next_cursor
+            next_url = absolute_url(request, f"{request.path}?{query_string.urlencode()}")
         body = {
-            "page": page.page,
-            "has_more": page.has_more,
+            "count": page.count,
+            "next_cursor": page.next_cursor,
+            "next": next_url,
             "results": self.PredictionSerializer(rows, many=True).data,
         }
         return Response(body)
