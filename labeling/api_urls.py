@@ -8,6 +8,7 @@ from labeling.api import images as image_api
 from labeling.api import jobs as job_api
 from labeling.api import projects as project_api
 from labeling.api import regions as region_api
+from labeling.api import saved_filters as saved_filter_api
 from labeling.api import upload as upload_api
 from project.auth import TokenLoginApi
 
@@ -55,6 +56,16 @@ urlpatterns = [
     ),
     path(P + "imports/", job_api.ImportStartApi.as_view(), name="api-import-list"),
     path(P + "imports/<uuid:job_id>/", job_api.ImportDetailApi.as_view(), name="api-import-detail"),
+    path(
+        P + "saved-filters/",
+        saved_filter_api.SavedFilterListApi.as_view(),
+        name="api-saved-filter-list",
+    ),
+    path(
+        P + "saved-filters/<int:saved_filter_id>/",
+        saved_filter_api.SavedFilterDetailApi.as_view(),
+        name="api-saved-filter-detail",
+    ),
     path(P + "exports/", export_api.ExportListApi.as_view(), name="api-export-list"),
     path(
         P + "exports/<uuid:export_id>/",

@@ -11,6 +11,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.functions import Lower
 
 
 class Role(models.TextChoices):
@@ -317,3 +318,33 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked is not None
+
+
+class SavedFilter(models.Model):
+    """A gallery filter kept under a name: the gallery's status and tags, what an export takes.
+
+    The images it names are the training images of any of `tag_ids` (none: every image) within
+    the gallery filter `status`, as `labeling.services.datasets.ExportSelection` reads them; the
+    gallery saves its own filter (a status, or one tag). Tag ids are plain values, not a relation,
+    so deleting a tag leaves the filter in place: the tag drops out when the filter is resolved,
+    and the filter says so (labeling.services.saved_filters).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="saved_filters")
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=40, default="all")
+    tag_ids = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            # "Cats" and "cats" would be two links nobody can tell apart in the list.
+            models.UniqueConstraint(Lower("name"), "project", name="unique_saved_filter_name_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

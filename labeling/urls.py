@@ -74,6 +74,16 @@ urlpatterns = [
         name="api-token-regenerate",
     ),
     path("projects/<int:project_id>/images/bulk/", gallery.image_bulk, name="image-bulk"),
+    path(
+        "projects/<int:project_id>/filters/",
+        gallery.saved_filter_create,
+        name="saved-filter-create",
+    ),
+    path(
+        "projects/<int:project_id>/filters/<int:saved_filter_id>/delete/",
+        gallery.saved_filter_delete,
+        name="saved-filter-delete",
+    ),
     path("projects/<int:project_id>/upload/", upload_views.image_upload, name="image-upload"),
     path("projects/<int:project_id>/images/<int:image_id>/", tagging.image_tag, name="image-tag"),
     path(

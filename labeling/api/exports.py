@@ -32,7 +32,8 @@ from labeling.services.export_jobs import (
     recent_exports,
     start_export,
 )
-from project.ids import id_list_field
+from labeling.services.saved_filters import get_saved_filter
+from project.ids import IdField, id_list_field
 from project.streaming import stream_file
 
 
@@ -41,6 +42,11 @@ class ExportJobSerializer(serializers.Serializer):
     format = serializers.CharField()
     tag_ids = serializers.ListField(child=serializers.IntegerField())
     filter = serializers.CharField(help_text="The gallery filter the images were chosen by.")
+    saved_filter = serializers.CharField(
+        allow_null=True,
+        help_text="The name of the saved filter the images were chosen by (as it was when the "
+        "export started; `tag_ids` and `filter` hold what it selected then), or null.",
+    )
     state = serializers.ChoiceField(choices=["queued", "running", "done", "failed"])
     progress = serializers.FloatField(help_text="0 to 1.")
     message = serializers.CharField(help_text="A full sentence, safe to show.")
@@ -74,6 +80,13 @@ class ExportListApi(APIView):
             default="all",
             help_text="A gallery filter: all, tagged, untagged (or one another app adds).",
         )
+        saved_filter_id = IdField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Export the images of this saved filter (instead of `tag_ids` and "
+            "`filter`), as it selects them when the export starts.",
+        )
 
         class Meta:
             ref_name = "DatasetExportStart"
@@ -90,11 +103,14 @@ class ExportListApi(APIView):
         operation_id="exports_start",
         request=InputSerializer,
         responses={202: ExportJobSerializer, **errors(400, 403, 422)},
+        description="Choose the images by `tag_ids` and `filter`, or by `saved_filter_id` "
+        "(not both: 422).",
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = access_project(request.user, project_id, min_role=Role.REVIEWER)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        saved_filter_id = data.validated_data["saved_filter_id"]
         job = start_export(
             project=project,
             format_name=data.validated_data["format"],
@@ -103,6 +119,9 @@ class ExportListApi(APIView):
                 tag_ids=tuple(data.validated_data["tag_ids"]),
                 status=data.validated_data["filter"],
             ),
+            saved_filter=get_saved_filter(project, saved_filter_id)
+            if saved_filter_id is not None
+            else None,
         )
         return Response(_body(project, job), status=status.HTTP_202_ACCEPTED)
 

@@ -35,7 +35,7 @@ from django.core.files.storage import default_storage
 from django.utils.text import slugify
 
 from labeling.access import require_role
-from labeling.models import Project, Role
+from labeling.models import Project, Role, SavedFilter
 from labeling.services.datasets import ExportSelection, dataset_format, export_dataset
 from labeling.services.datasets.exports import check_selection
 from labeling.services.job_status import (
@@ -46,6 +46,7 @@ from labeling.services.job_status import (
     read_status,
     write_status,
 )
+from labeling.services.saved_filters import export_selection
 from project.errors import LoupeError, NotFound, ValidationFailed
 from project.queue import enqueue, send
 
@@ -74,6 +75,9 @@ class ExportJob:
     format: str
     tag_ids: list[int] = field(default_factory=list)
     status_filter: str = "all"
+    # The name of the saved filter the images were chosen by, as it was when the export
+    # started ("" for a live selection); `tag_ids` and `status_filter` hold what it resolved to.
+    saved_filter: str = ""
     state: str = QUEUED
     progress: float = 0.0
     message: str = "Waiting for a worker."
@@ -107,6 +111,7 @@ class ExportJob:
             "format": self.format,
             "tag_ids": self.tag_ids,
             "filter": self.status_filter,
+            "saved_filter": self.saved_filter or None,
             "state": self.state,
             "progress": self.progress,
             "message": self.message,
@@ -129,10 +134,21 @@ def start_export(
     format_name: str,
     by: AbstractBaseUser,
     selection: ExportSelection = ExportSelection(),
+    saved_filter: SavedFilter | None = None,
 ) -> ExportJob:
-    """Check the request, write the queued job's status and queue the worker task."""
+    """Check the request, write the queued job's status and queue the worker task.
+
+    A `saved_filter` (instead of `selection`) is resolved here, once: the job keeps the tags and
+    status it named at this moment (labeling.services.saved_filters).
+    """
     require_role(by, project, Role.REVIEWER)
     fmt = dataset_format(project, format_name)
+    if saved_filter is not None:
+        if saved_filter.project_id != project.pk:
+            raise NotFound("This project has no such saved filter.")
+        if selection != ExportSelection():
+            raise ValidationFailed("Choose a saved filter, or tags and a filter, not both.")
+        selection = export_selection(saved_filter)
     check_selection(project, selection)
     job = ExportJob(
         project_id=project.pk,
@@ -140,6 +156,7 @@ def start_export(
         format=fmt.name,
         tag_ids=sorted(set(selection.tag_ids)),
         status_filter=selection.status,
+        saved_filter=saved_filter.name if saved_filter is not None else "",
         user_id=by.pk,
         created=time.time(),
         download_name=f"{slugify(project.name) or 'project'}-{fmt.name}.zip",

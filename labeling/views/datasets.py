@@ -2,8 +2,8 @@
 
 An import holds images and their annotations, or (`contents=labels`) annotations alone for
 images already in the project, as a zip or the bare annotation file. An export writes the
-project's images and labels (optionally only some tags' images, or a gallery filter's) to a zip
-the page then links to.
+project's images and labels (optionally only some tags' images, a gallery filter's, or a saved
+filter's, resolved when the export starts) to a zip the page then links to.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.access import access_project, has_role
-from labeling.models import Project, Role
+from labeling.models import Project, Role, SavedFilter
 from labeling.services.datasets import ExportSelection, formats_for
 from labeling.services.export_jobs import get_export, open_export, recent_exports, start_export
 from labeling.services.images import ImageFilter
 from labeling.services.import_jobs import get_import, start_import
+from labeling.services.saved_filters import describe, get_saved_filter, resolve_filter
 from project.errors import LoupeError, ValidationFailed
 from project.streaming import stream_file
 
@@ -75,6 +76,7 @@ def dataset_export(request: HttpRequest, project_id: int) -> HttpResponse:
             format_name=request.POST.get("format", ""),
             by=request.user,
             selection=_selection(request),
+            saved_filter=_saved_filter(request, project),
         )
     except LoupeError as err:
         context = _context(request, project, export_error=err.message)
@@ -88,6 +90,12 @@ def _selection(request: HttpRequest) -> ExportSelection:
     except ValueError:
         raise ValidationFailed("Tags are chosen by their ids.") from None
     return ExportSelection(tag_ids=tag_ids, status=request.POST.get("filter") or "all")
+
+
+def _saved_filter(request: HttpRequest, project: Project) -> SavedFilter | None:
+    """The saved filter chosen in the form ("" for none: the tags and filter below)."""
+    value = request.POST.get("saved_filter", "")
+    return get_saved_filter(project, value) if value else None
 
 
 @require_GET
@@ -130,6 +138,7 @@ def _context(request: HttpRequest, project: Project, **extra: object) -> dict[st
         "can_import": has_role(request.user, project, Role.ADMIN),
         "export_tags": project.tags.all(),
         "export_filters": _filter_choices(),
+        "export_saved_filters": _saved_filter_choices(project),
         "exports": recent_exports(project=project),
         "export": _requested_export(request, project),
         "export_initial": _export_initial(request),
@@ -141,10 +150,24 @@ def _export_initial(request: HttpRequest) -> dict[str, object]:
     """The gallery's filter (`?filter=untagged`, `?tag=3`: its "Export these" link) chosen in
     the export form; anything else is ignored (the form then offers every image)."""
     tag = request.GET.get("tag", "")
+    saved = request.POST.get("saved_filter") or request.GET.get("saved_filter", "")
     return {
         "filter": request.GET.get("filter", "all"),
         "tags": {int(tag)} if tag.isdigit() else set(),
+        "saved_filter": int(saved) if saved.isdigit() else None,
     }
+
+
+def _saved_filter_choices(project: Project) -> list[dict[str, object]]:
+    names = dict(project.tags.values_list("pk", "name"))
+    choices = []
+    for saved in project.saved_filters.all():
+        saved.project = project
+        resolved = resolve_filter(saved, project_tag_ids=names.keys())
+        choices.append(
+            {"id": saved.pk, "name": saved.name, "description": describe(resolved, names)}
+        )
+    return choices
 
 
 def _filter_choices() -> list[tuple[str, str]]:

@@ -27,18 +27,27 @@ from labeling.access import access_project, has_role
 from labeling.forms import BulkActionForm, ImageFilterForm
 from labeling.gallery_extensions import ThumbNote, extra_filters, gallery_extensions
 from labeling.image_sets import image_set_for
-from labeling.models import Image, ImageTag, Project, Role
+from labeling.models import Image, ImageTag, Project, Role, SavedFilter
 from labeling.services.images import (
     browse_images,
     browse_ordered,
     count_training_images_per_tag,
     delete_images,
 )
+from labeling.services.saved_filters import (
+    can_delete_filter,
+    delete_filter,
+    describe,
+    gallery_query,
+    get_saved_filter,
+    resolve_filter,
+    save_filter,
+)
 from labeling.services.tagging import add_tags_to_images, remove_tags_from_images
 from project.errors import LoupeError, ValidationFailed
 
 TEMPLATE = "labeling/gallery.html"
-PARTIALS = {"gallery-body", "filter-bar", "image-grid"}
+PARTIALS = {"gallery-body", "filter-bar", "image-grid", "saved-filters"}
 
 
 @require_GET
@@ -73,6 +82,89 @@ def image_bulk(request: HttpRequest, project_id: int) -> HttpResponse:
     if not error:
         trigger_client_event(response, "gallery-changed")
     return response
+
+
+@require_POST
+@login_required
+def saved_filter_create(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Save the gallery's filter (the query string, as the gallery reads it) under a name.
+
+    Without JavaScript: POST/redirect/GET to the gallery with the filter applied. With htmx:
+    the saved-filters part, re-rendered (422 with the message for a bad name).
+    """
+    project = access_project(request.user, project_id)
+    image_filter = ImageFilterForm(request.GET, tags=list(project.tags.all())).image_filter()
+    name = request.POST.get("name", "")
+    try:
+        saved = save_filter(
+            project=project,
+            name=name,
+            by=request.user,
+            status=image_filter.status,
+            tag_ids=[image_filter.tag_id] if image_filter.tag_id is not None else [],
+        )
+    except LoupeError as err:
+        context = gallery_context(request, project, request.GET)
+        context.update(filter_error=err.message, filter_name=name)
+        partial = "saved-filters" if request.htmx else ""
+        return _render(request, context, status=err.http_status, partial=partial)
+    notice = f"Saved the filter “{saved.name}”."
+    if not request.htmx:
+        messages.success(request, notice)
+        query = _filter_query(ImageFilterForm(request.GET, tags=list(project.tags.all())))
+        return redirect(reverse("labeling:project-detail", args=[project.pk]) + query)
+    context = gallery_context(request, project, request.GET)
+    context.update(filter_notice=notice)
+    return _render(request, context, partial="saved-filters")
+
+
+@require_POST
+@login_required
+def saved_filter_delete(
+    request: HttpRequest, project_id: int, saved_filter_id: int
+) -> HttpResponse:
+    """Delete a saved filter (its creator or an admin), then show the gallery as it was."""
+    project = access_project(request.user, project_id)
+    saved = get_saved_filter(project, saved_filter_id)
+    delete_filter(saved_filter=saved, by=request.user)
+    notice = f"Deleted the saved filter “{saved.name}”."
+    if not request.htmx:
+        messages.success(request, notice)
+        query = _filter_query(ImageFilterForm(request.GET, tags=list(project.tags.all())))
+        return redirect(reverse("labeling:project-detail", args=[project.pk]) + query)
+    context = gallery_context(request, project, request.GET)
+    context.update(filter_notice=notice)
+    return _render(request, context, partial="saved-filters")
+
+
+def _saved_filters(
+    request: HttpRequest, project: Project, tags: list[Any], base_query: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The project's saved filters as the gallery lists them: name, link, what it selects."""
+    names = {tag.pk: tag.name for tag in tags}
+    gallery_url = reverse("labeling:project-detail", args=[project.pk])
+    current = urlencode(base_query)
+    listed = []
+    for saved in SavedFilter.objects.filter(project=project):
+        saved.project = project  # one Project row: its role cache answers can_delete_filter
+        resolved = resolve_filter(saved, project_tag_ids=names.keys())
+        query = urlencode(gallery_query(resolved))
+        listed.append(
+            {
+                "id": saved.pk,
+                "name": saved.name,
+                "url": f"{gallery_url}?{query}" if query else gallery_url,
+                "description": describe(resolved, names),
+                "is_active": query == current,
+                "can_delete": can_delete_filter(request.user, saved),
+                # The gallery's query rides along: the redirect shows the page the user was on.
+                "delete_url": _with_query(
+                    reverse("labeling:saved-filter-delete", args=[project.pk, saved.pk]),
+                    base_query,
+                ),
+            }
+        )
+    return listed
 
 
 def _run_bulk_action(project: Project, user: Any, data: dict[str, Any]) -> str:
@@ -168,6 +260,16 @@ def gallery_context(request: HttpRequest, project: Project, query: QueryDict) ->
         # Boxes are drawn one image at a time: a detection project has no bulk Tag/Untag.
         "can_bulk_tag": bool(tags) and not project.is_detection,
         "panels": _panels(request, project),
+        "saved_filters": _saved_filters(request, project, tags, base_query),
+        # Saving names the gallery's own filter; a set another app computed is not one.
+        "save_filter_url": ""
+        if image_set
+        else _with_query(
+            reverse("labeling:saved-filter-create", args=[project.pk]), image_filter.as_query()
+        ),
+        "filter_description": image_filter.status_label
+        if image_filter.tag_id is None
+        else next((f"Tag “{t.name}”" for t in tags if t.pk == image_filter.tag_id), ""),
     }
 
 

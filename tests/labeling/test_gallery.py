@@ -128,13 +128,14 @@ def test_gallery_query_count_is_the_same_on_the_first_and_a_far_page(
     client.force_login(users["annotator"])
     ids = sorted((i.id for i in images), reverse=True)
     # session, user, project, membership, tags, page, other-side check, prefetched labels,
-    # label counts, per-tag counts (two), and the suggestions extension's filter count, page
-    # badges, run and progress counts (four): 15, whatever the depth or the filter.
-    with django_assert_num_queries(15):
+    # label counts, per-tag counts (two), the suggestions extension's filter count, page
+    # badges, run and progress counts (four), and the saved filters: 16, whatever the depth or
+    # the filter.
+    with django_assert_num_queries(16):
         assert len(shown_ids(client.get(f"/projects/{project.id}/"))) == 30
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(16):
         assert len(shown_ids(client.get(f"/projects/{project.id}/?after={ids[60]}"))) == 30
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(16):
         response = client.get(f"/projects/{project.id}/?tag={tags[1].id}&after={ids[40]}")
         assert len(shown_ids(response)) == 18
 

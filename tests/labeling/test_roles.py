@@ -245,6 +245,12 @@ MATRIX: list[Entry] = [
     E("POST", "api-prediction-key-list",                 "201 403 403 404 401", lambda w: {"name": "Mobile app"}),
     E("DELETE", "api-prediction-key-detail",             "200 403 403 404 401"),
     E("POST", "api-prediction-key-rotate",               "200 403 403 404 401"),
+    # --- REST API: saved gallery filters (members save; the saver or an admin deletes: the
+    # world's filter is the admin's) --------------------------------------------------------
+    E("GET", "api-saved-filter-list",                    "200 200 200 404 401"),
+    E("POST", "api-saved-filter-list",                   "201 201 201 404 401", lambda w: {"name": "Mine"}),
+    E("GET", "api-saved-filter-detail",                  "200 200 200 404 401"),
+    E("DELETE", "api-saved-filter-detail",               "204 403 403 404 401"),
     # --- REST API: dataset exports (reviewer and up, as on the datasets page) ---------------
     E("GET", "api-export-list",                          "200 200 403 404 401"),
     E("POST", "api-export-list",                         "202 202 403 404 401", lambda w: {"format": "folders"}),
@@ -262,6 +268,9 @@ MATRIX: list[Entry] = [
     E("POST", "labeling:project-delete",                 "302 403 403 404 302", lambda w: {"confirm_name": w.objects["project_name"]}),
     E("GET", "labeling:project-detail",                  "200 200 200 404 302"),
     E("POST", "labeling:image-bulk",                     "302 302 302 404 302", _bulk_tag_form),
+    # Saved filters in the gallery: members save; the saver (the world's: the admin) or an admin deletes.
+    E("POST", "labeling:saved-filter-create",            "302 302 302 404 302", lambda w: {"name": "Mine"}),
+    E("POST", "labeling:saved-filter-delete",            "302 403 403 404 302"),
     E("GET", "labeling:image-upload",                    "200 200 200 404 302"),
     E("POST", "labeling:image-upload",                   "200 200 200 404 302", _upload, "multipart"),
     # --- Tagging and boxes (HTML) -----------------------------------------------------------
@@ -482,6 +491,12 @@ def _model_export(project: Any) -> int:
     return export.pk
 
 
+def _saved_filter(project: Any, user: Any, tag: Any) -> int:
+    from labeling.services.saved_filters import save_filter
+
+    return save_filter(project=project, name="Dogs", tag_ids=[tag.pk], by=user).pk
+
+
 def _prediction_key(project: Any, user: Any) -> int:
     from predictions.services.keys import create_key
 
@@ -509,6 +524,7 @@ def world(project, users) -> World:
             "model_export_id": _model_export(project),
             "path": image.file.name,
             "publish_name": "prod",
+            "saved_filter_id": _saved_filter(project, users["admin"], dog),
         },
         objects={"dog": dog, "project_name": project.name},
     )
