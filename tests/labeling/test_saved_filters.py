@@ -239,6 +239,10 @@ def test_gallery_opens_a_filter_of_several_tags_as_a_set(client, project, users,
     page = client.get(f"/projects/{project.id}/?saved={saved.pk}")
     assert shown_ids(page) == {images["cat1"].pk, images["cat2"].pk, images["dog1"].pk}
     assert "Saved filter “Pets”" in page.content.decode()
+    # The tagging view walks the same set, newest first: from the dog, Next is the newer cat.
+    tagging = client.get(f"/projects/{project.id}/images/{images['dog1'].pk}/?saved={saved.pk}")
+    assert tagging.status_code == 200
+    assert f"/images/{images['cat2'].pk}/?saved={saved.pk}" in tagging.content.decode()
     delete_tag(tag=tags["cat"], by=users["admin"])
     delete_tag(tag=tags["dog"], by=users["admin"])
     gone = client.get(f"/projects/{project.id}/?saved={saved.pk}")
