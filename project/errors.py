@@ -62,6 +62,13 @@ class ValidationFailed(LoupeError):
     http_status = 422
 
 
+class BadCursor(LoupeError):
+    """A keyset list's `after` that the list did not give (or no longer can continue from)."""
+
+    code = "bad_cursor"
+    http_status = 400
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every error becomes `{"code", "message", ...}` with its status.
 

@@ -26,20 +26,12 @@ from django.db.models import Q
 from labeling.models import Project
 from predictions.models import Prediction, PredictionScore
 from predictions.services.ranking import SORTS, GainOrder, _gain_order, _gain_reason
-from project.errors import LoupeError, ValidationFailed
+from project.errors import BadCursor, ValidationFailed
 from training.models import Iteration
 
 SNAPSHOT_S = 3600  # a reviewer's sitting: a walk that takes longer goes on in the current order
 
-
-class BadCursor(LoupeError):
-    """An `after` this list did not give: a bad query parameter, as a bad sort is."""
-
-    code = "bad_cursor"
-    http_status = 400
-    message_text = (
-        "This cursor is not one this list gave (or belongs to another sort); start again."
-    )
+_BAD_CURSOR = "This cursor is not one this list gave (or belongs to another sort); start again."
 
 
 @dataclass(frozen=True)
@@ -103,15 +95,15 @@ def _parse(after: str | None, kind: str, parts: int) -> list[str]:
         return []
     fields = after.split(":")
     if len(fields) != parts + 1 or fields[0] != kind:
-        raise BadCursor(BadCursor.message_text)
+        raise BadCursor(_BAD_CURSOR)
     try:
         # n:<id>, p:<probability>:<id>, g:<snapshot>:<position>:<id>
         numbers = [float(fields[1])] if kind == "p" else []
         numbers += [int(f) for f in (fields[1:] if kind == "n" else fields[2:])]
     except ValueError:
-        raise BadCursor(BadCursor.message_text) from None
+        raise BadCursor(_BAD_CURSOR) from None
     if not all(math.isfinite(n) for n in numbers):
-        raise BadCursor(BadCursor.message_text)
+        raise BadCursor(_BAD_CURSOR)
     return fields[1:]
 
 

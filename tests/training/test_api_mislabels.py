@@ -20,7 +20,7 @@ def _url(project_id: int, action: str = "") -> str:
     return f"/api/projects/{project_id}/mislabels/" + (f"{action}/" if action else "")
 
 
-def test_the_queue_lists_the_flipped_images_most_likely_first_and_pages_by_number(
+def test_the_queue_lists_the_flipped_images_most_likely_first_and_pages_by_keyset(
     project, users, client_for
 ) -> None:
     tags, images = scored_project(project, {3: 1, 25: 0})
@@ -28,7 +28,7 @@ def test_the_queue_lists_the_flipped_images_most_likely_first_and_pages_by_numbe
     response = client.get(_url(project.pk))
     assert response.status_code == 200
     body = response.json()
-    assert body["count"] == 2 and body["page"] == 1 and body["has_more"] is False
+    assert body["count"] == 2 and body["next_cursor"] is None and body["next"] is None
     assert body["iteration_id"] == project.iterations.get().pk
     rows = {row["image_id"]: row for row in body["results"]}
     assert set(rows) == {images[3].pk, images[25].pk}
@@ -40,11 +40,30 @@ def test_the_queue_lists_the_flipped_images_most_likely_first_and_pages_by_numbe
     assert confidences == sorted(confidences, reverse=True)
 
     one = client.get(_url(project.pk), {"page_size": 1}).json()
-    assert one["count"] == 2 and one["has_more"] is True and len(one["results"]) == 1
-    assert "page=2" in one["next"]
+    assert one["count"] == 2 and len(one["results"]) == 1 and one["next_cursor"]
+    assert f"after={one['next_cursor']}".replace(":", "%3A") in one["next"]
+    # Accepting the first page's row before asking for the next skips nothing (a page number
+    # would: the queue is one shorter, and its page 2 empty).
+    accepted = one["results"][0]
+    taken = {"image_id": accepted["image_id"], "label_key": accepted["label_key"]}
+    response = client.post(_url(project.pk, "accept"), taken, content_type="application/json")
+    assert response.status_code == 200, response.content
     two = client.get(one["next"]).json()
-    assert two["has_more"] is False and two["next"] is None
-    assert {one["results"][0]["image_id"], two["results"][0]["image_id"]} == set(rows)
+    assert two["next_cursor"] is None and two["next"] is None and two["count"] == 1
+    assert {accepted["image_id"], two["results"][0]["image_id"]} == set(rows)
+
+
+def test_a_cursor_the_queue_did_not_give_or_from_an_older_iteration_answers_400(
+    project, users, client_for
+) -> None:
+    scored_project(project, {3: 1, 25: 0})
+    client = client_for(users[str(Role.REVIEWER)])
+    iteration = project.iterations.get()
+    for cursor in ("x", "1:", f"{iteration.pk}:-1", f"{iteration.pk + 1}:1"):
+        response = client.get(_url(project.pk), {"after": cursor})
+        assert response.status_code == 400, cursor
+        assert response.json()["code"] == "bad_cursor"
+    assert client.get(_url(project.pk), {"after": f"{iteration.pk}:1"}).status_code == 200
 
 
 def test_accept_relabels_through_the_tagging_service_and_leaves_the_queue(
@@ -129,9 +148,9 @@ def test_bad_ids_and_bodies_are_refused_in_the_error_shape(
     assert client.get(_url(project.pk)).json()["count"] == 1  # nothing changed
 
 
-def test_a_bad_page_is_400(project, users, client_for) -> None:
+def test_a_bad_page_size_is_400(project, users, client_for) -> None:
     client = client_for(users[str(Role.REVIEWER)])
-    for query in ({"page": 0}, {"page_size": 1000}, {"page": "x"}):
+    for query in ({"page_size": 0}, {"page_size": 1000}, {"page_size": "x"}):
         response = client.get(_url(project.pk), query)
         assert response.status_code == 400 and response.json()["code"] == "invalid"
 

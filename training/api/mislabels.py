@@ -4,8 +4,9 @@ flagged again) one suggestion.
 
 The same service calls as training.views_health: review_queue, accept_suggestion, keep_label
 (training.services.label_errors), which check the role and whether the suggestion still applies.
-The queue is ranked, so it pages by number, as the stored predictions do (an order that depends
-on the whole open set has no stable id cursor).
+Keyset paging as every list (`after` = the previous page's `next_cursor`): the cursor is a place
+in the iteration's fixed candidate list, so suggestions accepted or kept while a client pages
+shift nothing (training.services.label_errors.review_queue_page).
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from training.services.label_errors import (
     Suggestion,
     accept_suggestion,
     keep_label,
-    review_queue,
-    source_iteration,
+    review_queue_page,
 )
 
 MAX_PAGE_SIZE = 200
@@ -70,7 +70,9 @@ def _row(s: Suggestion) -> dict[str, Any]:
 
 class MislabelListApi(APIView):
     class QuerySerializer(serializers.Serializer):
-        page = serializers.IntegerField(required=False, min_value=1, default=1)
+        after = serializers.CharField(
+            required=False, max_length=50, help_text="The `next_cursor` of the previous page."
+        )
         page_size = serializers.IntegerField(
             required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE
         )
@@ -83,8 +85,9 @@ class MislabelListApi(APIView):
             allow_null=True, help_text="The iteration whose scores found them; null if none."
         )
         count = serializers.IntegerField(help_text="Suggestions in the queue.")
-        page = serializers.IntegerField()
-        has_more = serializers.BooleanField()
+        next_cursor = serializers.CharField(
+            allow_null=True, help_text="Pass as `after` for the next page."
+        )
         next = serializers.CharField(allow_null=True, help_text="URL of the next page.")
         results = MislabelSerializer(many=True)
 
@@ -103,22 +106,23 @@ class MislabelListApi(APIView):
         project = access_project(request.user, project_id, min_role=REVIEW_ROLE)
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        page, size = query.validated_data["page"], query.validated_data["page_size"]
-        queue = review_queue(project, request.user)
-        iteration = source_iteration(project)
-        has_more = len(queue) > page * size
+        page = review_queue_page(
+            project,
+            request.user,
+            after=query.validated_data.get("after"),
+            size=query.validated_data["page_size"],
+        )
         next_url = None
-        if has_more:
+        if page.next_cursor is not None:
             params = request.query_params.copy()
-            params["page"] = str(page + 1)
+            params["after"] = page.next_cursor
             next_url = absolute_url(request, f"{request.path}?{params.urlencode()}")
         body = {
-            "iteration_id": iteration.pk if iteration is not None else None,
-            "count": len(queue),
-            "page": page,
-            "has_more": has_more,
+            "iteration_id": page.iteration_id,
+            "count": page.count,
+            "next_cursor": page.next_cursor,
             "next": next_url,
-            "results": [_row(s) for s in queue[(page - 1) * size : page * size]],
+            "results": [_row(s) for s in page.suggestions],
         }
         return Response(self.PageSerializer(body).data)
 

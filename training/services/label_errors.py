@@ -31,7 +31,7 @@ from labeling.access import require_role
 from labeling.models import Image, ImageTag, Project, Region, Role, Tag
 from labeling.services.regions import set_image_regions
 from labeling.services.tagging import set_image_tags
-from project.errors import NotFound
+from project.errors import BadCursor, NotFound
 from training.ml.box_errors import MISSED, WRONG_TAG, find_box_errors
 from training.ml.confident_learning import (
     find_label_errors,
@@ -277,6 +277,48 @@ def review_queue(project: Project, user: AbstractBaseUser) -> list[Suggestion]:
             and sorted(boxes[s.image_id]) == sorted(s.boxes)
         ]
     return [s for s in suggestions if _applies(s, current, kept)]
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    iteration_id: int | None  # the iteration whose scores found them
+    count: int  # suggestions in the queue
+    suggestions: list[Suggestion]
+    next_cursor: str | None
+
+
+def review_queue_page(
+    project: Project, user: AbstractBaseUser, *, after: str | None, size: int
+) -> QueuePage:
+    """One keyset page of `review_queue`. The cursor is "<iteration id>:<position>" in that
+    iteration's full candidate list, which never changes (the queue is that list less what was
+    accepted, kept or relabeled since): rows reviewed while a client pages shift nothing. A
+    cursor from another iteration (the queue was rebuilt by a newer training) is refused."""
+    queue = review_queue(project, user)
+    iteration = source_iteration(project)
+    start = 0
+    if after:
+        iteration_id, _, position = after.partition(":")
+        if not (iteration_id.isdigit() and position.isdigit()):
+            raise BadCursor("This cursor is not one this list gave; start again.")
+        if iteration is None or int(iteration_id) != iteration.pk:
+            raise BadCursor(
+                "The queue was rebuilt from a newer iteration since this cursor was given; "
+                "start again from the first page."
+            )
+        start = int(position)
+    if iteration is None or not queue:
+        return QueuePage(iteration.pk if iteration else None, len(queue), [], None)
+    position_of = {
+        (s.image_id, s.label_key): i for i, s in enumerate(iteration_suggestions(iteration))
+    }
+    after_cursor = [s for s in queue if position_of[(s.image_id, s.label_key)] >= start]
+    shown = after_cursor[:size]
+    cursor = None
+    if len(after_cursor) > size:
+        last = shown[-1]
+        cursor = f"{iteration.pk}:{position_of[(last.image_id, last.label_key)] + 1}"
+    return QueuePage(iteration.pk, len(queue), shown, cursor)
 
 
 def _applies(s: Suggestion, current: dict[int, set[int]], kept: set[tuple[int, str]]) -> bool:
