@@ -33,6 +33,7 @@ from predictions.services.ranking import (
     other_open_iterations,
     ranked_predictions,
 )
+from predictions.services.similar import training_images_like_upload
 from predictions.services.suggestions import (
     accept_suggestion,
     accept_suggestions_above,
@@ -176,6 +177,13 @@ def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
                         iteration_id=result.target.iteration_id, data=result.image.data
                     ),
                 )
+                if result.prediction is None:  # stored: "More like this" links its image
+                    context["like"] = training_images_like_upload(
+                        project=project,
+                        by=request.user,
+                        iteration_id=result.target.iteration_id,
+                        embedding=result.outcome.embedding,
+                    )
         if form.errors:
             status = 422
     return TemplateResponse(request, "predictions/quick_test.html", context, status=status)

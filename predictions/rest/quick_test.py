@@ -1,4 +1,5 @@
-"""Quick test (members; storing the result needs the reviewer role): predict.quick_test."""
+"""Quick test (members; storing the result needs the reviewer role): predict.quick_test, and
+for a test not stored the nearest training images (similar.training_images_like_upload)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from labeling.api.common import (
     errors,
 )
 from predictions.services.predict import quick_test
+from predictions.services.similar import UPLOAD_LIKE_COUNT, training_images_like_upload
 from project.ids import IdField
 
 
@@ -52,6 +54,18 @@ class QuickTestApi(APIView):
             child=serializers.DictField(),
             help_text="Tags (or boxes) with probabilities, highest first.",
         )
+        similar_image_ids = serializers.ListField(
+            child=serializers.IntegerField(),
+            allow_null=True,
+            help_text=(
+                f"Not stored: up to {UPLOAD_LIKE_COUNT} training images most like the tested "
+                "image by the embedding its model returned, most similar first (empty when no "
+                "training image has an embedding yet). Null when stored (image_id's gallery "
+                "link ?like=<image_id> shows them) or when the iteration's embedding is not "
+                "comparable with the training images' (a fine-tuned model, or a backbone the "
+                "project no longer uses)."
+            ),
+        )
 
         class Meta:
             ref_name = "QuickTestResult"
@@ -81,6 +95,15 @@ class QuickTestApi(APIView):
             by=request.user,
         )
         prediction = result.prediction
+        similar: list[int] | None = None
+        if prediction is None:
+            like = training_images_like_upload(
+                project=project,
+                by=request.user,
+                iteration_id=result.target.iteration_id,
+                embedding=result.outcome.embedding,
+            )
+            similar = like.image_ids if like.is_comparable else None
         body = {
             "iteration_id": result.target.iteration_id,
             "prediction_id": prediction.pk if prediction else None,
@@ -88,5 +111,6 @@ class QuickTestApi(APIView):
             "name": result.name,
             "uncertainty": result.outcome.uncertainty,
             "predictions": result.outcome.results,
+            "similar_image_ids": similar,
         }
         return Response(self.OutputSerializer(body).data)

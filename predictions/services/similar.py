@@ -8,21 +8,30 @@ whenever that model served the stock backbone of the project's domain (a quick c
 detector). Then nothing runs: the stored vector is compared with the training images' vectors
 as a training image's own would be. A fine-tuned model's embedding lives in another space, so
 the image is embedded with the stock backbone instead (once: the feature cache keeps it).
+
+A quick test that is not stored has no image id: `training_images_like_upload` compares the
+embedding its model returned, and only when that is the project's image embedding. It does not
+embed the pixels with the stock backbone for a fine-tuned model: that is torch in the web
+process, which serves with ONNX Runtime only (training.ml.serving). Measured on the dev box,
+one 640x480 JPEG: import and engine build 11 s and +840 MB RSS the first time, then 20 ms.
+The page says why the images are absent instead; a stored test embeds its image (above).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.urls import reverse
 
-from labeling.access import access_image
+from labeling.access import access_image, visible_images
 from labeling.image_sets import ImageSet
 from labeling.models import Image, Project
 from predictions.models import Prediction
 from project.errors import NotFound
+from training.models import Iteration
 from training.services.embedding_map import (
     LIKE_COUNT,
     LIKE_KEY,
@@ -31,6 +40,9 @@ from training.services.embedding_map import (
     similar_to_embedding,
 )
 from training.services.embedding_map import similar_image_ids as similar_training_ids
+
+# The quick test's strip under its result: a row or two of thumbnails, not a gallery page.
+UPLOAD_LIKE_COUNT = 12
 
 
 def similar_image_ids(
@@ -89,3 +101,62 @@ def like_set(user: AbstractBaseUser, project: Project, query: Mapping[str, str])
         back_label="The image",
         prediction=lambda other: None,
     )
+
+
+@dataclass(frozen=True)
+class UploadNeighbours:
+    """The training images most like an image that was not stored, most similar first, and
+    why there are none when `images` is empty (a sentence for the page; "" otherwise).
+    `is_comparable` is False when the model's embedding could not be compared at all."""
+
+    images: list[Image]
+    absent_reason: str = ""
+    is_comparable: bool = True
+
+    @property
+    def image_ids(self) -> list[int]:
+        return [image.pk for image in self.images]
+
+
+def training_images_like_upload(
+    *,
+    project: Project,
+    by: AbstractBaseUser,
+    iteration_id: int,
+    embedding: np.ndarray,
+    count: int = UPLOAD_LIKE_COUNT,
+) -> UploadNeighbours:
+    """The training images nearest an image that `iteration_id`'s model just ran on without
+    storing it (the quick test with "Store it" off), by `embedding`, the (D,) vector that model
+    returned (ModelOutput.embedding).
+
+    Compared only when `serves_image_embeddings(iteration)`: a fine-tuned model's vector, or
+    one from another backbone than the project's domain uses now, lives in another space and
+    would point anywhere (see the module for why the pixels are not embedded again here).
+    Only images `by` may open, through labeling.access (a non-member: NotFound).
+    """
+    images = visible_images(by, project)
+    iteration = project.iterations.filter(pk=iteration_id).first()
+    if iteration is None:
+        raise NotFound("Choose an iteration of this project.")
+    iteration.project = project
+    if not serves_image_embeddings(iteration):
+        return UploadNeighbours([], _not_comparable(iteration), is_comparable=False)
+    ids = similar_to_embedding(project, embedding, count=count)
+    rows = images.filter(pk__in=ids, is_training=True).only("pk", "thumbnail", "original_name")
+    by_id = {image.pk: image for image in rows}
+    found = [by_id[pk] for pk in ids if pk in by_id]
+    if not found:
+        return UploadNeighbours(
+            [],
+            "No training image has an embedding yet: the embedding map and training compute them.",
+        )
+    return UploadNeighbours(found)
+
+
+def _not_comparable(iteration: Iteration) -> str:
+    if iteration.training_type == Iteration.TrainingType.ADVANCED:
+        why = "this iteration is fine-tuned, so its model describes images in its own terms"
+    else:
+        why = "this iteration was trained on another backbone than the project uses now"
+    return f"No similar training images: {why}. Store the test to find images like it."
