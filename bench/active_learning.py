@@ -759,17 +759,20 @@ def run_detection_seed(
             options=TrainOptions(holdout_fraction=0.3, cached_views=1, max_epochs=args.det_epochs),
         )
         predictor = DetectorPredictor(result.to_artifact(backbone=BACKBONE, num_tags=len(TAGS)))
-        print(
-            f"  {name} seed {seed} round {number}: {labeled.size} labels, {result.epochs} epochs,"
-            f" {sum(result.timings.get(k, 0.0) for k in ('preparing_s', 'training_s')):.0f} s",
-            flush=True,
-        )
         started = time.perf_counter()
         found, _ = detect_all(predictor, data, test)
         plain_s += time.perf_counter() - started
         plain_images += len(test)
         counts.append(int(labeled.size))
         scores.append(detection_map50(data, test, found))
+        objects = sum(len(data.boxes[int(r)]) for r in labeled)
+        print(
+            f"  {name} seed {seed} round {number}: {labeled.size} labels ({objects} boxes),"
+            f" {result.epochs} epochs,"
+            f" {sum(result.timings.get(k, 0.0) for k in ('preparing_s', 'training_s')):.0f} s,"
+            f" test mAP@0.5 {100 * scores[-1]:.1f}",
+            flush=True,
+        )
         if number == args.rounds:
             break
         if loop is not None:

@@ -6,7 +6,10 @@ The tab, the API and bench/active_learning.py all call `ranked_predictions`; "Mo
   (past MAX_CANDIDATES, a sample: `_candidates`);
 - labeled images: the iteration's training-set embeddings (training.services.embeddings);
 - the blend weight from the iteration's own figures: held-out accuracy above chance (mAP for
-  multilabel and detection) and labels per tag (`model_signals`).
+  multilabel and detection) and labels per tag (`model_signals`);
+- detection: each candidate's stored box probabilities and flip disagreement (`_boxes`), whose
+  doubtful boxes (training.ml.uncertainty.doubtful_boxes) are the doubt, and images predicted
+  empty last (training.ml.ranking.review_settings).
 Each row of a Most-gain page carries the reason it is there ("Unsure between cat and dog").
 
 Other sorts read indexes only (predictions/models.py): "newest", and "lowest"/"highest"
@@ -41,6 +44,9 @@ SURE_BELOW = 0.5
 # From this flip disagreement on (training.ml.uncertainty.flip_disagreement) a detection row's
 # reason says its boxes disagree under flip: a quarter of the box weight unmatched or far apart.
 FLIP_SHOWN = 0.25
+# A detection row's reason counts its boxes from this closeness to the threshold on (halfway
+# from sure to the threshold: 0.25-0.75 at a threshold of 0.5).
+NEAR_SHOWN = 0.5
 SORTS = {
     "gain": "Most gain",
     "newest": "Newest",
@@ -124,7 +130,11 @@ def ranked_predictions(
             return PredictionPage([], False, page)
         # The iteration is this project's: its rows need no project filter, so every read below
         # stays on the (iteration, status, ...) indexes.
-        gain = _gain_order(iteration, Prediction.objects.open().filter(iteration_id=iteration.pk))
+        gain = _gain_order(
+            iteration,
+            Prediction.objects.open().filter(iteration_id=iteration.pk),
+            detection=project.is_detection,
+        )
         ids = gain.ids[start:stop]
         has_more = min(gain.total, len(gain.ids)) > stop
     elif sort == "newest":
@@ -210,6 +220,11 @@ class GainCandidates:
     embeddings: np.ndarray  # (N, D) stored embeddings, any width (compacted here)
     uncertainty: np.ndarray  # (N,) in [0, 1], as training.ml.uncertainty scored it
     total: int  # how many the candidates stand for (more than N when they are a sample)
+    # Detection: each candidate's box probabilities and flip disagreement (None: not run
+    # mirrored). Given, the doubt is its doubtful boxes (ml.uncertainty.doubtful_boxes); without
+    # them a detection ranks by `uncertainty` as a classification does.
+    box_probabilities: Sequence[Sequence[float]] | None = None
+    flip: Sequence[float | None] | None = None
 
 
 def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
@@ -219,13 +234,8 @@ def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
     so two callers holding the same candidates under different row orders get the same ranking
     (k-means is seeded and depends on the order of its points).
     """
-    from training.ml.ranking import (
-        clusters_follow_tags,
-        compact_embeddings,
-        density_trust,
-        rank_for_review,
-        review_weight,
-    )
+    from training.ml.ranking import compact_embeddings, rank_for_review, review_settings
+    from training.ml.uncertainty import doubtful_boxes
     from training.services.embeddings import training_embeddings
 
     if not candidates.ids:
@@ -236,8 +246,17 @@ def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
     )
     ids = [candidates.ids[i] for i in canonical]
     signals = model_signals(iteration)
-    weight = review_weight(model_quality=signals.quality, labels_per_tag=signals.labels_per_tag)
-    trust = density_trust(model_quality=signals.quality)
+    detection = candidates.box_probabilities is not None
+    settings = review_settings(
+        model_quality=signals.quality, labels_per_tag=signals.labels_per_tag, detection=detection
+    )
+    doubt, first = uncertainty[canonical], None
+    if candidates.box_probabilities is not None:
+        boxes = [candidates.box_probabilities[i] for i in canonical]
+        flip = None if candidates.flip is None else [candidates.flip[i] for i in canonical]
+        threshold = min(max(float(iteration.suggested_threshold), 0.01), 0.99)
+        doubt, holds = doubtful_boxes(boxes, flip, threshold=threshold)
+        first = holds if settings.objects_first else None
     # The training set's embeddings are stored compacted; compare like with like.
     embeddings = compact_embeddings(np.asarray(candidates.embeddings)[canonical])
     labeled = training_embeddings(iteration.pk)
@@ -245,14 +264,15 @@ def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
         labeled = None  # another feature space (e.g. a changed backbone): coverage unknown
     ranking = rank_for_review(
         embeddings,
-        uncertainty[canonical],
+        doubt,
         labeled_embeddings=labeled,
-        weight=weight,
-        density_trust=trust,
+        weight=settings.weight,
+        density_trust=settings.density_trust,
         k=len(ids),
         batch=PAGE_SIZE,
         seed=iteration.pk,
-        one_per_cluster=clusters_follow_tags(model_quality=signals.quality),
+        one_per_cluster=settings.one_per_cluster,
+        first=first,
     )
     scale = candidates.total / len(ids)
     return GainOrder(
@@ -261,11 +281,13 @@ def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
         like_it=[round(int(v) * scale) for v in ranking.cluster_size],
         is_covered=[bool(v) for v in ranking.cluster_labeled],
         total=candidates.total,
-        by_density=trust >= 0.5,
+        by_density=settings.density_trust >= 0.5,
     )
 
 
-def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> GainOrder:
+def _gain_order(
+    iteration: Iteration, open_rows: QuerySet[Prediction], *, detection: bool = False
+) -> GainOrder:
     """The order of an iteration's open predictions, computed once per state of the open set
     (cached ORDER_CACHE_S seconds) by `gain_order`.
 
@@ -277,16 +299,19 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> GainOr
     # row. One aggregate of COUNT and MAX took the planner elsewhere: 235 ms at 100,000 rows.
     total = open_rows.count()
     top = open_rows.newest().values_list("pk", flat=True).first()
-    key = f"most-gain:{iteration.pk}:{iteration.created.timestamp()}:{total}:{top}"
+    key = f"most-gain:{iteration.pk}:{iteration.created.timestamp()}:{total}:{top}:{detection}"
     cached: GainOrder | None = cache.get(key)
     if cached is not None:
         return cached
     signals = model_signals(iteration)
-    from training.ml.ranking import review_weight
+    from training.ml.ranking import review_settings
 
-    weight = review_weight(model_quality=signals.quality, labels_per_tag=signals.labels_per_tag)
+    weight = review_settings(
+        model_quality=signals.quality, labels_per_tag=signals.labels_per_tag, detection=detection
+    ).weight
     rows = _candidates(open_rows, iteration, weight, total)
     ids = [pk for pk, _ in rows]
+    boxes, flip = _boxes(ids) if detection else (None, None)
     order = gain_order(
         iteration,
         GainCandidates(
@@ -294,6 +319,8 @@ def _gain_order(iteration: Iteration, open_rows: QuerySet[Prediction]) -> GainOr
             embeddings=_embeddings(ids),
             uncertainty=np.array([u for _, u in rows], dtype=np.float64),
             total=total,
+            box_probabilities=boxes,
+            flip=flip,
         ),
     )
     cache.set(key, order, ORDER_CACHE_S)
@@ -332,6 +359,22 @@ def _embeddings(ids: list[int]) -> np.ndarray:
             for pk, raw in Prediction.objects.filter(pk__in=part).values_list("pk", "embedding")
         )
     return stored_vectors([stored.get(pk, b"") for pk in ids])
+
+
+def _boxes(ids: list[int]) -> tuple[list[list[float]], list[float | None]]:
+    """Per id (in order) its stored boxes' probabilities and its flip disagreement."""
+    stored: dict[int, tuple[list[float], float | None]] = {}
+    for chunk in range(0, len(ids), 500):
+        rows = Prediction.objects.filter(pk__in=ids[chunk : chunk + 500]).values_list(
+            "pk", "results", "flip_disagreement"
+        )
+        for pk, results, flip in rows:
+            probabilities = [float(row.get("probability", 0.0)) for row in results or []]
+            stored[pk] = (probabilities, flip)
+    return (
+        [stored.get(pk, ([], None))[0] for pk in ids],
+        [stored.get(pk, ([], None))[1] for pk in ids],
+    )
 
 
 def stored_vectors(raw: Sequence[bytes]) -> np.ndarray:
@@ -397,7 +440,10 @@ def _reason(
 def _detection_reason(
     ranked: list[dict[str, Any]], threshold: float, flip_disagreement: float | None
 ) -> str:
-    """ "Boxes disagree under flip; least sure box “car” 0.41 (threshold 0.50)." and the like."""
+    """ "Boxes disagree under flip; 3 boxes near the threshold, least sure box “car” 0.41
+    (threshold 0.50)." and the like: what ml.uncertainty.doubtful_boxes counted."""
+    from training.ml.uncertainty import BOX_FLOOR, threshold_closeness
+
     flipped = flip_disagreement is not None and flip_disagreement >= FLIP_SHOWN
     if not ranked:
         if flipped:
@@ -408,4 +454,9 @@ def _detection_reason(
         f"least sure box “{box['tagName']}” {float(box['probability']):.2f} "
         f"(threshold {threshold:.2f})"
     )
+    probabilities = np.array([float(row["probability"]) for row in ranked])
+    kept = probabilities[probabilities >= BOX_FLOOR]
+    near = int((threshold_closeness(kept, threshold) >= NEAR_SHOWN).sum()) if kept.size else 0
+    if near > 1:  # several doubtful boxes: the sum that ranked the image, not only its least sure
+        least = f"{near} boxes near the threshold, {least}"
     return f"Boxes disagree under flip; {least}." if flipped else f"{least[0].upper()}{least[1:]}."

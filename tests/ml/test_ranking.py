@@ -14,9 +14,14 @@ from training.ml.ranking import (
     kmeans,
     near_chance,
     rank_for_review,
+    review_settings,
     review_weight,
 )
-from training.ml.uncertainty import classification_uncertainty
+from training.ml.uncertainty import (
+    classification_uncertainty,
+    detection_uncertainty,
+    doubtful_boxes,
+)
 
 
 def blobs(
@@ -211,3 +216,91 @@ def test_near_chance_ramps_from_one_to_zero_between_its_floor_and_full() -> None
     assert near_chance(model_quality=None) == 0.0
     with pytest.raises(ValueError, match="floor"):
         near_chance(model_quality=0.2, floor=0.4, full=0.3)
+
+
+def detection_page(
+    points: np.ndarray,
+    boxes: list[list[float]],
+    flip: list[float | None] | None,
+    *,
+    quality: float,
+    k: int,
+) -> np.ndarray:
+    """The first `k` of a detection pool as predictions.services.ranking.gain_order ranks it."""
+    settings = review_settings(model_quality=quality, labels_per_tag=4, detection=True)
+    doubt, holds = doubtful_boxes(boxes, flip)
+    first = holds if settings.objects_first else None
+    return rank_for_review(
+        points,
+        doubt,
+        weight=settings.weight,
+        density_trust=settings.density_trust,
+        one_per_cluster=settings.one_per_cluster,
+        first=first,
+        k=k,
+    ).order
+
+
+def test_detection_takes_the_images_with_doubtful_boxes_not_the_big_empty_backgrounds() -> None:
+    # Four backgrounds of 30 images each, most with no box from the floor up (the detector's
+    # faint noise only); two images of each hold two boxes near the threshold.
+    points, ids = blobs(4, 30, spread=0.3, seed=21)
+    holding = np.concatenate([np.flatnonzero(ids == blob)[:2] for blob in range(4)])
+    boxes: list[list[float]] = [[0.06, 0.08] for _ in range(points.shape[0])]
+    for row in holding:
+        boxes[row] = [0.45, 0.6, 0.07]
+    page = detection_page(points, boxes, None, quality=0.45, k=8)
+    assert set(page.tolist()) == set(holding.tolist())
+    # The rule before issue 14 item 4 (the stored least-sure-box uncertainty, blended with
+    # coverage by the classification weight) spent most of this page on empty backgrounds.
+    stored = detection_uncertainty([[{"probability": p} for p in b if p >= 0.1] for b in boxes])
+    old = rank_for_review(
+        points,
+        stored,
+        weight=review_weight(model_quality=0.45, labels_per_tag=4),
+        density_trust=density_trust(model_quality=0.45),
+        one_per_cluster=clusters_follow_tags(model_quality=0.45),
+        k=8,
+    ).order
+    assert len(set(old.tolist()) & set(holding.tolist())) < 8
+
+
+def test_detection_puts_several_doubtful_boxes_before_one_faint_box_found_one_way_round() -> None:
+    points, _ = blobs(3, 15, spread=0.3, seed=22)
+    boxes: list[list[float]] = [[0.3] for _ in range(45)]  # one faint box, not found mirrored
+    flip: list[float | None] = [1.0] * 45
+    crowded = [5, 17, 33]  # one in each region
+    for row in crowded:  # three objects near the threshold, found both ways round
+        boxes[row], flip[row] = [0.4, 0.55, 0.62], 0.05
+    page = detection_page(points, boxes, flip, quality=0.6, k=3)
+    assert set(page.tolist()) == set(crowded)
+
+
+def test_a_detector_near_chance_does_not_send_the_images_it_finds_empty_last() -> None:
+    points, _ = blobs(1, 20, spread=0.5, seed=23)
+    boxes: list[list[float]] = [[0.97] for _ in range(20)]  # one sure box each, found mirrored
+    flip: list[float | None] = [0.0] * 20
+    boxes[3], flip[3] = [0.12], 1.0  # nothing here, but the mirror image finds something
+    _, holds = doubtful_boxes(boxes, flip)
+    assert not holds[3] and holds[np.arange(20) != 3].all()
+    # A fair model's "nothing here" is believed: the image comes last, below its sure boxes.
+    assert detection_page(points, boxes, flip, quality=0.6, k=20)[-1] == 3
+    # Near chance it is as likely a miss, and the mirror image's doubt puts it first.
+    assert (
+        review_settings(model_quality=0.1, labels_per_tag=2, detection=True).objects_first is False
+    )
+    assert detection_page(points, boxes, flip, quality=0.1, k=20)[0] == 3
+
+
+def test_doubtful_boxes_sum_the_boxes_near_the_threshold_and_the_flip_by_box_mass() -> None:
+    doubt, holds = doubtful_boxes([[0.5], [0.5, 0.5, 0.5], [0.95], [0.09, 0.05], [0.2], []])
+    assert doubt[:3] == pytest.approx([1.0, 3.0, 0.1])
+    assert doubt[3] == 0.0 and doubt[5] == 0.0  # below the floor: the detector's noise
+    assert holds.tolist() == [True, True, True, False, False, False]  # a box from 0.25 up
+    # A flip disagreement counts by the box mass it is about: on a faint box it adds little.
+    faint, _ = doubtful_boxes([[0.3]], [1.0])
+    strong, _ = doubtful_boxes([[0.9, 0.9]], [1.0])
+    assert faint[0] == pytest.approx(0.6 + 0.25 * 0.3)
+    assert strong[0] == pytest.approx(0.4 + 0.25 * 1.8)
+    with pytest.raises(ValueError, match="flip"):
+        doubtful_boxes([[0.5]], [0.1, 0.2])

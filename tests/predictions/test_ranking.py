@@ -283,3 +283,51 @@ def test_detection_puts_the_box_nearest_the_threshold_first_and_names_it(db):
     assert page.predictions[0].pk == doubtful.pk
     assert page.predictions[0].gain_reason == "Least sure box “car” 0.52 (threshold 0.50)."
     assert {p.pk for p in page.predictions[1:]} == {p.pk for p in sure}
+
+
+def test_detection_ranks_by_doubtful_boxes_not_by_one_faint_box_found_one_way_round(db):
+    """Many images with one faint box the mirror image misses (stored uncertainty 1.0) and
+    one with three boxes near the threshold (0.94): the latter holds more to learn and comes
+    first; images with no box come last (the rule before issue 14 item 4 put the faint ones
+    first)."""
+    import hashlib
+
+    from predictions.model_cache import ModelOutput
+    from predictions.services.predict import (
+        CheckedImage,
+        score_output,
+        store_prediction,
+        target_for,
+    )
+    from tests.conftest import make_image
+    from tests.factories import ProjectFactory, TagFactory
+
+    project = ProjectFactory(kind="detection")
+    tag = TagFactory(project=project, name="car")
+    iteration = make_iteration(project, tags=("car",), metrics={"map": 0.9})
+    iteration.tags.update(tag=tag, image_count=40)
+    iteration.artifact.save("model.pt", ContentFile(b"unused"), save=True)
+    target = target_for(project, iteration)
+
+    def detected(seed: int, probabilities: list[float], mirrored: list):
+        data = make_image(16, 16, (seed, 3, 9))
+        checked = CheckedImage(data, hashlib.sha256(data).hexdigest(), "PNG", 16, 16)
+        boxes = [(0, p, 0.1 + 0.25 * i, 0.1, 0.2, 0.2) for i, p in enumerate(probabilities)]
+        best = np.array([max(probabilities, default=0.0)], dtype=np.float32)
+        output = ModelOutput(best, boxes, direction(seed), mirrored)
+        return store_prediction(target=target, image=checked, outcome=score_output(target, output))
+
+    faint = [detected(seed, [0.3], []) for seed in range(30, 40)]
+    empty = [detected(seed, [], []) for seed in range(40, 42)]
+    both_ways = [(0, p, 0.7 - 0.25 * i, 0.1, 0.2, 0.2) for i, p in enumerate([0.4, 0.55, 0.62])]
+    crowded = detected(50, [0.4, 0.55, 0.62], both_ways)  # found in the mirror image too
+    assert min(p.uncertainty for p in faint) > crowded.uncertainty  # what ranked before
+    page = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain")
+    assert page.predictions[0].pk == crowded.pk
+    assert page.predictions[0].gain_reason == (
+        "3 boxes near the threshold, least sure box “car” 0.55 (threshold 0.50)."
+    )
+    assert {p.pk for p in page.predictions[-2:]} == {p.pk for p in empty}
+    assert page.predictions[-1].gain_reason == (
+        "No object found: either nothing is there or the model missed it."
+    )

@@ -55,6 +55,13 @@ rank_for_review(embeddings, uncertainty, labeled_embeddings=..., weight=w, k=...
     Each pick carries why it was chosen: for the model's doubt (w > 0.5) or for its cluster (with
     the cluster's size and whether any labeled image is in it).
 
+Detection (`review_settings(detection=True)`): the doubt is an image's doubtful boxes
+(training.ml.uncertainty.doubtful_boxes: the closeness to the threshold summed over its
+boxes from 0.1 up, plus the flip disagreement weighted by its box mass), at full weight;
+the clusters only spread the page (each gives its most doubtful image), and images with no
+box from half the threshold up ("predicted empty") come after all others (`first`), unless
+the model is nearer chance than not.
+
 At scale the caller ranks a sample (predictions.services.ranking reads at most 1,000 open
 predictions: the least sure share ``w / 2`` and an even spread of the rest); k-means and
 typicality keep the density structure of such a sample.
@@ -280,6 +287,46 @@ def review_weight(
     )
 
 
+@dataclass(frozen=True)
+class ReviewSettings:
+    """How `rank_for_review` is called for one model (`review_settings`)."""
+
+    weight: float
+    density_trust: float
+    one_per_cluster: bool
+    objects_first: bool  # detection: images expected to hold objects before those predicted empty
+
+
+def review_settings(
+    *, model_quality: float | None, labels_per_tag: float, detection: bool = False
+) -> ReviewSettings:
+    """The blend, the trust in density and the use of clusters for a model (module docstring).
+
+    Classification: `review_weight`, `density_trust` and `clusters_follow_tags`. Detection: the
+    doubt is the image's doubtful boxes (training.ml.uncertainty.doubtful_boxes) at full
+    weight, clusters only spread the page (each gives its most doubtful image, the clusters
+    visited by it), and images expected to hold objects come first unless the model is nearer
+    chance than not (then "nothing there" is as likely a miss). Why: a detector learns from
+    boxes, and pooled image embeddings describe the background more than the 0-3 objects on
+    it; measured on the bench's detection set, the spread sample of coverage picked images
+    holding fewer objects than random did, and product was 11 points behind at 30 images
+    (bench/RESULTS.md, issue 14 item 4).
+    """
+    if detection:
+        return ReviewSettings(
+            weight=1.0,
+            density_trust=density_trust(model_quality=model_quality),
+            one_per_cluster=True,
+            objects_first=near_chance(model_quality=model_quality) <= 0.5,
+        )
+    return ReviewSettings(
+        weight=review_weight(model_quality=model_quality, labels_per_tag=labels_per_tag),
+        density_trust=density_trust(model_quality=model_quality),
+        one_per_cluster=clusters_follow_tags(model_quality=model_quality),
+        objects_first=False,
+    )
+
+
 def rank_for_review(
     embeddings: np.ndarray,
     uncertainty: np.ndarray,
@@ -296,18 +343,25 @@ def rank_for_review(
     duplicate_distance: float = 0.1,
     max_labeled: int = 2000,
     one_per_cluster: bool = True,
+    first: np.ndarray | None = None,
 ) -> Ranking:
     """The first min(k, N) of N candidates in "Most gain" order (rule: module docstring).
 
-    embeddings (N, D) float, any scale; uncertainty (N,) in [0, 1]; labeled_embeddings (M, D) in
-    the same feature space (or None); weight in [0, 1] from `review_weight`; `one_per_cluster`
-    from `clusters_follow_tags` (False: the best scores in order, clusters play no part).
+    embeddings (N, D) float, any scale; uncertainty (N,) in [0, 1] (any non-negative scale: only
+    its order counts); labeled_embeddings (M, D) in the same feature space (or None); weight in
+    [0, 1] from `review_weight`; `one_per_cluster` from `clusters_follow_tags` (False: the best
+    scores in order, clusters play no part). `first` (N,) bool: these candidates come before
+    all others, ranked among themselves (a detector's images expected to hold objects,
+    `review_settings`); the clusters are found over all of them.
     """
     x = _check_embeddings("embeddings", embeddings)
     n, d = x.shape
     u = np.asarray(uncertainty, dtype=np.float64)
     if u.shape != (n,):
         raise ValueError(f"uncertainty must be ({n},); got shape {u.shape}.")
+    ahead = None if first is None else np.asarray(first, dtype=bool)
+    if ahead is not None and ahead.shape != (n,):
+        raise ValueError(f"first must be ({n},); got shape {ahead.shape}.")
     labeled = (
         np.zeros((0, d), dtype=np.float32)
         if labeled_embeddings is None
@@ -341,11 +395,18 @@ def rank_for_review(
     ) * rng.random(n)
     covered = np.zeros(clusters, dtype=bool)
     covered[labels[n:]] = True
+    score = weight * _rank01(u) + (1.0 - weight) * member_score
+    # The candidates to rank first (all of them unless `first` says otherwise), then the rest
+    # in score order.
+    lead = np.arange(n) if ahead is None else np.flatnonzero(ahead)
     if one_per_cluster:
-        order = _order(labels[:n], covered, member_score, u, weight, n)
+        order = lead[_order(labels[lead], covered, score[lead], weight, lead.size)]
     else:
-        score = weight * _rank01(u) + (1.0 - weight) * member_score
-        order = np.argsort(-score, kind="stable").astype(np.int64)
+        order = lead[np.argsort(-score[lead], kind="stable")]
+    if ahead is not None:
+        rest = np.flatnonzero(~ahead)
+        order = np.concatenate([order, rest[np.argsort(-score[rest], kind="stable")]])
+    order = order.astype(np.int64)
     order = _duplicates_last(points[:n], order, duplicate_distance)[:k]
     sizes = np.bincount(labels[:n], minlength=clusters)
     return Ranking(
@@ -397,16 +458,13 @@ def _rank01_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def _order(
-    pool_labels: np.ndarray,
-    covered: np.ndarray,
-    member_score: np.ndarray,
-    uncertainty: np.ndarray,
-    weight: float,
-    k: int,
+    pool_labels: np.ndarray, covered: np.ndarray, score: np.ndarray, weight: float, k: int
 ) -> np.ndarray:
-    """One pick per cluster by priority, then the best remaining scores (steps 3-4)."""
+    """One pick per cluster by priority, then the best remaining scores (steps 3-4); indices
+    into `pool_labels` and `score` (an empty pool gives an empty order)."""
     n = pool_labels.shape[0]
-    score = weight * _rank01(uncertainty) + (1.0 - weight) * member_score
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     clusters = np.unique(pool_labels)
     members_of = [np.flatnonzero(pool_labels == c) for c in clusters]
     best = np.empty(clusters.size, dtype=np.int64)

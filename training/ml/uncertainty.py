@@ -209,3 +209,57 @@ def with_flip_disagreement(uncertainty: float, disagreement: float) -> float:
     """The detection uncertainty raised by the flip disagreement: each closes its share of the
     gap to 1 (either alone can make an image doubtful; both make it more so)."""
     return float(1.0 - (1.0 - uncertainty) * (1.0 - float(np.clip(disagreement, 0.0, 1.0))))
+
+
+# --- Detection: what an image's label is expected to teach ("Most gain") ------------------------
+
+# Boxes below this probability are the detector's noise: it keeps up to 100 boxes an image from
+# 0.05 on, and the faintest of them say nothing of what is there.
+BOX_FLOOR = 0.1
+# How much a flip disagreement adds, per unit of box mass at or above half the threshold.
+_FLIP_BOX_WEIGHT = 0.25
+
+
+def doubtful_boxes(
+    box_probabilities: Sequence[Sequence[float]],
+    flip: Sequence[float | None] | None = None,
+    *,
+    threshold: float = 0.5,
+    floor: float = BOX_FLOOR,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per image (doubtful boxes expected (N,) float64, holds objects (N,) bool): what labeling
+    it would teach a detector.
+
+    Doubtful boxes = the closeness to `threshold` summed over its boxes from `floor` up, plus
+    the flip disagreement times a quarter of the box mass at or above half the threshold (the
+    boxes `flip_disagreement` weighs; at least half the threshold, so a mirror image that finds
+    what this one does not still counts). Holds objects = some box at or above half the threshold;
+    an image without one is predicted empty.
+
+    Why sums, not the least sure box (`detection_uncertainty`): a detector learns from boxes,
+    and an image holds 0-3 or more of them. Measured on the bench's detection pool (2 seeds, 10
+    and 20 labeled images, 1.6-1.7 objects an image), the ten images of highest stored
+    uncertainty held 1.3-2.0 objects: the flip disagreement is a mean over boxes, so it is
+    highest on images with only a faint box or two. The ten of most doubtful boxes held 1.8-2.3,
+    and more of the objects the model missed.
+    """
+    _check_threshold(threshold)
+    flips = list(flip) if flip is not None else [None] * len(box_probabilities)
+    if len(flips) != len(box_probabilities):
+        raise ValueError(
+            f"flip must have one value an image ({len(box_probabilities)}); got {len(flips)}."
+        )
+    doubt = np.zeros(len(box_probabilities), dtype=np.float64)
+    holds = np.zeros(len(box_probabilities), dtype=bool)
+    for row, (values, disagreement) in enumerate(zip(box_probabilities, flips, strict=True)):
+        p = np.asarray(values, dtype=np.float64).reshape(-1)
+        if not np.isfinite(p).all():
+            raise ValueError("box probabilities must be finite numbers.")
+        kept = np.clip(p[p >= floor], 0.0, 1.0)
+        believed = kept[kept >= threshold / 2]
+        holds[row] = believed.size > 0
+        doubt[row] = threshold_closeness(kept, threshold).sum() if kept.size else 0.0
+        if disagreement is not None:
+            mass = max(float(believed.sum()), threshold / 2)
+            doubt[row] += _FLIP_BOX_WEIGHT * float(np.clip(disagreement, 0.0, 1.0)) * mass
+    return doubt, holds
