@@ -159,4 +159,4 @@ def _not_comparable(iteration: Iteration) -> str:
         why = "this iteration is fine-tuned, so its model describes images in its own terms"
     else:
         why = "this iteration was trained on another backbone than the project uses now"
-    return f"No similar training images: {why}. Store the test to find images like it."
+    return f"No similar training images: {why}. A stored test (reviewers, admins) shows them."

@@ -76,3 +76,28 @@ def test_a_quick_test_shows_training_images_like_it_and_opens_one_by_keyboard(
     expect(page).to_have_url(
         re.compile(re.escape(reverse("labeling:image-tag", args=[project.pk, copy.pk])) + "$")
     )
+
+
+def test_a_fine_tuned_model_says_why_there_are_no_images_like_it(
+    page,
+    login,
+    settings,
+    tmp_path,
+    lite0_artifact,  # noqa: F811
+):
+    settings.LOUPE_FEATURE_CACHE_DIR = tmp_path / "features"
+    project = ProjectFactory(kind=Project.Kind.MULTICLASS, name="Photos")
+    annotator = MembershipFactory(project=project, role=Role.ANNOTATOR, user__username="ann").user
+    _training_set(project, copy_of=40)
+    _iteration(project, lite0_artifact, training_type="advanced")
+    login(annotator)
+    page.goto(f"/projects/{project.id}/predictions/quick-test/")
+    page.get_by_test_id("quick-test-file").set_input_files(
+        {"name": "photo-40.png", "mimeType": "image/png", "buffer": UPLOAD}
+    )
+    page.get_by_test_id("quick-test-run").click()
+    strip = page.get_by_role("region", name="Training images like this one")
+    expect(strip.get_by_test_id("quick-test-like-absent")).to_contain_text("fine-tuned")
+    expect(strip.get_by_test_id("quick-test-like-link")).to_have_count(0)
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, "quick-test-like-absent.png"), full_page=True)
