@@ -93,9 +93,14 @@ def keyset_page(rows: QuerySet[Any], *, after: int | None, size: int) -> KeysetP
 
 def paged_body(request: Request, page: KeysetPage, *, count: int, results: Any) -> dict[str, Any]:
     """The JSON of a page: `next` is this request's URL with `after` set to the cursor."""
-    next_url = None
-    if page.next_cursor is not None:
-        query = request.query_params.copy()
-        query["after"] = str(page.next_cursor)
-        next_url = absolute_url(request, f"{request.path}?{query.urlencode()}")
+    next_url = next_page_url(request, page.next_cursor)
     return {"count": count, "next_cursor": page.next_cursor, "next": next_url, "results": results}
+
+
+def next_page_url(request: Request, cursor: int | str | None) -> str | None:
+    """This request's URL with `after` set to `cursor` (None: there is no next page)."""
+    if cursor is None:
+        return None
+    query = request.query_params.copy()
+    query["after"] = str(cursor)
+    return absolute_url(request, f"{request.path}?{query.urlencode()}")

@@ -108,14 +108,7 @@ def saved_filter_create(request: HttpRequest, project_id: int) -> HttpResponse:
         context.update(filter_error=err.message, filter_name=name)
         partial = "saved-filters" if request.htmx else ""
         return _render(request, context, status=err.http_status, partial=partial)
-    notice = f"Saved the filter “{saved.name}”."
-    if not request.htmx:
-        messages.success(request, notice)
-        query = _filter_query(ImageFilterForm(request.GET, tags=list(project.tags.all())))
-        return redirect(reverse("labeling:project-detail", args=[project.pk]) + query)
-    context = gallery_context(request, project, request.GET)
-    context.update(filter_notice=notice)
-    return _render(request, context, partial="saved-filters")
+    return _saved_filters_changed(request, project, f"Saved the filter “{saved.name}”.")
 
 
 @require_POST
@@ -127,7 +120,11 @@ def saved_filter_delete(
     project = access_project(request.user, project_id)
     saved = get_saved_filter(project, saved_filter_id)
     delete_filter(saved_filter=saved, by=request.user)
-    notice = f"Deleted the saved filter “{saved.name}”."
+    return _saved_filters_changed(request, project, f"Deleted the saved filter “{saved.name}”.")
+
+
+def _saved_filters_changed(request: HttpRequest, project: Project, notice: str) -> HttpResponse:
+    """After a save or delete: the gallery as it was (POST/redirect/GET), or htmx's partial."""
     if not request.htmx:
         messages.success(request, notice)
         query = _filter_query(ImageFilterForm(request.GET, tags=list(project.tags.all())))

@@ -15,9 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.access import access_project
-from labeling.api.common import (
-    errors,
-)
+from labeling.api.common import errors, next_page_url
 from labeling.api.images import MAX_BULK_IMAGES
 from labeling.api.regions import BoxSerializer, box_spec
 from labeling.models import Role
@@ -26,7 +24,6 @@ from predictions.services.ranking import SORTS
 from predictions.services.stored_pages import stored_prediction_page
 from predictions.services.triage import dismiss_predictions, promote_prediction
 from project.errors import NotFound
-from project.hosts import absolute_url
 from project.ids import IdField, id_list_field, parse_optional_id
 
 MAX_PAGE_SIZE = 200
@@ -111,15 +108,10 @@ class StoredPredictionListApi(APIView):
             }
             for prediction in page.predictions
         ]
-        next_url = None
-        if page.next_cursor is not None:
-            query_string = request.query_params.copy()
-            query_string["after"] = page.next_cursor
-            next_url = absolute_url(request, f"{request.path}?{query_string.urlencode()}")
         body = {
             "count": page.count,
             "next_cursor": page.next_cursor,
-            "next": next_url,
+            "next": next_page_url(request, page.next_cursor),
             "results": self.PredictionSerializer(rows, many=True).data,
         }
         return Response(body)

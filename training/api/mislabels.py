@@ -20,8 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.access import access_project
-from labeling.api.common import errors
-from project.hosts import absolute_url
+from labeling.api.common import errors, next_page_url
 from project.ids import IdField
 from training.services.label_errors import (
     REVIEW_ROLE,
@@ -112,16 +111,11 @@ class MislabelListApi(APIView):
             after=query.validated_data.get("after"),
             size=query.validated_data["page_size"],
         )
-        next_url = None
-        if page.next_cursor is not None:
-            params = request.query_params.copy()
-            params["after"] = page.next_cursor
-            next_url = absolute_url(request, f"{request.path}?{params.urlencode()}")
         body = {
             "iteration_id": page.iteration_id,
             "count": page.count,
             "next_cursor": page.next_cursor,
-            "next": next_url,
+            "next": next_page_url(request, page.next_cursor),
             "results": [_row(s) for s in page.suggestions],
         }
         return Response(self.PageSerializer(body).data)
