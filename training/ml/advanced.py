@@ -284,44 +284,17 @@ def fine_tune(
     (FineTuneRecipe.legacy() is kept for comparison, bench/fine_tuning.py).
     """
     recipe = recipe or FineTuneRecipe()
-    targets = np.asarray(targets)
-    if len(refs) != targets.shape[0]:
-        raise ValueError(f"refs has {len(refs)} images but targets has {targets.shape[0]} rows.")
-    _validate(np.zeros((len(refs), 1), dtype=np.float32), targets, multilabel)
-    if budget_s <= 0:
-        raise BudgetExhausted("The time budget must be positive to train at all.")
+    targets = _checked_targets(refs, targets, multilabel=multilabel, budget_s=budget_s)
     target = resolve_device(device)
     clock = _Clock(time.monotonic(), budget_s)
     seed_everything(seed)
     data = _Data.split(refs, targets, seed)
     on_progress("embedding", 0.0)
     model, best = _linear_probe_start(
-        target,
-        refs,
-        targets,
-        data,
-        backbone=backbone,
-        multilabel=multilabel,
-        cache=cache,
-        should_stop=should_stop,
+        target, refs, targets, data, backbone, multilabel, cache, should_stop
     )
-    if clock.elapsed() > budget_s:
-        raise BudgetExhausted(
-            f"The budget of {budget_s:g} s ran out before the first training epoch could start; "
-            "choose a larger budget.",
-            spent_s={"linear-probe start": clock.elapsed()},
-        )
-    spent: dict[str, float] = {"linear-probe start": clock.elapsed()}
-    model.to(target)
-    if recipe.cached:
-        on_progress("caching images", 0.0)
-        blocks = _frozen_blocks(model, recipe, data, backbone, target)
-        if blocks is None:  # the cache would not fit: stream the images every epoch instead
-            recipe = replace(recipe, cached=False, frozen_blocks=0)
-        else:
-            model.freeze_prefix(blocks)
-    if recipe.channels_last:
-        model.to(memory_format=torch.channels_last)
+    spent = _spent_on_linear_probe(clock)
+    recipe = _place_model(model, recipe, data, backbone, target, on_progress)
     run = _Run(
         model=model,
         data=data,
@@ -337,20 +310,77 @@ def fine_tune(
         recipe=recipe,
         spent=spent,
     )
-    if recipe.cached:
-        with _timed(run, "decoding and caching"):
-            run.cached = _cache_prefix(run)
+    _cache_training_images(run)
     epochs_done = _train_epochs(run, best, seed=seed, patience=patience)
     on_progress("done", 1.0)
-    train_size = run.cached.size if run.cached else get_backbone(backbone).input_size
+    return _result(run, best, epochs_done)
+
+
+def _checked_targets(
+    refs: Sequence[ImageRef], targets: np.ndarray, *, multilabel: bool, budget_s: float
+) -> np.ndarray:
+    """`targets` as an (N, T) array, once refs, targets and the budget are known to be usable."""
+    targets = np.asarray(targets)
+    if len(refs) != targets.shape[0]:
+        raise ValueError(f"refs has {len(refs)} images but targets has {targets.shape[0]} rows.")
+    _validate(np.zeros((len(refs), 1), dtype=np.float32), targets, multilabel)
+    if budget_s <= 0:
+        raise BudgetExhausted("The time budget must be positive to train at all.")
+    return targets
+
+
+def _spent_on_linear_probe(clock: _Clock) -> dict[str, float]:
+    """Seconds per phase so far; raises BudgetExhausted when the linear probe used the budget."""
+    if clock.elapsed() > clock.budget_s:
+        raise BudgetExhausted(
+            f"The budget of {clock.budget_s:g} s ran out before the first training epoch could "
+            "start; choose a larger budget.",
+            spent_s={"linear-probe start": clock.elapsed()},
+        )
+    return {"linear-probe start": clock.elapsed()}
+
+
+def _place_model(
+    model: _Classifier,
+    recipe: FineTuneRecipe,
+    data: _Data,
+    backbone: str,
+    device: torch.device,
+    on_progress: ProgressFn,
+) -> FineTuneRecipe:
+    """Move the model to `device`, freeze the recipe's prefix and set its memory layout; returns
+    the recipe as it will run (streaming when the cache would not fit)."""
+    model.to(device)
+    if recipe.cached:
+        on_progress("caching images", 0.0)
+        blocks = _frozen_blocks(model, recipe, data, backbone, device)
+        if blocks is None:  # the cache would not fit: stream the images every epoch instead
+            recipe = replace(recipe, cached=False, frozen_blocks=0)
+        else:
+            model.freeze_prefix(blocks)
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return recipe
+
+
+def _cache_training_images(run: _Run) -> None:
+    """Decode the images and run the frozen prefix once, when the recipe caches."""
+    if run.recipe.cached:
+        with _timed(run, "decoding and caching"):
+            run.cached = _cache_prefix(run)
+
+
+def _result(run: _Run, best: _Best, epochs_done: int) -> FineTuneResult:
+    """The best checkpoint, its held-out scores and where the time went."""
+    train_size = run.cached.size if run.cached else get_backbone(run.backbone).input_size
     return FineTuneResult(
         best.state,
-        data.holdout_index,
+        run.data.holdout_index,
         best.scores,
         epochs_done,
         best.epoch,
         tuple(best.history),
-        spent_s=dict(spent),
+        spent_s=dict(run.spent),
         train_size=train_size,
     )
 
@@ -444,7 +474,6 @@ def _linear_probe_start(
     refs: Sequence[ImageRef],
     targets: np.ndarray,
     data: _Data,
-    *,
     backbone: str,
     multilabel: bool,
     cache: FeatureCache | None,
@@ -504,20 +533,7 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
             break  # the next epoch would overrun the budget: keep what we have
         epoch_started = time.monotonic()
         order = rng.permutation(len(run.data.train_refs))
-        batches = (
-            _cached_batches(run, order, generator)
-            if run.cached is not None
-            else _timed_batches(
-                run,
-                _train_batches(
-                    run.data.train_refs,
-                    order,
-                    run.batch_size,
-                    get_backbone(run.backbone).input_size,
-                    transform,
-                ),
-            )
-        )
+        batches = _epoch_batches(run, order, generator, transform)
         if not _train_one_epoch(run, epoch, batches, run.planned_epochs):
             if epochs_done == 0:
                 raise BudgetExhausted(
@@ -540,6 +556,28 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
         if epoch - best.epoch >= patience:
             break
     return epochs_done
+
+
+def _epoch_batches(
+    run: _Run,
+    order: np.ndarray,
+    generator: torch.Generator,
+    transform: Callable[..., torch.Tensor],
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """The training split's augmented batches in `order`: (indices into the split, (B, C, h, w)
+    float32), from the cache when there is one, else decoded from the images."""
+    if run.cached is not None:
+        return _cached_batches(run, order, generator)
+    return _timed_batches(
+        run,
+        _train_batches(
+            run.data.train_refs,
+            order,
+            run.batch_size,
+            get_backbone(run.backbone).input_size,
+            transform,
+        ),
+    )
 
 
 def _train_one_epoch(

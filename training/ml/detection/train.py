@@ -137,36 +137,99 @@ def train_detector(
     # Decoded (and shrunk to inference size) now, so an unreadable held-out image fails the
     # run before the budget is spent rather than after.
     holdout_images = [_inference_image(refs[i], config) for i in holdout_index]
-    model = build_detector(backbone, num_tags, config).to(target)
+    model = _build_model(backbone, num_tags, config, options, target)
+    loop.measure_scoring(model, holdout_images, config)
+    source = _training_source(
+        model, refs, boxes, train_index, rng, seed, config, options, loop, map_store, target
+    )
+    loop.mark_training()
+    trained = _train_epochs(
+        model, source.step, source.trained_on, rng, options, loop, precision_for(target)
+    )
+    _require_one_pass(trained, source, loop)
+    on_progress("evaluating", 0.0)
+    detections, timings = _score_holdout(model, holdout_images, config, loop, source.prepared)
+    on_progress("done", 1.0)
+    return _result(model, config, train_index, holdout_index, source, trained, detections, timings)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where training batches come from, and which images they cover."""
+
+    step: _Step
+    trained_on: np.ndarray  # (K,) indices into refs of the images training sees
+    prepared: Prepared  # the cached views' bookkeeping (empty when training end to end)
+
+
+@dataclass(frozen=True)
+class _Trained:
+    epochs: int  # full passes over `trained_on`
+    steps: int
+    epoch_losses: list[float]  # mean training loss of each full epoch
+
+
+def _build_model(
+    backbone: str,
+    num_tags: int,
+    config: DetectorConfig,
+    options: TrainOptions,
+    device: torch.device,
+) -> Detector:
+    """A fresh detector on `device`, its backbone body frozen when the options ask for it."""
+    model = build_detector(backbone, num_tags, config).to(device)
     if options.frozen_backbone:
         model.backbone.body.requires_grad_(False)
-    loop.measure_scoring(model, holdout_images, config)
+    return model
+
+
+def _training_source(
+    model: Detector,
+    refs: Sequence[ImageRef],
+    boxes: Sequence[Sequence[NormalizedBox]],
+    train_index: np.ndarray,
+    rng: np.random.Generator,
+    seed: int,
+    config: DetectorConfig,
+    options: TrainOptions,
+    loop: _Loop,
+    map_store: MapStore | None,
+    device: torch.device,
+) -> _Source:
+    """Cached views of the training images prepared by the deadline (frozen backbone), or the
+    images themselves, decoded and augmented at every step (end to end)."""
     augment = TrainAugment(options.augment)
-    if options.frozen_backbone:
-        # Its own generator: the preparation order leaves the training's random stream as is.
-        order = np.random.default_rng([seed, 1]).permutation(train_index)
-        prepared = _prepare(
-            model, refs, boxes, order, augment, config, options, loop, map_store, target
-        )
-        step: _Step = _CachedStep(model, prepared.views, rng)
-        trained_on = np.asarray(sorted(prepared.views), dtype=np.int64)
-    else:
+    if not options.frozen_backbone:
         prepared = Prepared(wanted=len(train_index))
-        step = _ImageStep(model, refs, boxes, augment)
-        trained_on = train_index
-    loop.mark_training()
-    precision = precision_for(target)
-    epochs, steps, epoch_losses = _train_epochs(
-        model, step, trained_on, rng, options, loop, precision
+        return _Source(_ImageStep(model, refs, boxes, augment), train_index, prepared)
+    # Its own generator: the preparation order leaves the training's random stream as is.
+    order = np.random.default_rng([seed, 1]).permutation(train_index)
+    prepared = _prepare(
+        model, refs, boxes, order, augment, config, options, loop, map_store, device
     )
-    if epochs == 0:
+    trained_on = np.asarray(sorted(prepared.views), dtype=np.int64)
+    return _Source(_CachedStep(model, prepared.views, rng), trained_on, prepared)
+
+
+def _require_one_pass(trained: _Trained, source: _Source, loop: _Loop) -> None:
+    """Raise BudgetExhausted, saying where the time went, when not one epoch finished."""
+    if trained.epochs == 0:
         raise BudgetExhausted(
-            f"The budget of {budget_s:g} s ran out before one pass over the "
-            f"{len(trained_on)} prepared training images; choose a larger budget or fewer "
-            "images.",
+            f"The budget of {loop.budget_s:g} s ran out before one pass over the "
+            f"{len(source.trained_on)} prepared training images; choose a larger budget or "
+            "fewer images.",
             spent_s=loop.spent_s(),
         )
-    on_progress("evaluating", 0.0)
+
+
+def _score_holdout(
+    model: Detector,
+    holdout_images: Sequence[Image.Image],
+    config: DetectorConfig,
+    loop: _Loop,
+    prepared: Prepared,
+) -> tuple[list[list[Detection]], dict[str, float]]:
+    """The held-out images' detections with the final weights, and the run's timings (s)."""
     training_s = loop.training_s()
     scoring_started = time.monotonic()
     detections = detect(model, holdout_images, config)
@@ -176,20 +239,33 @@ def train_detector(
         "scoring_s": time.monotonic() - scoring_started,
         "prepare_per_image_s": prepared.per_image_s,
     }
-    on_progress("done", 1.0)
+    return detections, timings
+
+
+def _result(
+    model: Detector,
+    config: DetectorConfig,
+    train_index: np.ndarray,
+    holdout_index: np.ndarray,
+    source: _Source,
+    trained: _Trained,
+    detections: list[list[Detection]],
+    timings: dict[str, float],
+) -> DetectorResult:
+    """The result with a CPU copy of the final weights (best_epoch: the last, none is picked)."""
     state = {name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items()}
     return DetectorResult(
         state=state,
         holdout_index=holdout_index.astype(np.int64),
         holdout_detections=detections,
-        epochs=epochs,
-        best_epoch=epochs,
-        steps=steps,
-        epoch_losses=tuple(epoch_losses),
+        epochs=trained.epochs,
+        best_epoch=trained.epochs,
+        steps=trained.steps,
+        epoch_losses=tuple(trained.epoch_losses),
         config=config,
-        trained_images=len(trained_on),
+        trained_images=len(source.trained_on),
         training_images=len(train_index),
-        maps_loaded=prepared.loaded,
+        maps_loaded=source.prepared.loaded,
         timings=timings,
     )
 
@@ -257,8 +333,8 @@ def _train_epochs(
     options: TrainOptions,
     loop: _Loop,
     precision: Precision,
-) -> tuple[int, int, list[float]]:
-    """(full epochs, steps, mean loss per full epoch) until the budget or the epoch cap."""
+) -> _Trained:
+    """Full epochs, steps and mean loss per full epoch, until the budget or the epoch cap."""
     optimizer = _optimizer(model, options)
     scaler = precision.scaler()
     steps = epochs = 0
@@ -273,7 +349,7 @@ def _train_epochs(
         for chunk in _chunks(order, options.batch_size):
             loop.check_stop()
             if loop.out_of_time():
-                return epochs, steps, epoch_losses
+                return _Trained(epochs, steps, epoch_losses)
             step_started = time.monotonic()
             _set_lr(optimizer, step=steps, fraction=loop.fraction())
             train_mode(model)
@@ -286,7 +362,7 @@ def _train_epochs(
         epoch_s = time.monotonic() - epoch_started
         loop.after_epoch(epoch)
         planned = loop.planned_epochs(epoch, epoch_s, options.max_epochs)
-    return epochs, steps, epoch_losses
+    return _Trained(epochs, steps, epoch_losses)
 
 
 def _step(
