@@ -130,7 +130,7 @@ def ranked_predictions(
             return PredictionPage([], False, page)
         # The iteration is this project's: its rows need no project filter, so every read below
         # stays on the (iteration, status, ...) indexes.
-        gain = _gain_order(
+        gain = open_gain_order(
             iteration,
             Prediction.objects.open().filter(iteration_id=iteration.pk),
             detection=project.is_detection,
@@ -156,7 +156,7 @@ def ranked_predictions(
     if gain is not None:
         position = {pk: start + i for i, pk in enumerate(ids)}
         reasons = {
-            row.pk: _gain_reason(project, iteration, gain, position[row.pk], row) for row in shown
+            row.pk: gain_reason(project, iteration, gain, position[row.pk], row) for row in shown
         }
     for row in shown:  # for the template, which cannot look a row up in `reasons`
         row.gain_reason = reasons.get(row.pk, "")
@@ -195,7 +195,7 @@ class GainOrder:
     by_density: bool = True  # picks are a cluster's most typical image (else any member)
 
 
-def _gain_reason(
+def gain_reason(
     project: Project, iteration: Iteration, gain: GainOrder, position: int, row: Prediction
 ) -> str:
     return _reason(
@@ -285,8 +285,8 @@ def gain_order(iteration: Iteration, candidates: GainCandidates) -> GainOrder:
     )
 
 
-def _gain_order(
-    iteration: Iteration, open_rows: QuerySet[Prediction], *, detection: bool = False
+def open_gain_order(
+    iteration: Iteration, open_rows: QuerySet[Prediction], *, detection: bool
 ) -> GainOrder:
     """The order of an iteration's open predictions, computed once per state of the open set
     (cached ORDER_CACHE_S seconds) by `gain_order`.

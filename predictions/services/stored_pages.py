@@ -25,7 +25,7 @@ from django.db.models import Q
 
 from labeling.models import Project
 from predictions.models import Prediction, PredictionScore
-from predictions.services.ranking import SORTS, GainOrder, _gain_order, _gain_reason
+from predictions.services.ranking import SORTS, GainOrder, gain_reason, open_gain_order
 from project.errors import BadCursor, ValidationFailed
 from training.models import Iteration
 
@@ -128,7 +128,7 @@ def _gain_page(project: Project, iteration_id: int, after: str | None, size: int
     token, start = (fields[0], int(fields[1])) if fields else ("", 0)
     gain: GainOrder | None = cache.get(_snapshot_key(token)) if token else None
     if gain is None:
-        gain = _gain_order(iteration, open_rows)
+        gain = open_gain_order(iteration, open_rows, detection=project.is_detection)
         if fields:  # the snapshot is gone: go on after the last row shown, in today's order
             last = int(fields[2])
             start = gain.ids.index(last) + 1 if last in gain.ids else min(start, len(gain.ids))
@@ -146,7 +146,7 @@ def _gain_page(project: Project, iteration_id: int, after: str | None, size: int
     taken = taken[:size]
     rows = _rows([pk for _, pk in taken])
     at = {pk: index for index, pk in taken}
-    reasons = {row.pk: _gain_reason(project, iteration, gain, at[row.pk], row) for row in rows}
+    reasons = {row.pk: gain_reason(project, iteration, gain, at[row.pk], row) for row in rows}
     for row in rows:
         row.gain_reason = reasons[row.pk]
     cursor = f"g:{token}:{taken[-1][0] + 1}:{taken[-1][1]}" if more and taken else None

@@ -331,3 +331,15 @@ def test_detection_ranks_by_doubtful_boxes_not_by_one_faint_box_found_one_way_ro
     assert page.predictions[-1].gain_reason == (
         "No object found: either nothing is there or the model missed it."
     )
+    # The native API's keyset pages walk the tab's order, reasons included.
+    from predictions.services.stored_pages import stored_prediction_page
+
+    walked, after = [], None
+    while True:
+        part = stored_prediction_page(
+            project=project, iteration_id=iteration.pk, after=after, size=4
+        )
+        walked += [(p.pk, part.reasons[p.pk]) for p in part.predictions]
+        if (after := part.next_cursor) is None:
+            break
+    assert walked == [(p.pk, p.gain_reason) for p in page.predictions]
