@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
@@ -27,6 +28,7 @@ from labeling.models import Project
 from predictions.models import Prediction, PredictionScore
 from predictions.services.ranking import SORTS, GainOrder, gain_reason, open_gain_order
 from project.errors import BadCursor, ValidationFailed
+from project.ids import MAX_ID
 from training.models import Iteration
 
 SNAPSHOT_S = 3600  # a reviewer's sitting: a walk that takes longer goes on in the current order
@@ -96,18 +98,22 @@ def _parse(after: str | None, kind: str, parts: int) -> list[str]:
     fields = after.split(":")
     if len(fields) != parts + 1 or fields[0] != kind:
         raise BadCursor(_BAD_CURSOR)
-    try:
-        # n:<id>, p:<probability>:<id>, g:<snapshot>:<position>:<id>
-        numbers = [float(fields[1])] if kind == "p" else []
-        numbers += [int(f) for f in (fields[1:] if kind == "n" else fields[2:])]
-    except ValueError:
-        raise BadCursor(_BAD_CURSOR) from None
-    if not all(math.isfinite(n) for n in numbers):
+    # n:<id>, p:<probability>:<id>, g:<snapshot>:<position>:<id>; positions and ids are
+    # whole numbers the database takes (a negative position would never move the walk on).
+    whole = fields[1:] if kind == "n" else fields[2:]
+    if not all(f.isascii() and f.isdigit() and len(f) <= 19 and int(f) <= MAX_ID for f in whole):
         raise BadCursor(_BAD_CURSOR)
+    if kind == "p":
+        try:
+            probability = float(fields[1])
+        except ValueError:
+            raise BadCursor(_BAD_CURSOR) from None
+        if not math.isfinite(probability):
+            raise BadCursor(_BAD_CURSOR)
     return fields[1:]
 
 
-def _page(ids: list[int], size: int, cursor_of, count: int) -> CursorPage:  # type: ignore[no-untyped-def]
+def _page(ids: list[int], size: int, cursor_of: Callable[[int], str], count: int) -> CursorPage:
     more = len(ids) > size
     ids = ids[:size]
     return CursorPage(_rows(ids), cursor_of(ids[-1]) if more and ids else None, count)
@@ -138,7 +144,7 @@ def _gain_page(project: Project, iteration_id: int, after: str | None, size: int
     taken: list[tuple[int, int]] = []  # (position, id) of open rows, in order
     position = start
     while position < len(ranked) and len(taken) <= size:
-        chunk = ranked[position : position + 2 * size]
+        chunk = ranked[position : position + 2 * size]  # never empty: position < len(ranked)
         still_open = set(open_rows.filter(pk__in=chunk).values_list("pk", flat=True))
         taken += [(position + i, pk) for i, pk in enumerate(chunk) if pk in still_open]
         position += len(chunk)

@@ -135,6 +135,10 @@ def test_a_most_gain_walk_goes_on_after_its_last_row_when_the_snapshot_is_gone(
         ("highest", "p:nan-ish:3"),
         ("gain", "g:abc:one:2"),
         ("gain", "g:abc:1"),
+        ("gain", "g:abc:-1:2"),  # a negative position
+        ("newest", "n:-5"),
+        ("newest", "n:" + "9" * 30),
+        ("newest", "n:" + "9" * 19),  # past the largest id the database holds
         ("gain", "garbage"),
     ],
 )

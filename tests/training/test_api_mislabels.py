@@ -59,7 +59,14 @@ def test_a_cursor_the_queue_did_not_give_or_from_an_older_iteration_answers_400(
     scored_project(project, {3: 1, 25: 0})
     client = client_for(users[str(Role.REVIEWER)])
     iteration = project.iterations.get()
-    for cursor in ("x", "1:", f"{iteration.pk}:-1", f"{iteration.pk + 1}:1"):
+    for cursor in (
+        "x",
+        "1:",
+        f"{iteration.pk}:-1",
+        f"{iteration.pk + 1}:1",
+        "²:²",
+        "9" * 40 + ":1",
+    ):
         response = client.get(_url(project.pk), {"after": cursor})
         assert response.status_code == 400, cursor
         assert response.json()["code"] == "bad_cursor"

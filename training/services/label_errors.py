@@ -299,7 +299,7 @@ def review_queue_page(
     start = 0
     if after:
         iteration_id, _, position = after.partition(":")
-        if not (iteration_id.isdigit() and position.isdigit()):
+        if not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in (iteration_id, position)):
             raise BadCursor("This cursor is not one this list gave; start again.")
         if iteration is None or int(iteration_id) != iteration.pk:
             raise BadCursor(
