@@ -177,13 +177,9 @@ def quick_test(request: HttpRequest, project_id: int) -> HttpResponse:
                         iteration_id=result.target.iteration_id, data=result.image.data
                     ),
                 )
-                if result.prediction is None:  # stored: "More like this" links its image
-                    context["like"] = training_images_like_upload(
-                        project=project,
-                        by=request.user,
-                        iteration_id=result.target.iteration_id,
-                        embedding=result.outcome.embedding,
-                    )
+                like = training_images_like_upload(project=project, by=request.user, result=result)
+                if like is not None:  # None when stored: "More like this" links its image
+                    context["like"] = like
         if form.errors:
             status = 422
     return TemplateResponse(request, "predictions/quick_test.html", context, status=status)

@@ -95,15 +95,8 @@ class QuickTestApi(APIView):
             by=request.user,
         )
         prediction = result.prediction
-        similar: list[int] | None = None
-        if prediction is None:
-            like = training_images_like_upload(
-                project=project,
-                by=request.user,
-                iteration_id=result.target.iteration_id,
-                embedding=result.outcome.embedding,
-            )
-            similar = like.image_ids if like.is_comparable else None
+        like = training_images_like_upload(project=project, by=request.user, result=result)
+        similar = like.image_ids if like is not None and like.is_comparable else None
         body = {
             "iteration_id": result.target.iteration_id,
             "prediction_id": prediction.pk if prediction else None,

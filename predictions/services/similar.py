@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -31,6 +32,9 @@ from labeling.image_sets import ImageSet
 from labeling.models import Image, Project
 from predictions.models import Prediction
 from project.errors import NotFound
+
+if TYPE_CHECKING:
+    from predictions.services.predict import QuickTestResult
 from training.models import Iteration
 from training.services.embedding_map import (
     LIKE_COUNT,
@@ -119,30 +123,26 @@ class UploadNeighbours:
 
 
 def training_images_like_upload(
-    *,
-    project: Project,
-    by: AbstractBaseUser,
-    iteration_id: int,
-    embedding: np.ndarray,
-    count: int = UPLOAD_LIKE_COUNT,
-) -> UploadNeighbours:
-    """The training images nearest an image that `iteration_id`'s model just ran on without
-    storing it (the quick test with "Store it" off), by `embedding`, the (D,) vector that model
-    returned (ModelOutput.embedding).
+    *, project: Project, by: AbstractBaseUser, result: QuickTestResult
+) -> UploadNeighbours | None:
+    """The training images nearest a quick test's image, by the embedding its model returned
+    (ModelOutput.embedding); None for a stored test, whose image has "More like this" itself.
 
     Compared only when `serves_image_embeddings(iteration)`: a fine-tuned model's vector, or
     one from another backbone than the project's domain uses now, lives in another space and
     would point anywhere (see the module for why the pixels are not embedded again here).
     Only images `by` may open, through labeling.access (a non-member: NotFound).
     """
+    if result.prediction is not None:
+        return None
     images = visible_images(by, project)
-    iteration = project.iterations.filter(pk=iteration_id).first()
+    iteration = project.iterations.filter(pk=result.target.iteration_id).first()
     if iteration is None:
         raise NotFound("Choose an iteration of this project.")
     iteration.project = project
     if not serves_image_embeddings(iteration):
         return UploadNeighbours([], _not_comparable(iteration), is_comparable=False)
-    ids = similar_to_embedding(project, embedding, count=count)
+    ids = similar_to_embedding(project, result.outcome.embedding, count=UPLOAD_LIKE_COUNT)
     rows = images.filter(pk__in=ids, is_training=True).only("pk", "thumbnail", "original_name")
     by_id = {image.pk: image for image in rows}
     found = [by_id[pk] for pk in ids if pk in by_id]

@@ -312,7 +312,9 @@ def test_exported_detector_finds_the_same_boxes_as_the_app(detector_payload, tmp
         assert_same_boxes(answer["predictions"], found, ("cat", "rocket"))
 
 
-def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> None:
+def assert_same_boxes(
+    rows: list[dict], found: list, tags: tuple[str, ...], *, ties: bool = True
+) -> None:
     """Each expected box has an answer of its tag at IoU >= 0.99, score within 1e-3, one to one
     (matched by overlap, not by order: two near-equal scores may swap).
 
@@ -323,12 +325,14 @@ def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> N
       is the same object (0.311265 on both sides, IoU 0.55); at most one such pair an image;
     - when the answer holds `max_detections` boxes (an undertrained detector fills the cap), the
       last places go by score: only the boxes clearly above the cut (1e-3) are compared, both
-      ways."""
+      ways.
+    Both are float noise between eager PyTorch and an exported graph; `ties=False` allows
+    neither (two runs of one graph)."""
     assert len(rows) == len(found)
     config = DetectorConfig()
     merge_ties = 0
     floor = 0.0
-    if len(found) >= config.max_detections:
+    if ties and len(found) >= config.max_detections:
         floor = max(min(f[1] for f in found), min(r["probability"] for r in rows)) + 1e-3
     unused = list(range(len(rows)))
     for tag, probability, *box in found:
@@ -350,7 +354,7 @@ def assert_same_boxes(rows: list[dict], found: list, tags: tuple[str, ...]) -> N
         assert abs(rows[best]["probability"] - probability) <= 1e-3, (tag, probability, box)
         if best_iou < 0.99:  # the other candidate of a merge tie, or a real difference
             merge_ties += 1
-            assert best_iou >= config.nms_iou and merge_ties <= 1, (tag, probability, box)
+            assert ties and best_iou >= config.nms_iou and merge_ties <= 1, (tag, probability, box)
         unused.remove(best)
     # Nothing clearly above the cut is the export's alone.
     assert all(rows[index]["probability"] < floor + 1e-3 for index in unused)

@@ -254,7 +254,10 @@ def test_a_large_open_set_is_ranked_from_a_sample_that_keeps_the_doubts(
     assert {p.pk for p in after.predictions} <= {p.pk for p in sure}
 
 
-def test_detection_puts_the_box_nearest_the_threshold_first_and_names_it(db):
+def _detection_iteration():
+    """A detection project with the tag car and a completed iteration at mAP 0.9, and a way
+    to store one of its predictions: seed, boxes (tag, probability, left, top, width, height)
+    and the boxes of the mirror image (None: not run mirrored)."""
     import hashlib
 
     from predictions.model_cache import ModelOutput
@@ -274,12 +277,21 @@ def test_detection_puts_the_box_nearest_the_threshold_first_and_names_it(db):
     iteration.artifact.save("model.pt", ContentFile(b"unused"), save=True)
     target = target_for(project, iteration)
 
-    def detected(seed: int, probability: float):
+    def detected(seed: int, boxes: list, mirrored: list | None = None):
         data = make_image(16, 16, (seed, 3, 9))
         checked = CheckedImage(data, hashlib.sha256(data).hexdigest(), "PNG", 16, 16)
-        box = (0, probability, 0.1, 0.1, 0.5, 0.5)
-        output = ModelOutput(np.array([probability], dtype=np.float32), [box], direction(seed))
+        best = np.array([max((box[1] for box in boxes), default=0.0)], dtype=np.float32)
+        output = ModelOutput(best, boxes, direction(seed), mirrored)
         return store_prediction(target=target, image=checked, outcome=score_output(target, output))
+
+    return project, iteration, detected
+
+
+def test_detection_puts_the_box_nearest_the_threshold_first_and_names_it(db):
+    project, iteration, store = _detection_iteration()
+
+    def detected(seed: int, probability: float):
+        return store(seed, [(0, probability, 0.1, 0.1, 0.5, 0.5)])
 
     sure = [detected(seed, 0.97) for seed in range(10, 16)]
     doubtful = detected(20, 0.52)
@@ -294,32 +306,11 @@ def test_detection_ranks_by_doubtful_boxes_not_by_one_faint_box_found_one_way_ro
     one with three boxes near the threshold (0.94): the latter holds more to learn and comes
     first; images with no box come last (the rule before issue 14 item 4 put the faint ones
     first)."""
-    import hashlib
-
-    from predictions.model_cache import ModelOutput
-    from predictions.services.predict import (
-        CheckedImage,
-        score_output,
-        store_prediction,
-        target_for,
-    )
-    from tests.conftest import make_image
-    from tests.factories import ProjectFactory, TagFactory
-
-    project = ProjectFactory(kind="detection")
-    tag = TagFactory(project=project, name="car")
-    iteration = make_iteration(project, tags=("car",), metrics={"map": 0.9})
-    iteration.tags.update(tag=tag, image_count=40)
-    iteration.artifact.save("model.pt", ContentFile(b"unused"), save=True)
-    target = target_for(project, iteration)
+    project, iteration, store = _detection_iteration()
 
     def detected(seed: int, probabilities: list[float], mirrored: list):
-        data = make_image(16, 16, (seed, 3, 9))
-        checked = CheckedImage(data, hashlib.sha256(data).hexdigest(), "PNG", 16, 16)
         boxes = [(0, p, 0.1 + 0.25 * i, 0.1, 0.2, 0.2) for i, p in enumerate(probabilities)]
-        best = np.array([max(probabilities, default=0.0)], dtype=np.float32)
-        output = ModelOutput(best, boxes, direction(seed), mirrored)
-        return store_prediction(target=target, image=checked, outcome=score_output(target, output))
+        return store(seed, boxes, mirrored)
 
     faint = [detected(seed, [0.3], []) for seed in range(30, 40)]
     empty = [detected(seed, [], []) for seed in range(40, 42)]

@@ -21,7 +21,6 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from labeling.models import Project
-from predictions.model_cache import model_cache
 from predictions.services.predict import predict_bytes, target_for
 from tests.factories import ProjectFactory, TagFactory
 from tests.ml.test_export import assert_same_boxes
@@ -34,13 +33,6 @@ from training.services.serving import build_serving_model
 from training.tasks_model_export import export_model_task
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_model_cache():
-    model_cache().clear()
-    yield
-    model_cache().clear()
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -205,6 +197,8 @@ def test_exported_detector_finds_the_boxes_of_the_prediction_service(
             )
             for row in outcome.results
         ]
-        assert_same_boxes(answer["predictions"], found, ("cat", "rocket"))
+        # One ONNX graph on both sides (the serving file's and the export's): no float tie
+        # can fall differently, so no tie allowance either.
+        assert_same_boxes(answer["predictions"], found, ("cat", "rocket"), ties=False)
         compared += len(found)
     assert compared >= len(images)  # boxes were there to compare
