@@ -40,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from torch import nn
 
 from bench.al_data import glyph_set
-from training.ml.advanced import FineTuneRecipe, _Classifier, _loss, _optimizer, fine_tune
+from training.ml.advanced import FineTuneRecipe, fine_tune
+from training.ml.advanced.loop import _optimizer
+from training.ml.advanced.model import _Classifier, _loss
 from training.ml.backbones import build_feature_extractor, get_backbone
 from training.ml.data import ImageRef
 from training.ml.errors import BudgetExhausted

@@ -11,14 +11,10 @@ import torch
 from torch import nn
 
 from tests.ml.conftest import photo_dataset
-from training.ml.advanced import (
-    FineTuneRecipe,
-    _Classifier,
-    _Data,
-    _frozen_blocks,
-    _prefix_numel,
-    fine_tune,
-)
+from training.ml.advanced import FineTuneRecipe, fine_tune
+from training.ml.advanced.model import _Classifier
+from training.ml.advanced.prefix_cache import _frozen_blocks, _prefix_numel
+from training.ml.advanced.split import _Data
 from training.ml.backbones import build_feature_extractor, get_backbone
 from training.ml.features import FeatureCache
 
