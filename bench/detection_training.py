@@ -98,6 +98,7 @@ def run(
         "wall_s": wall_s,
         "budget_s": budget_s,
         "epochs": result.epochs,
+        "steps": result.steps,
         "trained_images": result.trained_images,
         "training_images": result.training_images,
         "holdout_images": len(held),

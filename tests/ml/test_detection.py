@@ -25,6 +25,7 @@ from training.ml.detection import (
     train_detector,
 )
 from training.ml.detection.augment import MIN_VISIBLE_FRACTION, to_normalized_boxes, to_pixel_boxes
+from training.ml.detection.model import PyramidBackbone, build_detector
 from training.ml.detection_metrics import box_iou
 from training.ml.errors import BudgetExhausted, Cancelled, DatasetCorrupt, TrainingDiverged
 
@@ -181,13 +182,53 @@ def test_tiny_overfit_run_loss_drops(overfit):
     assert all(0.0 <= fraction <= 1.0 for _, fraction in phases)
 
 
-def test_end_to_end_fine_tuning_loss_drops():
+@pytest.mark.parametrize("cached_prefix", [True, False], ids=["cached-prefix", "legacy"])
+def test_end_to_end_fine_tuning_loss_drops(cached_prefix):
     _, _, result, _ = _overfit(
-        TrainOptions(max_epochs=6, lr=3e-3, batch_size=4, frozen_backbone=False)
+        TrainOptions(
+            max_epochs=6, lr=3e-3, batch_size=4, frozen_backbone=False, cached_prefix=cached_prefix
+        )
     )
 
     assert result.epochs == 6
     assert result.epoch_losses[-1] < 0.7 * result.epoch_losses[0]
+
+
+def test_the_prefix_and_the_rest_of_the_body_give_the_body_s_maps():
+    backbone = build_detector("lite0", 2, TINY).backbone.eval()
+    images = torch.rand(2, 3, 96, 128)
+
+    with torch.no_grad():
+        whole = backbone.body(images)
+        split = {b: backbone.pyramid_inputs_from(backbone.prefix(images, b), b) for b in (2, 3, 5)}
+
+    for maps in split.values():
+        assert len(maps) == 3
+        assert all(torch.equal(a, b) for a, b in zip(whole, maps, strict=True))
+
+
+def test_end_to_end_runs_the_frozen_prefix_once_per_view_and_trains_only_later_blocks(
+    monkeypatch,
+):
+    calls = []
+    prefix = PyramidBackbone.prefix
+
+    def counted(self, x, block):
+        calls.append(len(x))
+        return prefix(self, x, block)
+
+    monkeypatch.setattr(PyramidBackbone, "prefix", counted)
+    options = TrainOptions(max_epochs=6, lr=3e-3, batch_size=4, frozen_backbone=False)
+    _, _, result, _ = _overfit(options)
+    fresh = build_detector("lite0", 2, TINY).state_dict()
+
+    # Once per cached view, not once per image per epoch (6 x the images).
+    assert 0 < sum(calls) <= options.cached_views * result.trained_images
+    frozen = [name for name in fresh if name.startswith("backbone.body.blocks_1.")]
+    trained = [name for name in fresh if name.startswith("backbone.body.blocks_3.")]
+    assert frozen and trained
+    assert all(torch.equal(result.state[name], fresh[name]) for name in frozen)
+    assert any(not torch.equal(result.state[name], fresh[name]) for name in trained)
 
 
 def test_predictions_are_normalized_sorted_and_after_nms(overfit):

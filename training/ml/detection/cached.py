@@ -5,6 +5,12 @@ bench/RESULTS.md). With the backbone frozen, each training image is pushed throu
 *view* (view 0 as is at the inference scale, later views augmented by TrainAugment at a random
 training scale), the stride 8/16/32 maps are kept in memory as float16, and every step only
 runs the FPN and the head: an order of magnitude more epochs fit in the same budget.
+
+End-to-end training caches views the same way, one step earlier: the output of the frozen stem
+and early blocks (``PyramidBackbone.prefix``), so every step runs only the trainable blocks, the
+FPN and the head. The prefix is the frozen part's whole cost (the stride-4 blocks
+were ~half of the body's forward time, bench/RESULTS.md), and decoding and augmenting leave the
+step too.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ MAX_CACHE_BYTES = 2 * 1024**3
 
 @dataclass(frozen=True)
 class CachedView:
-    """One view of one image: backbone maps (float16, (C, h, w) per level), the resized image
-    size (height, width) and its boxes (float32 (N, 4) xyxy in resized pixels) and labels."""
+    """One view of one image: backbone maps (float16, (C, h, w) per level; for end-to-end
+    training what ``PyramidBackbone.prefix`` returns), the resized image size (height, width)
+    and its boxes (float32 (N, 4) xyxy in resized pixels) and labels."""
 
     features: tuple[torch.Tensor, ...]
     image_size: tuple[int, int]
@@ -77,20 +84,20 @@ def cache_view(
     )
 
 
-def cached_losses(model: Detector, views: Sequence[CachedView]) -> dict[str, torch.Tensor]:
-    """The detector's training losses for a batch of cached views (FPN + head only)."""
-    levels = len(views[0].features)
+def cached_losses(
+    model: Detector, views: Sequence[CachedView], *, from_block: int | None = None
+) -> dict[str, torch.Tensor]:
+    """The detector's training losses for a batch of cached views: FPN + head only, or, with
+    ``from_block`` (views of ``prefix(image, from_block)``), the backbone's blocks from there
+    on as well."""
     device = next(model.parameters()).device
-    batch: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for level in range(levels):
-        maps = [v.features[level] for v in views]
-        channels = maps[0].shape[0]
-        height = max(m.shape[1] for m in maps)
-        width = max(m.shape[2] for m in maps)
-        padded = torch.zeros(len(maps), channels, height, width)
-        for index, m in enumerate(maps):
-            padded[index, :, : m.shape[1], : m.shape[2]] = m.to(torch.float32)
-        batch[str(level)] = to_device(padded, device)
+    padded = [
+        to_device(_padded([v.features[level] for v in views]), device)
+        for level in range(len(views[0].features))
+    ]
+    if from_block is not None:
+        padded = model.backbone.pyramid_inputs_from(padded, from_block)
+    batch = OrderedDict((str(level), maps) for level, maps in enumerate(padded))
     features = list(model.backbone.fpn(batch).values())
     head_outputs = model.head(features)
     # The anchor generator reads only the padded batch's shape, dtype and device.
@@ -110,3 +117,15 @@ def cached_losses(model: Detector, views: Sequence[CachedView]) -> dict[str, tor
     else:
         losses = model.compute_loss(targets, head_outputs, anchors)
     return losses
+
+
+def _padded(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """float32 (N, C, h, w) batch of (C, h_i, w_i) maps, zero-padded at the bottom and right
+    as the detector's transform pads images."""
+    channels = maps[0].shape[0]
+    height = max(m.shape[1] for m in maps)
+    width = max(m.shape[2] for m in maps)
+    batch = torch.zeros(len(maps), channels, height, width)
+    for index, m in enumerate(maps):
+        batch[index, :, : m.shape[1], : m.shape[2]] = m.to(torch.float32)
+    return batch

@@ -13,6 +13,7 @@ its multiply-adds, more than the whole backbone.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, TypeAlias
 
@@ -82,6 +83,40 @@ class PyramidBackbone(nn.Module):
             OrderedDict((str(i), f) for i, f in enumerate(features))
         )
         return result
+
+    def prefix(self, x: torch.Tensor, block: int) -> list[torch.Tensor]:
+        """The stem and the blocks before ``block``, the layers ``freeze_before(block)`` holds
+        fixed, whose output end-to-end training computes once per cached view (cached.py):
+        the pyramid maps they already produce, then the input of ``block`` (unless it is the
+        last of those maps)."""
+        cut = self._index_of(block)
+        maps = []
+        for name, module in list(self.body.items())[:cut]:
+            x = module(x)
+            if name in self.body.return_layers:
+                maps.append(x)
+        if not maps or maps[-1] is not x:
+            maps.append(x)
+        return maps
+
+    def pyramid_inputs_from(self, prefix: Sequence[torch.Tensor], block: int) -> list[torch.Tensor]:
+        """The stride 8, 16 and 32 maps the body returns for an image, given
+        ``prefix(image, block)`` (or the same maps padded): the rest of the body runs."""
+        names = list(self.body.keys())
+        cut = self._index_of(block)
+        done = sum(name in self.body.return_layers for name in names[:cut])
+        maps, x = list(prefix[:done]), prefix[-1]
+        for name in names[cut:]:
+            x = self.body[name](x)
+            if name in self.body.return_layers:
+                maps.append(x)
+        return maps
+
+    def _index_of(self, block: int) -> int:
+        names = list(self.body.keys())
+        if f"blocks_{block}" not in names:
+            raise ValueError(f"The backbone has no block {block}.")
+        return names.index(f"blocks_{block}")
 
     def freeze_before(self, block: int) -> None:
         """Stop gradients through the stem and blocks before ``block``; BatchNorm everywhere

@@ -5,9 +5,13 @@ is pushed through it once per cached view (cached.py), within a preparation dead
 (prepare.py: training starts on the images ready by then), then the FPN and head train for as
 many epochs as the budget allows. ``TrainOptions(frozen_backbone=False)`` fine-tunes end to end
 instead (backbone blocks from ``DetectorConfig.trainable_from_block`` on, at a tenth of the
-head's learning rate), ~10x slower per epoch on a CPU. Both use AdamW, a linear warm-up then
-cosine decay over the *time* budget (a slow machine still anneals instead of being cut off at
-full rate), gradient clipping, augment.py's box-aware augmentation and multi-scale resizing.
+head's learning rate, on cached views of the frozen stem and early blocks' output): about 5x
+fewer epochs a minute on a CPU, and at a 10-minute budget on a project-shaped set it scored
+below the frozen recipe (held-out mAP@0.5 0.917 vs 0.953, bench/detection_recipes.py), which
+is why quick and advanced detection training both keep the backbone frozen. Both use AdamW, a
+linear warm-up then cosine decay over the *time* budget (a slow machine still anneals instead of
+being cut off at full rate), gradient clipping, augment.py's box-aware augmentation and
+multi-scale resizing.
 
 The held-out split (~20%, stratified by tag) is scored once, with the final weights: choosing an
 epoch by held-out mAP would bias the very figure we report, so ``best_epoch == epochs``.
@@ -37,7 +41,7 @@ from .augment import AugmentConfig, NormalizedBox, TrainAugment, to_pixel_boxes
 from .cached import CachedView, cached_losses
 from .evaluate import detect, holdout_split, inference_size
 from .model import Detector, DetectorArtifact, DetectorConfig, build_detector, train_mode
-from .prepare import Deadlines, MapStore, Prepared, body_engine, prepare_views
+from .prepare import BodyFn, Deadlines, MapStore, Prepared, body_engine, prepare_views
 
 ProgressFn = Callable[[str, float], None]
 
@@ -66,9 +70,14 @@ class TrainOptions:
     weight_decay: float = 1e-4
     holdout_fraction: float = 0.2
     max_epochs: int = 200
-    # Quick mode: train the FPN and head on cached backbone maps (see cached.py); False
-    # fine-tunes end to end, ~10x slower per epoch on a CPU.
+    # Train the FPN and head on cached backbone maps (see cached.py); False fine-tunes end to
+    # end, about 5x fewer epochs a minute on a CPU (bench/detection_recipes.py).
     frozen_backbone: bool = True
+    # End to end: the frozen stem and early blocks run once per cached view, and each step
+    # trains the later blocks, FPN and head on those maps (cached.py). False decodes, augments
+    # and runs the whole network for every image at every step (the recipe before issue 15,
+    # kept for bench/detection_training.py's comparison).
+    cached_prefix: bool = True
     cached_views: int = 3  # view 0 plain, the rest augmented
     max_cache_share: float = 0.4  # extra views stop once caching would pass this budget share
     # Plain views stop at this share of the budget left after the scoring reserve: training
@@ -159,7 +168,7 @@ class _Source:
 
     step: _Step
     trained_on: np.ndarray  # (K,) indices into refs of the images training sees
-    prepared: Prepared  # the cached views' bookkeeping (empty when training end to end)
+    prepared: Prepared  # the cached views' bookkeeping (empty for the legacy end-to-end recipe)
 
 
 @dataclass(frozen=True)
@@ -196,19 +205,30 @@ def _training_source(
     map_store: MapStore | None,
     device: torch.device,
 ) -> _Source:
-    """Cached views of the training images prepared by the deadline (frozen backbone), or the
-    images themselves, decoded and augmented at every step (end to end)."""
+    """Cached views of the training images prepared by the deadline: backbone maps (frozen
+    backbone) or the frozen prefix's maps (end to end); or, for the legacy end-to-end recipe,
+    the images themselves, decoded and augmented at every step."""
     augment = TrainAugment(options.augment)
-    if not options.frozen_backbone:
+    if not options.frozen_backbone and not options.cached_prefix:
         prepared = Prepared(wanted=len(train_index))
         return _Source(_ImageStep(model, refs, boxes, augment), train_index, prepared)
+    from_block = None if options.frozen_backbone else config.trainable_from_block
+    if from_block is None:
+        body, store = body_engine(model, device=device), map_store
+    else:
+        # The map store keeps whole-backbone maps; prefix maps are cheap enough to recompute.
+        body, store = _prefix_engine(model, from_block, device), None
     # Its own generator: the preparation order leaves the training's random stream as is.
     order = np.random.default_rng([seed, 1]).permutation(train_index)
-    prepared = _prepare(
-        model, refs, boxes, order, augment, config, options, loop, map_store, device
-    )
+    prepared = _prepare(model, refs, boxes, order, augment, config, options, loop, store, body)
     trained_on = np.asarray(sorted(prepared.views), dtype=np.int64)
-    return _Source(_CachedStep(model, prepared.views, rng), trained_on, prepared)
+    step = _CachedStep(model, prepared.views, rng, from_block=from_block)
+    return _Source(step, trained_on, prepared)
+
+
+def _prefix_engine(model: Detector, block: int, device: torch.device) -> BodyFn:
+    backbone = model.backbone
+    return lambda batch: backbone.prefix(batch.to(device), block)
 
 
 def _require_one_pass(trained: _Trained, source: _Source, loop: _Loop) -> None:
@@ -297,7 +317,7 @@ def _prepare(
     options: TrainOptions,
     loop: _Loop,
     map_store: MapStore | None,
-    device: torch.device,
+    body: BodyFn,
 ) -> Prepared:
     """Views of the training images in `order` (a random one: a set cut off by the deadline
     is a fair sample) within preparation's share of the budget (prepare.py)."""
@@ -320,7 +340,7 @@ def _prepare(
         elapsed=loop.elapsed,
         on_progress=loop.on_progress,
         should_stop=loop.should_stop,
-        body=body_engine(model, device=device),
+        body=body,
         store=map_store,
     )
 
@@ -419,19 +439,25 @@ class _ImageStep:
 
 
 class _CachedStep:
-    """Frozen backbone: a random cached view of each image through the FPN and head."""
+    """A random cached view of each image through the FPN and head (and, from ``from_block``
+    on, the backbone's trainable blocks)."""
 
     def __init__(
-        self, model: Detector, views: dict[int, list[CachedView]], rng: np.random.Generator
+        self,
+        model: Detector,
+        views: dict[int, list[CachedView]],
+        rng: np.random.Generator,
+        *,
+        from_block: int | None,
     ) -> None:
-        self.model, self.views, self.rng = model, views, rng
+        self.model, self.views, self.rng, self.from_block = model, views, rng, from_block
 
     def losses(self, chunk: np.ndarray) -> dict[str, torch.Tensor]:
         picked = []
         for index in chunk.tolist():
             options = self.views[index]
             picked.append(options[int(self.rng.integers(len(options)))])
-        return cached_losses(self.model, picked)
+        return cached_losses(self.model, picked, from_block=self.from_block)
 
 
 class _Loop:
