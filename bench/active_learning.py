@@ -801,7 +801,7 @@ def main_detection(args: argparse.Namespace) -> None:
     unknown = [n for n in names if n not in ("product", "random")]
     if unknown:
         raise SystemExit(f"Detection runs product and random only; not {', '.join(unknown)}.")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
     data = DetectionSet(args.det_images)
     print(f"{len(data.paths)} images decoded and embedded ({time.perf_counter() - started:.0f} s)")
@@ -904,6 +904,12 @@ def main() -> None:
     detection.add_argument("--det-start", type=int, default=10, help="labeled images to start")
     detection.add_argument("--det-budget-s", type=float, default=300.0, help="training cap")
     detection.add_argument("--det-epochs", type=int, default=30, help="epochs a round")
+    detection.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads (1 when two runs share the 2 cores: 2 each oversubscribe them)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="detection: 1 seed, 10 + 2 x 6 labels, 60 images"
     )

@@ -177,6 +177,11 @@ class Suggestion(models.Model):
     # float16 little-endian: 256 bytes), both from the run that made the suggestion.
     uncertainty = models.FloatField(default=0.0)
     embedding = models.BinaryField(blank=True, default=b"")
+    # Detection: every box's probability the model returned, below the threshold too (its
+    # doubtful boxes, training.ml.uncertainty.doubtful_boxes), and its flip disagreement: the
+    # rest of what a stored prediction gives Most gain. Empty / None for classification.
+    box_probabilities = models.JSONField(default=list)
+    flip_disagreement = models.FloatField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

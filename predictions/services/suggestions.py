@@ -128,6 +128,8 @@ def _suggest_one(
                 boxes=boxes,
                 uncertainty=outcome.uncertainty,
                 embedding=compact.astype("<f2").tobytes(),
+                box_probabilities=_box_probabilities(project, outcome),
+                flip_disagreement=outcome.flip_disagreement,
             )
     return outcome
 
@@ -153,6 +155,12 @@ def suggest_for_images(
         if outcome is not None:
             results.append((image, outcome))
     return results
+
+
+def _box_probabilities(project: Project, outcome: PredictionOutcome) -> list[float]:
+    if not project.is_detection:
+        return []
+    return [float(r["probability"]) for r in outcome.results if r.get("tagId") is not None]
 
 
 def _suggested(project: Project, iteration: Iteration, results: list[dict]) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -253,7 +261,9 @@ def suggestion_gain_order(project: Project) -> list[int]:
 
     The order is predictions.services.ranking.gain_order, the Predictions tab's own rule, over
     the suggestions of the latest run's iteration (their stored uncertainty and compact
-    embedding); suggestions from an older model follow, newest first (the gallery's default).
+    embedding; for detection, every box's probability and the flip disagreement, as the tab
+    ranks stored predictions); suggestions from an older model follow, newest first (the
+    gallery's default).
     Cached by the newest suggestion of that iteration, not by how many wait: accepting one
     keeps the order, so the walk goes on from where it was; a new suggestion reorders.
     """
@@ -267,14 +277,33 @@ def suggestion_gain_order(project: Project) -> list[int]:
     cached: list[int] | None = cache.get(key)
     if cached is not None:
         return cached
-    rows = list(waiting.values_list("image_id", "uncertainty", "embedding"))
+    rows = list(
+        waiting.values_list(
+            "image_id",
+            "uncertainty",
+            "embedding",
+            "boxes",
+            "box_probabilities",
+            "flip_disagreement",
+        )
+    )
+    detection = project.is_detection
     order = gain_order(
         iteration,
         GainCandidates(
-            ids=[image_id for image_id, _, _ in rows],
-            embeddings=stored_vectors([raw for _, _, raw in rows]),
-            uncertainty=np.array([u for _, u, _ in rows], dtype=np.float64),
+            ids=[row[0] for row in rows],
+            embeddings=stored_vectors([row[2] for row in rows]),
+            uncertainty=np.array([row[1] for row in rows], dtype=np.float64),
             total=len(rows),
+            # Suggestions stored before every box's probability was kept rank by the boxes
+            # they suggest (those at or above the threshold).
+            box_probabilities=[
+                probabilities or [float(box["probability"]) for box in boxes]
+                for _, _, _, boxes, probabilities, _ in rows
+            ]
+            if detection
+            else None,
+            flip=[row[5] for row in rows] if detection else None,
         ),
     )
     cache.set(key, order.ids, ORDER_CACHE_S)

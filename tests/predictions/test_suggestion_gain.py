@@ -106,3 +106,52 @@ def test_a_new_suggestion_is_ranked_in(client_for, project, users):
     assert len(gallery_order(client, project)) == 8
     unsure = suggested(project, iteration, cat, 0.51, direction(99))
     assert gallery_order(client, project)[0] == unsure.pk
+
+
+def test_detection_suggestions_walk_by_doubtful_boxes_in_the_tabs_order(monkeypatch, db):
+    """Detection suggestions keep every box the model returned and its flip disagreement, and
+    walk in the tab's order for the same outputs: an image with three boxes near the threshold
+    (one below it, so not suggested) comes before images with one box the mirror image misses,
+    whose stored uncertainty is higher (the walk ranked them first before)."""
+    from predictions.model_cache import ModelOutput
+    from predictions.services import suggestions
+    from predictions.services.predict import score_output
+    from predictions.services.ranking import ranked_predictions
+    from tests.predictions.test_ranking import _detection_iteration
+
+    project, iteration, store = _detection_iteration()
+    crowded = [(0, p, 0.1 + 0.25 * i, 0.1, 0.2, 0.2) for i, p in enumerate([0.4, 0.55, 0.62])]
+    mirrored = [(0, p, 0.7 - 0.25 * i, 0.1, 0.2, 0.2) for i, p in enumerate([0.4, 0.55, 0.62])]
+    cases = [(seed, [(0, 0.6, 0.1, 0.1, 0.3, 0.3)], []) for seed in range(30, 36)]
+    cases.append((50, crowded, mirrored))
+    sure = [(0, 0.97, 0.2, 0.2, 0.3, 0.3)]
+    cases += [(seed, sure, [(0, 0.97, 0.5, 0.2, 0.3, 0.3)]) for seed in range(60, 64)]
+
+    def output(seed, boxes, mirror):
+        best = np.array([max(box[1] for box in boxes)], dtype=np.float32)
+        return ModelOutput(best, boxes, direction(seed), mirror)
+
+    by_prediction = {store(*case).pk: i for i, case in enumerate(cases)}
+    images = [ImageFactory(project=project) for _ in cases]
+    outputs = {image.sha256: output(*case) for image, case in zip(images, cases, strict=True)}
+    monkeypatch.setattr(
+        suggestions,
+        "run_model",
+        lambda target, checked: score_output(target, outputs[checked.sha256]),
+    )
+    now = timezone.now()
+    SuggestionRun.objects.create(project=project, iteration=iteration, started=now, updated=now)
+    assert suggestions.suggest_for_untagged(project.pk) == (len(cases), False)
+    by_image = {image.pk: i for i, image in enumerate(images)}
+
+    kept = Suggestion.objects.get(image=images[6])
+    assert kept.box_probabilities == pytest.approx([0.62, 0.55, 0.4])
+    assert [box["probability"] for box in kept.boxes] == pytest.approx([0.62, 0.55])
+    lone = Suggestion.objects.get(image=images[0])
+    assert lone.flip_disagreement == pytest.approx(1.0)
+    assert lone.uncertainty > kept.uncertainty  # the order before: stored uncertainty first
+
+    walk = [by_image[i] for i in suggestions.suggestion_gain_order(project)]
+    page = ranked_predictions(project=project, iteration_id=iteration.pk, sort="gain")
+    assert walk[0] == 6
+    assert walk == [by_prediction[p.pk] for p in page.predictions]
