@@ -9,7 +9,9 @@ from training.ml.errors import Cancelled, DatasetTooSmall, TrainingDiverged
 from training.ml.quick import (
     C_GRID,
     DEFAULT_SETTING,
+    STRONG_C,
     _inner_score,
+    candidate_settings,
     fit_head,
     stratified_folds,
     train_quick,
@@ -177,8 +179,28 @@ def test_inner_cv_fits_one_head_per_pair_of_folds_and_setting() -> None:
     result = train_quick(features, targets, multilabel=False)
     k = len(np.unique(result.fold_of))
     # Each fold's row sums the losses of the k - 1 heads trained without it and one other fold.
-    assert result.selection.inner_loss.shape == (k, len(C_GRID))
+    assert result.selection.inner_loss.shape == (k, len(result.selection.settings))
     assert (result.selection.inner_loss > 0).all()
+
+
+def test_the_strongest_penalty_is_tried_only_with_enough_images_of_every_class() -> None:
+    def grid(per_class: list[int]) -> list[float]:
+        labels = np.repeat(np.arange(len(per_class)), per_class)
+        targets = np.eye(len(per_class), dtype=np.float32)[labels]
+        return [setting.c for setting in candidate_settings(targets, multilabel=False)]
+
+    assert grid([25, 25, 25]) == [*STRONG_C, *C_GRID]
+    assert grid([6, 6, 6]) == list(C_GRID)  # the 18 plain colours of test_training_e2e.py
+    assert grid([20, 20, 9]) == list(C_GRID)
+    # Multilabel: each tag's positives and negatives count as classes.
+    tags = np.zeros((30, 2), dtype=np.float32)
+    tags[:15, 0] = 1
+    tags[:12, 1] = 1
+    assert [s.c for s in candidate_settings(tags, multilabel=True)] == [*STRONG_C, *C_GRID]
+    tags[:25, 1] = 1  # 5 images without the second tag (imbalanced: weighted settings too)
+    tried = candidate_settings(tags, multilabel=True)
+    assert [s.c for s in tried if not s.balanced] == [s.c for s in tried if s.balanced]
+    assert [s.c for s in tried if not s.balanced] == list(C_GRID)
 
 
 def test_two_folds_fall_back_to_the_default_setting() -> None:

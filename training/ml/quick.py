@@ -312,11 +312,19 @@ class HeadSetting:
 # costs a fit per pair of folds. 6.0 was added on evidence: LogisticRegressionCV chose C of
 # 3-1000 on the weak-feature sets of bench/quick_training.py --probe, and without 6.0 quick
 # training's held-out accuracy was 0.3-1 point lower on 6 of 25 (set, feature set) pairs, higher
-# on 1 (0.5 point). 0.002 was tried (LogisticRegressionCV chose 0.006 on scikit-learn's digits;
-# with it quick training gained 2.4 points there and 2.5 on the shapes) and taken out again: on
-# 18 images of three plain colours (tests/training/test_training_e2e.py) the inner CV then chose
-# it and the out-of-fold mAP fell from >= 0.9 to 0.87.
+# on 1 (0.5 point). 0.002 (STRONG_C) is tried only where classes are large enough:
+# LogisticRegressionCV chose 0.006 on scikit-learn's digits, and with 0.002 quick training gained
+# 2.4 points there and 2.5 on the shapes; but on 18 images of three plain colours
+# (tests/training/test_training_e2e.py) the inner CV chose it and the out-of-fold mAP fell from
+# >= 0.9 to 0.87.
 C_GRID: tuple[float, ...] = (0.01, 0.05, 0.25, 1.2, 6.0)
+# Tried as well when every class (each tag's positives and negatives, for multilabel) has
+# STRONG_C_MIN_IMAGES images or more. With fewer, each inner fold holds one or two images of a
+# class and its score is too coarse to pick an extreme setting on (the 18-image case above);
+# with more, sets whose features barely tell the classes apart need it (bench/quick_training.py
+# --probe: scikit-learn's digits, where LogisticRegressionCV chose 0.006 in every fold).
+STRONG_C: tuple[float, ...] = (0.002,)
+STRONG_C_MIN_IMAGES = 10
 # Used when there are too few folds to select (k < 3): the inner CV needs two folds besides
 # the held-out one.
 DEFAULT_SETTING = HeadSetting(c=1.0, balanced=False)
@@ -380,13 +388,14 @@ def _class_counts(targets: np.ndarray, multilabel: bool) -> np.ndarray:
 
 
 def candidate_settings(targets: np.ndarray, multilabel: bool) -> list[HeadSetting]:
-    """The settings the inner CV compares: every C, and each also class-weighted when the
-    classes are imbalanced."""
+    """The settings the inner CV compares: every C (STRONG_C too when each class has enough
+    images), and each also class-weighted when the classes are imbalanced."""
     counts = _class_counts(targets, multilabel)
     weighting = [False]
     if counts.min() > 0 and counts.max() >= IMBALANCE_RATIO * counts.min():
         weighting.append(True)
-    return [HeadSetting(c, balanced) for balanced in weighting for c in C_GRID]
+    grid = STRONG_C + C_GRID if counts.min() >= STRONG_C_MIN_IMAGES else C_GRID
+    return [HeadSetting(c, balanced) for balanced in weighting for c in grid]
 
 
 @dataclass(frozen=True)
