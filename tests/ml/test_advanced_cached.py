@@ -5,13 +5,15 @@ images exactly as the served model does, stop early and keep the best checkpoint
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from tests.ml.conftest import photo_dataset
-from training.ml.advanced import FineTuneRecipe, fine_tune
+from training.ml.advanced import FineTuneRecipe, fine_tune, prefix_cache
 from training.ml.advanced.model import _Classifier
 from training.ml.advanced.prefix_cache import _frozen_blocks, _prefix_numel
 from training.ml.advanced.split import _Data
@@ -85,6 +87,36 @@ def test_default_recipe_is_the_cached_one_at_the_serving_size(
     assert own.train_size == 40  # opt-in: the images' own resolution
     assert legacy.train_size == 64
     assert "decoding and caching" not in legacy.spent_s
+
+
+def test_on_the_cpu_the_prefix_is_cached_through_an_inference_engine_as_eager_torch_would(
+    tiny_backbone: str, cache: FeatureCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs, targets = photo_dataset(per_class=6, size=48)
+    common = {
+        "multilabel": False,
+        "backbone": tiny_backbone,
+        "budget_s": 600,
+        "seed": 0,
+        "cache": cache,
+        "batch_size": 8,
+        "max_epochs": 2,
+    }
+    built: list[int | None] = []
+    real = prefix_cache.build_engine
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs.get("input_size"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prefix_cache, "build_engine", spy)
+    eager = fine_tune(refs, targets, **common)  # type: ignore[arg-type]
+    assert built == []  # too few images to be worth an export
+    monkeypatch.setattr(prefix_cache, "ENGINE_MIN_IMAGES", 1)
+    engine = fine_tune(refs, targets, **common)  # type: ignore[arg-type]
+    assert built == [64, 64]  # the training images' cache and the held-out images'
+    assert engine.best_epoch == eager.best_epoch
+    np.testing.assert_allclose(engine.holdout_scores, eager.holdout_scores, atol=0.02)
 
 
 def test_early_stopping_keeps_the_best_epoch(tiny_backbone: str, cache: FeatureCache) -> None:

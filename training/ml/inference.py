@@ -154,6 +154,7 @@ def build_engine(
     *,
     threads: int | None = None,
     device: str = "cpu",
+    input_size: int | None = None,
 ) -> Engine:
     """Wrap `model` (normalised input) in an engine taking uint8 pixels.
 
@@ -163,6 +164,8 @@ def build_engine(
     latency (lite0 on 2 cores; it varies by machine), and the cores are already busy with
     other requests (bench/prediction_api.py). TorchScript and eager follow torch's setting.
     `device` "cuda" (or "auto" on a machine with a GPU) runs eager torch on the GPU instead.
+    `input_size` is the side of the square pixels it will be given (default: the backbone's);
+    the ONNX and TorchScript graphs are specialised to it.
     """
     model = PixelInput(model.eval(), spec).eval()
     target = resolve_device(device)
@@ -170,7 +173,7 @@ def build_engine(
         # Not measured against ONNX Runtime's CUDA provider (no GPU where this was written):
         # torch on the GPU needs no extra package beyond a CUDA build of torch.
         return _cuda(model, target)
-    input_size = spec.input_size
+    input_size = input_size or spec.input_size
     if engine == "auto":
         engine = "onnxruntime" if onnxruntime_available() else "torchscript"
     if engine == "onnxruntime":

@@ -11,12 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from ..backbones import get_backbone
 from ..data import ImageRef, read_bytes
 from ..device import to_device
 from ..errors import Cancelled
 from ..features import decoded_batches
+from ..inference import build_engine
 from ..preprocessing import load_rgb, normalize_batch, resize_center_crop
 from .model import _Classifier, _loss, _probabilities
 from .recipe import FineTuneRecipe
@@ -114,17 +116,47 @@ def _decoded_chunks(
             yield pixels
 
 
+# Below this many images eager PyTorch costs less than exporting the prefix for an engine (1.7 s
+# for lite0, the eager prefix of about 60 images at 224 px).
+ENGINE_MIN_IMAGES = 64
+
+
+class _PrefixNet(nn.Module):
+    """The classifier's frozen prefix as a module of its own, for an inference engine."""
+
+    def __init__(self, model: _Classifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.prefix(x)
+
+
 def _run_prefix(
-    run: _Run, pixels: Iterator[np.ndarray], count: int, dtype: torch.dtype
+    run: _Run, pixels: Iterator[np.ndarray], count: int, dtype: torch.dtype, side: int
 ) -> torch.Tensor:
-    """The frozen prefix's output for batches of uint8 pixels, stacked on the CPU."""
+    """The frozen prefix's output for batches of uint8 (N, side, side, 3) pixels, stacked on
+    the CPU.
+
+    On the CPU through an inference engine (ONNX Runtime when installed, exported once for
+    `side`) from ENGINE_MIN_IMAGES images on: lite0's stem and first blocks took 11 ms an image
+    there against 73 ms in eager PyTorch (224 px, one thread, outputs equal within 1e-5 of their
+    range), and this pass was most of the cached recipe's fixed cost (bench/RESULTS.md, issue
+    15). Otherwise eager PyTorch on the run's device, in float32.
+    """
     spec = get_backbone(run.backbone)
     outputs: list[torch.Tensor] = []
     run.model.eval()
+    engine = None
+    if run.device.type == "cpu" and count >= ENGINE_MIN_IMAGES:
+        engine = build_engine(_PrefixNet(run.model), spec, device="cpu", input_size=side)
     with torch.inference_mode():
         for batch in pixels:
             if run.should_stop():
                 raise Cancelled("Training was cancelled.")
+            if engine is not None:
+                outputs.append(torch.from_numpy(engine(batch)).to(dtype))
+                continue
             normalized = to_device(normalize_batch(torch.from_numpy(batch), spec), run.device)
             outputs.append(run.model.prefix(normalized).to("cpu", dtype))
     if not outputs:
@@ -138,14 +170,16 @@ def _cache_prefix(run: _Run) -> _Cached:
     refs = run.data.train_refs
     size = _train_side(refs, spec.input_size, run.recipe.own_resolution)
     chunks = _decoded_chunks(refs, spec.input_size, size, run.should_stop)
-    train = _run_prefix(run, chunks, len(refs), torch.float16)
+    train = _run_prefix(run, chunks, len(refs), torch.float16, size)
     # Held-out images go through the serving path (input size, float32), so the kept
     # checkpoint's scores are the ones the Predictor will produce.
     holdout_pixels = (
         batch
         for _, batch in decoded_batches(run.data.holdout_refs, size=spec.input_size, batch_size=32)
     )
-    holdout = _run_prefix(run, holdout_pixels, len(run.data.holdout_refs), torch.float32)
+    holdout = _run_prefix(
+        run, holdout_pixels, len(run.data.holdout_refs), torch.float32, spec.input_size
+    )
     return _Cached(train=train, holdout=holdout, size=size)
 
 
