@@ -8,9 +8,9 @@ runs the FPN and the head: an order of magnitude more epochs fit in the same bud
 
 End-to-end training caches views the same way, one step earlier: the output of the frozen stem
 and early blocks (``PyramidBackbone.prefix``), so every step runs only the trainable blocks, the
-FPN and the head. The prefix is the frozen part's whole cost (the stride-4 blocks
-were ~half of the body's forward time, bench/RESULTS.md), and decoding and augmenting leave the
-step too.
+FPN and the head. That takes the frozen layers' forward pass out of every step (block 1, at
+stride 2-4, was about half of the body's forward time on the CPU, bench/RESULTS.md), and
+decoding and augmenting with it.
 """
 
 from __future__ import annotations

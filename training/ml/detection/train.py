@@ -76,7 +76,7 @@ class TrainOptions:
     # End to end: the frozen stem and early blocks run once per cached view, and each step
     # trains the later blocks, FPN and head on those maps (cached.py). False decodes, augments
     # and runs the whole network for every image at every step (the recipe before issue 15,
-    # kept for bench/detection_training.py's comparison).
+    # kept for bench/detection_recipes.py's comparison).
     cached_prefix: bool = True
     cached_views: int = 3  # view 0 plain, the rest augmented
     max_cache_share: float = 0.4  # extra views stop once caching would pass this budget share
