@@ -45,7 +45,17 @@ class Sample:
 def generate_project_set(
     out_dir: Path, *, count: int, seed: int, novel: bool = False, max_objects: int = 6
 ) -> list[Sample]:
-    """Write `count` JPEGs and annotations.json into `out_dir`; return their samples."""
+    """Write `count` JPEGs and annotations.json into `out_dir`; return their samples.
+
+    A folder this already filled with the same arguments is read back, not written again:
+    benches that run side by side in several processes generate the set once, before any of
+    them starts, and none rewrites a file another is reading.
+    """
+    index_path = out_dir / "annotations.json"
+    arguments = {"count": count, "seed": seed, "novel": novel, "max_objects": max_objects}
+    existing = _read_index(index_path, arguments)
+    if existing is not None:
+        return existing
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     samples = []
@@ -56,10 +66,23 @@ def generate_project_set(
         path = out_dir / f"{'novel' if novel else 'img'}-{seed}-{index:04d}.jpg"
         image.save(path, quality=90)
         samples.append(Sample(path, width, height, boxes))
-    (out_dir / "annotations.json").write_text(
-        json.dumps({s.path.name: s.boxes for s in samples}), encoding="utf-8"
-    )
+    rows = [[s.path.name, s.width, s.height, s.boxes] for s in samples]
+    index_path.write_text(json.dumps({**arguments, "samples": rows}), encoding="utf-8")
     return samples
+
+
+def _read_index(path: Path, arguments: dict[str, object]) -> list[Sample] | None:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or any(index.get(k) != v for k, v in arguments.items()):
+        return None
+    samples = [
+        Sample(path.parent / name, width, height, [tuple(box) for box in boxes])
+        for name, width, height, boxes in index["samples"]
+    ]
+    return samples if all(sample.path.is_file() for sample in samples) else None
 
 
 def _colour(rng: np.random.Generator, hues: tuple[tuple[float, float], ...]) -> tuple[int, ...]:

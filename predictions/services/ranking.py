@@ -369,12 +369,17 @@ def _boxes(ids: list[int]) -> tuple[list[list[float]], list[float | None]]:
             "pk", "results", "flip_disagreement"
         )
         for pk, results, flip in rows:
-            probabilities = [float(row.get("probability", 0.0)) for row in results or []]
-            stored[pk] = (probabilities, flip)
+            stored[pk] = (box_probabilities(results), flip)
     return (
         [stored.get(pk, ([], None))[0] for pk in ids],
         [stored.get(pk, ([], None))[1] for pk in ids],
     )
+
+
+def box_probabilities(results: Sequence[dict[str, Any]] | None) -> list[float]:
+    """Each box's probability in a detection's API results: the doubtful-box input of Most gain,
+    for a stored prediction and a suggestion alike."""
+    return [float(row.get("probability", 0.0)) for row in results or []]
 
 
 def stored_vectors(raw: Sequence[bytes]) -> np.ndarray:

@@ -32,9 +32,6 @@ from labeling.image_sets import ImageSet
 from labeling.models import Image, Project
 from predictions.models import Prediction
 from project.errors import NotFound
-
-if TYPE_CHECKING:
-    from predictions.services.predict import QuickTestResult
 from training.models import Iteration
 from training.services.embedding_map import (
     LIKE_COUNT,
@@ -43,6 +40,9 @@ from training.services.embedding_map import (
     serves_image_embeddings,
     similar_to_embedding,
 )
+
+if TYPE_CHECKING:
+    from predictions.services.predict import QuickTestResult
 from training.services.embedding_map import similar_image_ids as similar_training_ids
 
 # The quick test's strip under its result: a row or two of thumbnails, not a gallery page.

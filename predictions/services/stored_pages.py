@@ -28,7 +28,7 @@ from labeling.models import Project
 from predictions.models import Prediction, PredictionScore
 from predictions.services.ranking import SORTS, GainOrder, gain_reason, open_gain_order
 from project.errors import BadCursor, ValidationFailed
-from project.ids import MAX_ID
+from project.ids import whole_number
 from training.models import Iteration
 
 SNAPSHOT_S = 3600  # a reviewer's sitting: a walk that takes longer goes on in the current order
@@ -101,7 +101,7 @@ def _parse(after: str | None, kind: str, parts: int) -> list[str]:
     # n:<id>, p:<probability>:<id>, g:<snapshot>:<position>:<id>; positions and ids are
     # whole numbers the database takes (a negative position would never move the walk on).
     whole = fields[1:] if kind == "n" else fields[2:]
-    if not all(f.isascii() and f.isdigit() and len(f) <= 19 and int(f) <= MAX_ID for f in whole):
+    if any(whole_number(f) is None for f in whole):
         raise BadCursor(_BAD_CURSOR)
     if kind == "p":
         try:

@@ -41,7 +41,13 @@ from predictions.services.predict import (
     run_model,
     target_for,
 )
-from predictions.services.ranking import ORDER_CACHE_S, GainCandidates, gain_order, stored_vectors
+from predictions.services.ranking import (
+    ORDER_CACHE_S,
+    GainCandidates,
+    box_probabilities,
+    gain_order,
+    stored_vectors,
+)
 from project.errors import LabelRuleError, LoupeError, ValidationFailed
 from project.queue import enqueue
 from training.models import Iteration
@@ -117,6 +123,7 @@ def _suggest_one(
 
         embedding = np.asarray(outcome.embedding, dtype=np.float32).reshape(1, -1)
         compact = compact_embeddings(embedding)[0] if embedding.size else embedding[0]
+        every_box = box_probabilities(outcome.results) if project.is_detection else []
         # A new row rather than an update: a new suggestion has a higher id, which is how the
         # Most-gain order of the waiting ones notices it (`suggestion_gain_order`).
         with transaction.atomic():
@@ -128,7 +135,7 @@ def _suggest_one(
                 boxes=boxes,
                 uncertainty=outcome.uncertainty,
                 embedding=compact.astype("<f2").tobytes(),
-                box_probabilities=_box_probabilities(project, outcome),
+                box_probabilities=every_box,
                 flip_disagreement=outcome.flip_disagreement,
             )
     return outcome
@@ -155,12 +162,6 @@ def suggest_for_images(
         if outcome is not None:
             results.append((image, outcome))
     return results
-
-
-def _box_probabilities(project: Project, outcome: PredictionOutcome) -> list[float]:
-    if not project.is_detection:
-        return []
-    return [float(r["probability"]) for r in outcome.results if r.get("tagId") is not None]
 
 
 def _suggested(project: Project, iteration: Iteration, results: list[dict]) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -277,33 +278,24 @@ def suggestion_gain_order(project: Project) -> list[int]:
     cached: list[int] | None = cache.get(key)
     if cached is not None:
         return cached
-    rows = list(
-        waiting.values_list(
-            "image_id",
-            "uncertainty",
-            "embedding",
-            "boxes",
-            "box_probabilities",
-            "flip_disagreement",
-        )
-    )
+    fields = ("image_id", "uncertainty", "embedding", "boxes")
+    rows = list(waiting.values(*fields, "box_probabilities", "flip_disagreement"))
     detection = project.is_detection
     order = gain_order(
         iteration,
         GainCandidates(
-            ids=[row[0] for row in rows],
-            embeddings=stored_vectors([row[2] for row in rows]),
-            uncertainty=np.array([row[1] for row in rows], dtype=np.float64),
+            ids=[row["image_id"] for row in rows],
+            embeddings=stored_vectors([row["embedding"] for row in rows]),
+            uncertainty=np.array([row["uncertainty"] for row in rows], dtype=np.float64),
             total=len(rows),
             # Suggestions stored before every box's probability was kept rank by the boxes
             # they suggest (those at or above the threshold).
             box_probabilities=[
-                probabilities or [float(box["probability"]) for box in boxes]
-                for _, _, _, boxes, probabilities, _ in rows
+                row["box_probabilities"] or box_probabilities(row["boxes"]) for row in rows
             ]
             if detection
             else None,
-            flip=[row[5] for row in rows] if detection else None,
+            flip=[row["flip_disagreement"] for row in rows] if detection else None,
         ),
     )
     cache.set(key, order.ids, ORDER_CACHE_S)

@@ -32,6 +32,7 @@ from labeling.models import Image, ImageTag, Project, Region, Role, Tag
 from labeling.services.regions import set_image_regions
 from labeling.services.tagging import set_image_tags
 from project.errors import BadCursor, NotFound
+from project.ids import whole_number
 from training.ml.box_errors import MISSED, WRONG_TAG, find_box_errors
 from training.ml.confident_learning import (
     find_label_errors,
@@ -298,15 +299,16 @@ def review_queue_page(
     iteration = source_iteration(project)
     start = 0
     if after:
-        iteration_id, _, position = after.partition(":")
-        if not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in (iteration_id, position)):
+        head, _, tail = after.partition(":")
+        iteration_id, position = whole_number(head), whole_number(tail)
+        if iteration_id is None or position is None:
             raise BadCursor("This cursor is not one this list gave; start again.")
-        if iteration is None or int(iteration_id) != iteration.pk:
+        if iteration is None or iteration_id != iteration.pk:
             raise BadCursor(
                 "The queue was rebuilt from a newer iteration since this cursor was given; "
                 "start again from the first page."
             )
-        start = int(position)
+        start = position
     if iteration is None or not queue:
         return QueuePage(iteration.pk if iteration else None, len(queue), [], None)
     position_of = {
