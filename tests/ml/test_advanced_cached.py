@@ -103,18 +103,27 @@ def test_on_the_cpu_the_prefix_is_cached_through_an_inference_engine_as_eager_to
         "max_epochs": 2,
     }
     built: list[int | None] = []
+    through_engine: list[int] = []  # images per call
     real = prefix_cache.build_engine
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         built.append(kwargs.get("input_size"))
-        return real(*args, **kwargs)
+        engine = real(*args, **kwargs)
+
+        def counted(batch: np.ndarray) -> np.ndarray:
+            through_engine.append(len(batch))
+            return engine(batch)  # type: ignore[no-any-return]
+
+        return counted
 
     monkeypatch.setattr(prefix_cache, "build_engine", spy)
     eager = fine_tune(refs, targets, **common)  # type: ignore[arg-type]
     assert built == []  # too few images to be worth an export
     monkeypatch.setattr(prefix_cache, "ENGINE_MIN_IMAGES", 1)
     engine = fine_tune(refs, targets, **common)  # type: ignore[arg-type]
-    assert built == [64, 64]  # the training images' cache and the held-out images'
+    # One export serves the training images' cache and the held-out images' (same side).
+    assert built == [64]
+    assert sum(through_engine) == len(refs)
     assert engine.best_epoch == eager.best_epoch
     np.testing.assert_allclose(engine.holdout_scores, eager.holdout_scores, atol=0.02)
 

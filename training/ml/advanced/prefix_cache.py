@@ -132,33 +132,41 @@ class _PrefixNet(nn.Module):
         return self.model.prefix(x)
 
 
-def _run_prefix(
-    run: _Run, pixels: Iterator[np.ndarray], count: int, dtype: torch.dtype, side: int
-) -> torch.Tensor:
-    """The frozen prefix's output for batches of uint8 (N, side, side, 3) pixels, stacked on
-    the CPU.
+PrefixFn = Callable[[np.ndarray], torch.Tensor]
 
-    On the CPU through an inference engine (ONNX Runtime when installed, exported once for
-    `side`) from ENGINE_MIN_IMAGES images on: lite0's stem and first blocks took 11 ms an image
-    there against 73 ms in eager PyTorch (224 px, one thread, outputs equal within 1e-5 of their
-    range), and this pass was most of the cached recipe's fixed cost (bench/RESULTS.md, issue
-    15). Otherwise eager PyTorch on the run's device, in float32.
+
+def _prefix_function(run: _Run, side: int, images: int) -> PrefixFn:
+    """uint8 (N, side, side, 3) pixels -> the frozen prefix's float32 output on the CPU.
+
+    Through an inference engine on the CPU (ONNX Runtime when installed, exported once for
+    `side`) when there are ENGINE_MIN_IMAGES `images` or more: lite0's stem and first blocks
+    took 11 ms an image there against 73 ms in eager PyTorch (224 px, one thread, outputs equal
+    within 1e-5 of their range), and this pass was most of the cached recipe's fixed cost
+    (bench/RESULTS.md, issue 15). Otherwise eager PyTorch on the run's device.
     """
     spec = get_backbone(run.backbone)
-    outputs: list[torch.Tensor] = []
     run.model.eval()
-    engine = None
-    if run.device.type == "cpu" and count >= ENGINE_MIN_IMAGES:
+    if run.device.type == "cpu" and images >= ENGINE_MIN_IMAGES:
         engine = build_engine(_PrefixNet(run.model), spec, device="cpu", input_size=side)
-    with torch.inference_mode():
-        for batch in pixels:
-            if run.should_stop():
-                raise Cancelled("Training was cancelled.")
-            if engine is not None:
-                outputs.append(torch.from_numpy(engine(batch)).to(dtype))
-                continue
-            normalized = to_device(normalize_batch(torch.from_numpy(batch), spec), run.device)
-            outputs.append(run.model.prefix(normalized).to("cpu", dtype))
+        return lambda batch: torch.from_numpy(engine(batch))
+
+    def eager(batch: np.ndarray) -> torch.Tensor:
+        normalized = to_device(normalize_batch(torch.from_numpy(batch), spec), run.device)
+        with torch.inference_mode():
+            return run.model.prefix(normalized).to("cpu")
+
+    return eager
+
+
+def _run_prefix(
+    run: _Run, prefix: PrefixFn, pixels: Iterator[np.ndarray], count: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The frozen prefix's output for batches of uint8 pixels, stacked on the CPU."""
+    outputs: list[torch.Tensor] = []
+    for batch in pixels:
+        if run.should_stop():
+            raise Cancelled("Training was cancelled.")
+        outputs.append(prefix(batch).to(dtype))
     if not outputs:
         return torch.zeros(count, 0)
     return torch.cat(outputs)
@@ -167,18 +175,20 @@ def _run_prefix(
 def _cache_prefix(run: _Run) -> _Cached:
     """Decode every image once; the frozen prefix's output for training and held-out images."""
     spec = get_backbone(run.backbone)
-    refs = run.data.train_refs
+    refs, holdout_refs = run.data.train_refs, run.data.holdout_refs
     size = _train_side(refs, spec.input_size, run.recipe.own_resolution)
+    images = len(refs) + len(holdout_refs)
+    # One engine per side: the held-out images use the training one unless it trains smaller.
+    prefix = {side: _prefix_function(run, side, images) for side in {size, spec.input_size}}
     chunks = _decoded_chunks(refs, spec.input_size, size, run.should_stop)
-    train = _run_prefix(run, chunks, len(refs), torch.float16, size)
+    train = _run_prefix(run, prefix[size], chunks, len(refs), torch.float16)
     # Held-out images go through the serving path (input size, float32), so the kept
     # checkpoint's scores are the ones the Predictor will produce.
     holdout_pixels = (
-        batch
-        for _, batch in decoded_batches(run.data.holdout_refs, size=spec.input_size, batch_size=32)
+        batch for _, batch in decoded_batches(holdout_refs, size=spec.input_size, batch_size=32)
     )
     holdout = _run_prefix(
-        run, holdout_pixels, len(run.data.holdout_refs), torch.float32, spec.input_size
+        run, prefix[spec.input_size], holdout_pixels, len(holdout_refs), torch.float32
     )
     return _Cached(train=train, holdout=holdout, size=size)
 
