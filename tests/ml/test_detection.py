@@ -207,6 +207,20 @@ def test_the_prefix_and_the_rest_of_the_body_give_the_body_s_maps():
         assert all(torch.equal(a, b) for a, b in zip(whole, maps, strict=True))
 
 
+def test_every_box_distance_of_a_fresh_detector_starts_alive():
+    # torchvision's FCOS head puts its distances through a ReLU from zero-centred weights: about
+    # half start at 0, where no gradient reaches them, and small training sets collapsed.
+    model = build_detector("lite0", 2, TINY).eval()
+    images = torch.rand(2, 3, 96, 128)
+
+    with torch.no_grad():
+        features = list(model.backbone(images).values())
+        distances, _ = model.head.regression_head(features)
+
+    assert distances.numel() > 0
+    assert (distances > 0).all()
+
+
 def test_end_to_end_runs_the_frozen_prefix_once_per_view_and_trains_only_later_blocks(
     monkeypatch,
 ):
