@@ -41,8 +41,8 @@ from torch import nn
 
 from bench.al_data import glyph_set
 from training.ml.advanced import FineTuneRecipe, fine_tune
-from training.ml.advanced.loop import _optimizer
-from training.ml.advanced.model import _Classifier, _loss
+from training.ml.advanced.loop import build_optimizer
+from training.ml.advanced.model import Classifier, classifier_loss
 from training.ml.backbones import build_feature_extractor, get_backbone
 from training.ml.data import ImageRef
 from training.ml.errors import BudgetExhausted
@@ -148,11 +148,11 @@ def _step_seconds(
     runs it (the recipe's frozen prefix computed beforehand, BatchNorm frozen)."""
     spec = get_backbone(backbone)
     torch.manual_seed(0)
-    model = _Classifier(build_feature_extractor(backbone), nn.Linear(spec.feature_dim, 10))
+    model = Classifier(build_feature_extractor(backbone), nn.Linear(spec.feature_dim, 10))
     model.freeze_prefix(min(recipe.frozen_blocks, model.splittable_blocks()))
     memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory)
-    optimizer = _optimizer(model, 3e-4, fused=fused)
+    optimizer = build_optimizer(model, 3e-4, fused=fused)
     with torch.inference_mode():
         model.eval()
         inputs = model.prefix(torch.randn(16, 3, size, size)).contiguous(memory_format=memory)
@@ -162,7 +162,7 @@ def _step_seconds(
     spent = np.zeros(2)
     for step in range(steps + 1):  # the first step warms up and is not counted
         started = time.perf_counter()
-        loss = _loss(model.suffix(inputs), targets, False)
+        loss = classifier_loss(model.suffix(inputs), targets, False)
         optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         stepped = time.perf_counter()

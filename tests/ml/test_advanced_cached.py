@@ -14,9 +14,9 @@ from torch import nn
 
 from tests.ml.conftest import photo_dataset
 from training.ml.advanced import FineTuneRecipe, fine_tune, prefix_cache
-from training.ml.advanced.model import _Classifier
-from training.ml.advanced.prefix_cache import _frozen_blocks, _prefix_numel
-from training.ml.advanced.split import _Data
+from training.ml.advanced.model import Classifier
+from training.ml.advanced.prefix_cache import _prefix_numel, frozen_blocks
+from training.ml.advanced.split import Data
 from training.ml.backbones import build_feature_extractor, get_backbone
 from training.ml.features import FeatureCache
 
@@ -24,7 +24,7 @@ from training.ml.features import FeatureCache
 def test_frozen_prefix_then_suffix_equals_the_full_network(tiny_backbone: str) -> None:
     torch.manual_seed(0)
     head = nn.Linear(get_backbone(tiny_backbone).feature_dim, 4)
-    model = _Classifier(build_feature_extractor(tiny_backbone), head).eval()
+    model = Classifier(build_feature_extractor(tiny_backbone), head).eval()
     pixels = torch.randn(3, 3, 64, 64)
     with torch.inference_mode():
         full = model(pixels)
@@ -150,33 +150,32 @@ def test_early_stopping_keeps_the_best_epoch(tiny_backbone: str, cache: FeatureC
     assert len(result.holdout_losses) == result.epochs + 1
 
 
-def _cache_mb(model: _Classifier, blocks: int, data: _Data, size: int) -> float:
+def _cache_mb(model: Classifier, blocks: int, data: Data, size: int) -> float:
     values = _prefix_numel(model, blocks, size, torch.device("cpu"))
     return values * (2 * len(data.train_refs) + 4 * len(data.holdout_refs)) / 2**20
 
 
 def test_a_cache_over_the_limit_freezes_deeper_never_shallower(tiny_backbone: str) -> None:
     refs, targets = photo_dataset(per_class=4, size=40)
-    data = _Data.split(refs, targets, 0)
+    data = Data.split(refs, targets, 0)
     head = nn.Linear(get_backbone(tiny_backbone).feature_dim, 4)
-    model = _Classifier(build_feature_extractor(tiny_backbone), head)
+    model = Classifier(build_feature_extractor(tiny_backbone), head)
     size = get_backbone(tiny_backbone).input_size
     recipe = FineTuneRecipe(frozen_blocks=1)
     at_recipe = _cache_mb(model, 1, data, size)
     cpu = torch.device("cpu")
     assert (
-        _frozen_blocks(model, replace(recipe, cache_limit_mb=at_recipe), data, tiny_backbone, cpu)
+        frozen_blocks(model, replace(recipe, cache_limit_mb=at_recipe), data, tiny_backbone, cpu)
         == 1
     )
     # Just under what the recipe's blocks need: a deeper block with a smaller output, whose cache
     # fits (fewer blocks would need more: the pixels or the stem's wide maps).
     tighter = replace(recipe, cache_limit_mb=at_recipe * 0.99)
-    deeper = _frozen_blocks(model, tighter, data, tiny_backbone, cpu)
+    deeper = frozen_blocks(model, tighter, data, tiny_backbone, cpu)
     assert deeper is not None and deeper > 1
     assert _cache_mb(model, deeper, data, size) <= tighter.cache_limit_mb
     assert (
-        _frozen_blocks(model, replace(recipe, cache_limit_mb=1e-6), data, tiny_backbone, cpu)
-        is None
+        frozen_blocks(model, replace(recipe, cache_limit_mb=1e-6), data, tiny_backbone, cpu) is None
     )
 
 

@@ -114,7 +114,7 @@ def fold_count(targets: np.ndarray, n_folds: int = 5) -> int:
     return k
 
 
-def _validate(features: np.ndarray, targets: np.ndarray, multilabel: bool) -> None:
+def validate_training_inputs(features: np.ndarray, targets: np.ndarray, multilabel: bool) -> None:
     if features.ndim != 2:
         raise ValueError(f"features must be (N, D); got shape {features.shape}.")
     if targets.ndim != 2 or targets.shape[0] != features.shape[0]:
@@ -501,7 +501,7 @@ def train_quick(
     """
     features = np.asarray(features)
     targets = np.asarray(targets)
-    _validate(features, targets, multilabel)
+    validate_training_inputs(features, targets, multilabel)
     seed_everything(seed)
     if fold_of is None:
         k = fold_count(targets, n_folds)

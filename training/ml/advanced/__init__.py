@@ -41,17 +41,17 @@ from ..data import ImageRef
 from ..device import precision_for, resolve_device
 from ..errors import BudgetExhausted
 from ..features import FeatureCache
-from ..quick import _validate
+from ..quick import validate_training_inputs
 from ..seeding import seed_everything
-from .checkpoint import _Best
-from .linear_probe import _linear_probe_start
-from .loop import _optimizer, _train_epochs
-from .model import _Classifier
-from .prefix_cache import _cache_prefix, _frozen_blocks
+from .checkpoint import Best
+from .linear_probe import linear_probe_start
+from .loop import build_optimizer, train_epochs
+from .model import Classifier
+from .prefix_cache import cache_prefix, frozen_blocks
 from .recipe import FineTuneRecipe, FineTuneResult
-from .run import ProgressFn, _Run
-from .split import _Data
-from .timing import _Clock, _timed
+from .run import ProgressFn, Run
+from .split import Data
+from .timing import Clock, timed
 
 __all__ = ["FineTuneRecipe", "FineTuneResult", "ProgressFn", "fine_tune"]
 
@@ -95,22 +95,22 @@ def fine_tune(
     recipe = recipe or FineTuneRecipe()
     targets = _checked_targets(refs, targets, multilabel=multilabel, budget_s=budget_s)
     target = resolve_device(device)
-    clock = _Clock(time.monotonic(), budget_s)
+    clock = Clock(time.monotonic(), budget_s)
     seed_everything(seed)
-    data = _Data.split(refs, targets, seed)
+    data = Data.split(refs, targets, seed)
     on_progress("embedding", 0.0)
-    model, best = _linear_probe_start(
+    model, best = linear_probe_start(
         target, refs, targets, data, backbone, multilabel, cache, should_stop
     )
     spent = _spent_on_linear_probe(clock)
     recipe = _place_model(model, recipe, data, backbone, target, on_progress)
-    run = _Run(
+    run = Run(
         model=model,
         data=data,
         backbone=backbone,
         multilabel=multilabel,
         clock=clock,
-        optimizer=_optimizer(model, lr, fused=recipe.fused_optimizer),
+        optimizer=build_optimizer(model, lr, fused=recipe.fused_optimizer),
         batch_size=batch_size,
         max_epochs=max_epochs,
         on_progress=on_progress,
@@ -120,7 +120,7 @@ def fine_tune(
         spent=spent,
     )
     _cache_training_images(run)
-    epochs_done = _train_epochs(run, best, seed=seed, patience=patience)
+    epochs_done = train_epochs(run, best, seed=seed, patience=patience)
     on_progress("done", 1.0)
     return _result(run, best, epochs_done)
 
@@ -132,13 +132,13 @@ def _checked_targets(
     targets = np.asarray(targets)
     if len(refs) != targets.shape[0]:
         raise ValueError(f"refs has {len(refs)} images but targets has {targets.shape[0]} rows.")
-    _validate(np.zeros((len(refs), 1), dtype=np.float32), targets, multilabel)
+    validate_training_inputs(np.zeros((len(refs), 1), dtype=np.float32), targets, multilabel)
     if budget_s <= 0:
         raise BudgetExhausted("The time budget must be positive to train at all.")
     return targets
 
 
-def _spent_on_linear_probe(clock: _Clock) -> dict[str, float]:
+def _spent_on_linear_probe(clock: Clock) -> dict[str, float]:
     """Seconds per phase so far; raises BudgetExhausted when the linear probe used the budget."""
     if clock.elapsed() > clock.budget_s:
         raise BudgetExhausted(
@@ -150,9 +150,9 @@ def _spent_on_linear_probe(clock: _Clock) -> dict[str, float]:
 
 
 def _place_model(
-    model: _Classifier,
+    model: Classifier,
     recipe: FineTuneRecipe,
-    data: _Data,
+    data: Data,
     backbone: str,
     device: torch.device,
     on_progress: ProgressFn,
@@ -162,7 +162,7 @@ def _place_model(
     model.to(device)
     if recipe.cached:
         on_progress("caching images", 0.0)
-        blocks = _frozen_blocks(model, recipe, data, backbone, device)
+        blocks = frozen_blocks(model, recipe, data, backbone, device)
         if blocks is None:  # the cache would not fit: stream the images every epoch instead
             recipe = replace(recipe, cached=False, frozen_blocks=0)
         else:
@@ -172,14 +172,14 @@ def _place_model(
     return recipe
 
 
-def _cache_training_images(run: _Run) -> None:
+def _cache_training_images(run: Run) -> None:
     """Decode the images and run the frozen prefix once, when the recipe caches."""
     if run.recipe.cached:
-        with _timed(run, "decoding and caching"):
-            run.cached = _cache_prefix(run)
+        with timed(run, "decoding and caching"):
+            run.cached = cache_prefix(run)
 
 
-def _result(run: _Run, best: _Best, epochs_done: int) -> FineTuneResult:
+def _result(run: Run, best: Best, epochs_done: int) -> FineTuneResult:
     """The best checkpoint, its held-out scores and where the time went."""
     train_size = run.cached.size if run.cached else get_backbone(run.backbone).input_size
     return FineTuneResult(

@@ -10,7 +10,7 @@ from torch import nn
 
 
 @dataclass
-class _Best:
+class Best:
     """The checkpoint to beat: lowest held-out loss so far (epoch 0 = the linear-probe start)."""
 
     loss: float
@@ -23,10 +23,10 @@ class _Best:
         self.history.append(loss)
         if loss < self.loss:
             self.loss, self.scores, self.epoch = loss, scores, epoch
-            self.state = _state_copy(model)
+            self.state = state_copy(model)
 
 
-def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     # Contiguous: a channels-last run's weights are saved in the layout every loader expects.
     return {
         name: t.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)

@@ -14,9 +14,9 @@ from ..data import ImageRef
 from ..errors import TrainingDiverged
 from ..features import FeatureCache, embed_images
 from ..quick import fit_head
-from .checkpoint import _Best, _state_copy
-from .model import _Classifier, _loss, _probabilities
-from .split import _Data
+from .checkpoint import Best, state_copy
+from .model import Classifier, classifier_loss, probabilities
+from .split import Data
 
 
 class _MemoryCache(FeatureCache):
@@ -34,16 +34,16 @@ class _MemoryCache(FeatureCache):
             self._store[(backbone, key)] = np.asarray(vector, dtype=np.float32)
 
 
-def _linear_probe_start(
+def linear_probe_start(
     device: torch.device,
     refs: Sequence[ImageRef],
     targets: np.ndarray,
-    data: _Data,
+    data: Data,
     backbone: str,
     multilabel: bool,
     cache: FeatureCache | None,
     should_stop: Callable[[], bool],
-) -> tuple[_Classifier, _Best]:
+) -> tuple[Classifier, Best]:
     """The model with the quick linear head on frozen features, and that start as the best."""
     spec = get_backbone(backbone)
     store = cache if cache is not None else _MemoryCache()
@@ -60,11 +60,11 @@ def _linear_probe_start(
     with torch.no_grad():
         head.weight.copy_(head_fit.weight)
         head.bias.copy_(head_fit.bias)
-    model = _Classifier(build_feature_extractor(backbone), head)
+    model = Classifier(build_feature_extractor(backbone), head)
     with torch.no_grad():
         probe_logits = torch.from_numpy(frozen[data.holdout_index]) @ head.weight.T + head.bias
-    loss = float(_loss(probe_logits, data.y_holdout, multilabel))
+    loss = float(classifier_loss(probe_logits, data.y_holdout, multilabel))
     if not math.isfinite(loss):
         raise TrainingDiverged("The training loss became NaN or infinite.")
-    scores = _probabilities(probe_logits, multilabel).numpy().astype(np.float32)
-    return model, _Best(loss=loss, scores=scores, state=_state_copy(model), history=[loss])
+    scores = probabilities(probe_logits, multilabel).numpy().astype(np.float32)
+    return model, Best(loss=loss, scores=scores, state=state_copy(model), history=[loss])

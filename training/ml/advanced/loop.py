@@ -14,15 +14,15 @@ from ..backbones import get_backbone
 from ..device import to_device
 from ..errors import BudgetExhausted, Cancelled, TrainingDiverged
 from ..preprocessing import train_transform
-from .checkpoint import _Best
-from .model import _Classifier, _loss
-from .prefix_cache import _cached_batches, _evaluate_cached
-from .run import _Run
-from .streaming import _evaluate, _timed_batches, _train_batches
-from .timing import _add, _timed
+from .checkpoint import Best
+from .model import Classifier, classifier_loss
+from .prefix_cache import cached_batches, evaluate_cached
+from .run import Run
+from .streaming import evaluate, timed_batches, train_batches
+from .timing import add, timed
 
 
-def _optimizer(model: _Classifier, lr: float, *, fused: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(model: Classifier, lr: float, *, fused: bool = False) -> torch.optim.Optimizer:
     trainable = [p for p in model.backbone.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         [
@@ -38,7 +38,7 @@ def _optimizer(model: _Classifier, lr: float, *, fused: bool = False) -> torch.o
     return optimizer
 
 
-def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
+def train_epochs(run: Run, best: Best, *, seed: int, patience: int) -> int:
     """Epochs until the budget, the epoch cap or early stopping; returns the epochs completed."""
     transform = train_transform(get_backbone(run.backbone))
     rng = np.random.default_rng(seed)
@@ -59,8 +59,8 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
                     spent_s={"the first epoch": run.clock.elapsed()},
                 )
             break  # the budget ran out mid-epoch (after at least one full epoch)
-        with _timed(run, "held-out scoring"):
-            holdout_loss, scores = _evaluate_cached(run) if run.cached else _evaluate(run)
+        with timed(run, "held-out scoring"):
+            holdout_loss, scores = evaluate_cached(run) if run.cached else evaluate(run)
         if not math.isfinite(holdout_loss):
             raise TrainingDiverged("The held-out loss became NaN or infinite.")
         epochs_done = epoch
@@ -68,7 +68,7 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
         # What the budget buys at this pace, shown as "epoch 3/7" rather than the cap.
         left = int((run.clock.budget_s - run.clock.elapsed()) // max(epoch_seconds, 1e-6))
         run.planned_epochs = max(epoch, min(run.max_epochs, epoch + left))
-        with _timed(run, "checkpointing"):
+        with timed(run, "checkpointing"):
             best.offer(epoch, holdout_loss, scores, run.model)
         if epoch - best.epoch >= patience:
             break
@@ -76,7 +76,7 @@ def _train_epochs(run: _Run, best: _Best, *, seed: int, patience: int) -> int:
 
 
 def _epoch_batches(
-    run: _Run,
+    run: Run,
     order: np.ndarray,
     generator: torch.Generator,
     transform: Callable[..., torch.Tensor],
@@ -84,10 +84,10 @@ def _epoch_batches(
     """The training split's augmented batches in `order`: (indices into the split, (B, C, h, w)
     float32), from the cache when there is one, else decoded from the images."""
     if run.cached is not None:
-        return _cached_batches(run, order, generator)
-    return _timed_batches(
+        return cached_batches(run, order, generator)
+    return timed_batches(
         run,
-        _train_batches(
+        train_batches(
             run.data.train_refs,
             order,
             run.batch_size,
@@ -98,7 +98,7 @@ def _epoch_batches(
 
 
 def _train_one_epoch(
-    run: _Run,
+    run: Run,
     epoch: int,
     batches: Iterator[tuple[np.ndarray, torch.Tensor]],
     planned: int,
@@ -123,7 +123,7 @@ def _train_one_epoch(
         started = time.monotonic()
         with run.precision.autocast():
             logits = model.suffix(inputs)
-        loss = _loss(logits.float(), targets, run.multilabel)
+        loss = classifier_loss(logits.float(), targets, run.multilabel)
         if not torch.isfinite(loss):
             raise TrainingDiverged("The training loss became NaN or infinite.")
         run.optimizer.zero_grad()
@@ -131,8 +131,8 @@ def _train_one_epoch(
         stepped = time.monotonic()
         scaler.step(run.optimizer)
         scaler.update()
-        _add(run, "forward and backward", stepped - started)
-        _add(run, "optimizer", time.monotonic() - stepped)
+        add(run, "forward and backward", stepped - started)
+        add(run, "optimizer", time.monotonic() - stepped)
         run.on_progress(
             f"epoch {epoch}/{planned}", min(1.0, max(elapsed / clock.budget_s, progress))
         )

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class _Classifier(nn.Module):
+class Classifier(nn.Module):
     def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
         super().__init__()
         self.backbone = backbone
@@ -62,7 +62,7 @@ class _Classifier(nn.Module):
                 module.eval()
 
 
-def _loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+def classifier_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
     if multilabel:
         return F.binary_cross_entropy_with_logits(logits, targets)
     labels = torch.where(
@@ -73,5 +73,5 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torc
     return F.cross_entropy(logits, labels)
 
 
-def _probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+def probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)[:, :-1]

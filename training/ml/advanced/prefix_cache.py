@@ -20,14 +20,14 @@ from ..errors import Cancelled
 from ..features import decoded_batches
 from ..inference import build_engine
 from ..preprocessing import load_rgb, normalize_batch, resize_center_crop
-from .model import _Classifier, _loss, _probabilities
+from .model import Classifier, classifier_loss, probabilities
 from .recipe import FineTuneRecipe
-from .run import _Cached, _Run
-from .split import _Data
-from .timing import _timed
+from .run import Cached, Run
+from .split import Data
+from .timing import timed
 
 
-def _prefix_numel(model: _Classifier, blocks: int, size: int, device: torch.device) -> int:
+def _prefix_numel(model: Classifier, blocks: int, size: int, device: torch.device) -> int:
     """Values per image in the output of the stem and `blocks` blocks at `size` px."""
     if blocks <= 0:
         return 3 * size * size
@@ -41,10 +41,10 @@ def _prefix_numel(model: _Classifier, blocks: int, size: int, device: torch.devi
     return int(out[0].numel())
 
 
-def _frozen_blocks(
-    model: _Classifier,
+def frozen_blocks(
+    model: Classifier,
     recipe: FineTuneRecipe,
-    data: _Data,
+    data: Data,
     backbone: str,
     device: torch.device,
 ) -> int | None:
@@ -55,7 +55,7 @@ def _frozen_blocks(
     block 1, 31k after block 3), so freezing fewer blocks would only grow the cache. Sized at
     the input size (the worst case for the training images) so the decision needs no decoding;
     float16 for training images, float32 for held-out ones. Images are decoded a batch at a
-    time (`_cache_prefix`), so the outputs are all the cache holds.
+    time (`cache_prefix`), so the outputs are all the cache holds.
     """
     size = get_backbone(backbone).input_size
     splittable = model.splittable_blocks()
@@ -124,7 +124,7 @@ ENGINE_MIN_IMAGES = 64
 class _PrefixNet(nn.Module):
     """The classifier's frozen prefix as a module of its own, for an inference engine."""
 
-    def __init__(self, model: _Classifier) -> None:
+    def __init__(self, model: Classifier) -> None:
         super().__init__()
         self.model = model
 
@@ -135,7 +135,7 @@ class _PrefixNet(nn.Module):
 PrefixFn = Callable[[np.ndarray], torch.Tensor]
 
 
-def _prefix_function(run: _Run, side: int, images: int) -> PrefixFn:
+def _prefix_function(run: Run, side: int, images: int) -> PrefixFn:
     """uint8 (N, side, side, 3) pixels -> the frozen prefix's float32 output on the CPU.
 
     Through an inference engine on the CPU (ONNX Runtime when installed, exported once for
@@ -159,7 +159,7 @@ def _prefix_function(run: _Run, side: int, images: int) -> PrefixFn:
 
 
 def _run_prefix(
-    run: _Run, prefix: PrefixFn, pixels: Iterator[np.ndarray], count: int, dtype: torch.dtype
+    run: Run, prefix: PrefixFn, pixels: Iterator[np.ndarray], count: int, dtype: torch.dtype
 ) -> torch.Tensor:
     """The frozen prefix's output for batches of uint8 pixels, stacked on the CPU."""
     outputs: list[torch.Tensor] = []
@@ -172,7 +172,7 @@ def _run_prefix(
     return torch.cat(outputs)
 
 
-def _cache_prefix(run: _Run) -> _Cached:
+def cache_prefix(run: Run) -> Cached:
     """Decode every image once; the frozen prefix's output for training and held-out images."""
     spec = get_backbone(run.backbone)
     refs, holdout_refs = run.data.train_refs, run.data.holdout_refs
@@ -190,7 +190,7 @@ def _cache_prefix(run: _Run) -> _Cached:
     holdout = _run_prefix(
         run, prefix[spec.input_size], holdout_pixels, len(holdout_refs), torch.float32
     )
-    return _Cached(train=train, holdout=holdout, size=size)
+    return Cached(train=train, holdout=holdout, size=size)
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -217,19 +217,19 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out
 
 
-def _cached_batches(
-    run: _Run, order: np.ndarray, generator: torch.Generator
+def cached_batches(
+    run: Run, order: np.ndarray, generator: torch.Generator
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Augmented float32 batches of the cached prefix outputs, in `order`."""
     assert run.cached is not None
     for start in range(0, len(order), run.batch_size):
         chunk = order[start : start + run.batch_size]
-        with _timed(run, "augmentation"):
+        with timed(run, "augmentation"):
             batch = _augment(run.cached.train[torch.from_numpy(chunk)].float(), generator)
         yield chunk, batch
 
 
-def _evaluate_cached(run: _Run) -> tuple[float, np.ndarray]:
+def evaluate_cached(run: Run) -> tuple[float, np.ndarray]:
     """(held-out loss, (M, T) probabilities) from the held-out images' cached prefix."""
     assert run.cached is not None
     run.model.eval()
@@ -241,5 +241,5 @@ def _evaluate_cached(run: _Run) -> tuple[float, np.ndarray]:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             logits.append(run.model.suffix(batch).float().cpu())
     all_logits = torch.cat(logits)
-    loss = float(_loss(all_logits, run.data.y_holdout, run.multilabel))
-    return loss, _probabilities(all_logits, run.multilabel).numpy().astype(np.float32)
+    loss = float(classifier_loss(all_logits, run.data.y_holdout, run.multilabel))
+    return loss, probabilities(all_logits, run.multilabel).numpy().astype(np.float32)

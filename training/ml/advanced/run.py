@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 import torch
 
 from ..device import Precision
-from .model import _Classifier
+from .model import Classifier
 from .recipe import FineTuneRecipe
-from .split import _Data
-from .timing import _Clock
+from .split import Data
+from .timing import Clock
 
 ProgressFn = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
-class _Cached:
-    """The cached recipe's frozen-prefix outputs (filled once by prefix_cache._cache_prefix)."""
+class Cached:
+    """The cached recipe's frozen-prefix outputs (filled once by prefix_cache.cache_prefix)."""
 
     train: torch.Tensor  # (N, C, h, w) float16: the frozen prefix's output per training image
     holdout: torch.Tensor  # (M, C, H, W) float32: the same at the serving size, held-out images
@@ -26,12 +26,12 @@ class _Cached:
 
 
 @dataclass
-class _Run:
-    model: _Classifier
-    data: _Data
+class Run:
+    model: Classifier
+    data: Data
     backbone: str
     multilabel: bool
-    clock: _Clock
+    clock: Clock
     optimizer: torch.optim.Optimizer
     batch_size: int
     max_epochs: int
@@ -40,7 +40,7 @@ class _Run:
     precision: Precision
     recipe: FineTuneRecipe = field(default_factory=FineTuneRecipe)
     spent: dict[str, float] = field(default_factory=dict)  # seconds per phase, for the bench
-    cached: _Cached | None = None
+    cached: Cached | None = None
     planned_epochs: int = 0  # epochs the budget buys at the measured pace (the cap at first)
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ def _split(targets: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _Data:
+class Data:
     """The stratified train / held-out split of the refs and their targets."""
 
     train_index: np.ndarray
@@ -30,7 +30,7 @@ class _Data:
     y_holdout: torch.Tensor
 
     @classmethod
-    def split(cls, refs: Sequence[ImageRef], targets: np.ndarray, seed: int) -> _Data:
+    def split(cls, refs: Sequence[ImageRef], targets: np.ndarray, seed: int) -> Data:
         train_index, holdout_index = _split(targets, seed)
         return cls(
             train_index=train_index,

@@ -15,9 +15,9 @@ from ..data import ImageRef, read_bytes
 from ..device import to_device
 from ..features import decoded_batches
 from ..preprocessing import load_rgb, normalize_batch
-from .model import _loss, _probabilities
-from .run import _Run
-from .timing import _add
+from .model import classifier_loss, probabilities
+from .run import Run
+from .timing import add
 
 
 def _augmented(ref: ImageRef, size: int, transform: Callable[..., torch.Tensor]) -> torch.Tensor:
@@ -26,7 +26,7 @@ def _augmented(ref: ImageRef, size: int, transform: Callable[..., torch.Tensor])
     return transform(load_rgb(data, key=ref.key, draft_size=size * 2))
 
 
-def _train_batches(
+def train_batches(
     refs: Sequence[ImageRef],
     order: np.ndarray,
     batch_size: int,
@@ -51,20 +51,20 @@ def _train_batches(
                 future.cancel()
 
 
-def _timed_batches(
-    run: _Run, batches: Iterator[tuple[np.ndarray, torch.Tensor]]
+def timed_batches(
+    run: Run, batches: Iterator[tuple[np.ndarray, torch.Tensor]]
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """The legacy loader's batches, charging the time the model waited for them."""
     while True:
         started = time.monotonic()
         item = next(batches, None)
-        _add(run, "waiting for decoding and augmentation", time.monotonic() - started)
+        add(run, "waiting for decoding and augmentation", time.monotonic() - started)
         if item is None:
             return
         yield item
 
 
-def _evaluate(run: _Run) -> tuple[float, np.ndarray]:
+def evaluate(run: Run) -> tuple[float, np.ndarray]:
     """(held-out loss, (M, T) probabilities) of the model as it is now."""
     spec = get_backbone(run.backbone)
     run.model.eval()
@@ -76,5 +76,5 @@ def _evaluate(run: _Run) -> tuple[float, np.ndarray]:
             batch = to_device(normalize_batch(torch.from_numpy(pixels), spec), run.device)
             logits.append(run.model(batch).float().cpu())
     all_logits = torch.cat(logits)
-    loss = float(_loss(all_logits, run.data.y_holdout, run.multilabel))
-    return loss, _probabilities(all_logits, run.multilabel).numpy().astype(np.float32)
+    loss = float(classifier_loss(all_logits, run.data.y_holdout, run.multilabel))
+    return loss, probabilities(all_logits, run.multilabel).numpy().astype(np.float32)

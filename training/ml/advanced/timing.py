@@ -10,13 +10,13 @@ from typing import Protocol
 
 
 class _Phases(Protocol):
-    """What the phase timers charge: a run's seconds per phase (run._Run is one)."""
+    """What the phase timers charge: a run's seconds per phase (run.Run is one)."""
 
     spent: dict[str, float]
 
 
 @dataclass(frozen=True)
-class _Clock:
+class Clock:
     started: float
     budget_s: float
 
@@ -24,14 +24,14 @@ class _Clock:
         return time.monotonic() - self.started
 
 
-def _add(run: _Phases, phase: str, seconds: float) -> None:
+def add(run: _Phases, phase: str, seconds: float) -> None:
     run.spent[phase] = run.spent.get(phase, 0.0) + seconds
 
 
 @contextmanager
-def _timed(run: _Phases, phase: str) -> Iterator[None]:
+def timed(run: _Phases, phase: str) -> Iterator[None]:
     started = time.monotonic()
     try:
         yield
     finally:
-        _add(run, phase, time.monotonic() - started)
+        add(run, phase, time.monotonic() - started)
