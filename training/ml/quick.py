@@ -115,6 +115,8 @@ def fold_count(targets: np.ndarray, n_folds: int = 5) -> int:
 
 
 def validate_training_inputs(features: np.ndarray, targets: np.ndarray, multilabel: bool) -> None:
+    """Raise ValueError naming the argument when (N, D) features and (N, T) 0/1 targets do not
+    fit together (DatasetTooSmall without a tag); quick training and fine-tuning share it."""
     if features.ndim != 2:
         raise ValueError(f"features must be (N, D); got shape {features.shape}.")
     if targets.ndim != 2 or targets.shape[0] != features.shape[0]:
