@@ -35,9 +35,9 @@ _PYRAMID_STAGES = (2, 3, 4)
 
 # Where the FCOS head's box distances start, in anchor sizes (the level's stride). torchvision's
 # head passes them through a ReLU from zero-centred initial weights, so about half of them start
-# dead, and on a small training set the regression could end with none alive: every box a
-# fraction of its object's size, held-out mAP@0.5 near 0 on 10-30 labeled images for some
-# draws of them (bench/detection_small_sets.py). A level is assigned objects reaching 4 to 8
+# dead, and on a small training set the regression could stall: every box a fraction of its
+# object's size, test mAP@0.5 near 0 on 10-30 labeled images for some draws of them (bench/
+# detection_small_sets.py and bench/RESULTS.md). A level is assigned objects reaching 4 to 8
 # anchor sizes from their centre; starting at 4 keeps every output in the ReLU's live range.
 # Module state so that bench/detection_small_sets.py can build torchvision's start (0) beside it.
 REGRESSION_START = 4.0
