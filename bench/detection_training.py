@@ -1,7 +1,7 @@
 """Quick detection training on a set shaped like real projects, inside its default budget.
 
     .venv/bin/python bench/detection_training.py [--images 400] [--novel 100] [--budget-s 600]
-        [--seed 0] [--threads 2] [--no-busy] [--record]
+        [--seed 0] [--threads 2] [--no-busy] [--record] [--regression-start 4]
 
 Data: bench/detection_project_data.py, `--images` photographs-sized JPEGs (480x640 to 800x600,
 5 tags, 0-6 objects of 10-50% of the shorter side) to train on, and `--novel` more whose
@@ -33,6 +33,7 @@ from bench.common import append_result, command_line
 from bench.detection_project_data import TAGS, Sample, generate_project_set
 from training.ml.data import ImageRef
 from training.ml.detection import DetectorConfig, DetectorPredictor, TrainOptions, train_detector
+from training.ml.detection import model as detector_model
 from training.ml.detection.prepare import MapStore
 
 
@@ -174,8 +175,15 @@ def main() -> None:
     parser.add_argument("--no-busy", action="store_true", help="no second process on a core")
     parser.add_argument("--data", type=Path, default=Path("bench/out/detection-project"))
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    parser.add_argument(
+        "--regression-start",
+        type=float,
+        default=detector_model.REGRESSION_START,
+        help="where the FCOS head's box distances start (torchvision's: 0)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    detector_model.REGRESSION_START = args.regression_start
     figures = run(
         images=args.images,
         novel=args.novel,
