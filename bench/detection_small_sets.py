@@ -50,7 +50,8 @@ from training.ml.detection import model as detector_model  # noqa: E402
 from training.ml.detection.prepare import MapStore  # noqa: E402
 
 COLLAPSED = 0.05
-STARTS = {"torchvision (0)": 0.0, f"Loupe ({detector_model.REGRESSION_START:g})": None}
+LOUPE_START = detector_model.REGRESSION_START
+STARTS = {"torchvision (0)": 0.0, f"Loupe ({LOUPE_START:g})": LOUPE_START}
 
 
 def draws(data: DetectionSet, seed: int, sizes: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -95,21 +96,20 @@ def main() -> None:
     started = time.perf_counter()
     data = DetectionSet(200)
     print(f"{len(data.paths)} images decoded and embedded ({time.perf_counter() - started:.0f} s)")
-    loupe_start = detector_model.REGRESSION_START
     scores = {name: np.zeros((args.seeds, len(sizes))) for name in STARTS}
     with tempfile.TemporaryDirectory(prefix="loupe-det-small-") as tmp:
         store = MapStore(Path(tmp), backbone=BACKBONE, config=DetectorConfig(), max_bytes=2**31)
         for seed in range(args.seeds):
             test, labeled = draws(data, seed, sizes)
             for name, start in STARTS.items():
-                detector_model.REGRESSION_START = loupe_start if start is None else start
+                detector_model.REGRESSION_START = start
                 for column, rows in enumerate(labeled):
                     scores[name][seed, column] = train_and_score(
                         data, rows, test, seed, args.epochs, store
                     )
                 line = " ".join(f"{100 * v:.1f}" for v in scores[name][seed])
                 print(f"seed {seed} {name}: {line}", flush=True)
-    detector_model.REGRESSION_START = loupe_start
+    detector_model.REGRESSION_START = LOUPE_START
     text = markdown(scores, sizes, args)
     print(text)
     if not args.no_write:

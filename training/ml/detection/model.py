@@ -39,7 +39,8 @@ _PYRAMID_STAGES = (2, 3, 4)
 # object's size, test mAP@0.5 near 0 on 10-30 labeled images for some draws of them (bench/
 # detection_small_sets.py and bench/RESULTS.md). A level is assigned objects reaching 4 to 8
 # anchor sizes from their centre; starting at 4 keeps every output in the ReLU's live range.
-# Module state so that bench/detection_small_sets.py can build torchvision's start (0) beside it.
+# Module state so that the benches (detection_small_sets.py, detection_training.py
+# --regression-start) can build torchvision's start (0) beside it.
 REGRESSION_START = 4.0
 
 
