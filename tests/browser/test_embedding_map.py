@@ -20,6 +20,7 @@ from tests.factories import (
     ProjectFactory,
     TagFactory,
 )
+from training.ml.backbones import get_backbone
 from training.ml.features import FeatureCache
 from training.services.embedding_map import current_map
 from training.services.iterations import backbone_for
@@ -64,8 +65,9 @@ def clustered(settings, tmp_path):
     for image in images:
         image.refresh_from_db()
     rng = np.random.default_rng(1)
-    centres = rng.standard_normal((3, 1280)) * 6
-    vectors = np.repeat(centres, 12, axis=0) + rng.standard_normal((36, 1280))
+    dim = get_backbone(backbone_for(project)).feature_dim
+    centres = rng.standard_normal((3, dim)) * 6
+    vectors = np.repeat(centres, 12, axis=0) + rng.standard_normal((36, dim))
     settings.LOUPE_FEATURE_CACHE_DIR = tmp_path / "features"
     FeatureCache(tmp_path / "features").put_many(
         {i.sha256: v.astype(np.float32) for i, v in zip(images, vectors, strict=True)},

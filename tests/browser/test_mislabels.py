@@ -12,6 +12,7 @@ from labeling.models import ImageTag, Role
 from tests.browser.test_accessibility import axe_violations
 from tests.factories import MembershipFactory, ProjectFactory
 from tests.training.test_mislabels import scored_project
+from training.ml.backbones import get_backbone
 from training.ml.features import FeatureCache
 from training.models import HealthReport, KeptLabel
 from training.services.iterations import backbone_for
@@ -31,7 +32,8 @@ def test_work_through_the_mislabel_queue_with_the_keyboard(page, login, settings
     reviewer = MembershipFactory(project=project, role=Role.REVIEWER, user__username="rev").user
     _tags, images = scored_project(project, {3: 1, 25: 0, 30: 0})
     settings.LOUPE_FEATURE_CACHE_DIR = tmp_path / "features"
-    vectors = np.random.default_rng(0).standard_normal((len(images), 1280)).astype(np.float32)
+    dim = get_backbone(backbone_for(project)).feature_dim
+    vectors = np.random.default_rng(0).standard_normal((len(images), dim)).astype(np.float32)
     FeatureCache(tmp_path / "features").put_many(
         {image.sha256: v for image, v in zip(images, vectors, strict=True)}, backbone_for(project)
     )

@@ -37,6 +37,8 @@ def test_frozen_prefix_then_suffix_equals_the_full_network(tiny_backbone: str) -
     assert any(name.startswith("conv_stem") for name in frozen)
     assert any(name.startswith("blocks.2.") for name in frozen)
     assert not any(name.startswith("blocks.3.") for name in frozen)
+    with pytest.raises(ValueError, match="At most 4"):  # block 4 is pooled into the embedding
+        model.freeze_prefix(5)
 
 
 def test_cached_recipe_learns_and_beats_its_linear_probe_start(

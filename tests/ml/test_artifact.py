@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.ml.conftest import photo_dataset
 from training.ml.artifact import ClassifierArtifact, Predictor, load_artifact, save_artifact
+from training.ml.backbones import get_backbone
 from training.ml.features import FeatureCache, embed_images
 from training.ml.preprocessing import PREPROCESSING_VERSION, load_rgb
 from training.ml.quick import train_quick
@@ -58,4 +59,4 @@ def test_concurrent_predict_calls_agree(tiny_backbone: str, cache: FeatureCache)
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda i: predictor.predict([images[i]]), range(len(images))))
     np.testing.assert_allclose(np.concatenate(results), expected, atol=1e-5)
-    assert predictor.embed(images[:2]).shape == (2, 1280)
+    assert predictor.embed(images[:2]).shape == (2, get_backbone(tiny_backbone).feature_dim)

@@ -70,3 +70,16 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="finite"):
         near_duplicate_groups(np.full((2, 3), np.nan))
     assert near_duplicate_groups(np.zeros((1, 4))) == []
+
+
+def test_copies_are_judged_on_the_last_maps_part_of_a_levels_embedding() -> None:
+    """A -levels embedding (blocks 4-6 pooled, then the last map's 1,280 values): pairs follow
+    the last map's part, whatever the texture part before it says."""
+    rng = np.random.default_rng(4)
+    texture = rng.standard_normal((1, 624)).repeat(4, axis=0) * 10  # alike everywhere, and large
+    content = rng.standard_normal((4, 1280))
+    content[1] = content[0] + rng.standard_normal(1280) * 0.05  # a copy of image 0
+    vectors = np.concatenate([texture, content], axis=1)
+    vectors[1, :624] = rng.standard_normal(624) * 10  # its texture part unlike image 0's
+    pairs, _ = near_duplicate_pairs(vectors)
+    assert pairs.tolist() == [[0, 1]]

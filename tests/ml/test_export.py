@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.ml.conftest import encode
 from training.ml.artifact import ClassifierArtifact, Predictor, save_artifact
-from training.ml.backbones import build_feature_extractor
+from training.ml.backbones import build_feature_extractor, get_backbone
 from training.ml.detection import (
     DetectorConfig,
     DetectorPredictor,
@@ -81,7 +81,8 @@ def _classifier(backbone: str, *, multilabel: bool, fine_tuned: bool) -> Classif
         backbone=backbone,
         multilabel=multilabel,
         tag_keys=list(TAGS),
-        head_weight=torch.randn(rows, 1280, generator=generator) * 0.08,
+        head_weight=torch.randn(rows, get_backbone(backbone).feature_dim, generator=generator)
+        * 0.08,
         head_bias=torch.randn(rows, generator=generator) * 0.1,
         backbone_state=state,
         preprocessing_version=PREPROCESSING_VERSION,

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from tests.ml.conftest import encode, photo_dataset, ref_for
+from training.ml.backbones import get_backbone
 from training.ml.errors import Cancelled, DatasetCorrupt
 from training.ml.features import FeatureCache, embed_images
 
@@ -14,7 +15,7 @@ from training.ml.features import FeatureCache, embed_images
 def test_retrain_embeds_only_new_images(tiny_backbone: str, cache: FeatureCache, tmp_path) -> None:
     refs, _ = photo_dataset(per_class=3)
     first = embed_images(refs[:6], backbone=tiny_backbone, cache=cache, batch_size=4)
-    assert first.shape == (6, 1280) and first.dtype == np.float32
+    assert first.shape == (6, get_backbone(tiny_backbone).feature_dim) and first.dtype == np.float32
 
     opened: list[str] = []
     counted = [ref_for(ref.open().read(), opened) for ref in refs]

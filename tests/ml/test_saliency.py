@@ -177,20 +177,21 @@ def test_the_saliency_model_scores_as_the_predictor_for_quick_and_advanced_artif
     import skimage.data
 
     from training.ml.artifact import ClassifierArtifact, Predictor
-    from training.ml.backbones import build_feature_extractor
+    from training.ml.backbones import BACKBONE_FOR_DOMAIN, build_feature_extractor, get_backbone
     from training.ml.preprocessing import PREPROCESSING_VERSION
     from training.ml.saliency import model_crop, saliency_model
 
+    backbone = BACKBONE_FOR_DOMAIN["general_compact"]  # its embedding pools blocks 4-6 too
     generator = torch.Generator().manual_seed(3)
     state = None
     if fine_tuned:  # a backbone unlike the stock one: its last block's scale changed
-        state = build_feature_extractor("lite0").state_dict()
+        state = build_feature_extractor(backbone).state_dict()
         state["bn2.weight"] = state["bn2.weight"] * 1.5
     artifact = ClassifierArtifact(
-        backbone="lite0",
+        backbone=backbone,
         multilabel=False,
         tag_keys=["a", "b"],
-        head_weight=torch.randn(3, 1280, generator=generator) * 0.05,
+        head_weight=torch.randn(3, get_backbone(backbone).feature_dim, generator=generator) * 0.05,
         head_bias=torch.zeros(3),
         backbone_state=state,
         preprocessing_version=PREPROCESSING_VERSION,

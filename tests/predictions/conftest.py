@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,22 +85,13 @@ def colour_artifact() -> bytes:
     from PIL import Image as PILImage
 
     from training.ml.artifact import ClassifierArtifact, save_artifact
-    from training.ml.backbones import BackboneSpec, get_backbone, register_backbone
+    from training.ml.backbones import BACKBONE_FOR_DOMAIN, get_backbone, register_backbone
     from training.ml.features import embed_pil, stock_engine
     from training.ml.preprocessing import PREPROCESSING_VERSION
     from training.ml.quick import train_quick
 
-    lite0 = get_backbone("lite0")
-    register_backbone(
-        BackboneSpec(
-            name=TINY_BACKBONE,
-            input_size=64,
-            mean=lite0.mean,
-            std=lite0.std,
-            feature_dim=lite0.feature_dim,
-            build=lite0.build,
-        )
-    )
+    compact = get_backbone(BACKBONE_FOR_DOMAIN["general_compact"])
+    register_backbone(dataclasses.replace(compact, name=TINY_BACKBONE, input_size=64))
     rng = np.random.default_rng(0)
     images, targets = [], []
     for label, colour in enumerate((RED, GREEN, BLUE)):

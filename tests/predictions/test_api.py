@@ -11,7 +11,8 @@ from labeling.models import Image
 from predictions.model_cache import model_cache
 from predictions.models import Prediction, PredictionScore
 from predictions.services.keys import revoke_key, rotate_key
-from tests.predictions.conftest import BLUE, GREEN, RED, colour_png
+from tests.predictions.conftest import BLUE, GREEN, RED, TINY_BACKBONE, colour_png
+from training.ml.backbones import get_backbone
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -45,7 +46,7 @@ def test_classify_returns_every_tag_sorted_and_stores_the_prediction(trained):
     assert stored.results == predictions
     assert stored.top_tag.name == "green"
     assert 0.0 <= stored.uncertainty <= 1.0
-    assert stored.embedding_vector().shape == (1280,)
+    assert stored.embedding_vector().shape == (get_backbone(TINY_BACKBONE).feature_dim,)
     assert PredictionScore.objects.filter(prediction=stored).count() == 3
     # The image is kept, but it is not training data.
     assert trained.project.images.training().filter(pk=stored.image_id).count() == 0

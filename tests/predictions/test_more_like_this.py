@@ -22,9 +22,12 @@ from tests.predictions.conftest import RED
 from tests.predictions.test_pages import quick
 from tests.training.conftest import make_iteration
 from tests.training.test_embedding_map import _encoded, _photo
+from training.ml.domains import BACKBONE_FOR_DOMAIN
 from training.ml.features import FeatureCache, embed_pil, stock_engine
 from training.models import Iteration
 from training.services.embeddings import cached_embeddings
+
+COMPACT = BACKBONE_FOR_DOMAIN["general_compact"]  # what a new project embeds with
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +60,7 @@ def _stored_prediction(project: Project, iteration: Iteration, seed: int, embedd
     backbone) model would serve, unless `embedding` is given."""
     picture = _photo(seed)
     if embedding is None:
-        embedding = embed_pil(stock_engine("lite0"), [picture], "lite0")[0]
+        embedding = embed_pil(stock_engine(COMPACT), [picture], COMPACT)[0]
     data = _encoded(picture)
     checked = CheckedImage(data, hashlib.sha256(data).hexdigest(), "PNG", SIZE, SIZE)
     target = target_for(project, iteration)
@@ -67,7 +70,7 @@ def _stored_prediction(project: Project, iteration: Iteration, seed: int, embedd
 
 def _is_cached(prediction: Prediction) -> bool:
     cache = FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR)
-    return bool(cache.get_many([prediction.image.sha256], "lite0"))
+    return bool(cache.get_many([prediction.image.sha256], COMPACT))
 
 
 def test_a_resized_copy_of_the_predictions_image_comes_first(project, users) -> None:
@@ -85,7 +88,7 @@ def test_a_resized_copy_of_the_predictions_image_comes_first(project, users) -> 
     assert not _is_cached(prediction)
 
     # The stored vector is what counts: another photo's embedding leads elsewhere.
-    photo_3 = embed_pil(stock_engine("lite0"), [_photo(3)], "lite0")[0]
+    photo_3 = embed_pil(stock_engine(COMPACT), [_photo(3)], COMPACT)[0]
     other = _stored_prediction(project, iteration, seed=41, embedding=photo_3)
     assert similar_image_ids(project=project, by=reviewer, prediction=other)[0] == images[3].pk
 

@@ -20,8 +20,11 @@ from tests.predictions.conftest import colour_iteration
 from tests.predictions.test_more_like_this import _training_set
 from tests.training.test_embedding_map import _encoded, _photo
 from training.ml.decode import load_rgb
+from training.ml.domains import BACKBONE_FOR_DOMAIN
 from training.ml.features import FeatureCache, embed_pil, stock_engine
 from training.models import Iteration
+
+COMPACT = BACKBONE_FOR_DOMAIN["general_compact"]  # what a new project embeds with
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +37,7 @@ def lite0_artifact(colour_artifact) -> bytes:
     model of the project's domain, whose embedding is the training images' embedding."""
     from training.ml.artifact import load_artifact, save_artifact
 
-    artifact = dataclasses.replace(load_artifact(io.BytesIO(colour_artifact)), backbone="lite0")
+    artifact = dataclasses.replace(load_artifact(io.BytesIO(colour_artifact)), backbone=COMPACT)
     buffer = io.BytesIO()
     save_artifact(artifact, buffer)
     return buffer.getvalue()
@@ -43,7 +46,7 @@ def lite0_artifact(colour_artifact) -> bytes:
 def _iteration(project: Project, artifact: bytes, **fields) -> Iteration:
     tags = [TagFactory(project=project, name=name) for name in ("red", "green", "blue")]
     iteration = colour_iteration(project, tags, artifact)
-    Iteration.objects.filter(pk=iteration.pk).update(backbone="lite0", **fields)
+    Iteration.objects.filter(pk=iteration.pk).update(backbone=COMPACT, **fields)
     return iteration
 
 
@@ -51,9 +54,9 @@ def _expected_order(images) -> list[int]:
     """The training images by cosine similarity to the upload's stock Lite0 embedding,
     computed here from the feature cache, independently of the service."""
     picture = load_rgb(UPLOAD, draft_size=224)
-    query = embed_pil(stock_engine("lite0"), [picture], "lite0")[0]
+    query = embed_pil(stock_engine(COMPACT), [picture], COMPACT)[0]
     cache = FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR).get_many(
-        [i.sha256 for i in images], "lite0"
+        [i.sha256 for i in images], COMPACT
     )
     matrix = np.stack([cache[i.sha256] for i in images])
     similarity = matrix @ query / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query))

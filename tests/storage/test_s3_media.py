@@ -9,6 +9,7 @@ stored prediction's image written), dataset import (archive, status, images) and
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
@@ -121,17 +122,8 @@ def tiny_backbone(monkeypatch):
     """Quick training at 64 px for the test's speed: Lite0's weights, the same code paths."""
     from training.ml import backbones
 
-    lite0 = backbones.get_backbone("lite0")
-    backbones.register_backbone(
-        backbones.BackboneSpec(
-            name=TINY_BACKBONE,
-            input_size=64,
-            mean=lite0.mean,
-            std=lite0.std,
-            feature_dim=lite0.feature_dim,
-            build=lite0.build,
-        )
-    )
+    compact = backbones.get_backbone(backbones.BACKBONE_FOR_DOMAIN["general_compact"])
+    backbones.register_backbone(dataclasses.replace(compact, name=TINY_BACKBONE, input_size=64))
     monkeypatch.setitem(backbones.BACKBONE_FOR_DOMAIN, "general_compact", TINY_BACKBONE)
     monkeypatch.setitem(backbones.BACKBONE_FOR_DOMAIN, "general", TINY_BACKBONE)
 

@@ -80,13 +80,14 @@ def make_iteration(
     `rows` is one (true tag indexes, scores) pair per scored image; each gets a real image.
     """
     from training.models import Iteration, IterationImage, IterationScore, IterationTag
+    from training.services.iterations import backbone_for
 
     iteration = Iteration.objects.create(
         project=project,
         number=number,
         name=f"Iteration {number}",
         status=status,
-        backbone="lite0",
+        backbone=backbone_for(project),
         is_multilabel=not project.is_multiclass,
         image_count=len(rows),
         metrics=metrics

@@ -68,6 +68,14 @@ def test_nearest_ranks_by_cosine_and_leaves_the_query_out() -> None:
 # --- The worker task and the API ----------------------------------------------------------
 
 
+def _dim(project: Project) -> int:
+    """Values in an embedding of the project's backbone."""
+    from training.ml.backbones import get_backbone
+    from training.services.iterations import backbone_for
+
+    return get_backbone(backbone_for(project)).feature_dim
+
+
 def _cached(project: Project, images, vectors) -> None:
     from django.conf import settings
 
@@ -87,7 +95,7 @@ def mapped(project):
         ImageTagFactory(image=image, tag=cat)
     for image in images[10:20]:
         ImageTagFactory(image=image, tag=dog)
-    vectors, _ = _clusters(2, 12, dim=1280)
+    vectors, _ = _clusters(2, 12, dim=_dim(project))
     _cached(project, images, vectors.astype(np.float32))
     return images, cat, dog
 
@@ -148,7 +156,7 @@ def test_a_new_upload_makes_the_map_stale_and_queues_a_layout(project, mapped) -
 
 def test_the_job_ends_failed_with_a_reason_on_bad_embeddings(project) -> None:
     images = [ImageFactory(project=project) for _ in range(15)]
-    vectors = np.ones((15, 1280), dtype=np.float32)
+    vectors = np.ones((15, _dim(project)), dtype=np.float32)
     vectors[3] = np.nan  # a damaged cache entry
     _cached(project, images, vectors)
     current_map(project)
@@ -312,7 +320,8 @@ def test_the_api_marks_mispredicted_and_suggested_images(project, users, client_
         tags=[{"tagId": cat.pk, "tagName": "cat", "probability": 0.95}],
     )
     images = [right, wrong, untagged]
-    _cached(project, images, np.random.default_rng(0).standard_normal((3, 1280)).astype("f4"))
+    vectors = np.random.default_rng(0).standard_normal((3, _dim(project))).astype("f4")
+    _cached(project, images, vectors)
     current_map(project)
     lay_out_map(project.pk)
     body = client_for(users[str(Role.ANNOTATOR)]).get(f"/api/projects/{project.pk}/map/").json()

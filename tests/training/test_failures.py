@@ -13,7 +13,7 @@ from django.core.files.storage import default_storage
 from training.ml.backbones import get_backbone
 from training.ml.features import FeatureCache
 from training.models import Iteration
-from training.services.iterations import start_iteration
+from training.services.iterations import backbone_for, start_iteration
 from training.tasks import run_iteration
 
 pytestmark = pytest.mark.django_db
@@ -55,9 +55,10 @@ def test_a_nan_feature_fails_with_training_diverged(project, users, build_datase
     build_dataset(project, {"red": 5, "green": 5})
     poisoned = project.images.order_by("id").first()
     # A damaged feature-cache entry of the right size but full of NaN: the head's loss goes NaN.
-    dim = get_backbone("lite0").feature_dim
+    backbone = backbone_for(project)
+    dim = get_backbone(backbone).feature_dim
     FeatureCache(settings.LOUPE_FEATURE_CACHE_DIR).put_many(
-        {poisoned.sha256: np.full(dim, np.nan, dtype=np.float32)}, "lite0"
+        {poisoned.sha256: np.full(dim, np.nan, dtype=np.float32)}, backbone
     )
     iteration = start_iteration(project=project, by=users["admin"])
 

@@ -43,7 +43,11 @@ def _crafted(project, cache_dir):
     tiny = ImageFactory(project=project, width=100, height=80)  # untagged and small
     everything = [*cats, *dogs, tiny]
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((len(everything), 1280)).astype(np.float32)
+    from training.ml.backbones import get_backbone
+    from training.services.iterations import backbone_for
+
+    dim = get_backbone(backbone_for(project)).feature_dim
+    vectors = rng.standard_normal((len(everything), dim)).astype(np.float32)
     vectors[1] = vectors[0] + 0.01  # cats[0] ~ cats[1]: a plain copy
     vectors[12] = vectors[2] + 0.01  # dogs[0] ~ cats[2]: a copy with another tag
     _embed(project, everything, vectors, cache_dir)

@@ -28,6 +28,7 @@ from tests.predictions.conftest import TINY_BACKBONE, colour_artifact, colour_it
 from tests.streaming import body_of
 from tests.training.conftest import make_iteration
 from training.ml.artifact import ClassifierArtifact, save_artifact
+from training.ml.backbones import get_backbone
 from training.ml.preprocessing import PREPROCESSING_VERSION
 from training.services.serving import build_serving_model
 from training.tasks_model_export import export_model_task
@@ -89,7 +90,8 @@ def _multilabel_artifact() -> bytes:
         backbone=TINY_BACKBONE,
         multilabel=True,
         tag_keys=["red", "green", "blue"],
-        head_weight=torch.randn(3, 1280, generator=generator) * 0.1,
+        head_weight=torch.randn(3, get_backbone(TINY_BACKBONE).feature_dim, generator=generator)
+        * 0.1,
         head_bias=torch.zeros(3),
         backbone_state=None,
         preprocessing_version=PREPROCESSING_VERSION,

@@ -27,7 +27,7 @@ def test_admin_starts_a_quick_training_and_it_is_queued(client_for, project, use
     assert iteration.status == Iteration.Status.QUEUED
     assert (iteration.number, iteration.name) == (1, "Iteration 1")
     assert iteration.training_type == "quick" and iteration.budget_s == 0
-    assert iteration.backbone == "lite0"  # general_compact
+    assert iteration.backbone == "lite0-levels"  # general_compact
     assert iteration.created_by == users["admin"]
     assert iteration.task_id
 

@@ -68,5 +68,5 @@ def test_starting_a_training_does_not_import_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["status"] == "queued" and result["backbone"] == "lite2"
+    assert result["status"] == "queued" and result["backbone"] == "lite2-levels"
     assert result["torch"] is False and result["timm"] is False

@@ -53,7 +53,7 @@ def test_three_colour_tags_train_to_completed_with_sane_metrics(
     assert iteration.artifact.name == f"iterations/{iteration.pk}/model.pt"
     with default_storage.open(iteration.artifact.name, "rb") as handle:
         artifact = load_artifact(io.BytesIO(handle.read()))
-    assert artifact.tag_keys == ["red", "green", "blue"] and artifact.backbone == "lite0"
+    assert artifact.tag_keys == ["red", "green", "blue"] and artifact.backbone == "lite0-levels"
     assert not default_storage.exists(f"{iteration.artifact.name}.tmp")
 
     page = client.get(reverse("training:iteration-performance", args=[project.id, iteration.id]))

@@ -1,15 +1,16 @@
 """Near-duplicate images from their backbone embeddings: groups of copies, not look-alikes.
 
 Two images are near-duplicates when the cosine similarity of their pooled backbone embeddings
-is at least `DUPLICATE_SIMILARITY`. The threshold is calibrated, not guessed
-(`bench/duplicates_calibration.py`, figures in bench/RESULTS.md). Over the four quadrants of
-the ten scikit-image photographs (512 px each), embedded with lite0: copies resized to 1/2 or
-1/3, re-encoded as JPEG at quality 95 or 75, or as PNG measured >= 0.959 (98-100% found at
-0.96); a different quadrant of the same photograph (a different photo of the same kind of
-thing: mostly grass, gravel, brick and moon textures) is flagged 1.7% of the time at 0.96 but
-15% at 0.94 and 33% at 0.85; quadrants of other photographs never exceed 0.51. Harsh copies are
-partly missed at 0.96: JPEG quality 50 (65% found), quality 30 (28%), half size then quality 75
-(42%). The threshold favours precision: a false "duplicate" sends a user to delete good images.
+(the last map's part, `duplicate_view`) is at least `DUPLICATE_SIMILARITY`. The threshold is
+calibrated, not guessed (`bench/duplicates_calibration.py`, figures in bench/RESULTS.md). Over
+the four quadrants of the ten scikit-image photographs (512 px each), embedded with lite0 (the
+same values as the last map's part of lite0-levels): copies resized to 1/2 or 1/3, re-encoded
+as JPEG at quality 95 or 75, or as PNG measured >= 0.959 (98-100% found at 0.96); a different
+quadrant of the same photograph (a different photo of the same kind of thing: mostly grass,
+gravel, brick and moon textures) is flagged 1.7% of the time at 0.96 but 15% at 0.94 and 33% at
+0.85; quadrants of other photographs never exceed 0.51. Harsh copies are partly missed at 0.96:
+JPEG quality 50 (65% found), quality 30 (28%), half size then quality 75 (42%). The threshold
+favours precision: a false "duplicate" sends a user to delete good images.
 
 Search at 20,000 images: an exact all-pairs comparison of 1,280-d vectors is 256 GFLOP, seconds
 too many. So candidates come from a fixed 128-d random projection of the unit vectors
@@ -31,6 +32,12 @@ from .ranking import compact_embeddings
 
 # Calibrated (module docstring).
 DUPLICATE_SIMILARITY = 0.96
+# Copies are judged on the embedding's last 1,280 values, the pool of the backbone's last map
+# (all of a plain backbone's embedding; training.ml.backbones). The `-levels` embeddings' pools
+# of blocks 4-6 before it describe texture: on the whole vector, other crops of one grass or
+# gravel photograph were flagged 13% of the time at 0.96 against 1.7% on this part, and no
+# threshold kept both that and the copies found (bench/duplicates_calibration.py --whole).
+LAST_MAP_VALUES = 1280
 # Candidates from the 128-d projection: its error at a similarity of 0.96 measured 0.007 (std),
 # -0.028 at worst in 200 pairs; 0.06 is a wide margin.
 CANDIDATE_SLACK = 0.06
@@ -96,10 +103,16 @@ def group_pairs(pairs: np.ndarray, similarities: np.ndarray) -> list[DuplicateGr
     return sorted(groups, key=lambda g: (-len(g.members), g.members[0]))
 
 
-def _validate(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+def duplicate_view(embeddings: np.ndarray) -> np.ndarray:
+    """(N, D) embeddings -> the (N, <= LAST_MAP_VALUES) float32 part copies are judged on."""
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be (N, D); got shape {x.shape}.")
+    return x[:, -LAST_MAP_VALUES:]
+
+
+def _validate(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    x = duplicate_view(embeddings)
     if not np.isfinite(x).all():
         raise ValueError("embeddings must be finite numbers.")
     if not 0.0 < threshold <= 1.0:

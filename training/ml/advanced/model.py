@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones import PooledEmbedding
+
 
 class Classifier(nn.Module):
     def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
@@ -18,20 +20,27 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))  # type: ignore[no-any-return]
 
     def splittable_blocks(self) -> int:
-        """How many blocks can be frozen as a prefix (0 for a backbone of another shape)."""
+        """How many blocks can be frozen as a prefix: those before the first pooled one (0 for a
+        backbone of another shape)."""
         net = self.backbone
-        parts = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")
-        if not all(hasattr(net, part) for part in parts):
+        if not isinstance(net, PooledEmbedding):
             return 0
-        return len(net.blocks)  # type: ignore[arg-type]
+        return min(net.pooled_blocks, default=len(net.blocks))
+
+    def _split_net(self) -> PooledEmbedding:
+        if not isinstance(self.backbone, PooledEmbedding):
+            raise TypeError("Only a PooledEmbedding backbone splits into a prefix and the rest.")
+        return self.backbone
 
     def freeze_prefix(self, blocks: int) -> None:
         """Freeze the stem and the first `blocks` blocks (computed by prefix(), not trained)."""
+        if blocks > self.splittable_blocks():
+            raise ValueError(f"At most {self.splittable_blocks()} blocks can be frozen.")
         self.frozen_blocks = blocks
         if blocks <= 0:
             return
-        net = self.backbone
-        for module in (net.conv_stem, net.bn1, *net.blocks[:blocks]):  # type: ignore[index]
+        net = self._split_net()
+        for module in (net.conv_stem, net.bn1, *net.blocks[:blocks]):
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
 
@@ -39,9 +48,9 @@ class Classifier(nn.Module):
         """Normalised pixels -> the frozen blocks' output (the pixels when nothing is frozen)."""
         if self.frozen_blocks <= 0:
             return x
-        net = self.backbone
-        x = net.bn1(net.conv_stem(x))  # type: ignore[operator]
-        for block in net.blocks[: self.frozen_blocks]:  # type: ignore[index]
+        net = self._split_net()
+        x = net.stem(x)
+        for block in net.blocks[: self.frozen_blocks]:
             x = block(x)
         return x
 
@@ -49,11 +58,8 @@ class Classifier(nn.Module):
         """prefix()'s output -> logits; suffix(prefix(x)) == forward(x)."""
         if self.frozen_blocks <= 0:
             return self.forward(x)
-        net = self.backbone
-        for block in net.blocks[self.frozen_blocks :]:  # type: ignore[index]
-            x = block(x)
-        x = net.bn2(net.conv_head(x))  # type: ignore[operator]
-        return self.head(net.forward_head(x))  # type: ignore[operator,no-any-return]
+        features = self._split_net().features_from(x, self.frozen_blocks)
+        return self.head(features)  # type: ignore[no-any-return]
 
     def train_with_frozen_norm(self) -> None:
         self.train()
