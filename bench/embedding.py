@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/embedding.py --images 64 --batch 32 --rounds 5
     .venv/bin/python bench/embedding.py --choose-arch     # which timm variant/normalisation
+    .venv/bin/python bench/embedding.py --versus lite0    # the domain's backbone vs another
 
 Prints images/s of the bare forward pass on pre-made tensors for each engine (eager PyTorch,
 TorchScript optimize_for_inference, ONNX Runtime), then the full pipeline (`embed_images`: file
@@ -27,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.data import photo_classes, refs_for
-from training.ml.backbones import build_feature_extractor, get_backbone
+from training.ml.backbones import BACKBONE_FOR_DOMAIN, build_feature_extractor, get_backbone
 from training.ml.features import FeatureCache, embed_images, stock_engine
 from training.ml.inference import build_engine
 
@@ -179,17 +180,50 @@ def choose_arch(args: argparse.Namespace) -> None:
                 )
 
 
+def versus(args: argparse.Namespace) -> None:
+    """The stock ONNX Runtime engines of `--backbone` and `--versus` on the same pre-made batches,
+    alternating round by round: images per CPU-second of each and their ratio."""
+    torch.set_num_threads(args.threads)
+    names = [args.backbone, args.versus]
+    sizes = {get_backbone(name).input_size for name in names}
+    if len(sizes) != 1:
+        raise SystemExit("--versus needs two backbones of the same input size.")
+    size = sizes.pop()
+    rng = np.random.default_rng(0)
+    batches = [
+        rng.integers(0, 256, size=(args.batch, size, size, 3), dtype=np.uint8)
+        for _ in range(max(1, args.images // args.batch))
+    ]
+    engines = {name: stock_engine(name, threads=args.threads) for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            rates[name].append(bare_rate(engines[name], batches)[1])
+    print(f"| backbone | images per CPU-s ({args.rounds} rounds) | median |\n|---|---|---|")
+    for name in names:
+        print(f"| {name} | {_fmt(rates[name])} | {statistics.median(rates[name]):.1f} |")
+    ratio = statistics.median(rates[args.versus]) / statistics.median(rates[args.backbone])
+    print(f"\ncost of {args.backbone} / {args.versus} per image (CPU): {ratio:.3f}")
+    print(f"load average at the end: {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--backbone", default="lite0")
+    parser.add_argument("--backbone", default=BACKBONE_FOR_DOMAIN["general_compact"])
+    parser.add_argument("--versus", default="", help="time this backbone against --backbone")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--crops", type=int, default=12)
     parser.add_argument("--choose-arch", action="store_true")
     args = parser.parse_args()
-    choose_arch(args) if args.choose_arch else throughput(args)
+    if args.choose_arch:
+        choose_arch(args)
+    elif args.versus:
+        versus(args)
+    else:
+        throughput(args)
 
 
 if __name__ == "__main__":

@@ -49,9 +49,12 @@ from bench.common import (  # noqa: E402  (run as a script: the repo root is put
     machine_line,
     percentile,
 )
+from training.ml.domains import BACKBONE_FOR_DOMAIN  # noqa: E402
 
 COLOURS = [(220, 30, 30), (30, 200, 40), (30, 60, 220)]
 PUBLISH_NAME = "bench"
+# What a new project trains on and serves (the compact domain's backbone and its embedding).
+BACKBONE = BACKBONE_FOR_DOMAIN["general_compact"]
 
 
 def build_artifact() -> bytes:
@@ -70,11 +73,11 @@ def build_artifact() -> bytes:
             jitter = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in colour)
             images.append(PILImage.new("RGB", (64, 64), jitter))
             targets.append(np.eye(3, dtype=np.float32)[label])
-    features = embed_pil(stock_engine("lite0"), images, "lite0")
+    features = embed_pil(stock_engine(BACKBONE), images, BACKBONE)
     result = train_quick(features, np.stack(targets), multilabel=False, n_folds=3)
     artifact = ClassifierArtifact.from_quick(
         result.head,
-        backbone="lite0",
+        backbone=BACKBONE,
         tag_keys=["red", "green", "blue"],
         preprocessing_version=PREPROCESSING_VERSION,
     )
@@ -117,6 +120,12 @@ def connect_django(data_dir: Path) -> None:
     }
 
 
+def _embedding_dim() -> int:
+    from training.ml.backbones import get_backbone
+
+    return get_backbone(BACKBONE).feature_dim
+
+
 def seed(artifact: bytes) -> dict[str, object]:
     from django.contrib.auth import get_user_model
     from django.core.files.base import ContentFile
@@ -134,7 +143,7 @@ def seed(artifact: bytes) -> dict[str, object]:
         number=1,
         name="Iteration 1",
         status=Iteration.Status.COMPLETED,
-        backbone="lite0",
+        backbone=BACKBONE,
         published_name=PUBLISH_NAME,
     )
     for index, tag in enumerate(tags):
@@ -238,6 +247,7 @@ def seed_predictions(world: dict[str, object], rows: int) -> None:
             for i in range(n)
         )
         probs = rng.dirichlet((1, 1, 1), n)
+        dim = _embedding_dim()
         predictions = Prediction.objects.bulk_create(
             Prediction(
                 project=project,
@@ -247,7 +257,7 @@ def seed_predictions(world: dict[str, object], rows: int) -> None:
                     {"tagId": t.pk, "tagName": t.name, "probability": float(p[j])}
                     for j, t in enumerate(tags)
                 ],
-                embedding=rng.standard_normal(1280).astype("<f2").tobytes(),
+                embedding=rng.standard_normal(dim).astype("<f2").tobytes(),
                 uncertainty=float(1 - (np.sort(p)[-1] - np.sort(p)[-2])),
                 top_tag=tags[int(np.argmax(p))],
                 top_probability=float(p.max()),
@@ -311,7 +321,9 @@ def ranking_only(rows: int) -> None:
         iteration.save(update_fields=["metrics"])
         iteration.tags.update(image_count=30)
         rng = np.random.default_rng(2)
-        save_training_embeddings(iteration.pk, rng.standard_normal((90, 1280)).astype("float32"))
+        save_training_embeddings(
+            iteration.pk, rng.standard_normal((90, _embedding_dim())).astype("float32")
+        )
         started = time.perf_counter()
         seed_predictions(world, rows)
         print(f"seeded {rows:,} predictions in {time.perf_counter() - started:.0f} s")
@@ -371,14 +383,14 @@ def detection_flip(repeats: int) -> None:
             refs,
             [s.boxes for s in samples],
             num_tags=len(TAGS),
-            backbone="lite0",
+            backbone=BACKBONE,
             budget_s=600,  # a cap: 5 epochs end it (the figure is a forward pass, not training)
             options=TrainOptions(holdout_fraction=0.3, cached_views=1, max_epochs=5),
         )
         with Image.open(samples[0].path) as image:
             picture = image.convert("RGB")
     buffer = io.BytesIO()
-    save_detector_artifact(result.to_artifact(backbone="lite0", num_tags=len(TAGS)), buffer)
+    save_detector_artifact(result.to_artifact(backbone=BACKBONE, num_tags=len(TAGS)), buffer)
     model = LoadedModel(buffer.getvalue())
     for mirror in (False, True, False, True):  # warm: engines built, first-call costs paid
         model.run(picture, mirror=mirror)

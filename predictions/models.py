@@ -90,7 +90,7 @@ class Prediction(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     # The API's `predictions` list: [{"tagId", "tagName", "probability"[, "boundingBox"]}].
     results = models.JSONField(default=list)
-    # The pooled backbone embedding, float16 little-endian: 2.5 kB for Lite0's 1,280 values.
+    # The pooled backbone embedding, float16 little-endian: 3.7 kB for lite0-levels' 1,904 values.
     embedding = models.BinaryField(blank=True, default=b"")
     uncertainty = models.FloatField(default=0.0)
     # Detection: the share of boxes the model disagrees with itself about under a horizontal

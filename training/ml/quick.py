@@ -155,10 +155,10 @@ class _Problem:
     With an L2 penalty on W and a free bias the optimum W is a combination of the training rows
     (stationarity: W = -C N G^T Z), so when there are fewer rows than dimensions the fit runs on
     Z's principal coordinates U S (n x r, from the eigendecomposition of the n x n Gram matrix)
-    instead of Z (n x 1280): the same optimum at a fraction of the cost per step, and the basis
-    is computed once for every C tried on these rows. Float64 numpy under scipy's L-BFGS-B (as
-    scikit-learn's solver): about 0.5 ms a step on 200 rows, less than half of what
-    torch.optim.LBFGS spent per step in Python.
+    instead of Z (n x D, 1,904 for lite0-levels): the same optimum at a fraction of the cost per
+    step, and the basis is computed once for every C tried on these rows. Float64 numpy under
+    scipy's L-BFGS-B (as scikit-learn's solver): about 0.5 ms a step on 200 rows, less than half
+    of what torch.optim.LBFGS spent per step in Python.
     """
 
     def __init__(self, features: np.ndarray, targets: np.ndarray, multilabel: bool) -> None:
