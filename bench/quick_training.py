@@ -5,6 +5,7 @@ scikit-learn's LogisticRegression on the same cached features and folds, and pea
     .venv/bin/python bench/quick_training.py --memory 5000      # peak RSS, in a child process
     .venv/bin/python bench/quick_training.py --probe     # vs LogisticRegressionCV, 6 sets
     .venv/bin/python bench/quick_training.py --probe-time   # time before/after the inner CV
+    .venv/bin/python bench/quick_training.py --levels-weights 1,3,6   # the blocks' weight
 
 "Start to metrics" = embed_images (fresh feature cache) + train_quick (5-fold CV + final head) +
 classification_metrics, exactly what the training task calls; the Django task adds reading rows
@@ -279,6 +280,43 @@ def probe(args: argparse.Namespace) -> None:
     print(f"load average at the end: {os.getloadavg()}")
 
 
+def levels_weights(args: argparse.Namespace) -> None:
+    """Quick training's held-out accuracy on a `-levels` feature set for each weight of the
+    blocks' part (training.ml.embedding_parts.LEVELS_WEIGHT), same outer folds as --probe."""
+    from threadpoolctl import threadpool_limits
+
+    from bench.feature_sets import all_sets, features
+    from training.ml import embedding_parts
+
+    weights = [float(value) for value in args.levels_weights.split(",")]
+    names = args.feature_sets.split(",") if args.feature_sets else ["lite0-levels"]
+    sets = all_sets()
+    wanted = [int(index) for index in args.sets.split(",")] if args.sets else range(len(sets))
+    print(
+        "| dataset | feature set | "
+        + " | ".join(f"weight {weight:g}" for weight in weights)
+        + " |\n|---|---|"
+        + "---|" * len(weights)
+    )
+    kept = embedding_parts.LEVELS_WEIGHT
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for labelled in (sets[index] for index in wanted):
+                labels = labelled.labels
+                targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
+                outer = stratified_folds(targets, args.outer, seed=1)
+                for name in names:
+                    x = features(labelled, name)
+                    row = []
+                    for weight in weights:
+                        embedding_parts.LEVELS_WEIGHT = weight
+                        run = _quick_predictions(x, labels, outer, c=None)
+                        row.append(f"{float((run.predictions == labels).mean()) * 100:.1f}")
+                    print(f"| {labelled.name} | {name} | {' | '.join(row)} |", flush=True)
+    finally:
+        embedding_parts.LEVELS_WEIGHT = kept
+
+
 def time_breakdown(args: argparse.Namespace) -> None:
     """Start-to-metrics before (fixed C = 1) and after (inner CV) on the photo set of
     bench/al_data.py: embedding (fresh feature cache, lite0) is shared, the head is timed both
@@ -342,10 +380,17 @@ def main() -> None:
     parser.add_argument(
         "--probe-time", action="store_true", help="head time before/after the inner CV"
     )
+    parser.add_argument(
+        "--levels-weights",
+        default="",
+        help="comma-separated weights of a -levels embedding's blocks to compare, e.g. 1,3,6",
+    )
     parser.add_argument("--per-class", type=int, default=25, help="--probe-time's photos")
     parser.add_argument("--repeats", type=int, default=3, help="--probe-time's head timings")
     args = parser.parse_args()
-    if args.probe:
+    if args.levels_weights:
+        levels_weights(args)
+    elif args.probe:
         probe(args)
     elif args.probe_time:
         time_breakdown(args)

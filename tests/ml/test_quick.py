@@ -265,3 +265,31 @@ def _balanced_log_loss_of(weight: np.ndarray, features: np.ndarray, targets: np.
     labels = targets.argmax(axis=1)
     loss = -log_p[np.arange(len(labels)), labels]
     return float(np.mean([loss[labels == c].mean() for c in np.unique(labels)]))
+
+
+def test_a_levels_embeddings_blocks_are_weighed_up_against_its_last_map(monkeypatch) -> None:
+    """The signal only in the blocks' part (the values before the last 1,280), the last map's
+    part noise: the head finds it because that part's penalty is LEVELS_WEIGHT^2 times weaker;
+    weighed like the rest it is drowned by the 1,280 noise columns."""
+    import training.ml.quick as quick
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+
+    def draw(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.arange(3), per_class)
+        blocks = centres[labels] + rng.normal(size=(len(labels), 16))
+        last_map = rng.normal(size=(len(labels), 1280))
+        return np.concatenate([blocks, last_map], axis=1).astype(np.float32), labels
+
+    features, labels = draw(20)
+    held_out, held_labels = draw(100)
+    targets = np.eye(3, dtype=np.float32)[labels]
+
+    def accuracy() -> float:
+        head, _, _ = fit_head(features, targets, multilabel=False, c=0.25)
+        return float((head.probabilities(held_out).argmax(axis=1) == held_labels).mean())
+
+    weighed = accuracy()
+    monkeypatch.setattr(quick, "head_column_scale", lambda dim: np.ones(dim))
+    assert weighed >= 0.9 and accuracy() < 0.7

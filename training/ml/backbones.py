@@ -10,10 +10,12 @@ numbers in bench/RESULTS.md): the TF-style 'same' padding variant with inputs sc
 running statistics far better than ImageNet mean/std does.
 
 The embedding of the `-levels` backbones (what every domain trains on) is the average pool of the
-last convolutional map and of the outputs of blocks 4-6, concatenated: one backbone pass, and a
-linear probe on it scored 1-25 points above the last map alone on six varied sets (most on digits,
-glyphs and faint textures, where ImageNet's last layer describes the photograph rather than the
-marks; bench/feature_sets.py, numbers in bench/RESULTS.md). The plain `liteN` backbones stay
+outputs of blocks 4-6 and of the last convolutional map, concatenated: one backbone pass. The
+middle blocks still describe strokes, marks and fine textures that ImageNet's last layer has
+traded for "what kind of photograph": quick training on it (which weighs the blocks' part up,
+training.ml.embedding_parts) scored +0.8 on photographs, +10.7 on digits drawn on photographs,
++13.5 on faint textures, +18.0 on 8x8 digits and +1.0 on shapes against the last map alone
+(lite0; bench/quick_training.py --probe, bench/RESULTS.md). The plain `liteN` backbones stay
 registered for the iterations trained on them.
 """
 
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .domains import BACKBONE_FOR_DOMAIN  # noqa: F401  # re-exported
+from .embedding_parts import LAST_MAP_VALUES
 
 Mean = tuple[float, float, float]
 
@@ -114,7 +117,8 @@ def _lite_builder(variant: int) -> Callable[[], nn.Module]:
 
 
 LEVELS = (4, 5, 6)
-# Output channels of blocks 4, 5 and 6 of each variant (EfficientNet-B0/B1 and B2 widths).
+# Output channels of blocks 4, 5 and 6 of each variant (EfficientNet-B0/B1 and B2 widths); the
+# last map's pool (LAST_MAP_VALUES, 1,280 for every variant) comes after them (embedding_parts).
 _LEVEL_CHANNELS = {0: (112, 192, 320), 1: (112, 192, 320), 2: (120, 208, 352)}
 
 for _variant, _size in ((0, 224), (1, 240), (2, 260)):
@@ -124,7 +128,7 @@ for _variant, _size in ((0, 224), (1, 240), (2, 260)):
             input_size=_size,
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
-            feature_dim=1280,
+            feature_dim=LAST_MAP_VALUES,
             build=_lite_builder(_variant),
         )
     )
@@ -134,7 +138,7 @@ for _variant, _size in ((0, 224), (1, 240), (2, 260)):
             input_size=_size,
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
-            feature_dim=sum(_LEVEL_CHANNELS[_variant]) + 1280,
+            feature_dim=sum(_LEVEL_CHANNELS[_variant]) + LAST_MAP_VALUES,
             build=_lite_builder(_variant),
             pooled_blocks=LEVELS,
         )

@@ -28,16 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .embedding_parts import last_map_part
 from .ranking import compact_embeddings
 
 # Calibrated (module docstring).
 DUPLICATE_SIMILARITY = 0.96
-# Copies are judged on the embedding's last 1,280 values, the pool of the backbone's last map
-# (all of a plain backbone's embedding; training.ml.backbones). The `-levels` embeddings' pools
-# of blocks 4-6 before it describe texture: on the whole vector, other crops of one grass or
-# gravel photograph were flagged 13% of the time at 0.96 against 1.7% on this part, and no
-# threshold kept both that and the copies found (bench/duplicates_calibration.py --whole).
-LAST_MAP_VALUES = 1280
+# Copies are judged on the embedding's last map's part (embedding_parts; all of a plain
+# backbone's embedding). The `-levels` embeddings' pools of blocks 4-6 before it describe
+# texture: on the whole vector, other crops of one grass or gravel photograph were flagged 13%
+# of the time at 0.96 against 1.7% on this part, and no threshold kept both that and the copies
+# found (bench/duplicates_calibration.py --whole).
 # Candidates from the 128-d projection: its error at a similarity of 0.96 measured 0.007 (std),
 # -0.028 at worst in 200 pairs; 0.06 is a wide margin.
 CANDIDATE_SLACK = 0.06
@@ -104,11 +104,11 @@ def group_pairs(pairs: np.ndarray, similarities: np.ndarray) -> list[DuplicateGr
 
 
 def duplicate_view(embeddings: np.ndarray) -> np.ndarray:
-    """(N, D) embeddings -> the (N, <= LAST_MAP_VALUES) float32 part copies are judged on."""
+    """(N, D) embeddings -> the (N, <= 1280) float32 part copies are judged on."""
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be (N, D); got shape {x.shape}.")
-    return x[:, -LAST_MAP_VALUES:]
+    return last_map_part(x)
 
 
 def _validate(embeddings: np.ndarray, threshold: float) -> np.ndarray:

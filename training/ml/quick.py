@@ -5,7 +5,8 @@ for multiclass, one sigmoid per tag for multilabel) fitted full-batch by scipy's
 float64 numpy, in the training rows' own coordinates when there are fewer rows than dimensions:
 on 200 images of 1280-d features a fit takes about 0.05 s of CPU. It is the same objective as
 scikit-learn's LogisticRegression, so the two agree (bench/quick_training.py).
-Features are standardised per fit; the scaling is folded back into the weights so the head
+Features are standardised per fit, a `-levels` embedding's blocks weighed up against its last
+map (training.ml.embedding_parts); the scaling is folded back into the weights so the head
 applies to raw embeddings. C, and class weighting when the tags are imbalanced, are chosen by an
 inner cross-validation inside each outer fold (select_settings), so the out-of-fold scores stay
 honest.
@@ -23,6 +24,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 from threadpoolctl import threadpool_limits
 
+from .embedding_parts import head_column_scale
 from .errors import Cancelled, DatasetTooSmall, TrainingDiverged
 from .seeding import seed_everything
 
@@ -167,7 +169,9 @@ class _Problem:
             raise TrainingDiverged("The training loss became NaN or infinite (a feature is not).")
         self.mean = x.mean(axis=0)
         spread = x.std(axis=0, ddof=1) if len(x) > 1 else np.ones(x.shape[1])
-        self.std = np.maximum(spread, 1e-6)
+        # Standardised, then a -levels embedding's blocks weighed up (embedding_parts); the
+        # scale lives in `std`, so raw_head and start_from fold it back like the spread.
+        self.std = np.maximum(spread, 1e-6) / head_column_scale(x.shape[1])
         z = (x - self.mean) / self.std
         self.basis: np.ndarray | None = None
         if z.shape[0] < z.shape[1]:
