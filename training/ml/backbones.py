@@ -122,27 +122,18 @@ LEVELS = (4, 5, 6)
 _LEVEL_CHANNELS = {0: (112, 192, 320), 1: (112, 192, 320), 2: (120, 208, 352)}
 
 for _variant, _size in ((0, 224), (1, 240), (2, 260)):
-    register_backbone(
-        BackboneSpec(
-            name=f"lite{_variant}",
-            input_size=_size,
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-            feature_dim=LAST_MAP_VALUES,
-            build=_lite_builder(_variant),
+    for _name, _pooled in ((f"lite{_variant}", ()), (f"lite{_variant}-levels", LEVELS)):
+        register_backbone(
+            BackboneSpec(
+                name=_name,
+                input_size=_size,
+                mean=(0.5, 0.5, 0.5),
+                std=(0.5, 0.5, 0.5),
+                feature_dim=LAST_MAP_VALUES + (sum(_LEVEL_CHANNELS[_variant]) if _pooled else 0),
+                build=_lite_builder(_variant),
+                pooled_blocks=_pooled,
+            )
         )
-    )
-    register_backbone(
-        BackboneSpec(
-            name=f"lite{_variant}-levels",
-            input_size=_size,
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-            feature_dim=sum(_LEVEL_CHANNELS[_variant]) + LAST_MAP_VALUES,
-            build=_lite_builder(_variant),
-            pooled_blocks=LEVELS,
-        )
-    )
 
 
 class PooledEmbedding(nn.Module):
