@@ -2,7 +2,7 @@
 
 An embedding always ends with the pool of the backbone's last convolutional map, its last
 LAST_MAP_VALUES values (all of a plain backbone's embedding). A `-levels` backbone puts the pools
-of blocks 4-6 before it. Numpy only, like its two readers.
+of blocks 4-6 before it. Numpy only: it imports nothing of the model.
 
 - Near-duplicates are judged on the last map's part alone (training.ml.duplicates).
 - Quick training's head weighs the blocks' part LEVELS_WEIGHT times the last map's part: each
